@@ -1,0 +1,21 @@
+# rarerank: rank candidate genes for rare-disease patients; see README.md and config/README.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/split.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

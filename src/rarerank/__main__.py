@@ -1,0 +1,5 @@
+import sys
+
+from rarerank.cli import main
+
+sys.exit(main())

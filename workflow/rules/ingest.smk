@@ -1,0 +1,51 @@
+# Reference data and case reports -> validated cases table with QC.
+
+
+rule hpo_reference:
+    output:
+        obo=f"{REFERENCE}/hp.obo",
+        annotations=f"{REFERENCE}/genes_to_phenotype.txt",
+        version=f"{REFERENCE}/version.json",
+    params:
+        ontology=config["hpo"]["ontology"],
+        annotations=config["hpo"]["gene_annotations"],
+    log:
+        "logs/hpo_reference/hpo_reference.log",
+    conda:
+        ENV
+    shell:
+        "rarerank reference --ontology {params.ontology:q} --gene-annotations {params.annotations:q} "
+        "-o {REFERENCE} 2> {log:q}"
+
+
+rule download_phenopackets:
+    output:
+        "data/phenopackets/{name}.zip",
+    params:
+        url=config["phenopackets"],
+    log:
+        "logs/download_phenopackets/{name}.log",
+    conda:
+        ENV
+    shell:
+        "rarerank fetch {params.url:q} -o {output:q} 2> {log:q}"
+
+
+rule ingest:
+    input:
+        source=phenopacket_input,
+        obo=rules.hpo_reference.output.obo,
+    output:
+        cases="results/cases/cases.tsv",
+        qc="results/cases/qc.tsv",
+        term_qc="results/cases/term_qc.tsv",
+        summary="results/cases/summary.json",
+    log:
+        "logs/ingest/ingest.log",
+    benchmark:
+        "results/benchmarks/ingest.tsv"
+    conda:
+        ENV
+    shell:
+        "rarerank cases {input.source:q} --ontology {input.obo:q} -o {output.cases:q} "
+        "--qc {output.qc:q} --term-qc {output.term_qc:q} --summary {output.summary:q} 2> {log:q}"
