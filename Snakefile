@@ -11,11 +11,18 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    strategy="|".join(STRATEGIES),
+    split="train|validation|test",
+
+
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/split.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -124,6 +124,28 @@ def _run_split(args):
 
 
 # --------------------------------------------------------------------------------------------
+# subset: the cases of one split, as a cases TSV that every method's ranking rule reads.
+
+
+def _add_subset(sub):
+    p = sub.add_parser("subset", help="write the cases of one split (train, validation or test) as a cases TSV")
+    p.add_argument("cases", type=Path, help="cases TSV")
+    p.add_argument("--splits", required=True, type=Path, help="splits TSV from `rarerank split`")
+    p.add_argument("--split", required=True, choices=("train", "validation", "test"), help="which split to keep")
+    p.add_argument("-o", "--output", required=True, type=Path, help="cases TSV to write")
+    p.set_defaults(func=_run_subset)
+
+
+def _run_subset(args):
+    from rarerank.cases import read_cases, write_cases
+    from rarerank.splits import read_splits, select
+
+    chosen = select(read_cases(args.cases), read_splits(args.splits), args.split)
+    write_cases(args.output, chosen)
+    log.info("%s: %d cases -> %s", args.split, len(chosen), args.output)
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_fetch, _add_reference, _add_cases, _add_split):
+    for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset):
         add(sub)
     return parser
 

@@ -6,27 +6,28 @@ rule hpo_reference:
         obo=f"{REFERENCE}/hp.obo",
         annotations=f"{REFERENCE}/genes_to_phenotype.txt",
         version=f"{REFERENCE}/version.json",
-    params:
-        ontology=config["hpo"]["ontology"],
-        annotations=config["hpo"]["gene_annotations"],
     log:
         "logs/hpo_reference/hpo_reference.log",
     conda:
         ENV
+    params:
+        ontology=config["hpo"]["ontology"],
+        annotations=config["hpo"]["gene_annotations"],
+        outdir=lambda wildcards, output: Path(output.version).parent,
     shell:
         "rarerank reference --ontology {params.ontology:q} --gene-annotations {params.annotations:q} "
-        "-o {REFERENCE} 2> {log:q}"
+        "-o {params.outdir:q} 2> {log:q}"
 
 
 rule download_phenopackets:
     output:
         "data/phenopackets/{name}.zip",
-    params:
-        url=config["phenopackets"],
     log:
         "logs/download_phenopackets/{name}.log",
     conda:
         ENV
+    params:
+        url=config["phenopackets"],
     shell:
         "rarerank fetch {params.url:q} -o {output:q} 2> {log:q}"
 

@@ -7,15 +7,30 @@ rule split:
     output:
         splits="results/splits/{strategy}.tsv",
         summary="results/splits/{strategy}.summary.json",
-    params:
-        validation=config["splits"]["validation"],
-        test=config["splits"]["test"],
-        seed=config["seed"],
     log:
         "logs/split/{strategy}.log",
     conda:
         ENV
+    params:
+        validation=config["splits"]["validation"],
+        test=config["splits"]["test"],
+        seed=config["seed"],
     shell:
         "rarerank split {input.cases:q} --strategy {wildcards.strategy} "
         "--validation {params.validation} --test {params.test} --seed {params.seed} "
         "-o {output.splits:q} --summary {output.summary:q} 2> {log:q}"
+
+
+rule case_set:
+    input:
+        cases=rules.ingest.output.cases,
+        splits=rules.split.output.splits,
+    output:
+        "results/sets/{strategy}/{split}.tsv",
+    log:
+        "logs/case_set/{strategy}/{split}.log",
+    conda:
+        ENV
+    shell:
+        "rarerank subset {input.cases:q} --splits {input.splits:q} --split {wildcards.split} "
+        "-o {output:q} 2> {log:q}"
