@@ -47,3 +47,14 @@ def shared_zip() -> Path:
     if not SHARED_ZIP.exists():
         pytest.skip(f"real phenopacket-store snapshot not found at {SHARED_ZIP} (only in the project's CI/dev layout)")
     return SHARED_ZIP
+
+
+@pytest.fixture
+def unreachable_url() -> str:
+    """An http URL on a local port that nothing listens on (no external network needed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/all_phenopackets.zip"

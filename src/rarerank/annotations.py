@@ -67,7 +67,8 @@ class GeneAnnotations:
         gene_ids: dict[str, str] = {}
         diseases: dict[str, set[str]] = {}
         skipped: Counter = Counter()
-        with open(path, encoding="utf-8", newline="") as handle:
+        # errors="replace": a binary or mis-encoded file fails the column check below with a clear message
+        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
             reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
@@ -75,8 +76,11 @@ class GeneAnnotations:
                     f"{path}: not a genes_to_phenotype file, missing column(s) {', '.join(missing)}"
                 )
             for line_no, row in enumerate(reader, start=2):
-                symbol = row["gene_symbol"].strip()
-                term, how = ontology.resolve(row["hpo_id"])
+                symbol = (row["gene_symbol"] or "").strip()
+                if symbol in ("", "-"):
+                    skipped["no_gene_symbol"] += 1  # e.g. NCBIGene:7467 rows with symbol "-"
+                    continue
+                term, how = ontology.resolve(row["hpo_id"] or "")
                 if term is None:
                     skipped[f"term_{how}"] += 1
                     continue

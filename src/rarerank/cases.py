@@ -14,13 +14,14 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
 from rarerank.fileio import atomic_write, fetch, is_url, join_list, split_list
-from rarerank.ontology import ALT_ID, CURRENT, REPLACED, Ontology
+from rarerank.ontology import ALT_ID, CURRENT, MALFORMED, OBSOLETE, REPLACED, UNKNOWN, Ontology
 
 CASE_COLUMNS = ("case_id", "cohort", "pmid", "gene", "gene_id", "disease_id", "present", "absent", "source")
 QC_COLUMNS = ("source_file", "case_id", "reason", "detail")
@@ -40,6 +41,9 @@ EMPTY_COHORT = "empty_cohort"
 
 # genomicInterpretation statuses that name the causal gene.
 CAUSAL_STATUSES = {"CAUSATIVE", "UNKNOWN_STATUS", None}
+
+# Term-QC statuses of raw ids that could not be mapped to any current HPO term.
+UNMAPPED_STATUSES = (UNKNOWN, MALFORMED, OBSOLETE)
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class IngestResult:
 
     def summary(self) -> dict:
         statuses = Counter(row["status"] for row in self.term_qc)
-        unknown = Counter(row["raw_id"] for row in self.term_qc if row["mapped_to"] == "")
+        unknown = Counter(row["raw_id"] for row in self.term_qc if row["status"] in UNMAPPED_STATUSES)
         return {
             "inputs": self.n_inputs,
             "cases": len(self.cases),
@@ -92,16 +96,19 @@ class IngestResult:
             "cases_with_absent_terms": sum(1 for c in self.cases if c.absent),
             "term_qc_by_status": dict(sorted(statuses.items())),
             "unmapped_term_ids": dict(sorted(unknown.items())),
+            "unmapped_term_ids_distinct": len(unknown),
+            "unmapped_term_uses": sum(unknown.values()),
         }
 
 
 class InvalidRecord(Exception):
-    """A phenopacket that cannot become a case; carries the QC reason."""
+    """A phenopacket that cannot become a case; carries the QC reason (and the id when known)."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, case_id: str = ""):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.case_id = case_id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,10 +120,13 @@ class SourceEntry:
     name: str  # path shown in QC rows (relative to the source)
     cohort: str
     data: bytes | None  # None for an empty cohort folder
+    error: str = ""  # set when the input exists but cannot be read (e.g. a corrupt zip member)
 
 
 def iter_source(source: str | os.PathLike) -> Iterator[SourceEntry]:
     """Yield every input of a phenopacket source (zip, directory or file) in a stable order."""
+    if is_url(source):
+        raise ValueError(f"{source} is a URL: download it first (resolve_source) and read the local copy")
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"phenopacket source not found: {path}")
@@ -124,6 +134,12 @@ def iter_source(source: str | os.PathLike) -> Iterator[SourceEntry]:
         yield from _iter_directory(path)
     elif zipfile.is_zipfile(path):
         yield from _iter_zip(path)
+    elif path.suffix.lower() == ".zip":
+        raise ValueError(f"{path}: not a zip archive (a failed or partial download?)")
+    elif path.suffix.lower() != ".json":
+        raise ValueError(
+            f"{path}: not a phenopacket source: expected a release .zip, a folder, or one phenopacket .json file"
+        )
     else:
         yield SourceEntry(path.name, path.parent.name or "default", path.read_bytes())
 
@@ -158,8 +174,9 @@ def _iter_zip(path: Path) -> Iterator[SourceEntry]:
             cohort = parts[-2] if len(parts) >= 2 else path.stem
             try:
                 data = archive.read(name)
-            except (zipfile.BadZipFile, OSError) as error:  # CRC error, truncated member
-                yield SourceEntry(name, cohort, f"\x00unreadable zip member: {error}".encode())
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as error:
+                # CRC error, truncated or encrypted member, unsupported compression
+                yield SourceEntry(name, cohort, b"", error=f"unreadable zip member: {error}")
                 continue
             yield SourceEntry(name, cohort, data)
         dirs_with_files = {str(PurePosixPath(n).parent) for n in files}
@@ -188,53 +205,75 @@ def _require(obj: dict, key: str, kind: type, where: str):
         raise InvalidRecord(MISSING_FIELD, f"{where}.{key} is missing")
     value = obj[key]
     if not isinstance(value, kind):
-        raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be a {kind.__name__}")
+        raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be a {kind.__name__}, not a {type(value).__name__}")
     return value
 
 
 def _optional_list(obj: dict, key: str, where: str) -> list:
-    value = obj.get(key, [])
+    value = obj.get(key)
+    if value is None:
+        return []
     if not isinstance(value, list):
-        raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be a list")
+        raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be a list, not a {type(value).__name__}")
     return value
+
+
+def _optional_object(obj: dict, key: str, where: str) -> dict:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be an object, not a {type(value).__name__}")
+    return value
+
+
+def _objects(obj: dict, key: str, where: str) -> Iterator[tuple[str, dict]]:
+    """(path, item) for each item of an optional list of objects; a non-object item is invalid."""
+    for i, item in enumerate(_optional_list(obj, key, where)):
+        if not isinstance(item, dict):
+            raise InvalidRecord(INVALID_FIELD, f"{where}.{key}[{i}] should be an object, not a {type(item).__name__}")
+        yield f"{where}.{key}[{i}]", item
 
 
 def _causal_genes(packet: dict) -> dict[str, str]:
     """Causal gene symbols (-> HGNC id) named by the genomic interpretations."""
     genes: dict[str, str] = {}
-    for i, interpretation in enumerate(_optional_list(packet, "interpretations", "phenopacket")):
-        diagnosis = interpretation.get("diagnosis") or {}
-        where = f"interpretations[{i}].diagnosis"
-        for j, gi in enumerate(_optional_list(diagnosis, "genomicInterpretations", where)):
-            if not isinstance(gi, dict) or gi.get("interpretationStatus") not in CAUSAL_STATUSES:
+    for where_i, interpretation in _objects(packet, "interpretations", "phenopacket"):
+        diagnosis = _optional_object(interpretation, "diagnosis", where_i)
+        for where, gi in _objects(diagnosis, "genomicInterpretations", where_i + ".diagnosis"):
+            if gi.get("interpretationStatus") not in CAUSAL_STATUSES:
                 continue
-            descriptor = gi.get("gene")
-            if descriptor is None:
-                variation = (gi.get("variantInterpretation") or {}).get("variationDescriptor") or {}
-                descriptor = variation.get("geneContext")
+            descriptor = _optional_object(gi, "gene", where)
+            if not descriptor:
+                variant = _optional_object(gi, "variantInterpretation", where)
+                variation = _optional_object(variant, "variationDescriptor", where + ".variantInterpretation")
+                descriptor = _optional_object(variation, "geneContext", where + ".variantInterpretation.variationDescriptor")
             if not descriptor:
                 continue
             symbol = descriptor.get("symbol")
             if not isinstance(symbol, str) or not symbol.strip():
-                raise InvalidRecord(INVALID_FIELD, f"{where}.genomicInterpretations[{j}]: gene without a symbol")
+                raise InvalidRecord(INVALID_FIELD, f"{where}: gene without a symbol")
             genes.setdefault(symbol.strip(), str(descriptor.get("valueId", "")).strip())
     return genes
 
 
 def _disease_id(packet: dict) -> str:
-    for interpretation in packet.get("interpretations") or []:
-        disease = ((interpretation.get("diagnosis") or {}).get("disease") or {}).get("id")
+    for where, interpretation in _objects(packet, "interpretations", "phenopacket"):
+        diagnosis = _optional_object(interpretation, "diagnosis", where)
+        disease = _optional_object(diagnosis, "disease", where + ".diagnosis").get("id")
         if disease:
-            return str(disease)
-    for disease in packet.get("diseases") or []:
-        if isinstance(disease, dict) and not disease.get("excluded") and (disease.get("term") or {}).get("id"):
-            return str(disease["term"]["id"])
+            return str(disease).strip()
+    for where, disease in _objects(packet, "diseases", "phenopacket"):
+        term = _optional_object(disease, "term", where)
+        if not disease.get("excluded") and term.get("id"):
+            return str(term["id"]).strip()
     return ""
 
 
 def _pmid(packet: dict) -> str:
-    for ref in (packet.get("metaData") or {}).get("externalReferences") or []:
-        ref_id = str((ref or {}).get("id", ""))
+    meta = _optional_object(packet, "metaData", "phenopacket")
+    for _, ref in _objects(meta, "externalReferences", "phenopacket.metaData"):
+        ref_id = str(ref.get("id", "")).strip()
         if ref_id.upper().startswith("PMID:"):
             return "PMID:" + ref_id.split(":", 1)[1].strip()
     return ""
@@ -243,10 +282,7 @@ def _pmid(packet: dict) -> str:
 def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) -> tuple[list[str], list[str]]:
     present: set[str] = set()
     absent: set[str] = set()
-    for i, feature in enumerate(_optional_list(packet, "phenotypicFeatures", "phenopacket")):
-        where = f"phenotypicFeatures[{i}]"
-        if not isinstance(feature, dict):
-            raise InvalidRecord(INVALID_FIELD, f"{where} should be an object")
+    for where, feature in _objects(packet, "phenotypicFeatures", "phenopacket"):
         term_type = _require(feature, "type", dict, where)
         raw = _require(term_type, "id", str, where + ".type")
         excluded = feature.get("excluded", False)
@@ -271,7 +307,7 @@ def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) 
 def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology, term_qc: list[dict]) -> Case:
     """Turn the bytes of one phenopacket JSON into a Case, or raise InvalidRecord with a QC reason."""
     try:
-        packet = json.loads(data.decode("utf-8"))
+        packet = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise InvalidRecord(PARSE_ERROR, f"not UTF-8 text: {error}") from error
     except json.JSONDecodeError as error:
@@ -286,20 +322,27 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
     try:
         genes = _causal_genes(packet)
         present, absent = _terms(packet, case_id, ontology, term_qc)
+        pmid, disease_id = _pmid(packet), _disease_id(packet)
     except InvalidRecord as error:
-        raise InvalidRecord(error.reason, f"{case_id}: {error.detail}") from None
+        raise InvalidRecord(error.reason, f"{case_id}: {error.detail}", case_id) from None
     if not genes:
-        raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations")
+        raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations", case_id)
     if len(genes) > 1:
-        raise InvalidRecord(MULTIPLE_GENES, f"{case_id}: {len(genes)} causal genes: {', '.join(sorted(genes))}")
+        raise InvalidRecord(
+            MULTIPLE_GENES, f"{case_id}: {len(genes)} causal genes: {', '.join(sorted(genes))}", case_id
+        )
     if not present:
-        raise InvalidRecord(NO_PRESENT_TERMS, f"{case_id}: no observed HPO term known to the ontology")
+        raise InvalidRecord(NO_PRESENT_TERMS, f"{case_id}: no observed HPO term known to the ontology", case_id)
     (gene, gene_id), = genes.items()
-    return Case(case_id, cohort, _pmid(packet), gene, gene_id, _disease_id(packet), tuple(present), tuple(absent), source)
+    return Case(case_id, cohort, pmid, gene, gene_id, disease_id, tuple(present), tuple(absent), source)
 
 
 def read_phenopackets(source: str | os.PathLike, ontology: Ontology) -> IngestResult:
-    """Read every phenopacket of a zip/directory/file; cases plus a QC row for each other input."""
+    """Read every phenopacket of a zip/directory/file; cases plus a QC row for each other input.
+
+    Raises FileNotFoundError for a missing source and ValueError for a source that is not a
+    phenopacket release, folder or JSON file, or that holds no inputs at all.
+    """
     result = IngestResult()
     seen: dict[str, str] = {}
     for entry in iter_source(source):
@@ -307,17 +350,17 @@ def read_phenopackets(source: str | os.PathLike, ontology: Ontology) -> IngestRe
         if entry.data is None:
             result.qc.append(QCRow(entry.name, "", EMPTY_COHORT, f"cohort folder {entry.cohort!r} has no files"))
             continue
-        if not entry.name.endswith(".json"):
+        if entry.error:
+            result.qc.append(QCRow(entry.name, "", PARSE_ERROR, entry.error))
+            continue
+        if not entry.name.lower().endswith(".json"):
             result.qc.append(QCRow(entry.name, "", NOT_JSON, "not a .json file"))
             continue
         case_term_qc: list[dict] = []
         try:
-            if entry.data.startswith(b"\x00unreadable"):
-                raise InvalidRecord(PARSE_ERROR, entry.data[1:].decode())
             case = parse_phenopacket(entry.data, entry.cohort, entry.name, ontology, case_term_qc)
         except InvalidRecord as error:
-            case_id = error.detail.split(":", 1)[0] if error.reason not in (PARSE_ERROR, NOT_A_PHENOPACKET, MISSING_FIELD) else ""
-            result.qc.append(QCRow(entry.name, case_id, error.reason, error.detail))
+            result.qc.append(QCRow(entry.name, error.case_id, error.reason, error.detail))
             continue
         if case.case_id in seen:
             result.qc.append(QCRow(entry.name, case.case_id, DUPLICATE_ID, f"{case.case_id}: also in {seen[case.case_id]}"))
@@ -325,6 +368,8 @@ def read_phenopackets(source: str | os.PathLike, ontology: Ontology) -> IngestRe
         seen[case.case_id] = entry.name
         result.cases.append(case)
         result.term_qc.extend(case_term_qc)
+    if result.n_inputs == 0:
+        raise ValueError(f"{source}: no files found (expected phenopacket JSON files)")
     result.cases.sort(key=lambda c: (c.cohort, c.case_id))
     return result
 

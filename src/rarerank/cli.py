@@ -68,17 +68,24 @@ def _add_cases(sub):
     p.add_argument("--term-qc", type=Path, help="TSV of HPO ids that were remapped or dropped")
     p.add_argument("--summary", type=Path, help="JSON summary of counts")
     p.add_argument("--ontology", default="bundled", help="hp.obo: 'bundled', a path or a URL")
-    p.add_argument("--download-dir", type=Path, help="where a URL source is downloaded (default: a temp folder)")
+    p.add_argument(
+        "--download-dir", type=Path, help="where a URL source is downloaded and kept (default: a temp folder, removed after)"
+    )
+    p.add_argument("--provenance", type=Path, help="JSON provenance record (code, package and HPO versions, source)")
     p.set_defaults(func=_run_cases)
 
 
 def _run_cases(args):
+    import tempfile
+
     from rarerank.cases import read_phenopackets, resolve_source, write_cases, write_qc, write_summary, write_tsv, TERM_QC_COLUMNS
+    from rarerank.provenance import write_provenance
     from rarerank.reference import load_ontology
 
     ontology = load_ontology(args.ontology)
-    source = resolve_source(args.source, args.download_dir)
-    result = read_phenopackets(source, ontology)
+    with tempfile.TemporaryDirectory(prefix="rarerank-download-") as scratch:
+        source = resolve_source(args.source, args.download_dir or scratch)
+        result = read_phenopackets(source, ontology)
     write_cases(args.output, result.cases)
     write_qc(args.qc, result.qc)
     if args.term_qc:
@@ -86,9 +93,13 @@ def _run_cases(args):
     summary = result.summary() | {"hpo_version": ontology.version}
     if args.summary:
         write_summary(args.summary, summary)
+    if args.provenance:
+        write_provenance(args.provenance, stage="cases", source=str(args.source), hpo_version=ontology.version)
     log.info(
         "%d inputs -> %d cases, %d QC rows %s", summary["inputs"], summary["cases"], summary["qc_rows"], summary["qc_by_reason"]
     )
+    if not result.cases:
+        log.warning("no input became a case; see the QC table %s for the reasons", args.qc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,11 +117,13 @@ def _add_split(sub):
     p.add_argument("--test", type=float, default=0.1, help="fraction of groups for the held-out test split")
     p.add_argument("--seed", type=int, default=42, help="seed of the hash that assigns groups")
     p.add_argument("--summary", type=Path, help="JSON summary of split sizes")
+    p.add_argument("--provenance", type=Path, help="JSON provenance record (code and package versions, seed)")
     p.set_defaults(func=_run_split)
 
 
 def _run_split(args):
     from rarerank.cases import read_cases, write_summary
+    from rarerank.provenance import write_provenance
     from rarerank.splits import SplitConfig, assign, split_summary, write_splits
 
     config = SplitConfig(args.strategy, args.validation, args.test, args.seed)
@@ -120,7 +133,15 @@ def _run_split(args):
     summary = split_summary(cases, assignment) | {"strategy": args.strategy, "seed": args.seed}
     if args.summary:
         write_summary(args.summary, summary)
+    if args.provenance:
+        write_provenance(
+            args.provenance, stage="split", cases=str(args.cases), strategy=args.strategy, seed=args.seed,
+            validation=args.validation, test=args.test,
+        )
     log.info("%s split: %s", args.strategy, summary["cases"])
+    empty = [name for name, n in summary["cases"].items() if n == 0]
+    if empty:
+        log.warning("%s split: no cases in %s; use more cases or larger fractions", args.strategy, ", ".join(empty))
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,13 +169,298 @@ def _run_subset(args):
 # --------------------------------------------------------------------------------------------
 
 
+def _add_rft(sub):
+    p = sub.add_parser("rft", help="reinforcement fine-tuning (GRPO against the rank grader) of a saved policy")
+    p.add_argument("--model", required=True, type=Path, help="starting model directory (SFT or base policy)")
+    p.add_argument("--train", required=True, type=Path, help="cases TSV to train on")
+    p.add_argument("--validation", required=True, type=Path, help="cases TSV for validation at an interval (best weights kept)")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (best weights, adapter merged)")
+    p.add_argument("--log", required=True, type=Path, help="training log TSV (one row per step)")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint folder: written at an interval, resumed from when it matches")
+    p.add_argument("--settings", default="{}", help="rft settings: a JSON object or a JSON/YAML file (keys of the config's rft: section)")
+    p.add_argument("--grader", default="{}", help="grader settings: a JSON object or a JSON/YAML file (shape, k, half_life)")
+    p.add_argument("--present-only", action="store_true", help="drop absent terms from every prompt (ablation)")
+    p.add_argument("--max-train-cases", type=int, help="train on a seeded random subset of this many cases")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--stop-after", type=int, help="stop after this many steps with a checkpoint (simulates an interruption)")
+    p.add_argument("--summary", type=Path, help="JSON summary (steps, start and best validation score, seconds)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_rft)
+
+
+def _mapping_option(value: str, name: str) -> dict:
+    import json
+
+    text = value.strip()
+    if not text.startswith("{"):
+        path = Path(value)
+        if not path.exists():
+            raise FileNotFoundError(f"--{name}: neither a JSON object nor an existing file: {value}")
+        text = path.read_text(encoding="utf-8")
+    try:
+        import yaml
+
+        data = yaml.safe_load(text)
+    except Exception as error:  # noqa: BLE001 - any parse error becomes a clear message
+        raise ValueError(f"--{name}: cannot parse {value!r}: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"--{name}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _run_rft(args):
+    import json
+
+    import torch
+
+    from rarerank.fileio import atomic_write
+    from rarerank.grader import GraderConfig
+    from rarerank.rft import RFTConfig, run_rft
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = RFTConfig.from_mapping(_mapping_option(args.settings, "settings"))
+    grader = GraderConfig(**_mapping_option(args.grader, "grader"))
+    summary = run_rft(
+        args.model, args.train, args.validation, args.outdir, args.log, config, grader, args.checkpoint,
+        args.present_only, args.max_train_cases, args.stop_after, not args.no_progress,
+    )  # fmt: skip
+    if args.summary:
+        with atomic_write(args.summary) as handle:
+            json.dump(summary, handle, indent=2, default=str)
+            handle.write("\n")
+    log.info(
+        "rft: %d steps, validation grader %.4f -> best %.4f (step %d) in %.0f s%s", summary["steps"],
+        summary["start_val_grader"] or 0.0, summary["best_val_grader"], summary["best_step"], summary["seconds"],
+        " (stopped early; run again to resume)" if summary["interrupted"] else f" -> {args.outdir}",
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+
+
+# baselines, evaluation, figures, exports (issue 3).
+
+
+def _add_baseline_index(sub):
+    p = sub.add_parser("baseline-index", help="precompute the HPO arrays (ancestors, IC, propagated annotations) the baselines use")
+    p.add_argument("--ontology", required=True, type=Path, help="hp.obo")
+    p.add_argument("--gene-annotations", required=True, type=Path, help="genes_to_phenotype.txt")
+    p.add_argument("-o", "--output", required=True, type=Path, help="index file to write (.npz)")
+    p.add_argument("--universe", type=Path, help="also write the annotated genes (gene_symbol, gene_identifier) as TSV")
+    p.set_defaults(func=_run_baseline_index)
+
+
+def _run_baseline_index(args):
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.baselines import HpoIndex
+    from rarerank.ontology import Ontology
+
+    ontology = Ontology.load(args.ontology)
+    index = HpoIndex.build(ontology, GeneAnnotations.load(args.gene_annotations, ontology))
+    index.save(args.output)
+    if args.universe:
+        index.write_universe(args.universe)
+    log.info("HPO %s: %d terms, %d genes, %d propagated annotations -> %s",
+             index.hpo_version, len(index.terms), index.n_genes, len(index.ann_gene), args.output)
+
+
+def _given(**values):
+    """Keyword arguments that were given on the command line (None = keep the dataclass default)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _add_baseline(sub):
+    p = sub.add_parser("baseline", help="rank genes for a cases file with a baseline (predictions contract TSV)")
+    p.add_argument("method", help="which baseline: phenomizer, phenomizer_absent, popularity or random")
+    p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
+    p.add_argument("--cases", required=True, type=Path, help="cases TSV to rank genes for")
+    p.add_argument("--train", type=Path, help="training cases TSV (needed by popularity)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="predictions TSV to write")
+    p.add_argument("--top-k", type=int, help="genes written per case; ties crossing k are dropped whole (default 100)")
+    p.add_argument("--absent-weight", type=float, help="phenomizer_absent: penalty weight of an excluded feature (default 1.0)")
+    p.add_argument("--unknown-frequency", type=float, help="phenomizer_absent: frequency assumed where HPO gives none (default 0.5)")
+    p.add_argument("--seed", type=int, help="random: seed of the per-case permutations (default 42)")
+    p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
+    p.set_defaults(func=_run_baseline)
+
+
+def _run_baseline(args):
+    from rarerank.baselines import METHODS, BaselineConfig, HpoIndex, run_baseline
+    from rarerank.cases import read_cases
+    from rarerank.provenance import write_provenance
+
+    if args.method not in METHODS:
+        raise ValueError(f"unknown baseline {args.method!r}; choose one of {', '.join(METHODS)}")
+    config = BaselineConfig(**_given(top_k=args.top_k, absent_weight=args.absent_weight,
+                                     unknown_frequency=args.unknown_frequency, seed=args.seed))
+    if args.method == "popularity" and args.train is None:
+        raise ValueError("the popularity baseline needs --train (the training cases whose genes it counts)")
+    index = HpoIndex.load(args.index)
+    cases = read_cases(args.cases)
+    train = read_cases(args.train) if args.train else None
+    rows = run_baseline(args.method, index, cases, args.output, config, train)
+    if args.provenance:
+        write_provenance(args.provenance, stage="baseline", method=args.method, cases=str(args.cases),
+                         train=str(args.train) if args.train else None, hpo_version=index.hpo_version, config=vars(config))
+    log.info("%s: %d cases, %d rows -> %s", args.method, len(cases), rows, args.output)
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="score every method's predictions: top-k, MRR, grader, rankable, bootstrap CIs")
+    p.add_argument("--predictions-dir", required=True, type=Path, help="folder with {method}/{strategy}/{set}.tsv predictions")
+    p.add_argument("--sets-dir", required=True, type=Path, help="folder with {strategy}/{set}.tsv case sets")
+    p.add_argument("--methods", required=True, nargs="+", help="methods to score")
+    p.add_argument("--strategies", required=True, nargs="+", help="split strategies to score")
+    p.add_argument("--sets", required=True, nargs="+", help="case sets to score (validation, test, cohorts)")
+    p.add_argument("--universe", type=Path, help="TSV with a gene_symbol column: genes the methods can rank (default: what they ranked)")
+    p.add_argument("--compare-to", nargs="*", default=[], help="reference methods for paired bootstrap differences")
+    p.add_argument("--top-k", nargs="+", type=int, help="top-k accuracies to report (default 1 3 5 10)")
+    p.add_argument("--curve-max-k", type=int, help="top-k curve runs k = 1..this (default 100)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples per interval (default 2000)")
+    p.add_argument("--ci-level", type=float, help="confidence level of the intervals (default 0.95)")
+    p.add_argument("--seed", type=int, help="bootstrap seed (default 42)")
+    p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
+    p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
+    p.add_argument("--grader-half-life", type=float, default=1.0, help="exponential grader half-life in ranks")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="folder for summary, curves, ranks, paired, by_cohort tables")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args):
+    from rarerank.grader import GraderConfig
+    from rarerank.metrics import EvalConfig, evaluate, load_runs, read_universe, write_evaluation
+    from rarerank.provenance import write_provenance
+
+    grader = GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life)
+    config = EvalConfig(grader=grader, **_given(top_k=tuple(args.top_k) if args.top_k else None, curve_max_k=args.curve_max_k,
+                                                bootstrap=args.bootstrap, ci_level=args.ci_level, seed=args.seed))
+    universe = read_universe(args.universe) if args.universe else None
+    runs = load_runs(args.predictions_dir, args.sets_dir, args.methods, args.strategies, args.sets, universe)
+    evaluation = evaluate(runs, config, args.compare_to)
+    for warning in evaluation.warnings:
+        log.warning("%s", warning)
+    paths = write_evaluation(evaluation, args.outdir)
+    write_provenance(args.outdir / "provenance.json", stage="evaluate", methods=args.methods, strategies=args.strategies,
+                     sets=args.sets, compare_to=args.compare_to, universe=str(args.universe) if args.universe else None,
+                     config={**vars(config), "grader": vars(grader)})
+    log.info("%d runs scored -> %s", len(runs), ", ".join(str(p) for p in paths.values()))
+
+
+def _add_absent_audit(sub):
+    p = sub.add_parser("absent-audit", help="how often excluded terms are features of the true gene (curation shortcut)")
+    p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
+    p.add_argument("--sets-dir", required=True, type=Path, help="folder with {strategy}/{set}.tsv case sets")
+    p.add_argument("--strategies", required=True, nargs="+", help="split strategies")
+    p.add_argument("--sets", required=True, nargs="+", help="case sets")
+    p.add_argument("-o", "--output", required=True, type=Path, help="TSV, one row per strategy and set")
+    p.set_defaults(func=_run_absent_audit)
+
+
+def _run_absent_audit(args):
+    from rarerank.baselines import AUDIT_COLUMNS, HpoIndex, absent_term_audit
+    from rarerank.cases import read_cases
+    from rarerank.metrics import write_table
+
+    index = HpoIndex.load(args.index)
+    rows = []
+    for strategy in args.strategies:
+        for set_name in args.sets:
+            cases = read_cases(args.sets_dir / strategy / f"{set_name}.tsv")
+            rows.append({"strategy": strategy, "set": set_name} | absent_term_audit(index, cases))
+    write_table(args.output, ("strategy", "set") + AUDIT_COLUMNS, rows)
+    log.info("absent-term audit of %d sets -> %s", len(rows), args.output)
+
+
+def _add_figures(sub):
+    p = sub.add_parser("figures", help="evaluation figures of one case set (PNG + PDF, byte-identical reruns)")
+    p.add_argument("--summary", required=True, type=Path, help="summary.tsv from `rarerank evaluate`")
+    p.add_argument("--curves", required=True, type=Path, help="curves.tsv from `rarerank evaluate`")
+    p.add_argument("--set", required=True, help="which case set to draw (e.g. validation)")
+    p.add_argument("--ablation-pair", nargs=2, action="append", metavar=("PRESENT_ONLY", "WITH_ABSENT"),
+                   help="methods compared in the absent-terms ablation (repeatable; default phenomizer phenomizer_absent)")
+    p.add_argument("--topk-max", type=int, default=10, help="largest k on the top-k accuracy figure")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="folder for topk, rank_distribution, bars, ablation .png/.pdf")
+    p.set_defaults(func=_run_figures)
+
+
+def _run_figures(args):
+    from rarerank.figures import make_figures
+
+    pairs = args.ablation_pair or [("phenomizer", "phenomizer_absent")]
+    paths = make_figures(args.summary, args.curves, args.set, args.outdir, pairs, args.topk_max)
+    log.info("%d figure files -> %s", len(paths), args.outdir)
+
+
+def _add_training_figure(sub):
+    p = sub.add_parser("training-figure", help="plot a training-log TSV (reward, zero-variance groups, KL, lr, validation)")
+    p.add_argument("log", type=Path, help="training log TSV (step, reward_mean, reward_std, zero_variance_fraction, kl, lr, val_grader, val_top1)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output path without extension: writes .png and .pdf")
+    p.add_argument("--title", help="figure title")
+    p.set_defaults(func=_run_training_figure)
+
+
+def _run_training_figure(args):
+    from rarerank.figures import plot_training_curves
+
+    output = args.output.with_suffix("") if args.output.suffix in (".png", ".pdf") else args.output
+    paths = plot_training_curves(args.log, output, args.title)
+    log.info("training curves -> %s", ", ".join(str(p) for p in paths))
+
+
+def _add_export_pheval(sub):
+    p = sub.add_parser("export-pheval", help="per-case gene results for PhEval: one <phenopacket stem>.tsv per case")
+    p.add_argument("--cases", required=True, type=Path, help="cases TSV (its source column gives the phenopacket file names)")
+    p.add_argument("--predictions", required=True, type=Path, help="predictions TSV of one method on those cases")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="folder to create (must not exist or be empty)")
+    p.set_defaults(func=_run_export_pheval)
+
+
+def _run_export_pheval(args):
+    from rarerank.cases import read_cases
+    from rarerank.interop import export_pheval
+    from rarerank.rankings import read_predictions
+
+    written = export_pheval(read_cases(args.cases), read_predictions(args.predictions), args.outdir)
+    log.info("%d PhEval gene result files -> %s", written, args.outdir)
+
+
+def _add_export_rft(sub):
+    p = sub.add_parser("export-rft", help="cases as OpenAI-RFT-style JSONL (messages + reference_answer) and a matching grader")
+    p.add_argument("--cases", required=True, type=Path, help="cases TSV")
+    p.add_argument("--ontology", default="bundled", help="hp.obo for term labels: 'bundled', a path or a URL")
+    p.add_argument("-o", "--output", required=True, type=Path, help="JSONL file to write")
+    p.add_argument("--grader", type=Path, help="also write a Python grader JSON with our grader's shape")
+    p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
+    p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
+    p.add_argument("--grader-half-life", type=float, default=1.0, help="exponential grader half-life in ranks")
+    p.set_defaults(func=_run_export_rft)
+
+
+def _run_export_rft(args):
+    from rarerank.cases import read_cases
+    from rarerank.grader import GraderConfig
+    from rarerank.interop import export_rft_jsonl, write_python_grader
+    from rarerank.reference import load_ontology
+
+    written = export_rft_jsonl(read_cases(args.cases), args.output, load_ontology(args.ontology))
+    if args.grader:
+        write_python_grader(args.grader, GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life))
+    log.info("%d RFT records -> %s", written, args.output)
+
+
+# --------------------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rarerank", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"rarerank {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset):
+    for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft,
+                _add_baseline_index, _add_baseline, _add_evaluate, _add_absent_audit, _add_figures, _add_training_figure,
+                _add_export_pheval, _add_export_rft):
         add(sub)
     return parser
 
@@ -165,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, ConnectionError) as error:
+    except (OSError, ValueError) as error:  # bad input, missing file, unreachable URL: a message, not a traceback
         log.error("%s", error)
         return 1
     return 0

@@ -14,6 +14,7 @@ from typing import Iterable
 SHAPES = ("reciprocal", "linear", "exponential")
 
 _NUMBERED = re.compile(r"^\s*(?:#\s*)?\d+\s*[.):\-]\s*(.+)$")
+_INLINE_NUMBER = re.compile(r"\s+\d+\.\s+")  # "1. FBN1 2. TGFBR1" written on one line
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-\.@]*[A-Za-z0-9@]|[A-Za-z0-9]")
 _SEPARATORS = re.compile(r"[\s,;|]+")
 _JSON_ARRAY = re.compile(r"\[.*\]", re.DOTALL)
@@ -55,8 +56,12 @@ class GraderConfig:
         return math.pow(0.5, (rank - 1) / self.half_life)
 
 
+# Quotes, markdown emphasis and sentence punctuation around a symbol ("**FBN1**:", "(FBN1).").
+_WRAPPING = "\"'`*_.,:;!?()"  # not <> or []: "<eos>" / "[PAD]" must not turn into symbols
+
+
 def normalise_symbol(symbol: str) -> str:
-    return symbol.strip().strip("\"'`*").upper()
+    return symbol.strip().strip(_WRAPPING).upper()
 
 
 def _from_json(text: str) -> list[str] | None:
@@ -77,7 +82,7 @@ def _from_json(text: str) -> list[str] | None:
             value = next((item[k] for k in _GENE_KEYS if isinstance(item.get(k), str)), None)
             if value:
                 symbols.append(value)
-    return symbols
+    return symbols or None  # "[1]" or "[]" in prose is not a gene list: fall back to the text
 
 
 def _first_symbol(text: str) -> list[str]:
@@ -101,7 +106,7 @@ def parse_ranked_list(completion: str, universe: Iterable[str] | None = None) ->
         numbered = [m.group(1) for line in lines if (m := _NUMBERED.match(line))]
         if numbered:
             raw = []
-            for item in numbered:
+            for item in (part for line in numbered for part in _INLINE_NUMBER.split(line)):
                 tokens = [t for t in _SEPARATORS.split(item) if t]
                 if known is not None:  # take the first known symbol on the line
                     hit = next((t for t in tokens if normalise_symbol(t) in known), None)
@@ -116,8 +121,8 @@ def parse_ranked_list(completion: str, universe: Iterable[str] | None = None) ->
         symbol = normalise_symbol(token)
         if not symbol or symbol in seen or (known is not None and symbol not in known):
             continue
-        if known is None and not _SYMBOL.fullmatch(symbol):
-            continue
+        if known is None and (not _SYMBOL.fullmatch(symbol) or symbol.isdigit()):
+            continue  # punctuation, list numbers and other non-symbols take no rank
         seen.add(symbol)
         ranked.append(symbol)
     return ranked

@@ -41,15 +41,37 @@ def default_hpo_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
+def _open_text(path: str | os.PathLike):
+    """Open a text file for reading, transparently gunzipping ``.gz`` content."""
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    if gzipped:
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
 def obo_version(path: str | os.PathLike) -> str:
     """The ``data-version`` header of an OBO file (e.g. ``hp/releases/2025-01-16`` → ``2025-01-16``)."""
-    with open(path, encoding="utf-8") as handle:
+    with _open_text(path) as handle:
         for line in handle:
             if line.startswith("data-version:"):
                 return line.split(":", 1)[1].strip().rsplit("/", 1)[-1]
             if line.startswith("[Term]"):
                 break
     return "unknown"
+
+
+def _check_obo_header(path: Path) -> None:
+    """Raise ValueError unless ``path`` starts like an OBO 1.x file (``format-version:`` header)."""
+    try:
+        with _open_text(path) as handle:
+            first = next((line.strip() for line in handle if line.strip()), "")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not an OBO ontology (not UTF-8 text: {error})") from error
+    if not first.startswith("format-version:"):
+        raise ValueError(f"{path}: not an OBO ontology: expected a 'format-version:' header, found {first[:60]!r}")
 
 
 @dataclass
@@ -71,9 +93,13 @@ class Ontology:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"HPO ontology file not found: {path}")
+        _check_obo_header(path)  # pronto's parsers panic (BaseException) on some non-OBO input
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pronto warns about encoding guesses on every load
-            onto = pronto.Ontology(str(path))
+            try:
+                onto = pronto.Ontology(str(path))
+            except Exception as error:
+                raise ValueError(f"{path}: cannot parse as an OBO ontology ({error})") from error
         labels, parents, alt_ids, replaced_by, synonyms = {}, {}, {}, {}, {}
         obsolete = set()
         for term in onto.terms():

@@ -46,7 +46,7 @@ def package_versions(names=PACKAGES) -> dict[str, str]:
 def provenance(**fields) -> dict:
     """A provenance record; pass stage facts as keywords (seed=..., hpo_version=..., inputs=...)."""
     record = {
-        "git_commit": git_commit(),
+        "git_commit": git_commit(Path(__file__).resolve().parent),  # the code that ran, wherever the cwd is
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),

@@ -33,6 +33,9 @@ def rank_with_ties(scores: Mapping[str, float], identifiers: Mapping[str, str] |
     at most k (a tie crossing k is dropped whole rather than ranked optimistically).
     """
     identifiers = identifiers or {}
+    not_numbers = [gene for gene, score in scores.items() if score != score]
+    if not_numbers:
+        raise ValueError(f"scores must be numbers, got NaN for {len(not_numbers)} gene(s), e.g. {not_numbers[:3]}")
     ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
     ranked: list[RankedGene] = []
     i = 0
@@ -74,8 +77,8 @@ def read_predictions(path: str | os.PathLike) -> dict[str, list[RankedGene]]:
                 gene = RankedGene(int(row["rank"]), row["gene_symbol"], row["gene_identifier"] or "", float(row["score"]))
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{path}, line {line_no}: bad rank or score ({error})") from error
-            if gene.rank < 1 or not gene.gene_symbol:
-                raise ValueError(f"{path}, line {line_no}: rank must be >= 1 and gene_symbol non-empty")
+            if gene.rank < 1 or not gene.gene_symbol or not row["case_id"]:
+                raise ValueError(f"{path}, line {line_no}: rank must be >= 1, case_id and gene_symbol non-empty")
             result.setdefault(row["case_id"], []).append(gene)
     for genes in result.values():
         genes.sort(key=lambda g: (g.rank, g.gene_symbol))

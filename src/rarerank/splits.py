@@ -58,6 +58,8 @@ def assign(cases: Iterable[Case], config: SplitConfig) -> dict[str, tuple[str, s
     """case_id -> (split, group key)."""
     result = {}
     for case in cases:
+        if case.case_id in result:
+            raise ValueError(f"case id {case.case_id!r} appears twice; case ids must be unique to split them")
         key = group_key(case, config.strategy)
         u = _unit_interval(config.seed, f"{config.strategy}\x1f{key}")
         split = "test" if u < config.test else "validation" if u < config.test + config.validation else "train"

@@ -41,6 +41,7 @@ rule ingest:
         qc="results/cases/qc.tsv",
         term_qc="results/cases/term_qc.tsv",
         summary="results/cases/summary.json",
+        provenance="results/cases/provenance.json",
     log:
         "logs/ingest/ingest.log",
     benchmark:
@@ -49,4 +50,5 @@ rule ingest:
         ENV
     shell:
         "rarerank cases {input.source:q} --ontology {input.obo:q} -o {output.cases:q} "
-        "--qc {output.qc:q} --term-qc {output.term_qc:q} --summary {output.summary:q} 2> {log:q}"
+        "--qc {output.qc:q} --term-qc {output.term_qc:q} --summary {output.summary:q} "
+        "--provenance {output.provenance:q} 2> {log:q}"

@@ -7,6 +7,7 @@ rule split:
     output:
         splits="results/splits/{strategy}.tsv",
         summary="results/splits/{strategy}.summary.json",
+        provenance="results/splits/{strategy}.provenance.json",
     log:
         "logs/split/{strategy}.log",
     conda:
@@ -18,7 +19,7 @@ rule split:
     shell:
         "rarerank split {input.cases:q} --strategy {wildcards.strategy} "
         "--validation {params.validation} --test {params.test} --seed {params.seed} "
-        "-o {output.splits:q} --summary {output.summary:q} 2> {log:q}"
+        "-o {output.splits:q} --summary {output.summary:q} --provenance {output.provenance:q} 2> {log:q}"
 
 
 rule case_set:

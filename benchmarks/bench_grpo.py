@@ -1,0 +1,193 @@
+"""GRPO throughput on this machine: rarerank's loop vs TRL's GRPOTrainer on the same model and batch.
+
+Prints completions/s and seconds per optimiser step for
+  - rarerank's loop (rarerank.rft.train): shared-prompt KV cache for sampling *and* for the training
+    forward, gene-only logits; full fine-tuning and LoRA;
+  - the same loop with the policy module's sampler + teacher-forced log-probs (prompt repeated per
+    sample), to show what sharing the prompt in the training forward buys;
+  - TRL GRPOTrainer (use_cpu=True, bf16=False, beta=0), constrained through generation_kwargs
+    (suppress non-gene tokens, no repeats); its log-probs are over the full vocabulary.
+
+Usage (2 cores; the default model is the SFT model of the gene split when it exists, else a freshly
+built policy of the default size):
+    python benchmarks/bench_grpo.py [--model results/models/sft/gene] [--steps 8] [--skip-trl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_or_build(model: Path | None, cases):
+    from rarerank.policy import PolicyConfig, build_policy, load_policy
+
+    if model is not None and model.exists():
+        return load_policy(model), str(model)
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.ontology import Ontology, default_hpo_dir
+    from rarerank.pretrain import gene_vocabulary, phenotype_terms
+
+    ontology = Ontology.load(default_hpo_dir() / "hp.obo")
+    annotations = GeneAnnotations.load(default_hpo_dir() / "genes_to_phenotype.txt", ontology)
+    genes, ids = gene_vocabulary(annotations, cases)
+    return build_policy(PolicyConfig(), phenotype_terms(ontology), genes, ids, seed=0), "random init, default size"
+
+
+def task_for(policy, cases):
+    from rarerank.policy import gene_token_ids, prompt_token_ids
+    from rarerank.rft import RFTTask
+
+    tok, cfg = policy.tokenizer, policy.config
+    usable = [c for c in cases if c.gene in set(policy.genes)]
+
+    def encode(case, rng=None):
+        return prompt_token_ids(tok, case.present, case.absent, rng, False, cfg.max_present_terms, cfg.max_absent_terms)
+
+    return RFTTask(
+        gene_token_ids(tok).tolist(), policy.genes, tok.pad_token_id, lambda i, rng: encode(usable[i], rng),
+        [c.gene for c in usable], [], [],
+    ), usable
+
+
+def bench_rarerank(policy, task, config, steps: int) -> dict:
+    import copy
+
+    from rarerank.rft import train
+
+    model = copy.deepcopy(policy.model)
+    t0 = time.perf_counter()
+    result = train(model, task, config, progress=False)
+    seconds = time.perf_counter() - t0
+    rows = result.state.rows[2:]  # drop the step-0 row and the first (warm-up) step
+    per_step = float(np.mean([64 / r["completions_per_s"] for r in rows])) if rows else seconds / steps
+    completions = config.group_size * config.cases_per_step
+    return {"s_per_step": per_step, "completions_per_s": completions / per_step, "wall_s": seconds}
+
+
+def bench_unshared(policy, task, config, steps: int) -> dict:
+    """The same GRPO step built from policy.sample_constrained + policy.completion_logprobs."""
+    import copy
+
+    from rarerank.grpo import build_rewards, combined_reward, group_advantages, grpo_loss, lists_as_text
+    from rarerank.grader import GraderConfig
+    from rarerank.policy import completion_logprobs, left_pad, sample_constrained
+    from rarerank.rft import batch_indices
+
+    model = copy.deepcopy(policy.model).eval()
+    gene_ids = policy.gene_ids
+    opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    rewards = build_rewards({"rank": 1.0}, GraderConfig())
+    G, times = config.group_size, []
+    gen = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        t0 = time.perf_counter()
+        idx = batch_indices(step, len(task.train_genes), config.cases_per_step, 0)
+        ids, mask = left_pad([task.encode_train(i, np.random.default_rng(step)) for i in idx], task.pad_id)
+        out = sample_constrained(model, gene_ids, ids, mask, config.list_length, G, config.temperature, generator=gen)
+        genes = [task.train_genes[i] for i in idx for _ in range(G)]
+        reward = torch.tensor(combined_reward(rewards, lists_as_text(out.genes, task.symbols), gene=genes))
+        adv, _, _ = group_advantages(reward, G)
+        lp = completion_logprobs(model, gene_ids, ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0), out.genes)
+        loss, _ = grpo_loss(lp, out.logprobs, adv, config.clip_range)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    per_step = float(np.mean(times[1:]))
+    return {"s_per_step": per_step, "completions_per_s": G * config.cases_per_step / per_step, "wall_s": sum(times)}
+
+
+def bench_trl(policy, task, cases, config, steps: int) -> dict:
+    """TRL GRPOTrainer on the same model, batch (cases_per_step x group_size) and completion length."""
+    import copy
+
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rarerank.grader import GraderConfig
+    from rarerank.grpo import make_rank_reward
+
+    tok = policy.tokenizer
+    prompts = [tok.decode(task.encode_train(i, None)) for i in range(min(len(cases), 512))]
+    data = Dataset.from_dict({"prompt": prompts, "gene": task.train_genes[: len(prompts)]})
+    gene_set = set(policy.gene_ids.tolist())
+    suppress = [i for i in range(len(tok)) if i not in gene_set]
+    times: list[float] = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            times.append(time.perf_counter() - self.t0)
+
+    G = config.group_size
+    with tempfile.TemporaryDirectory() as out:
+        args = GRPOConfig(
+            output_dir=out, per_device_train_batch_size=G * config.cases_per_step, num_generations=G,
+            max_completion_length=config.list_length, max_steps=steps, learning_rate=config.learning_rate,
+            use_cpu=True, bf16=False, beta=0.0, temperature=config.temperature, report_to="none",
+            logging_steps=1000, save_strategy="no", disable_dropout=True, seed=0,
+            generation_kwargs={"suppress_tokens": suppress, "no_repeat_ngram_size": 1},
+        )  # fmt: skip
+        trainer = GRPOTrainer(
+            model=copy.deepcopy(policy.model), reward_funcs=make_rank_reward(GraderConfig()), args=args,
+            train_dataset=data, processing_class=tok, callbacks=[Timer()],
+        )  # fmt: skip
+        trainer.train()
+    per_step = float(np.mean(times[1:]))
+    return {"s_per_step": per_step, "completions_per_s": G * config.cases_per_step / per_step, "wall_s": sum(times)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=REPO / "results/models/sft/gene", help="policy directory")
+    parser.add_argument("--cases", type=Path, default=REPO / "results/sets/gene/train.tsv", help="cases for prompts")
+    parser.add_argument("--steps", type=int, default=8, help="optimiser steps per method (the first is not timed)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--skip-trl", action="store_true", help="skip TRL's GRPOTrainer")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from rarerank.cases import read_cases
+    from rarerank.rft import RFTConfig
+
+    cases = read_cases(args.cases)
+    policy, origin = load_or_build(args.model, cases)
+    task, usable = task_for(policy, cases)
+    n_params = sum(p.numel() for p in policy.model.parameters())
+    config = RFTConfig(steps=args.steps, eval_interval=10**6, checkpoint_interval=10**6)
+    print(f"model: {origin}, {n_params / 1e6:.1f} M parameters, {len(policy.genes)} genes; "
+          f"batch {config.cases_per_step} cases x {config.group_size} samples x {config.list_length} genes; "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    results = {
+        "rarerank loop, full fine-tuning": bench_rarerank(policy, task, config, args.steps),
+        "rarerank loop, LoRA r=16 (all projections)": bench_rarerank(policy, task, RFTConfig(**{**config.to_dict(), "adapter": "lora"}), args.steps),
+        "policy sampler + teacher-forced log-probs (prompt repeated)": bench_unshared(policy, task, config, args.steps),
+    }
+    if not args.skip_trl:
+        results["TRL GRPOTrainer (use_cpu, fp32, full-vocab log-probs)"] = bench_trl(policy, task, usable, config, args.steps)
+    print(f"{'method':62s} {'completions/s':>14s} {'s/step':>8s}")
+    for name, r in results.items():
+        print(f"{name:62s} {r['completions_per_s']:14.1f} {r['s_per_step']:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

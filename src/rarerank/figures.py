@@ -1,0 +1,418 @@
+"""Paper figures from the metrics tables, as PNG and PDF that are byte-identical run to run.
+
+Views floor: imports the metrics tables and file helpers. Uses matplotlib's object API with the Agg
+canvas (no pyplot, no global backend switch); every figure is drawn inside ``rc_context(STYLE)``
+and saved without timestamps or version strings in its metadata, so the same tables give the same
+bytes. Colours: the Okabe-Ito colour-blind-safe palette, one fixed colour per method in every
+figure (``METHOD_COLOURS``; unknown methods get a colour derived from their name).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from rarerank.fileio import atomic_path
+from rarerank.metrics import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
+
+# Okabe & Ito (2008), "Color Universal Design"; plus a neutral grey for the popularity prior.
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+    "grey": "#999999",
+}
+METHOD_COLOURS = {
+    "random": OKABE_ITO["black"],
+    "popularity": OKABE_ITO["grey"],
+    "phenomizer": OKABE_ITO["blue"],
+    "phenomizer_absent": OKABE_ITO["sky_blue"],
+    "base": OKABE_ITO["reddish_purple"],
+    "sft": OKABE_ITO["orange"],
+    "rft": OKABE_ITO["vermillion"],
+}
+FALLBACK_COLOURS = (OKABE_ITO["bluish_green"], OKABE_ITO["yellow"], OKABE_ITO["reddish_purple"], OKABE_ITO["orange"], OKABE_ITO["sky_blue"])
+METHOD_ORDER = ("random", "popularity", "phenomizer", "phenomizer_absent", "base", "sft", "rft")
+METHOD_LABELS = {
+    "random": "Random",
+    "popularity": "Popularity prior",
+    "phenomizer": "Phenomizer (present)",
+    "phenomizer_absent": "Phenomizer (present + absent)",
+    "base": "LM, knowledge only",
+    "sft": "LM + SFT",
+    "rft": "LM + SFT + RFT",
+}
+STRATEGY_LABELS = {"random": "Random split", "publication": "By publication", "gene": "Gene-disjoint"}
+METRIC_LABELS = {"top1": "Top-1 accuracy (%)", "top10": "Top-10 accuracy (%)", "mrr": "Mean reciprocal rank", "grader": "Mean grader score"}
+PERCENT_METRICS = {"top1", "top3", "top5", "top10", "found", "rankable"}
+
+DPI = 200
+STYLE = {
+    "font.family": "DejaVu Sans",  # shipped with matplotlib: the same glyphs on every machine
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.5,
+    "lines.linewidth": 1.4,
+    "lines.markersize": 3.5,
+    "savefig.dpi": DPI,
+    "pdf.fonttype": 42,  # embed TrueType, editable text in the PDF
+    "svg.hashsalt": "rarerank",  # fixed ids should anyone save SVG
+    "path.simplify": False,
+    "figure.dpi": DPI,
+}
+PNG_METADATA = {"Software": None}
+PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods: order, colour, label.
+
+
+def method_colour(method: str) -> str:
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    digest = hashlib.sha256(method.encode()).digest()
+    return FALLBACK_COLOURS[digest[0] % len(FALLBACK_COLOURS)]
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def method_order(methods: Iterable[str]) -> list[str]:
+    """Known methods in a fixed order (weakest first), then any others alphabetically."""
+    methods = set(methods)
+    return [m for m in METHOD_ORDER if m in methods] + sorted(methods - set(METHOD_ORDER))
+
+
+def strategy_order(strategies: Iterable[str]) -> list[str]:
+    strategies = set(strategies)
+    known = [s for s in STRATEGY_LABELS if s in strategies]
+    return known + sorted(strategies - set(known))
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing and saving.
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, stem: str | os.PathLike) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` atomically, without timestamps or version strings."""
+    stem = Path(stem)
+    paths = []
+    for fmt, metadata in (("png", PNG_METADATA), ("pdf", PDF_METADATA)):
+        target = stem.with_name(f"{stem.name}.{fmt}")
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
+        paths.append(target)
+    return paths
+
+
+def _style():
+    import matplotlib
+
+    return matplotlib.rc_context(STYLE)
+
+
+def _no_data(ax, text: str = "no cases") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _legend(fig, methods: Sequence[str], handles=None) -> None:
+    from matplotlib.lines import Line2D
+
+    if handles is None:
+        handles = [Line2D([], [], color=method_colour(m), marker="o", label=method_label(m)) for m in methods]
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", frameon=False)
+
+
+def _float(text: str) -> float:
+    return float(text) if text not in ("", None) else math.nan
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric in PERCENT_METRICS or metric.startswith("top") else 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures from the metrics tables.
+
+
+def _curves(rows: Sequence[Mapping[str, str]], set_name: str) -> dict[tuple[str, str], list[tuple[int, float, float, float, int]]]:
+    """(strategy, method) -> [(k, value, low, high, n)] for one set, sorted by k."""
+    curves = defaultdict(list)
+    for row in rows:
+        if row["set"] == set_name:
+            curves[(row["strategy"], row["method"])].append(
+                (int(row["k"]), _float(row["value"]), _float(row["ci_low"]), _float(row["ci_high"]), int(row["n"]))
+            )
+    return {key: sorted(points) for key, points in curves.items()}
+
+
+def _summary(rows: Sequence[Mapping[str, str]], set_name: str) -> dict[tuple[str, str, str], tuple[float, float, float, int]]:
+    """(strategy, method, metric) -> (value, low, high, n) for one set."""
+    return {
+        (r["strategy"], r["method"], r["metric"]): (_float(r["value"]), _float(r["ci_low"]), _float(r["ci_high"]), int(r["n"]))
+        for r in rows
+        if r["set"] == set_name
+    }
+
+
+def plot_topk(curve_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike, max_k: int = 10) -> list[Path]:
+    """Top-k accuracy (k = 1..max_k) per method with bootstrap CI bands; one panel per strategy."""
+    curves = _curves(curve_rows, set_name)
+    strategies = strategy_order(s for s, _ in curves) or ["(none)"]
+    methods = method_order(m for _, m in curves)
+    with _style():
+        fig = _figure(2.3 * len(strategies) + 1.6, 2.6)
+        axes = fig.subplots(1, len(strategies), sharey=True, squeeze=False)[0]
+        for ax, strategy in zip(axes, strategies):
+            n = 0
+            for method in methods:
+                points = [p for p in curves.get((strategy, method), []) if p[0] <= max_k]
+                if not points or points[0][4] == 0:
+                    continue
+                k, value, low, high, n = zip(*points)
+                n = n[0]
+                colour = method_colour(method)
+                ax.fill_between(k, [100 * v for v in low], [100 * v for v in high], color=colour, alpha=0.18, linewidth=0)
+                ax.plot(k, [100 * v for v in value], color=colour, marker="o", label=method_label(method))
+            if n == 0:
+                _no_data(ax)
+            else:
+                ax.set_xticks(range(1, max_k + 1))
+                ax.set_xlim(0.7, max_k + 0.3)
+                ax.set_ylim(bottom=0)
+            ax.set_title(f"{STRATEGY_LABELS.get(strategy, strategy)} (n = {n})")
+            ax.set_xlabel("k (rank cut-off)")
+        axes[0].set_ylabel(f"Top-k accuracy (% of {set_name} cases)")
+        _legend(fig, methods)
+        return save_figure(fig, stem)
+
+
+def plot_rank_distribution(curve_rows: Sequence[Mapping[str, str]], summary_rows: Sequence[Mapping[str, str]], set_name: str,
+                           stem: str | os.PathLike) -> list[Path]:
+    """Cumulative distribution of the true gene's rank (log rank axis) per method, one panel per strategy.
+
+    The dotted line of each method marks the share of cases whose true gene it can rank at all.
+    """
+    curves = _curves(curve_rows, set_name)
+    summary = _summary(summary_rows, set_name)
+    strategies = strategy_order(s for s, _ in curves) or ["(none)"]
+    methods = method_order(m for _, m in curves)
+    with _style():
+        fig = _figure(2.3 * len(strategies) + 1.6, 2.6)
+        axes = fig.subplots(1, len(strategies), sharey=True, squeeze=False)[0]
+        for ax, strategy in zip(axes, strategies):
+            n, max_k = 0, 1
+            for method in methods:
+                points = curves.get((strategy, method), [])
+                if not points or points[0][4] == 0:
+                    continue
+                k, value, _, _, counts = zip(*points)
+                n, max_k = counts[0], max(max_k, k[-1])
+                colour = method_colour(method)
+                ax.step(k, [100 * v for v in value], where="post", color=colour, label=method_label(method))
+                rankable = summary.get((strategy, method, "rankable"))
+                if rankable and not math.isnan(rankable[0]):
+                    ax.axhline(100 * rankable[0], color=colour, linestyle=":", linewidth=0.9)
+            if n == 0:
+                _no_data(ax)
+            else:
+                ax.set_xscale("log")
+                ax.set_xlim(1, max_k)
+                ax.set_ylim(0, 100)
+            ax.set_title(f"{STRATEGY_LABELS.get(strategy, strategy)} (n = {n})")
+            ax.set_xlabel("Rank of the true gene (log scale)")
+        axes[0].set_ylabel(f"Cases with true gene at or above rank (%)")
+        _legend(fig, methods)
+        return save_figure(fig, stem)
+
+
+def _bar_panels(summary, strategies, groups, metrics, fig, set_name, hatch_for=None):
+    """Grouped bars: x = strategy, one bar per entry of ``groups`` (method names), CI whiskers."""
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    width = 0.8 / max(len(groups), 1)
+    for ax, metric in zip(axes, metrics):
+        scale = _scale(metric)
+        drawn = False
+        for j, method in enumerate(groups):
+            xs, ys, lo, hi = [], [], [], []
+            for i, strategy in enumerate(strategies):
+                value = summary.get((strategy, method, metric))
+                if value is None or math.isnan(value[0]):
+                    continue
+                xs.append(i - 0.4 + width * (j + 0.5))
+                ys.append(scale * value[0])
+                lo.append(scale * (value[0] - value[1]))
+                hi.append(scale * (value[2] - value[0]))
+            if xs:
+                drawn = True
+                ax.bar(xs, ys, width=width * 0.92, color=method_colour(method), edgecolor="black", linewidth=0.4,
+                       hatch=(hatch_for or {}).get(method), label=method_label(method))
+                ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
+        if not drawn:
+            _no_data(ax)
+        ax.set_xticks(range(len(strategies)))
+        ax.set_xticklabels([STRATEGY_LABELS.get(s, s) for s in strategies])
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylim(bottom=0)
+        ax.grid(axis="x", visible=False)
+    return axes
+
+
+def plot_bars(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike,
+              metrics: Sequence[str] = ("top1", "top10", "mrr")) -> list[Path]:
+    """Top-1, top-10 and MRR with 95% CIs per split strategy and method (the main results figure)."""
+    summary = _summary(summary_rows, set_name)
+    strategies = strategy_order(s for s, _, _ in summary) or ["(none)"]
+    methods = method_order(m for _, m, _ in summary)
+    from matplotlib.patches import Patch
+
+    with _style():
+        fig = _figure(2.4 * len(metrics) + 1.8, 2.6)
+        _bar_panels(summary, strategies, methods, metrics, fig, set_name)
+        fig.suptitle(f"{set_name.capitalize()} cases, mean with 95% bootstrap CI")
+        handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, label=method_label(m)) for m in methods]
+        _legend(fig, methods, handles)
+        return save_figure(fig, stem)
+
+
+def plot_ablation(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike,
+                  pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_absent"),),
+                  metrics: Sequence[str] = ("top1", "top10", "mrr")) -> list[Path]:
+    """Present-only vs present + absent terms: each pair is (present-only method, present+absent method)."""
+    summary = _summary(summary_rows, set_name)
+    available = {m for _, m, _ in summary}
+    pairs = [tuple(p) for p in pairs if set(p) <= available]
+    groups = [m for pair in pairs for m in pair]
+    hatch = {pair[1]: "////" for pair in pairs}
+    strategies = strategy_order(s for s, _, _ in summary) or ["(none)"]
+    from matplotlib.patches import Patch
+
+    with _style():
+        fig = _figure(2.4 * len(metrics) + 1.8, 2.6)
+        _bar_panels(summary, strategies, groups, metrics, fig, set_name, hatch_for=hatch)
+        fig.suptitle(f"Excluded (absent) terms as input: {set_name} cases, 95% bootstrap CI")
+        handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=hatch.get(m), label=method_label(m))
+                   for m in groups]
+        _legend(fig, groups, handles)
+        return save_figure(fig, stem)
+
+
+FIGURES = ("topk", "rank_distribution", "bars", "ablation")
+
+
+def make_figures(summary_path: str | os.PathLike, curves_path: str | os.PathLike, set_name: str, outdir: str | os.PathLike,
+                 ablation_pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_absent"),), topk_max: int = 10) -> list[Path]:
+    """All evaluation figures of one case set: ``outdir/{topk,rank_distribution,bars,ablation}.{png,pdf}``."""
+    summary = read_table(summary_path, SUMMARY_COLUMNS)
+    curves = read_table(curves_path, CURVE_COLUMNS)
+    outdir = Path(outdir)
+    paths = []
+    paths += plot_topk(curves, set_name, outdir / "topk", max_k=topk_max)
+    paths += plot_rank_distribution(curves, summary, set_name, outdir / "rank_distribution")
+    paths += plot_bars(summary, set_name, outdir / "bars")
+    paths += plot_ablation(summary, set_name, outdir / "ablation", pairs=ablation_pairs)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Training curves (the RFT stage writes the log; its rules call this).
+
+TRAINING_LOG_COLUMNS = ("step", "reward_mean", "reward_std", "zero_variance_fraction", "kl", "lr", "val_grader", "val_top1")
+
+
+def read_training_log(path: str | os.PathLike) -> dict[str, list[float]]:
+    """Columns of a training-log TSV as floats (blank cells, e.g. steps without evaluation, are NaN)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"training log not found: {path}")
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        missing = [c for c in TRAINING_LOG_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not a training log, missing column(s) {', '.join(missing)}")
+        columns: dict[str, list[float]] = {c: [] for c in TRAINING_LOG_COLUMNS}
+        for line_no, row in enumerate(reader, start=2):
+            for c in TRAINING_LOG_COLUMNS:
+                try:
+                    columns[c].append(_float(row[c].strip() if row[c] else ""))
+                except ValueError as error:
+                    raise ValueError(f"{path}, line {line_no}: column {c} is not a number ({error})") from error
+    return columns
+
+
+def plot_training_curves(log_path: str | os.PathLike, stem: str | os.PathLike, title: str | None = None,
+                         colour: str = METHOD_COLOURS["rft"]) -> list[Path]:
+    """Six panels over training steps: reward mean +- std, zero-variance groups, KL, learning rate,
+    validation grader score and validation top-1 (drawn only at steps that were evaluated)."""
+    log = read_training_log(log_path)
+    step = log["step"]
+
+    def points(name):
+        pairs = [(s, v) for s, v in zip(step, log[name]) if not math.isnan(v)]
+        return ([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else ([], [])
+
+    panels = (
+        ("reward_mean", "Reward (mean ± std over samples)"),
+        ("zero_variance_fraction", "Groups with zero reward variance (%)"),
+        ("kl", "KL to reference policy (nats)"),
+        ("lr", "Learning rate"),
+        ("val_grader", "Validation grader score"),
+        ("val_top1", "Validation top-1 accuracy (%)"),
+    )
+    with _style():
+        fig = _figure(7.2, 4.4)
+        axes = fig.subplots(2, 3, sharex=True).ravel()
+        for ax, (name, label) in zip(axes, panels):
+            xs, ys = points(name)
+            scale = 100.0 if name in ("zero_variance_fraction", "val_top1") else 1.0
+            ys = [scale * y for y in ys]
+            if not xs:
+                _no_data(ax, "not logged")
+            elif name == "reward_mean":
+                std = dict(zip(*points("reward_std")))
+                lo = [y - std.get(x, 0.0) for x, y in zip(xs, ys)]
+                hi = [y + std.get(x, 0.0) for x, y in zip(xs, ys)]
+                ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, linewidth=0)
+                ax.plot(xs, ys, color=colour)
+            elif name.startswith("val_"):
+                ax.plot(xs, ys, color=colour, marker="o")
+            else:
+                ax.plot(xs, ys, color=colour)
+            ax.set_ylabel(label)
+        for ax in axes[3:]:
+            ax.set_xlabel("Training step")
+        if title:
+            fig.suptitle(title)
+        return save_figure(fig, stem)

@@ -1,0 +1,202 @@
+"""Exports for other tools: PhEval per-case gene results and OpenAI-RFT-style JSONL.
+
+Views floor: imports cases, the ontology (term labels), the grader settings and the predictions
+contract; nothing imports it but the CLI.
+
+PhEval (monarch-initiative/pheval). A PhEval runner's post-processing turns a tool's raw output for
+each phenopacket into a table with ``gene_symbol, gene_identifier, score`` and hands it to
+``pheval.post_processing.post_processing.generate_gene_result``, which ranks by score (ties share
+the worse rank, as here) and matches genes against the phenopacket by symbol or identifier. We
+write exactly that table, one TSV per phenopacket file stem (``<stem>.tsv``), so a runner is a
+three-line loop. Scores are the method's own when they order the genes like its ranks do;
+otherwise ``1 / rank`` is written so PhEval recovers the same ranks.
+
+OpenAI reinforcement fine-tuning. One JSON object per line with ``messages`` (a single user
+message: the phenotype in words with HPO ids, and the answer format) plus the reference fields a
+grader reads as ``item.*``: ``reference_answer`` (the causal gene symbol), ``gene_id``,
+``case_id``. ``grader.json`` is a Python grader with the same rank-to-score shape as our grader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from rarerank.cases import Case
+from rarerank.fileio import atomic_write
+from rarerank.grader import GraderConfig
+from rarerank.ontology import Ontology
+from rarerank.rankings import RankedGene
+
+log = logging.getLogger(__name__)
+
+PHEVAL_COLUMNS = ("gene_symbol", "gene_identifier", "score")
+ANSWER_LENGTH = 10  # genes the hosted model is asked to list
+
+
+def phenopacket_stem(case: Case) -> str:
+    """The phenopacket file name without ``.json`` (PhEval pairs results and phenopackets by it)."""
+    return Path(case.source).stem if case.source else case.case_id
+
+
+def _written(score: float) -> float:
+    return float(f"{score:.6g}")
+
+
+def _consistent(ranked: Sequence[RankedGene]) -> bool:
+    """True when sorting the written scores in descending order gives the same ranks, ties included."""
+    for a, b in zip(ranked, ranked[1:]):
+        sa, sb = _written(a.score), _written(b.score)
+        if (a.rank == b.rank) != (sa == sb) or (a.rank < b.rank and sa < sb):
+            return False
+    return True
+
+
+def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[RankedGene]], outdir: str | os.PathLike) -> int:
+    """Write ``outdir/<phenopacket stem>.tsv`` for every case with predictions; returns files written.
+
+    The folder is filled beside its final place and moved there at the end, so a failed run leaves
+    nothing; ``outdir`` must not exist or be empty.
+    """
+    outdir = Path(outdir)
+    if outdir.exists() and any(outdir.iterdir()):
+        raise ValueError(f"{outdir}: PhEval export folder is not empty; remove it or choose another")
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    stems: dict[str, str] = {}
+    tmp = Path(tempfile.mkdtemp(dir=outdir.parent, prefix=f".{outdir.name}."))
+    written, rescored = 0, 0
+    try:
+        for case in cases:
+            ranked = sorted(predictions.get(case.case_id, ()), key=lambda g: (g.rank, g.gene_symbol))
+            if not ranked:
+                continue  # PhEval itself records a case without results as not found
+            stem = phenopacket_stem(case)
+            if stem in stems:
+                raise ValueError(f"cases {stems[stem]} and {case.case_id} share the phenopacket file stem {stem!r}")
+            stems[stem] = case.case_id
+            use_rank = not _consistent(ranked)
+            rescored += use_rank
+            with atomic_write(tmp / f"{stem}.tsv") as handle:
+                handle.write("\t".join(PHEVAL_COLUMNS) + "\n")
+                for gene in ranked:
+                    score = 1.0 / gene.rank if use_rank else gene.score
+                    handle.write(f"{gene.gene_symbol}\t{gene.gene_identifier}\t{score:.6g}\n")
+            written += 1
+        if outdir.exists():
+            outdir.rmdir()  # empty (checked above)
+        os.replace(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if rescored:
+        log.warning("%d case(s) had scores that do not order genes like their ranks; wrote 1/rank as score", rescored)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI-RFT-style JSONL.
+
+
+def _term_lines(terms: Sequence[str], ontology: Ontology | None) -> list[str]:
+    lines = []
+    for term in terms:
+        label = ontology.label(term) if ontology is not None else term
+        lines.append(f"- {label} ({term})" if label != term else f"- {term}")
+    return lines
+
+
+def rft_prompt(case: Case, ontology: Ontology | None = None, answer_length: int = ANSWER_LENGTH) -> str:
+    """A natural-language prompt listing the observed and excluded phenotypic features."""
+    parts = [
+        "A patient is suspected to have a rare Mendelian disease. Their phenotypic features, "
+        "coded with the Human Phenotype Ontology (HPO), are:",
+        *_term_lines(case.present, ontology),
+    ]
+    if case.absent:
+        parts += ["", "These features were looked for and are explicitly absent:", *_term_lines(case.absent, ontology)]
+    parts += [
+        "",
+        f"Which gene is most likely to carry the causal variant? Answer with a JSON array of {answer_length} "
+        "HGNC gene symbols, most likely first, and nothing else.",
+    ]
+    return "\n".join(parts)
+
+
+def rft_record(case: Case, ontology: Ontology | None = None) -> dict:
+    return {
+        "messages": [{"role": "user", "content": rft_prompt(case, ontology)}],
+        "reference_answer": case.gene,
+        "gene_id": case.gene_id,
+        "case_id": case.case_id,
+    }
+
+
+def export_rft_jsonl(cases: Sequence[Case], path: str | os.PathLike, ontology: Ontology | None = None) -> int:
+    """Write one JSON line per case (cases without a gene are skipped: they cannot be graded)."""
+    written = 0
+    with atomic_write(path) as handle:
+        for case in cases:
+            if not case.gene:
+                continue
+            handle.write(json.dumps(rft_record(case, ontology), ensure_ascii=False, sort_keys=True) + "\n")
+            written += 1
+    return written
+
+
+_PYTHON_GRADER = '''import json
+import re
+
+SHAPE = {shape!r}
+K = {k!r}
+HALF_LIFE = {half_life!r}
+
+
+def _ranked(text):
+    match = re.search(r"\\[.*\\]", text, re.DOTALL)
+    items = None
+    if match:
+        try:
+            items = json.loads(match.group(0))
+        except ValueError:
+            items = None
+    if not isinstance(items, list):
+        items = re.split(r"[\\s,;|]+", text)
+    ranked = []
+    for item in items:
+        symbol = str(item).strip().strip("\\"'`*").upper()
+        if symbol and symbol not in ranked:
+            ranked.append(symbol)
+    return ranked
+
+
+def grade(sample, item):
+    ranked = _ranked(sample.get("output_text") or "")
+    answer = str(item["reference_answer"]).strip().upper()
+    if answer not in ranked:
+        return 0.0
+    rank = ranked.index(answer) + 1
+    if K is not None and rank > K:
+        return 0.0
+    if SHAPE == "reciprocal":
+        return 1.0 / rank
+    if SHAPE == "linear":
+        return 1.0 - (rank - 1) / K
+    return 0.5 ** ((rank - 1) / HALF_LIFE)
+'''
+
+
+def python_grader(config: GraderConfig = GraderConfig()) -> dict:
+    """A hosted-RFT Python grader whose score follows our grader's shape (reciprocal, linear, exponential)."""
+    source = _PYTHON_GRADER.format(shape=config.shape, k=config.k, half_life=config.half_life)
+    return {"type": "python", "name": f"rarerank_{config.shape}_rank", "source": source}
+
+
+def write_python_grader(path: str | os.PathLike, config: GraderConfig = GraderConfig()) -> None:
+    with atomic_write(path) as handle:
+        json.dump(python_grader(config), handle, indent=2, sort_keys=True)
+        handle.write("\n")

@@ -1,0 +1,679 @@
+"""The policy: a domain-token causal LM whose completion is a ranked list of genes.
+
+Models floor: imports cases (for the case record type only), fileio and provenance; used by the
+stages ``pretrain``, ``sft``, ``rft`` and ``predict``.
+
+Vocabulary and prompt
+---------------------
+One token per special marker, per HPO term and per gene symbol, in this fixed order::
+
+    <pad> <unk> <bos> <eos> <present> <absent> <answer> | HP:... (sorted) | GENE... (sorted)
+
+Gene tokens form one contiguous block at the end, so the output layer restricted to genes is a slice
+of the ``lm_head`` weight (no copy). A patient is encoded as::
+
+    <bos> <present> HP:a HP:b ... <absent> HP:x ... <answer>      (the <absent> block only if any)
+
+and the completion is ranked gene tokens, then ``<eos>``. Prompts are left-padded, so the last
+prompt position (the ``<answer>`` token) is the same column for every row of a batch.
+
+The constrained policy
+----------------------
+Ranking and RFT both use the *constrained* distribution: at completion step ``t`` only gene tokens
+are allowed, genes already listed are excluded, and the softmax is renormalised over what is left
+(``temperature`` divides the gene logits first). Everything below works on **gene indices** ``0..G-1``
+(positions in :attr:`Policy.genes`); ``Policy.gene_ids[i]`` is the token id of gene ``i``.
+
+API (stable; RFT builds on it)
+------------------------------
+- :class:`PolicyConfig` - model sizes and prompt limits (the ``policy:`` config section).
+- :func:`build_tokenizer(terms, genes)` -> ``PreTrainedTokenizerFast``.
+- :func:`build_policy(config, terms, genes, identifiers, seed)` -> :class:`Policy` (random init).
+- :func:`load_policy(path)` -> :class:`Policy`; accepts a saved model directory or a peft LoRA
+  adapter directory (``adapter_config.json``: the base named by ``base_model_name_or_path`` is
+  loaded, then the adapter with ``PeftModel``). :meth:`Policy.save` writes a directory that plain
+  ``AutoModelForCausalLM`` / ``AutoTokenizer`` load (safetensors, tokenizer, generation config
+  that constrains ``generate`` to gene tokens without repeats) plus ``genes.tsv`` and
+  ``rarerank_policy.json``.
+- :func:`gene_token_ids(tokenizer)` -> LongTensor of gene token ids (gene-index order).
+- :func:`encode_prompts(policy_or_tokenizer, cases, rng=None, present_only=False, ...)` ->
+  :class:`Prompts` (``input_ids``, ``attention_mask``, unknown-term count). With ``rng`` (a
+  ``numpy.random.Generator``) term order is shuffled and over-long blocks are subsampled.
+- :func:`prefill(model, gene_ids, input_ids, attention_mask)` -> gene logits of the first completion
+  step ``[B, G]`` and the KV cache.
+- :func:`sample_constrained(model, gene_ids, input_ids, attention_mask, k, num_samples=1,
+  temperature=1.0, greedy=False, generator=None)` -> :class:`Completions` (gene indices ``[B*n, k]``,
+  their constrained log-probs ``[B*n, k]``, first-step log-probs ``[B, G]``). The prompt is run once
+  and its KV cache shared by the ``n`` samples of a group (rows ``b*n .. b*n+n-1`` belong to prompt b).
+- :func:`completion_logprobs(model, gene_ids, input_ids, attention_mask, completions,
+  temperature=1.0)` -> ``[B, k]`` log-probs under the constrained policy, differentiable (teacher
+  forcing: one forward over prompt + completion).
+- :func:`constrained_rank(policy, cases, k=None, batch_size=64, top_n=None)` -> per case a list of
+  ``(gene, score)``: the top ``k`` genes by greedy constrained decoding, then every other gene by its
+  first-step probability; score = log-probability of the greedy prefix (plus the first-step
+  log-probability of a gene after the prefix), so scores strictly follow the ranking.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+PAD, UNK, BOS, EOS, PRESENT, ABSENT, ANSWER = "<pad>", "<unk>", "<bos>", "<eos>", "<present>", "<absent>", "<answer>"
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS, PRESENT, ABSENT, ANSWER)
+MARKERS = (PRESENT, ABSENT, ANSWER)
+TERM_TOKEN = re.compile(r"^HP:\d{7}$")
+GENES_FILE = "genes.tsv"
+SETTINGS_FILE = "rarerank_policy.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Model sizes and prompt limits (config section ``policy``)."""
+
+    hidden_size: int = 256  # wide enough to hold ~5k gene and ~18k term embeddings apart
+    num_layers: int = 4  # a few attention layers combine terms; more costs CPU time linearly
+    num_heads: int = 4  # head dim 64, the usual size
+    intermediate_size: int = 512  # 2x hidden: MLP capacity at half the usual CPU cost
+    tie_embeddings: bool = True  # term/gene tokens share input and output embeddings; halves parameters
+    max_present_terms: int = 48  # covers 99% of real cases (99th percentile 32)
+    max_absent_terms: int = 32  # 90th percentile of real cases is 31; longer blocks are subsampled
+    decode_k: int = 10  # genes ranked by greedy constrained decoding; the rest by first-step probability
+    output_k: int = 100  # rows per case in predictions files (the full ranking is ~5k genes)
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise ValueError(f"policy.{f.name} must be at least 1, not {value}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"policy.hidden_size ({self.hidden_size}) must be divisible by policy.num_heads ({self.num_heads}); "
+                "change one of them"
+            )
+        if self.output_k < self.decode_k:
+            raise ValueError(f"policy.output_k ({self.output_k}) must be >= policy.decode_k ({self.decode_k})")
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "PolicyConfig":
+        values = dict(values or {})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown policy setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer.
+
+
+def build_tokenizer(terms: Iterable[str], genes: Iterable[str]):
+    """A WordLevel ``PreTrainedTokenizerFast``: specials, then sorted HPO terms, then sorted genes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    terms = sorted(set(terms))
+    genes = sorted(set(genes))
+    bad_terms = [t for t in terms if not TERM_TOKEN.match(t)]
+    if bad_terms:
+        raise ValueError(f"not HPO term ids: {', '.join(bad_terms[:5])}")
+    bad_genes = [g for g in genes if not g or TERM_TOKEN.match(g) or g in SPECIAL_TOKENS or any(c.isspace() for c in g)]
+    if bad_genes:
+        raise ValueError(f"gene symbols must be non-empty, without spaces, not HPO ids or special tokens: {bad_genes[:5]}")
+    if not genes:
+        raise ValueError("the gene vocabulary is empty")
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *terms, *genes])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins tokens with spaces
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        padding_side="left",
+        extra_special_tokens=list(MARKERS),
+        model_max_length=4096,
+    )
+
+
+def gene_token_ids(tokenizer) -> torch.LongTensor:
+    """Token ids of the gene tokens, in gene-index order (ascending id; one contiguous block)."""
+    cached = getattr(tokenizer, "_rarerank_gene_ids", None)
+    if cached is None:
+        vocab = tokenizer.get_vocab()
+        ids = sorted(i for tok, i in vocab.items() if tok not in SPECIAL_TOKENS and not TERM_TOKEN.match(tok))
+        cached = torch.tensor(ids, dtype=torch.long)
+        tokenizer._rarerank_gene_ids = cached
+    return cached
+
+
+def gene_symbols(tokenizer) -> list[str]:
+    """Gene symbols in gene-index order."""
+    return tokenizer.convert_ids_to_tokens(gene_token_ids(tokenizer).tolist())
+
+
+def term_tokens(tokenizer) -> list[str]:
+    return sorted(tok for tok in tokenizer.get_vocab() if TERM_TOKEN.match(tok))
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy bundle: model + tokenizer + settings.
+
+
+@dataclass
+class Policy:
+    """A causal LM (or a peft model around one), its tokenizer, settings and gene identifiers."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    config: PolicyConfig = field(default_factory=PolicyConfig)
+    identifiers: dict[str, str] = field(default_factory=dict)  # gene symbol -> identifier (NCBIGene/HGNC)
+
+    @property
+    def gene_ids(self) -> torch.LongTensor:
+        return gene_token_ids(self.tokenizer)
+
+    @property
+    def genes(self) -> list[str]:
+        cached = getattr(self, "_genes", None)
+        if cached is None:
+            cached = self._genes = gene_symbols(self.tokenizer)
+        return cached
+
+    def save(self, path: str | os.PathLike, merge_adapter: bool = False, **provenance_fields) -> None:
+        """Write a loadable model directory atomically (a sibling temp folder renamed into place).
+
+        A peft model is saved as an adapter directory, or merged into a plain model with
+        ``merge_adapter=True``. ``provenance_fields`` go to ``provenance.json`` beside the weights.
+        """
+        import shutil
+
+        from rarerank.provenance import write_provenance
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model = self.model
+        if merge_adapter and hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        if not hasattr(model, "peft_config"):
+            model.generation_config = constrained_generation_config(self.tokenizer, self.config.decode_k)
+        model.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        _write_genes(tmp / GENES_FILE, self.genes, self.identifiers)
+        settings = {"format_version": FORMAT_VERSION, "policy": asdict(self.config)}
+        (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if provenance_fields:
+            write_provenance(tmp / "provenance.json", **provenance_fields)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+
+
+def _write_genes(path: Path, genes: Sequence[str], identifiers: dict[str, str]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["gene_index", "gene_symbol", "gene_identifier"])
+        for i, gene in enumerate(genes):
+            writer.writerow([i, gene, identifiers.get(gene, "")])
+
+
+def _read_genes(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        return {row["gene_symbol"]: row["gene_identifier"] for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def constrained_generation_config(tokenizer, k: int):
+    """A generation config that makes plain ``model.generate`` emit k distinct gene tokens."""
+    from transformers import GenerationConfig
+
+    genes = set(gene_token_ids(tokenizer).tolist())
+    suppress = [i for i in range(len(tokenizer)) if i not in genes]
+    return GenerationConfig(
+        max_new_tokens=k,
+        do_sample=False,
+        suppress_tokens=suppress,
+        no_repeat_ngram_size=1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def build_policy(
+    config: PolicyConfig,
+    terms: Iterable[str],
+    genes: Iterable[str],
+    identifiers: dict[str, str] | None = None,
+    seed: int = 0,
+) -> Policy:
+    """A randomly initialised Llama-style causal LM over the domain vocabulary."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(terms, genes)
+    model_config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=max_sequence_length(config),
+        tie_word_embeddings=config.tie_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        rms_norm_eps=1e-5,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(model_config)
+    model.eval()
+    return Policy(model=model, tokenizer=tokenizer, config=config, identifiers=dict(identifiers or {}))
+
+
+def max_sequence_length(config: PolicyConfig) -> int:
+    # <bos> <present> terms <absent> terms <answer> + completion (k genes + <eos>), with headroom.
+    return 4 + config.max_present_terms + config.max_absent_terms + 2 * config.output_k + 64
+
+
+def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:
+    """Load a saved policy directory, or a peft adapter directory on top of its base model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model directory not found: {path}")
+    adapter = path / "adapter_config.json"
+    if adapter.exists():
+        from peft import PeftModel
+
+        base_path = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        if not base_path:
+            raise ValueError(f"{adapter}: no base_model_name_or_path, cannot find the base model of this adapter")
+        base_dir = Path(base_path)
+        if not base_dir.is_absolute() and not base_dir.exists():
+            base_dir = (path / base_path).resolve()
+        if not base_dir.is_dir():
+            raise FileNotFoundError(f"{adapter}: base model directory {base_path!r} not found")
+        base = load_policy(base_dir, device)
+        model = PeftModel.from_pretrained(base.model, path)
+        model.eval()
+        tokenizer_dir = path if (path / "tokenizer.json").exists() else base_dir
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        settings_dir = path if (path / SETTINGS_FILE).exists() else base_dir
+        return Policy(model, tokenizer, _read_settings(settings_dir), _read_genes(settings_dir / GENES_FILE) or base.identifiers)
+    if not (path / "config.json").exists():
+        raise ValueError(f"{path}: not a model directory (no config.json or adapter_config.json)")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    model.eval()
+    return Policy(model, tokenizer, _read_settings(path), _read_genes(path / GENES_FILE))
+
+
+def _read_settings(path: Path) -> PolicyConfig:
+    file = path / SETTINGS_FILE
+    if not file.exists():
+        return PolicyConfig()
+    data = json.loads(file.read_text(encoding="utf-8"))
+    return PolicyConfig.from_dict(data.get("policy"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts.
+
+
+@dataclass
+class Prompts:
+    input_ids: torch.LongTensor  # [B, L], left-padded
+    attention_mask: torch.LongTensor  # [B, L]
+    unknown_terms: int = 0  # terms not in the vocabulary (skipped)
+    truncated_terms: int = 0  # terms dropped because a block exceeded its limit
+    unknown: dict[str, int] = field(default_factory=dict)  # unknown term id -> count
+
+
+def _vocab(tokenizer) -> dict[str, int]:
+    cached = getattr(tokenizer, "_rarerank_vocab", None)
+    if cached is None:
+        cached = tokenizer._rarerank_vocab = tokenizer.get_vocab()
+    return cached
+
+
+def prompt_token_ids(
+    tokenizer,
+    present: Sequence[str],
+    absent: Sequence[str] = (),
+    rng: np.random.Generator | None = None,
+    present_only: bool = False,
+    max_present: int = 48,
+    max_absent: int = 32,
+    stats: Prompts | None = None,
+) -> list[int]:
+    """Token ids of one prompt. Unknown terms are skipped (counted in ``stats``); duplicates dropped.
+
+    Without ``rng`` the order is as given and long blocks keep their first terms; with ``rng`` the
+    order is shuffled and long blocks are randomly subsampled (training augmentation).
+    """
+    vocab = _vocab(tokenizer)
+
+    def block(terms: Sequence[str], limit: int) -> list[int]:
+        ids, seen = [], set()
+        for term in terms:
+            token = vocab.get(term)
+            if token is None or not TERM_TOKEN.match(term):
+                if stats is not None:
+                    stats.unknown_terms += 1
+                    stats.unknown[term] = stats.unknown.get(term, 0) + 1
+                continue
+            if token not in seen:
+                seen.add(token)
+                ids.append(token)
+        if rng is not None:
+            ids = [ids[i] for i in rng.permutation(len(ids))]
+        if len(ids) > limit:
+            if stats is not None:
+                stats.truncated_terms += len(ids) - limit
+            ids = ids[:limit]
+        return ids
+
+    tokens = [vocab[BOS], vocab[PRESENT], *block(present, max_present)]
+    absent_ids = [] if present_only else block(absent, max_absent)
+    if absent_ids:
+        tokens += [vocab[ABSENT], *absent_ids]
+    tokens.append(vocab[ANSWER])
+    return tokens
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """Stack variable-length id lists into left-padded ``input_ids`` and ``attention_mask``."""
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, length - len(seq) :] = torch.as_tensor(seq, dtype=torch.long)
+            mask[row, length - len(seq) :] = 1
+    return ids, mask
+
+
+def encode_prompts(
+    policy_or_tokenizer,
+    cases: Sequence,
+    rng: np.random.Generator | None = None,
+    present_only: bool = False,
+    max_present: int | None = None,
+    max_absent: int | None = None,
+) -> Prompts:
+    """Left-padded prompt batch for objects with ``.present`` / ``.absent`` term lists (e.g. Case)."""
+    if isinstance(policy_or_tokenizer, Policy):
+        tokenizer, config = policy_or_tokenizer.tokenizer, policy_or_tokenizer.config
+    else:
+        tokenizer, config = policy_or_tokenizer, PolicyConfig()
+    max_present = max_present or config.max_present_terms
+    max_absent = max_absent or config.max_absent_terms
+    stats = Prompts(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
+    sequences = [
+        prompt_token_ids(tokenizer, c.present, getattr(c, "absent", ()), rng, present_only, max_present, max_absent, stats)
+        for c in cases
+    ]
+    stats.input_ids, stats.attention_mask = left_pad(sequences, tokenizer.pad_token_id)
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward passes restricted to gene tokens.
+
+
+def _unwrap(model):
+    """The ``*ForCausalLM`` inside a peft wrapper (LoRA layers stay injected), or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def backbone(model):
+    """(decoder without the LM head, output embedding weight ``[V, H]``)."""
+    inner = _unwrap(model)
+    decoder = getattr(inner, inner.base_model_prefix)
+    return decoder, inner.get_output_embeddings().weight
+
+
+def gene_weight(model, gene_ids: torch.LongTensor) -> torch.Tensor:
+    """Rows of the output layer for the gene tokens ``[G, H]`` (a view when they are contiguous)."""
+    _, weight = backbone(model)
+    start, stop = int(gene_ids[0]), int(gene_ids[-1]) + 1
+    if stop - start == len(gene_ids):
+        return weight[start:stop]
+    return weight.index_select(0, gene_ids.to(weight.device))
+
+
+def position_ids(attention_mask: torch.LongTensor) -> torch.LongTensor:
+    """Positions counting only real tokens (left padding gets 0), as ``generate`` does."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def hidden_states(model, input_ids, attention_mask, past_key_values=None, positions=None, use_cache=False):
+    decoder, _ = backbone(model)
+    if positions is None:
+        positions = position_ids(attention_mask)[:, -input_ids.shape[1] :]
+    out = decoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        past_key_values=past_key_values,
+        use_cache=use_cache,
+    )
+    return out.last_hidden_state, (out.past_key_values if use_cache else None)
+
+
+def prefill(model, gene_ids, input_ids, attention_mask):
+    """Run the prompts once: gene logits of the first completion step ``[B, G]`` and the KV cache."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    hidden, cache = hidden_states(model, input_ids, attention_mask, past_key_values=cache, use_cache=True)
+    logits = hidden[:, -1] @ gene_weight(model, gene_ids).T
+    return logits, cache
+
+
+@dataclass
+class Completions:
+    genes: torch.LongTensor  # [B*n, k] gene indices (rows b*n .. b*n+n-1 belong to prompt b)
+    logprobs: torch.Tensor  # [B*n, k] constrained log-probabilities of the chosen genes
+    first_logprobs: torch.Tensor  # [B, G] constrained log-probabilities of the first step
+
+
+@torch.no_grad()
+def sample_constrained(
+    model,
+    gene_ids: torch.LongTensor,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    k: int,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> Completions:
+    """Sample (or greedily pick) k distinct genes per row from the constrained policy.
+
+    The prompt batch is run once; its KV cache is repeated for the ``num_samples`` rows of each group.
+    """
+    if k < 1 or k > len(gene_ids):
+        raise ValueError(f"k must be between 1 and the number of genes ({len(gene_ids)}), not {k}")
+    if temperature <= 0 and not greedy:
+        raise ValueError("temperature must be positive for sampling (use greedy=True for argmax)")
+    weight = gene_weight(model, gene_ids)
+    logits, cache = prefill(model, gene_ids, input_ids, attention_mask)
+    scale = 1.0 if greedy else 1.0 / temperature
+    first = torch.log_softmax(logits.float() * scale, dim=-1)
+    if num_samples > 1:
+        cache.batch_repeat_interleave(num_samples)
+        logits = logits.repeat_interleave(num_samples, dim=0)
+        attention_mask = attention_mask.repeat_interleave(num_samples, dim=0)
+    rows = logits.shape[0]
+    chosen = torch.empty((rows, k), dtype=torch.long)
+    chosen_lp = torch.empty((rows, k))
+    banned = torch.zeros((rows, len(gene_ids)), dtype=torch.bool)
+    next_pos = attention_mask.sum(-1, keepdim=True)  # position of the next token (prompt length)
+    arange = torch.arange(rows)
+    for step in range(k):
+        lp = torch.log_softmax((logits.float() * scale).masked_fill(banned, float("-inf")), dim=-1)
+        if greedy:
+            pick = lp.argmax(-1)
+        else:
+            pick = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(-1)
+        chosen[:, step] = pick
+        chosen_lp[:, step] = lp[arange, pick]
+        banned[arange, pick] = True
+        if step + 1 == k:
+            break
+        attention_mask = torch.cat([attention_mask, torch.ones((rows, 1), dtype=attention_mask.dtype)], dim=1)
+        tokens = gene_ids[pick].unsqueeze(-1)
+        hidden, cache = hidden_states(model, tokens, attention_mask, past_key_values=cache, positions=next_pos, use_cache=True)
+        next_pos = next_pos + 1
+        logits = hidden[:, -1] @ weight.T
+    return Completions(chosen, chosen_lp, first)
+
+
+def completion_logprobs(
+    model,
+    gene_ids: torch.LongTensor,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    completions: torch.LongTensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Log-probabilities ``[B, k]`` of given gene-index completions under the constrained policy.
+
+    Differentiable (teacher forcing: one forward over prompt + completion[:, :-1]). Row b of
+    ``completions`` continues prompt b; repeat prompts with ``repeat_interleave`` for groups.
+    """
+    rows, k = completions.shape
+    if rows != input_ids.shape[0]:
+        raise ValueError(f"{rows} completions for {input_ids.shape[0]} prompts; repeat the prompts per sample")
+    tokens = gene_ids[completions]
+    ids = torch.cat([input_ids, tokens[:, :-1]], dim=1)
+    mask = torch.cat([attention_mask, torch.ones((rows, k - 1), dtype=attention_mask.dtype)], dim=1)
+    hidden, _ = hidden_states(model, ids, mask)
+    hidden = hidden[:, input_ids.shape[1] - 1 :]  # [B, k, H]: step t predicts completion t
+    logits = (hidden @ gene_weight(model, gene_ids).T).float() / temperature  # [B, k, G]
+    # Exclude genes listed at earlier steps: banned[b, t, g] = g in completions[b, :t].
+    earlier = torch.zeros((rows, k, len(gene_ids)), dtype=torch.bool)
+    onehot = torch.zeros((rows, k, len(gene_ids)), dtype=torch.bool)
+    onehot.scatter_(2, completions.unsqueeze(-1), True)
+    earlier[:, 1:] = onehot.cumsum(1)[:, :-1].bool()
+    logits = logits.masked_fill(earlier, float("-inf"))
+    lp = torch.log_softmax(logits, dim=-1)
+    return lp.gather(2, completions.unsqueeze(-1)).squeeze(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking.
+
+
+@torch.no_grad()
+def rank_batch(policy: Policy, prompts: Prompts, k: int, top_n: int | None) -> list[list[tuple[str, float]]]:
+    """Ranked (gene, score) lists for one prompt batch; see :func:`constrained_rank`."""
+    genes = policy.genes
+    k = min(k, len(genes))
+    out = sample_constrained(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask, k, greedy=True)
+    prefix_lp = out.logprobs.double().cumsum(-1)  # log P(g1..gi) along the greedy path
+    first = out.first_logprobs.double()
+    tail = first.clone()
+    tail.scatter_(1, out.genes, float("-inf"))
+    n_tail = len(genes) - k if top_n is None else max(0, min(top_n, len(genes)) - k)
+    tail_lp, tail_idx = tail.topk(n_tail, dim=-1) if n_tail else (tail[:, :0], tail[:, :0].long())
+    # Tail genes come after the k-th greedy gene: score = log P(prefix) + log p_first(g) < log P(prefix).
+    tail_scores = prefix_lp[:, -1:] + tail_lp + (-1e-9)
+    results = []
+    for row in range(out.genes.shape[0]):
+        ranked = [(genes[g], float(s)) for g, s in zip(out.genes[row].tolist(), prefix_lp[row].tolist())]
+        ranked += [(genes[g], float(s)) for g, s in zip(tail_idx[row].tolist(), tail_scores[row].tolist())]
+        results.append(ranked)
+    return results
+
+
+def constrained_rank(
+    policy: Policy,
+    cases: Sequence,
+    k: int | None = None,
+    batch_size: int = 64,
+    top_n: int | None = None,
+    present_only: bool = False,
+    progress: bool = False,
+    stats: Prompts | None = None,
+) -> list[list[tuple[str, float]]]:
+    """Ranked genes per case: greedy constrained decoding for the top ``k`` (default: the policy's
+    ``decode_k``), then the remaining genes by first-step probability, cut at ``top_n`` genes
+    (None = all). Cases are batched by prompt length (results come back in input order)."""
+    k = policy.config.decode_k if k is None else k
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    if top_n is not None and top_n < k:
+        k = top_n
+    tokenizer = policy.tokenizer
+    local = stats if stats is not None else Prompts(torch.empty(0), torch.empty(0))
+    sequences = [
+        prompt_token_ids(
+            tokenizer, c.present, getattr(c, "absent", ()), None, present_only,
+            policy.config.max_present_terms, policy.config.max_absent_terms, local,
+        )
+        for c in cases
+    ]
+    order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
+    results: list = [None] * len(sequences)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(sequences), unit="case", desc="ranking")
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids, mask = left_pad([sequences[i] for i in chunk], tokenizer.pad_token_id)
+        for i, ranked in zip(chunk, rank_batch(policy, Prompts(ids, mask), k, top_n)):
+            results[i] = ranked
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return results
+
+
+@torch.no_grad()
+def true_gene_ranks(policy: Policy, cases: Sequence, batch_size: int = 128, present_only: bool = False) -> np.ndarray:
+    """1-based rank of each case's gene by first-step probability (ties count against it);
+    ``len(genes) + 1`` when the gene is not in the vocabulary. Fast validation metric for training."""
+    index = {g: i for i, g in enumerate(policy.genes)}
+    ranks = np.empty(len(cases), dtype=np.int64)
+    for start in range(0, len(cases), batch_size):
+        chunk = cases[start : start + batch_size]
+        prompts = encode_prompts(policy, chunk, present_only=present_only)
+        logits, _ = prefill(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask)
+        for row, case in enumerate(chunk):
+            target = index.get(case.gene)
+            if target is None:
+                ranks[start + row] = len(index) + 1
+            else:
+                ranks[start + row] = int((logits[row] >= logits[row, target]).sum())
+    return ranks

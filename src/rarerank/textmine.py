@@ -1,0 +1,719 @@
+"""Free-text case reports -> present / absent HPO terms and the target gene, with evidence.
+
+Floor: models and methods (imports cases, annotations, ontology; nothing above).
+
+Three parts, each a small pure function of the text:
+
+* **Concept recognition** (:class:`HPOMatcher`): a dictionary of HPO labels and synonyms, each
+  reduced to a bag of normalised word stems (lower case, accents and hyphens removed, plurals and
+  adjective/noun forms merged: "hypoplastic nails" and "nail hypoplasia" give the same key).
+  Contiguous spans of a sentence (function words like "of the" or "were" allowed inside) are looked
+  up by their bag of stems; overlapping matches resolve to the longest. All-caps abbreviations
+  from the ontology ("VSD") match case-sensitively, ambiguous ones ("ASD") only when the text
+  defines them ("atrial septal defect (ASD)").
+* **Context** (:func:`classify`): NegEx-style triggers before ("no", "without", "absence of") or
+  after ("was not observed", "were absent") a mention within its clause make it absent; a trigger
+  that is part of the matched phrase ("absence of the corpus callosum" = agenesis) does not count;
+  pseudo-negations ("not only", "no longer") are skipped. Mentions attributed to a relative ("her
+  brother had seizures", "no family history of epilepsy") are dropped with the reason.
+* **Gene** (:func:`detect_gene`): HGNC symbols from the annotation universe, matched case-sensitively;
+  each mention is weighted by nearby variant language (c./p. notation, "variant", "de novo",
+  "homozygous"); symbols that are English words or clinical abbreviations (SET, CAT, WAS, HR) count
+  only in variant context; mentions in a negated clause ("SET was not affected") do not count.
+
+Every decision keeps its evidence (span, sentence, rule) for the per-case provenance table.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from rarerank.cases import Case, InvalidRecord, NO_GENE, NO_PRESENT_TERMS
+from rarerank.ontology import Ontology
+
+# QC reasons for text inputs (one per text that did not become a case).
+EMPTY_TEXT = "empty_text"
+NOT_UTF8 = "not_utf8"
+BINARY_TEXT = "binary_text"
+TEXT_TOO_LARGE = "text_too_large"
+NO_HPO_MENTION = "no_hpo_mention"
+AMBIGUOUS_GENE = "ambiguous_gene"
+UNKNOWN_GENE = "unknown_gene"
+
+# Mention statuses.
+PRESENT, ABSENT, FAMILY = "present", "absent", "family"
+
+EVIDENCE_COLUMNS = (
+    "case_id", "kind", "id", "label", "status", "rule", "start", "end", "span", "sentence_index", "sentence",
+)
+
+SYNONYM_SCOPES = ("EXACT", "RELATED", "BROAD", "NARROW")
+
+
+@dataclass(frozen=True)
+class TextmineConfig:
+    """Settings of the extractor; defaults chosen on the dev half of tests/data/text."""
+
+    scopes: tuple[str, ...] = ("EXACT",)  # synonym scopes indexed; RELATED adds noise for little recall
+    phenotypic_abnormality_only: bool = True  # inheritance/onset/frequency terms are not phenotypes
+    min_key_chars: int = 3  # shorter dictionary entries ("MI" aside) are too ambiguous as words
+    max_bytes: int = 1_000_000  # a case report is a few kB; larger inputs are rejected with a QC row
+    negation_window: int = 12  # tokens a pre-negation trigger ("no", "without") reaches within a clause
+    post_negation_window: int = 6  # tokens after a mention in which "was not observed" / "absent" count
+    require_gene: bool = True  # a text without a clear gene becomes a QC row (False for predict --text)
+
+    def __post_init__(self):
+        unknown = set(self.scopes) - set(SYNONYM_SCOPES)
+        if unknown or not self.scopes:
+            raise ValueError(
+                f"text synonym scopes must be a non-empty subset of {', '.join(SYNONYM_SCOPES)}, not {list(self.scopes)}"
+            )
+        if self.max_bytes < 1:
+            raise ValueError(f"text max_bytes must be positive, not {self.max_bytes}")
+        if self.negation_window < 1 or self.post_negation_window < 0:
+            raise ValueError("negation windows must be >= 1 (pre) and >= 0 (post) tokens")
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation: the same function turns dictionary entries and text tokens into stems.
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+")
+_BREAK = re.compile(r"[,;:()\[\]{}]")  # punctuation a phrase does not cross
+
+# Words ignored in a dictionary key but allowed inside a text span ("hypoplasia of the nails",
+# "the nails were hypoplastic").
+STOPWORDS = frozenset(
+    "a an the of in on at to by for from with was were is are be been being has have had his her its their "
+    "this that these those both very".split()
+)
+
+# Irregular plurals and spelling variants -> canonical stem.
+IRREGULAR = {
+    "feet": "foot", "teeth": "tooth", "children": "child", "femora": "femur", "tibiae": "tibia",
+    "fibulae": "fibula", "vertebrae": "vertebra", "phalanges": "phalanx", "radii": "radius", "ulnae": "ulna",
+    "epiphyses": "epiphysis", "metaphyses": "metaphysis", "diaphyses": "diaphysis", "sclerae": "sclera",
+    "testes": "testis", "nevi": "nevus", "naevi": "nevus", "naevus": "nevus", "lipomata": "lipoma",
+    "neurofibromata": "neurofibroma", "foramina": "foramen", "bronchi": "bronchus", "bullae": "bulla",
+    "fistulae": "fistula", "ova": "ovum", "calculi": "calculus", "thrombi": "thrombus", "emboli": "embolus",
+    "stenoses": "stenosis", "lenses": "lens", "corneae": "cornea", "pupils": "pupil", "cafe": "cafe",
+    "absence": "absent", "missing": "absent", "lacking": "absent", "dilated": "dilat", "dilatation": "dilat",
+    "dilation": "dilat", "dilatations": "dilat", "enlarged": "enlarg", "enlargement": "enlarg",
+    "shortened": "short", "shortening": "short", "thickened": "thick", "thickening": "thick",
+    "narrowed": "narrow", "narrowing": "narrow", "widened": "wide", "widening": "wide", "bowed": "bowing",
+    "convulsion": "seizure", "convulsions": "seizure", "tumour": "tumor", "tumours": "tumor",
+    "behaviour": "behavior", "behaviours": "behavior", "oedema": "edema", "foetal": "fetal",
+    "haemorrhage": "hemorrhage", "anaemia": "anemia", "oesophageal": "esophageal", "oesophagus": "esophagus",
+    "ischaemia": "ischemia", "ischaemic": "ischemic", "leukaemia": "leukemia", "paediatric": "pediatric",
+    "does": "does", "gas": "gas", "bias": "bias", "pancreas": "pancreas", "iris": "iris", "pubis": "pubis",
+    "ascites": "ascites", "diabetes": "diabetes", "herpes": "herpes", "series": "series", "species": "species",
+    "rickets": "rickets", "mumps": "mumps", "measles": "measles", "caries": "caries", "scabies": "scabies",
+    "pes": "pes", "genitalia": "genitalia", "hallux": "hallux", "thorax": "thorax", "larynx": "larynx",
+    "pharynx": "pharynx", "cortex": "cortex", "lids": "lid",
+}
+
+# Adjective and noun forms of the same abnormality (suffix -> common suffix).
+DERIVATIONS = (
+    ("plastic", "plasia"), ("trophic", "trophy"), ("tonic", "tonia"), ("axic", "axia"), ("emic", "emia"),
+    ("kinetic", "kinesia"), ("otic", "osis"), ("icity", "ic"), ("ised", "ized"), ("isation", "ization"),
+    ("ising", "izing"),
+)
+
+
+def stem(word: str) -> str:
+    """Canonical lower-case form of one word: plural, UK spelling and adjective forms merged."""
+    w = word.lower()
+    if w in IRREGULAR:
+        return IRREGULAR[w]
+    if len(w) > 4:
+        if w.endswith("ies"):
+            w = w[:-3] + "y"
+        elif w.endswith(("oses", "yses", "ases", "eses")):
+            w = w[:-2] + "is"
+        elif w.endswith("sses"):
+            w = w[:-2]
+        elif w.endswith(("xes", "ches", "shes")):
+            w = w[:-2]
+        elif w.endswith("ae"):
+            w = w[:-1]
+        elif w.endswith("s") and not w.endswith(("ss", "us", "is", "ous")):
+            w = w[:-1]
+    elif len(w) == 4 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    if "ae" in w[:-2] and len(w) > 5:
+        w = w[:-2].replace("ae", "e") + w[-2:]
+    if "oe" in w[1:-2] and len(w) > 5:
+        w = w[0] + w[1:-2].replace("oe", "e") + w[-2:]
+    for old, new in DERIVATIONS:
+        if w.endswith(old) and len(w) > len(old) + 2:
+            w = w[: -len(old)] + new
+            break
+    return IRREGULAR.get(w, w)
+
+
+def fold(text: str) -> str:
+    """Unicode-normalise: accents removed, dashes and odd spaces made ASCII, same string length."""
+    out = []
+    for ch in text:
+        if ord(ch) < 128:
+            out.append(ch)
+            continue
+        base = unicodedata.normalize("NFKD", ch)
+        base = "".join(c for c in base if not unicodedata.combining(c))
+        if len(base) == 1 and ord(base) < 128:
+            out.append(base)
+        elif unicodedata.category(ch) == "Pd":
+            out.append("-")
+        elif ch.isspace():
+            out.append(" ")
+        elif ch.isalnum():
+            out.append("x")  # keeps offsets; a non-ASCII letter becomes a letter
+        else:
+            out.append(" ")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    stem: str
+    start: int
+    end: int
+    stop: bool
+    break_before: bool  # punctuation between the previous token and this one (a phrase does not cross it)
+    clause_before: bool = False  # ";" or ":" before this token (a negation scope does not cross it)
+
+
+def tokenize(text: str, offset: int = 0) -> list[Token]:
+    """Word tokens of ``text`` (already folded), with character offsets shifted by ``offset``."""
+    tokens: list[Token] = []
+    previous_end = 0
+    for match in _TOKEN.finditer(text):
+        word = match.group()
+        gap = text[previous_end : match.start()]
+        s = stem(word)
+        tokens.append(
+            Token(
+                word, s, match.start() + offset, match.end() + offset, s in STOPWORDS, bool(_BREAK.search(gap)),
+                ";" in gap or ":" in gap,
+            )
+        )
+        previous_end = match.end()
+    return tokens
+
+
+def dictionary_key(phrase: str) -> tuple[str, ...]:
+    """The bag of content stems of a dictionary phrase (sorted, function words dropped)."""
+    return tuple(sorted(t.stem for t in tokenize(fold(phrase)) if not t.stop))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentences.
+
+# Abbreviations whose full stop does not end a sentence.
+_NO_SPLIT = frozenset("e.g i.e vs al fig figs dr mr mrs ms no approx ca cf st resp ref refs".split())
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+|\n\s*\n")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of sentences; "c.123", "p.Arg", "e.g.", decimals do not split."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        end = match.start()
+        before = text[start:end].rsplit(None, 1)
+        last = before[-1].lower().rstrip(".") if before else ""
+        nxt = text[match.end() : match.end() + 1]
+        if "\n" not in match.group() and (
+            last in _NO_SPLIT or len(last) == 1 or (nxt and not (nxt.isupper() or nxt.isdigit() or nxt in "\"'(["))
+        ):
+            continue
+        if text[start:end].strip():
+            spans.append((start, match.end()))
+        start = match.end()
+    if text[start:].strip():
+        spans.append((start, len(text)))
+    return spans
+
+
+# ---------------------------------------------------------------------------------------------
+# The dictionary matcher.
+
+PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4}
+_ABBREVIATION = re.compile(r"^[A-Z][A-Z0-9-]{1,7}$")
+
+
+@dataclass(frozen=True)
+class Match:
+    term: str
+    start: int  # character offsets in the text
+    end: int
+    first: int  # token indices in the sentence (inclusive)
+    last: int
+    how: str  # label / EXACT / RELATED / abbreviation / defined_abbreviation
+
+
+@dataclass
+class HPOMatcher:
+    """Bag-of-stems dictionary over HPO labels and synonyms. Build with :meth:`build`."""
+
+    keys: dict[tuple[str, ...], tuple[str, str]]  # key -> (term, how)
+    abbreviations: dict[str, str]  # unambiguous all-caps abbreviation -> term
+    ambiguous_abbreviations: frozenset[str]
+    vocabulary: frozenset[str]  # every stem used by some key (prunes span growth)
+    max_key_length: int
+    labels: dict[str, str]
+    hpo_version: str = "unknown"
+    stats: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, ontology: Ontology, config: TextmineConfig | None = None) -> "HPOMatcher":
+        config = config or TextmineConfig()
+        candidates: dict[tuple[str, ...], dict[str, int]] = {}
+        abbreviations: dict[str, set[str]] = {}
+        skipped = Counter()
+        for term, label in ontology.labels.items():
+            if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
+                continue
+            entries = [(label, "label")] + [
+                (text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.scopes
+            ]
+            for text, how in entries:
+                stripped = text.strip()
+                if _ABBREVIATION.match(stripped) and how != "label":
+                    abbreviations.setdefault(stripped, set()).add(term)
+                    continue
+                key = dictionary_key(stripped)
+                if not key or len("".join(key)) < config.min_key_chars:
+                    skipped["too_short"] += 1
+                    continue
+                best = candidates.setdefault(key, {})
+                best[term] = min(best.get(term, 99), PRIORITY[how])
+        keys = {}
+        ambiguous_keys = 0
+        for key, terms in candidates.items():
+            ranked = sorted(terms.items(), key=lambda item: (item[1], item[0]))
+            if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+                ambiguous_keys += 1  # same phrase names two terms equally: the lower id wins, counted
+            term, priority = ranked[0]
+            keys[key] = (term, next(k for k, v in PRIORITY.items() if v == priority))
+        unique = {a: next(iter(t)) for a, t in abbreviations.items() if len(t) == 1}
+        ambiguous = frozenset(a for a, t in abbreviations.items() if len(t) > 1)
+        vocabulary = frozenset(s for key in keys for s in key)
+        return cls(
+            keys=keys,
+            abbreviations=unique,
+            ambiguous_abbreviations=ambiguous,
+            vocabulary=vocabulary,
+            max_key_length=max(len(k) for k in keys),
+            labels=dict(ontology.labels),
+            hpo_version=ontology.version,
+            stats={
+                "keys": len(keys),
+                "terms": len({t for t, _ in keys.values()}),
+                "abbreviations": len(unique),
+                "ambiguous_abbreviations": sorted(ambiguous),
+                "ambiguous_keys": ambiguous_keys,
+                "skipped_entries": dict(skipped),
+                "scopes": list(config.scopes),
+            },
+        )
+
+    def match_sentence(self, tokens: Sequence[Token], defined: dict[str, str] | None = None) -> list[Match]:
+        """Longest non-overlapping dictionary matches among the tokens of one sentence."""
+        found: list[tuple[int, int, int, str, str]] = []  # (-content, first, last, term, how)
+        n = len(tokens)
+        limit = self.max_key_length
+        for i in range(n):
+            tok = tokens[i]
+            if tok.text in self.abbreviations or (defined and tok.text in defined):
+                how = "abbreviation" if tok.text in self.abbreviations else "defined_abbreviation"
+                term = self.abbreviations.get(tok.text) or defined[tok.text]
+                found.append((-1, i, i, term, how))
+                continue
+            if tok.stop or tok.stem not in self.vocabulary:
+                continue
+            content: list[str] = []
+            for j in range(i, n):
+                t = tokens[j]
+                if j > i and t.break_before:
+                    break
+                if t.stop:
+                    continue
+                if t.stem not in self.vocabulary:
+                    break
+                content.append(t.stem)
+                if len(content) > limit:
+                    break
+                hit = self.keys.get(tuple(sorted(content)))
+                if hit:
+                    found.append((-len(content), i, j, hit[0], hit[1]))
+        found.sort()
+        taken = [False] * n
+        matches = []
+        for _, first, last, term, how in found:
+            if any(taken[first : last + 1]):
+                continue
+            for k in range(first, last + 1):
+                taken[k] = True
+            matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how))
+        matches.sort(key=lambda m: m.start)
+        return matches
+
+
+# ---------------------------------------------------------------------------------------------
+# Context: negation and family history.
+
+PRE_NEGATION = (
+    ("no",), ("not",), ("without",), ("absent",), ("lack", "of"), ("lacked",), ("denied",), ("denies",),
+    ("negative", "for"), ("free", "of"), ("neither",), ("nor",), ("never",), ("rule", "out"), ("ruled", "out"),
+    ("exclusion", "of"), ("excluded",),
+)
+POST_NEGATION = (
+    ("not",), ("absent",), ("excluded",), ("ruled", "out"), ("negative",), ("never",), ("unremarkable",),
+    ("normal",),
+)
+# Phrases that look like negation but are not ("not only X but also Y", "seizures no longer occur").
+PSEUDO_NEGATION = (
+    ("not", "only"), ("no", "longer"), ("not", "necessarily"), ("no", "change"), ("no", "increase"),
+    ("not", "just"), ("no", "doubt"), ("not", "ruled", "out"), ("without", "difficulty"),
+)
+# Words that end a trigger's scope (a new clause starts).
+TERMINATORS = frozenset(
+    "but however although though except whereas while which who whom yet apart aside unlike "
+    "despite nevertheless instead since because".split()
+)
+RELATIVES = frozenset(
+    "mother father brother sister sibling sib parent son daughter uncle aunt cousin grandmother "
+    "grandfather grandparent niece nephew twin relative mom dad family member kindred".split()
+)
+PROBAND = frozenset("she he proband patient boy girl child infant neonate newborn index man woman".split())
+
+
+@dataclass(frozen=True)
+class Mention:
+    term: str
+    status: str  # present / absent / family
+    rule: str
+    start: int
+    end: int
+    sentence_index: int
+    how: str
+
+
+def _find(stems: Sequence[str], phrase: tuple[str, ...], at: int) -> bool:
+    return tuple(stems[at : at + len(phrase)]) == phrase
+
+
+def _is_pseudo(stems: Sequence[str], at: int) -> bool:
+    return any(_find(stems, p, at) for p in PSEUDO_NEGATION)
+
+
+def classify(tokens: Sequence[Token], matches: Sequence[Match], config: TextmineConfig) -> list[tuple[str, str]]:
+    """(status, rule) for each match of one sentence."""
+    words = [t.text.lower() for t in tokens]
+    stems = [t.stem for t in tokens]
+    inside = [False] * len(tokens)
+    for m in matches:
+        for k in range(m.first, m.last + 1):
+            inside[k] = True
+    clause_start = [0] * len(tokens)
+    start = 0
+    for k, t in enumerate(tokens):
+        if words[k] in TERMINATORS or t.clause_before:
+            start = k
+        clause_start[k] = start
+    results = []
+    for m in matches:
+        lo = clause_start[m.first]
+        # Family history: "family history of X", a relative as the subject of the clause, "X in her mother".
+        family_rule = None
+        for k in range(lo, m.first):
+            if words[k] == "family" and k + 1 < len(words) and words[k + 1] in ("history", "histories"):
+                family_rule = "family_history"
+            elif (stems[k] in RELATIVES or words[k] in ("relatives", "siblings", "sibs", "parents")) and not inside[k]:
+                if not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
+                    family_rule = f"relative_subject:{words[k]}"
+            elif stems[k] in PROBAND and family_rule and family_rule.startswith("relative"):
+                family_rule = None
+        if family_rule is None:
+            for k in range(m.last + 1, min(len(tokens), m.last + 6)):
+                if words[k] in TERMINATORS:
+                    break
+                if words[k] == "in" and k + 2 < len(tokens) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
+                    family_rule = "relative_after"
+                    break
+        if family_rule:
+            results.append((FAMILY, family_rule))
+            continue
+        rule = None
+        for k in range(max(lo, m.first - config.negation_window), m.first):
+            if inside[k] or _is_pseudo(stems, k):
+                continue
+            for trigger in PRE_NEGATION:
+                if _find(words, trigger, k) and k + len(trigger) <= m.first:
+                    rule = "pre:" + " ".join(trigger)
+        if rule is None:
+            stop = min(len(tokens), m.last + 1 + config.post_negation_window)
+            for k in range(m.last + 1, stop):
+                if words[k] in TERMINATORS or tokens[k].clause_before:
+                    break
+                if inside[k] or _is_pseudo(stems, k):
+                    continue
+                trigger = next((p for p in POST_NEGATION if _find(words, p, k)), None)
+                if trigger:
+                    rule = "post:" + " ".join(trigger)
+                    break
+        results.append((ABSENT, rule) if rule else (PRESENT, "affirmed"))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Gene mentions.
+
+VARIANT_CUES = frozenset(
+    "variant variants mutation mutations pathogenic likely de novo homozygous heterozygous hemizygous "
+    "compound biallelic monoallelic frameshift nonsense missense splice splicing deletion deletions "
+    "duplication insertion truncating stop substitution expansion genotype genotyping sequencing exome "
+    "genome allele alleles carrier carried gene exon intron"
+    .split()
+)
+_HGVS = re.compile(r"\b[cgpm]\.\(?[-*A-Z0-9]")
+_GENE_TOKEN = re.compile(r"(?<![A-Za-z0-9-])[A-Z][A-Za-z0-9]*[A-Z0-9](?:-[A-Z0-9]+)?(?![A-Za-z0-9])")
+# Symbols that are English words, units or common clinical abbreviations: they count as a gene only
+# next to gene/variant language ("a homozygous HR variant", not "HR at rest was 92").
+AMBIGUOUS_SYMBOLS = frozenset(
+    "AR AD CP HR FH PC GK CAT MAX SET WAS KIT REST MET ATM SMS IDS INS CAST ACE CAD GAL HAL DES FAS LAT "
+    "MAG TNF CA CD IQ MR ALS APP COMP TANK CLOCK CAPS CHAT FAT FOS GLA KL KY PIGS POLE SPR TTR HBB CRH "
+    "MS DMD AMH EPO LH FSH GH TSH PTH ALB AFP CRP BMP CT ECG EEG EMG MRI NMR PET LCT LPL CEL ASL APC DCC "
+    "GSS ADA CBS ERG FLG HFE HPD GAN IVD LIPA NPC PTEN SDS".split()
+) - {"PTEN", "DMD", "GLA", "TTR", "HBB"}  # unambiguous in case reports, kept out of the list
+
+
+@dataclass(frozen=True)
+class GeneMention:
+    symbol: str
+    start: int
+    end: int
+    sentence_index: int
+    weight: float
+    rule: str
+
+
+@dataclass(frozen=True)
+class GeneCall:
+    symbol: str  # "" when no gene was chosen
+    status: str  # chosen / none / ambiguous
+    scores: dict[str, float]
+    mentions: tuple[GeneMention, ...]
+
+
+def gene_mentions(text: str, sentences: Sequence[tuple[int, int]], genes: frozenset[str]) -> list[GeneMention]:
+    """Every occurrence of a universe gene symbol, weighted by variant language nearby."""
+    found = []
+    for s_index, (s_start, s_end) in enumerate(sentences):
+        sentence = text[s_start:s_end]
+        lowered_words = [w.lower() for w in _TOKEN.findall(sentence)]
+        has_hgvs = bool(_HGVS.search(sentence))
+        cue_words = sum(1 for w in lowered_words if w in VARIANT_CUES)
+        negated = bool(re.search(r"\b(not|no|negative|normal|unremarkable|excluded|unaffected)\b", sentence, re.I))
+        for match in _GENE_TOKEN.finditer(sentence):
+            symbol = match.group()
+            if symbol not in genes:
+                symbol = symbol.split("-")[0]
+                if symbol not in genes:
+                    continue
+            before = sentence[max(0, match.start() - 40) : match.start()].lower()
+            after = sentence[match.end() : match.end() + 40]
+            adjacent = bool(
+                re.match(r"\s*(gene|variant|variants|mutation|mutations|c\.|p\.|exon|deletion|splice|frameshift|"
+                         r"missense|nonsense|polyalanine|genotyping|stop|glycine|repeat|full|:)", after, re.I)
+                or re.search(r"(variants?|mutations?|deletion|homozygous|heterozygous|hemizygous|sequencing|analysis|"
+                             r"testing) (in|of) (the )?$", before)
+                or re.search(r"(heterozygous|homozygous|hemizygous|de novo|truncating|germline|missense|nonsense|"
+                             r"frameshift|splice|recurrent|biallelic|including|of|in) $", before)
+                or re.search(r"(heterozygous|homozygous|hemizygous|biallelic|truncating|germline) (\w+ )?(\w+ )?$", before)
+            )
+            context = has_hgvs or cue_words > 0
+            ambiguous = symbol in AMBIGUOUS_SYMBOLS or len(symbol) <= 2
+            local_negation = negated and re.search(
+                r"\b(not|no|negative|normal|unremarkable|excluded)\b", before[-30:] + " " + after[:30].lower()
+            )
+            if local_negation and not (has_hgvs and adjacent):
+                weight, rule = 0.0, "negated_clause"
+            elif ambiguous and not adjacent:
+                weight, rule = 0.0, "ambiguous_symbol_without_gene_context"
+            else:
+                weight = 1.0 + (2.0 if adjacent else 0.0) + (1.0 if has_hgvs else 0.0) + min(cue_words, 3) * 0.5
+                rule = "+".join(
+                    r for r, on in (("adjacent_variant_word", adjacent), ("hgvs_in_sentence", has_hgvs),
+                                    ("variant_words", cue_words > 0)) if on
+                ) or "symbol_only"
+            found.append(GeneMention(symbol, s_start + match.start(), s_start + match.end(), s_index, weight, rule))
+    return found
+
+
+def detect_gene(mentions: Sequence[GeneMention], margin: float = 2.0) -> GeneCall:
+    """The gene the evidence points to; ``ambiguous`` when two candidates are close."""
+    scores: Counter = Counter()
+    for m in mentions:
+        if m.weight > 0:
+            scores[m.symbol] += m.weight
+    if not scores:
+        return GeneCall("", "none", {}, tuple(mentions))
+    ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    if len(ranked) > 1 and ranked[0][1] < margin * ranked[1][1]:
+        return GeneCall("", "ambiguous", dict(ranked), tuple(mentions))
+    return GeneCall(ranked[0][0], "chosen", dict(ranked), tuple(mentions))
+
+
+# ---------------------------------------------------------------------------------------------
+# One report -> terms, gene, evidence.
+
+
+@dataclass
+class Extraction:
+    text: str
+    sentences: list[tuple[int, int]]
+    mentions: list[Mention]
+    gene: GeneCall
+    present: tuple[str, ...]
+    absent: tuple[str, ...]
+
+    def evidence_rows(self, case_id: str, labels: dict[str, str]) -> list[dict[str, str]]:
+        rows = []
+        for m in self.mentions:
+            s_start, s_end = self.sentences[m.sentence_index]
+            rows.append({
+                "case_id": case_id, "kind": "phenotype", "id": m.term, "label": labels.get(m.term, ""),
+                "status": m.status, "rule": f"{m.how};{m.rule}", "start": m.start, "end": m.end,
+                "span": self.text[m.start : m.end], "sentence_index": m.sentence_index,
+                "sentence": self.text[s_start:s_end].strip(),
+            })
+        for g in self.gene.mentions:
+            s_start, s_end = self.sentences[g.sentence_index]
+            status = "chosen" if g.symbol == self.gene.symbol else "ignored" if g.weight == 0 else "candidate"
+            rows.append({
+                "case_id": case_id, "kind": "gene", "id": g.symbol, "label": f"weight={g.weight:g}",
+                "status": status, "rule": g.rule, "start": g.start, "end": g.end, "span": self.text[g.start : g.end],
+                "sentence_index": g.sentence_index, "sentence": self.text[s_start:s_end].strip(),
+            })
+        return rows
+
+
+_DEFINITION = re.compile(r"\s*\(([A-Z][A-Z0-9-]{1,7})\)")
+
+
+class Extractor:
+    """Concept recognition + context + gene detection with one dictionary built once."""
+
+    def __init__(self, matcher: HPOMatcher, genes: Iterable[str] = (), gene_ids: dict[str, str] | None = None,
+                 config: TextmineConfig | None = None):
+        self.matcher = matcher
+        self.genes = frozenset(genes)
+        self.gene_ids = gene_ids or {}
+        self.config = config or TextmineConfig()
+
+    @classmethod
+    def from_reference(cls, ontology: Ontology, annotations=None, config: TextmineConfig | None = None) -> "Extractor":
+        config = config or TextmineConfig()
+        matcher = HPOMatcher.build(ontology, config)
+        genes = annotations.terms.keys() if annotations is not None else ()
+        gene_ids = annotations.gene_ids if annotations is not None else {}
+        return cls(matcher, genes, gene_ids, config)
+
+    def extract(self, text: str) -> Extraction:
+        folded = fold(text)
+        sentences = split_sentences(folded)
+        defined: dict[str, str] = {}
+        mentions: list[Mention] = []
+        for s_index, (s_start, s_end) in enumerate(sentences):
+            tokens = tokenize(folded[s_start:s_end], s_start)
+            matches = self.matcher.match_sentence(tokens, defined)
+            for m in matches:  # "atrial septal defect (ASD)" defines ASD for the rest of the text
+                definition = _DEFINITION.match(folded, m.end)
+                if definition and m.how not in ("abbreviation", "defined_abbreviation"):
+                    defined.setdefault(definition.group(1), m.term)
+            for m, (status, rule) in zip(matches, classify(tokens, matches, self.config)):
+                mentions.append(Mention(m.term, status, rule, m.start, m.end, s_index, m.how))
+        statuses: dict[str, set[str]] = {}
+        for m in mentions:
+            statuses.setdefault(m.term, set()).add(m.status)
+        present = tuple(sorted(t for t, s in statuses.items() if PRESENT in s))
+        absent = tuple(sorted(t for t, s in statuses.items() if ABSENT in s and PRESENT not in s))
+        gene = detect_gene(gene_mentions(folded, sentences, self.genes)) if self.genes else GeneCall("", "none", {}, ())
+        return Extraction(text, sentences, mentions, gene, present, absent)
+
+
+def decode_text(data: bytes, max_bytes: int) -> str:
+    """Bytes of a text file -> str, or InvalidRecord naming the problem (empty, binary, not UTF-8, too large)."""
+    if len(data) > max_bytes:
+        raise InvalidRecord(
+            TEXT_TOO_LARGE, f"{len(data):,} bytes, more than the limit of {max_bytes:,} (text.max_bytes) for one case report"
+        )
+    if b"\x00" in data:
+        raise InvalidRecord(BINARY_TEXT, f"contains NUL bytes (first at byte {data.index(b'\x00')}): not a text file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidRecord(
+            NOT_UTF8, f"not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start}; re-save the file as UTF-8"
+        ) from None
+    if not text.strip():
+        raise InvalidRecord(EMPTY_TEXT, "the file is empty or only whitespace")
+    return text
+
+
+_PMID = re.compile(r"\bPMID:?\s*(\d{4,9})\b")
+
+
+def extract_case(
+    text: str,
+    extractor: Extractor,
+    case_id: str = "case",
+    cohort: str = "text",
+    source: str = "",
+    gene: str = "",
+    require_gene: bool | None = None,
+) -> tuple[Case, Extraction]:
+    """One case report -> (Case, Extraction). A given ``gene`` wins over text-mined genes.
+
+    Raises :class:`InvalidRecord` with a QC reason when the text names no HPO term, only absent or
+    family terms, or (with ``require_gene``) no single clear gene.
+    """
+    require_gene = extractor.config.require_gene if require_gene is None else require_gene
+    extraction = extractor.extract(text)
+    if not extraction.mentions:
+        n = len(extraction.sentences)
+        raise InvalidRecord(NO_HPO_MENTION, f"{case_id}: no HPO phenotype found in the text ({n} sentence(s))")
+    if not extraction.present:
+        counts = Counter(m.status for m in extraction.mentions)
+        raise InvalidRecord(
+            NO_PRESENT_TERMS, f"{case_id}: no phenotype stated as present ({dict(sorted(counts.items()))} mentions)"
+        )
+    symbol = gene.strip()
+    if symbol and extractor.genes and symbol not in extractor.genes:
+        raise InvalidRecord(UNKNOWN_GENE, f"{case_id}: gene {symbol!r} is not an HGNC symbol of the annotation universe")
+    if not symbol:
+        call = extraction.gene
+        if call.status == "ambiguous" and require_gene:
+            scores = ", ".join(f"{g} ({s:g})" for g, s in call.scores.items())
+            raise InvalidRecord(AMBIGUOUS_GENE, f"{case_id}: ambiguous gene, candidates {scores}")
+        if call.status == "none" and require_gene:
+            raise InvalidRecord(NO_GENE, f"{case_id}: no gene symbol with variant evidence in the text")
+        symbol = call.symbol
+    pmid = _PMID.search(text)
+    case = Case(
+        case_id=case_id,
+        cohort=cohort,
+        pmid=f"PMID:{pmid.group(1)}" if pmid else "",
+        gene=symbol,
+        gene_id=extractor.gene_ids.get(symbol, ""),
+        disease_id="",
+        present=extraction.present,
+        absent=extraction.absent,
+        source=source,
+    )
+    return case, extraction

@@ -1,0 +1,261 @@
+"""Supervised training machinery shared by knowledge pretraining and SFT.
+
+Models floor: imports policy (and fileio). A training example is a prompt plus a completion whose
+target tokens carry the loss (the true gene and ``<eos>``; an optional prefix of distractor genes
+before the true gene carries none). The loss is next-token cross-entropy computed only at target
+positions (the output layer runs on two positions per sequence, not on every prompt token): over
+the gene tokens for the gene target, over the full vocabulary for ``<eos>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from rarerank.fileio import atomic_write
+from rarerank.policy import EOS, Policy, backbone, hidden_states, left_pad, prompt_token_ids, true_gene_ranks
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    tokens: tuple[int, ...]  # prompt + completion token ids
+    targets: tuple[int, ...]  # next-token target at each position (IGNORE = no loss)
+
+
+def make_example(
+    policy: Policy,
+    present: Sequence[str],
+    absent: Sequence[str],
+    gene: str,
+    rng: np.random.Generator,
+    prefix_rate: float = 0.0,
+    present_only: bool = False,
+) -> Example | None:
+    """Shuffled prompt, completion ``[distractors...] gene <eos>``; None if the gene is not a token.
+
+    With probability ``prefix_rate`` the true gene follows 1..decode_k-1 random other genes (no loss
+    on them): the model learns that genes already listed do not change what comes next, so greedy
+    constrained decoding beyond rank 1 stays sound.
+    """
+    vocab = policy.tokenizer._rarerank_vocab if hasattr(policy.tokenizer, "_rarerank_vocab") else policy.tokenizer.get_vocab()
+    target = vocab.get(gene)
+    if target is None:
+        return None
+    cfg = policy.config
+    prompt = prompt_token_ids(policy.tokenizer, present, absent, rng, present_only, cfg.max_present_terms, cfg.max_absent_terms)
+    completion = []
+    if prefix_rate > 0 and cfg.decode_k > 1 and rng.random() < prefix_rate:
+        gene_ids = policy.gene_ids
+        m = int(rng.integers(1, cfg.decode_k))
+        picks = gene_ids[rng.choice(len(gene_ids), size=m + 1, replace=False)].tolist()
+        completion = [g for g in picks if g != target][:m]
+    completion += [target, vocab[EOS]]
+    tokens = prompt + completion
+    targets = [IGNORE] * len(tokens)
+    # Position i predicts tokens[i + 1]: the loss sits on the true gene and on <eos>.
+    n = len(tokens)
+    targets[n - 3] = target
+    targets[n - 2] = vocab[EOS]
+    return Example(tuple(tokens), tuple(targets))
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    ids, mask = left_pad([e.tokens for e in examples], pad_id)
+    targets = torch.full_like(ids, IGNORE)
+    for row, e in enumerate(examples):
+        targets[row, ids.shape[1] - len(e.targets) :] = torch.as_tensor(e.targets)
+    return {"input_ids": ids, "attention_mask": mask, "targets": targets}
+
+
+def lm_loss(model, batch: dict[str, torch.Tensor], gene_ids: torch.LongTensor) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over target tokens and the number of targets.
+
+    Gene targets are scored over the gene tokens only (the constrained distribution the policy ranks
+    with; 4x cheaper than the full vocabulary), other targets (``<eos>``) over the full vocabulary.
+    """
+    hidden, _ = hidden_states(model, batch["input_ids"], batch["attention_mask"])
+    targets = batch["targets"]
+    _, weight = backbone(model)
+    start, stop = int(gene_ids[0]), int(gene_ids[-1]) + 1
+    is_gene = (targets >= start) & (targets < stop)
+    is_other = (targets != IGNORE) & ~is_gene
+    gene_logits = hidden[is_gene] @ weight[start:stop].T
+    other_logits = hidden[is_other] @ weight.T
+    losses = torch.cat(
+        [
+            torch.nn.functional.cross_entropy(gene_logits.float(), targets[is_gene] - start, reduction="none"),
+            torch.nn.functional.cross_entropy(other_logits.float(), targets[is_other], reduction="none"),
+        ]
+    )
+    return losses.mean(), int(losses.numel())
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up to ``peak``, then cosine decay to ``peak * min_ratio`` at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on norms and biases."""
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+    )
+
+
+def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """top-1 / top-10 accuracy and MRR from 1-based ranks."""
+    ranks = np.asarray(ranks, dtype=float)
+    if len(ranks) == 0:
+        return {"top1": float("nan"), "top10": float("nan"), "mrr": float("nan")}
+    return {
+        "top1": float(np.mean(ranks <= 1)),
+        "top10": float(np.mean(ranks <= 10)),
+        "mrr": float(np.mean(1.0 / ranks)),
+    }
+
+
+def evaluate_cases(policy: Policy, cases: Sequence, present_only: bool = False) -> dict[str, float]:
+    """First-step rank metrics on cases (fast: one prompt forward per case, no decoding)."""
+    was_training = policy.model.training
+    policy.model.eval()
+    metrics = rank_metrics(true_gene_ranks(policy, cases, present_only=present_only))
+    policy.model.train(was_training)
+    return metrics
+
+
+class TrainingLog:
+    """Rows of (step, loss, lr, tokens/s, metrics...) written to a TSV at the end (atomically)."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def add(self, **row) -> None:
+        self.rows.append(row)
+
+    def write(self, path) -> None:
+        columns: list[str] = []
+        for row in self.rows:
+            columns += [c for c in row if c not in columns]
+        with atomic_write(path) as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer.writerow(columns)
+            for row in self.rows:
+                writer.writerow([_fmt(row.get(c, "")) for c in columns])
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    best_step: int
+    best_metric: float
+    stopped_early: bool
+    seconds: float
+    tokens: int  # prompt + completion tokens processed (padding excluded)
+
+
+def run_loop(
+    policy: Policy,
+    batch_at: Callable[[int], list[Example]],
+    steps: int,
+    lr: Callable[[int], float],
+    weight_decay: float,
+    grad_clip: float,
+    evaluate: Callable[[], dict[str, float]] | None,
+    eval_every: int,
+    log: TrainingLog,
+    select_metric: str | None = None,
+    patience: int | None = None,
+    progress: bool = False,
+    desc: str = "training",
+    log_timing: bool = False,
+) -> LoopResult:
+    """The training loop: batch, loss, step, evaluate at an interval; keep the best weights.
+
+    ``batch_at(step)`` must be a pure function of the step (deterministic data order). Timing
+    columns (tokens/s, elapsed) are logged only with ``log_timing`` so that logs stay byte-identical
+    across runs by default. With
+    ``select_metric`` the weights with the best value of that evaluation metric are restored at the
+    end, and training stops after ``patience`` evaluations without improvement.
+    """
+    model = policy.model
+    model.train()
+    optimizer = make_optimizer(model, lr(0), weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    best_metric, best_step, best_state = -math.inf, 0, None
+    bad_evals, stopped = 0, False
+    tokens_total, tokens_window, window_start = 0, 0, time.perf_counter()
+    start = time.perf_counter()
+    loss_sum, loss_n = 0.0, 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, desc=desc, unit="step", mininterval=5.0)
+    step = 0
+    for step in range(steps):
+        examples = batch_at(step)
+        batch = collate(examples, policy.tokenizer.pad_token_id)
+        n_tokens = int(batch["attention_mask"].sum())
+        for group in optimizer.param_groups:
+            group["lr"] = lr(step)
+        loss, _ = lm_loss(model, batch, policy.gene_ids)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        loss_sum += float(loss.detach())
+        loss_n += 1
+        tokens_total += n_tokens
+        tokens_window += n_tokens
+        if bar is not None:
+            bar.update(1)
+        last = step + 1 == steps
+        if (step + 1) % eval_every == 0 or last:
+            now = time.perf_counter()
+            row = {"step": step + 1, "loss": loss_sum / max(loss_n, 1), "lr": lr(step)}
+            if log_timing:
+                row["tokens_per_s"] = tokens_window / max(now - window_start, 1e-9)
+                row["elapsed_s"] = now - start
+            metrics = evaluate() if evaluate is not None else {}
+            row.update({f"val_{k}": v for k, v in metrics.items()})
+            log.add(**row)
+            loss_sum, loss_n = 0.0, 0
+            if select_metric is not None:
+                value = metrics[select_metric]
+                if value > best_metric:
+                    best_metric, best_step, bad_evals = value, step + 1, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad_evals += 1
+                    if patience is not None and bad_evals >= patience:
+                        stopped = True
+                        break
+            window_start, tokens_window = time.perf_counter(), 0
+    if bar is not None:
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return LoopResult(step + 1, best_step or step + 1, best_metric, stopped, time.perf_counter() - start, tokens_total)
