@@ -20,6 +20,11 @@ wildcard_constraints:
 
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/split.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluation_common.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

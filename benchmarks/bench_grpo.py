@@ -68,7 +68,7 @@ def bench_rarerank(policy, task, config, steps: int) -> dict:
 
     model = copy.deepcopy(policy.model)
     t0 = time.perf_counter()
-    result = train(model, task, config, progress=False)
+    result = train(model, task, config, progress=False, log_timing=True)
     seconds = time.perf_counter() - t0
     rows = result.state.rows[2:]  # drop the step-0 row and the first (warm-up) step
     per_step = float(np.mean([64 / r["completions_per_s"] for r in rows])) if rows else seconds / steps
@@ -140,7 +140,7 @@ def bench_trl(policy, task, cases, config, steps: int) -> dict:
             output_dir=out, per_device_train_batch_size=G * config.cases_per_step, num_generations=G,
             max_completion_length=config.list_length, max_steps=steps, learning_rate=config.learning_rate,
             use_cpu=True, bf16=False, beta=0.0, temperature=config.temperature, report_to="none",
-            logging_steps=1000, save_strategy="no", disable_dropout=True, seed=0,
+            logging_steps=1000, save_strategy="no", disable_dropout=True, seed=0, disable_tqdm=True,
             generation_kwargs={"suppress_tokens": suppress, "no_repeat_ngram_size": 1},
         )  # fmt: skip
         trainer = GRPOTrainer(

@@ -174,6 +174,25 @@ def test_unreadable_zip_member(tmp_path, ontology):
     assert row.reason == PARSE_ERROR and "unreadable zip member" in row.detail
 
 
+def test_unreadable_file_in_a_folder(tmp_path, ontology, monkeypatch):
+    folder = tmp_path / "release" / "v1" / "FBN1"
+    folder.mkdir(parents=True)
+    (folder / "good.json").write_text(json.dumps(packet("good")))
+    (folder / "locked.json").write_text(json.dumps(packet("locked")))
+    real_read = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "locked.json":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    result = read_phenopackets(tmp_path / "release", ontology)
+    assert [c.case_id for c in result.cases] == ["good"]
+    row = qc_by_file(result)["v1/FBN1/locked.json"]
+    assert row.reason == PARSE_ERROR and "unreadable file" in row.detail and "Permission denied" in row.detail
+
+
 @pytest.mark.parametrize(
     ("mutate", "reason", "detail"),
     [

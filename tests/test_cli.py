@@ -28,6 +28,19 @@ def _header(path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def mini_obo(tmp_path_factory) -> Path:
+    """A three-term HPO file: error paths need an ontology, not the 2-second full load."""
+    path = tmp_path_factory.mktemp("obo") / "hp.obo"
+    path.write_text(
+        "format-version: 1.2\ndata-version: hp/releases/2030-01-01\n\n"
+        "[Term]\nid: HP:0000001\nname: All\n\n"
+        "[Term]\nid: HP:0000118\nname: Phenotypic abnormality\nis_a: HP:0000001\n\n"
+        "[Term]\nid: HP:0001166\nname: Arachnodactyly\nis_a: HP:0000118\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
 def cases_run(tmp_path_factory, fixture_zip):
     out = tmp_path_factory.mktemp("cli")
     argv = [
@@ -57,12 +70,13 @@ def test_cases_writes_the_documented_columns(cases_run, fixture_zip):
     assert {"git_commit", "packages", "python"} <= set(provenance)
 
 
-def test_cases_writes_qc_rows(tmp_path):
+def test_cases_writes_qc_rows(tmp_path, mini_obo):
     folder = tmp_path / "release" / "v1" / "A"
     folder.mkdir(parents=True)
     (folder / "broken.json").write_text("{")
     (folder / "notes.txt").write_text("x")
-    assert main(["cases", str(tmp_path / "release"), "-o", str(tmp_path / "c.tsv"), "--qc", str(tmp_path / "qc.tsv")]) == 0
+    argv = ["cases", str(tmp_path / "release"), "-o", str(tmp_path / "c.tsv"), "--qc", str(tmp_path / "qc.tsv")]
+    assert main([*argv, "--ontology", str(mini_obo)]) == 0
     assert _header(tmp_path / "c.tsv") == CASE_HEADER and _rows(tmp_path / "c.tsv") == []
     qc = _rows(tmp_path / "qc.tsv")
     assert [(r["source_file"], r["reason"]) for r in qc] == [("v1/A/broken.json", "parse_error"), ("v1/A/notes.txt", "not_a_json_file")]
@@ -85,13 +99,14 @@ def test_unreachable_url_exits_1_naming_the_url(tmp_path, caplog, unreachable_ur
     assert list(tmp_path.iterdir()) == []
 
 
-def test_not_a_release_exits_1(tmp_path, caplog):
+def test_not_a_release_exits_1(tmp_path, caplog, mini_obo):
     import zipfile
 
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
         archive.writestr("readme.txt", "hi")
+    argv = ["cases", str(tmp_path / "other.zip"), "-o", str(tmp_path / "c.tsv"), "--qc", str(tmp_path / "q.tsv")]
     with caplog.at_level(logging.ERROR, logger="rarerank"):
-        code = main(["cases", str(tmp_path / "other.zip"), "-o", str(tmp_path / "c.tsv"), "--qc", str(tmp_path / "q.tsv")])
+        code = main([*argv, "--ontology", str(mini_obo)])
     assert code == 1 and "other.zip: not a phenopacket-store release" in caplog.text
 
 

@@ -199,3 +199,56 @@ def test_invalid_config_fails_with_a_fix(overrides, message):
         RFTConfig(**overrides)
     with pytest.raises(ValueError, match="unknown rft config key"):
         RFTConfig.from_mapping({"group_sise": 4})
+
+
+# ---------------------------------------------------------------------------------------------- stage
+
+
+def _stage_inputs(tmp_path):
+    """A tiny policy and cases where gene g shows terms 3g..3g+2 (learnable from few cases)."""
+    from rarerank.cases import Case, write_cases
+    from rarerank.policy import PolicyConfig, build_policy
+
+    genes = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A"]
+    terms = [f"HP:{i:07d}" for i in range(1, 31)]
+    rng = torch.Generator().manual_seed(0)
+
+    def cases(prefix, n):
+        out = []
+        for i in range(n):
+            g = i % len(genes)
+            picks = torch.randperm(3, generator=rng)[:2].tolist()
+            present = tuple(terms[3 * g + p] for p in picks) + (terms[20 + i % 10],)
+            out.append(Case(f"{prefix}{i}", genes[g], "PMID:1", genes[g], f"HGNC:{g}", "OMIM:1", present, (terms[18],)))
+        return out
+
+    write_cases(tmp_path / "train.tsv", cases("t", 36))
+    write_cases(tmp_path / "validation.tsv", cases("v", 12))
+    tiny = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=3, output_k=6)
+    build_policy(tiny, terms, genes, seed=0).save(tmp_path / "start")
+    return tmp_path / "start", tmp_path / "train.tsv", tmp_path / "validation.tsv"
+
+
+def test_rft_stage_resumes_from_files_and_saves_a_plain_model(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from rarerank.cli import main
+
+    start, train_tsv, val_tsv = _stage_inputs(tmp_path)
+    settings = '{"steps": 8, "group_size": 4, "cases_per_step": 4, "list_length": 3, "learning_rate": 0.01, ' \
+               '"eval_interval": 4, "checkpoint_interval": 4, "adapter": "lora", "lora_rank": 2, "lora_alpha": 4}'  # fmt: skip
+
+    def run(name, *extra):
+        return main(["-q", "rft", "--model", str(start), "--train", str(train_tsv), "--validation", str(val_tsv),
+                     "-o", str(tmp_path / name), "--log", str(tmp_path / f"{name}.tsv"), "--checkpoint",
+                     str(tmp_path / f"{name}.ckpt"), "--settings", settings, "--threads", "1", "--no-progress", *extra])  # fmt: skip
+
+    assert run("whole") == 0
+    assert run("parts", "--stop-after", "5") == 0
+    assert (tmp_path / "parts.ckpt" / "state.json").exists() and not (tmp_path / "parts").exists()
+    assert run("parts") == 0  # resumes at step 5
+    assert not (tmp_path / "parts.ckpt").exists()  # a finished run removes its checkpoint
+    assert (tmp_path / "whole.tsv").read_bytes() == (tmp_path / "parts.tsv").read_bytes()
+    assert (tmp_path / "whole" / "model.safetensors").read_bytes() == (tmp_path / "parts" / "model.safetensors").read_bytes()
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "whole")  # LoRA merged: a plain model dir
+    assert not any("lora" in name for name, _ in model.named_parameters())

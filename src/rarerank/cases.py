@@ -148,7 +148,13 @@ def _iter_directory(root: Path) -> Iterator[SourceEntry]:
     files = sorted(p for p in root.rglob("*") if p.is_file())
     for file in files:
         cohort = file.parent.name if file.parent != root else root.name
-        yield SourceEntry(file.relative_to(root).as_posix(), cohort, file.read_bytes())
+        name = file.relative_to(root).as_posix()
+        try:
+            data = file.read_bytes()
+        except OSError as error:  # permissions, a broken network mount
+            yield SourceEntry(name, cohort, b"", error=f"unreadable file: {error}")
+            continue
+        yield SourceEntry(name, cohort, data)
     folders_with_files = {f.parent for f in files}
     for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
         if not any(parent == folder or folder in parent.parents for parent in folders_with_files):

@@ -82,9 +82,11 @@ def _run_cases(args):
     from rarerank.provenance import write_provenance
     from rarerank.reference import load_ontology
 
-    ontology = load_ontology(args.ontology)
     with tempfile.TemporaryDirectory(prefix="rarerank-download-") as scratch:
         source = resolve_source(args.source, args.download_dir or scratch)
+        if not source.exists():  # fail before the (slower) ontology load
+            raise FileNotFoundError(f"phenopacket source not found: {source}")
+        ontology = load_ontology(args.ontology)
         result = read_phenopackets(source, ontology)
     write_cases(args.output, result.cases)
     write_qc(args.qc, result.qc)
@@ -184,8 +186,34 @@ def _add_rft(sub):
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--stop-after", type=int, help="stop after this many steps with a checkpoint (simulates an interruption)")
     p.add_argument("--summary", type=Path, help="JSON summary (steps, start and best validation score, seconds)")
+    p.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint folder after a finished run")
+    p.add_argument("--log-timing", action="store_true", help="add completions/s and elapsed seconds to the log and summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_rft)
+
+
+def _add_data_efficiency_figure(sub):
+    p = sub.add_parser("data-efficiency-figure", help="accuracy vs number of training cases (sft_nN / rft_nN methods), with CIs")
+    p.add_argument("--summary", required=True, type=Path, help="summary.tsv from `rarerank evaluate` with {stage}_n{N} methods")
+    p.add_argument("--set", required=True, help="which case set to draw (e.g. validation)")
+    p.add_argument("--train-sets", nargs="*", type=Path, default=[],
+                   help="full training sets results/sets/{strategy}/train.tsv: place the all-cases methods at their size")  # fmt: skip
+    p.add_argument("--stages", nargs="+", default=["sft", "rft"], help="method stems to draw (default sft rft)")
+    p.add_argument("--metrics", nargs="+", default=["top1", "grader"], help="metrics to draw, one panel each")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output path without extension: writes .png and .pdf")
+    p.set_defaults(func=_run_data_efficiency_figure)
+
+
+def _run_data_efficiency_figure(args):
+    from rarerank.cases import read_cases
+    from rarerank.figures import plot_data_efficiency
+    from rarerank.metrics import SUMMARY_COLUMNS, read_table
+
+    sizes = {path.parent.name: len(read_cases(path)) for path in args.train_sets}
+    output = args.output.with_suffix("") if args.output.suffix in (".png", ".pdf") else args.output
+    rows = read_table(args.summary, SUMMARY_COLUMNS)
+    paths = plot_data_efficiency(rows, args.set, output, args.stages, args.metrics, sizes)
+    log.info("data efficiency -> %s", ", ".join(str(p) for p in paths))
 
 
 def _mapping_option(value: str, name: str) -> dict:
@@ -223,15 +251,16 @@ def _run_rft(args):
     grader = GraderConfig(**_mapping_option(args.grader, "grader"))
     summary = run_rft(
         args.model, args.train, args.validation, args.outdir, args.log, config, grader, args.checkpoint,
-        args.present_only, args.max_train_cases, args.stop_after, not args.no_progress,
+        args.present_only, args.max_train_cases, args.stop_after, not args.no_progress, args.log_timing,
+        args.keep_checkpoint,
     )  # fmt: skip
     if args.summary:
         with atomic_write(args.summary) as handle:
             json.dump(summary, handle, indent=2, default=str)
             handle.write("\n")
     log.info(
-        "rft: %d steps, validation grader %.4f -> best %.4f (step %d) in %.0f s%s", summary["steps"],
-        summary["start_val_grader"] or 0.0, summary["best_val_grader"], summary["best_step"], summary["seconds"],
+        "rft: %d steps, validation grader %.4f -> best %.4f (step %d)%s", summary["steps"],
+        summary["start_val_grader"] or 0.0, summary["best_val_grader"], summary["best_step"],
         " (stopped early; run again to resume)" if summary["interrupted"] else f" -> {args.outdir}",
     )  # fmt: skip
 
@@ -347,6 +376,21 @@ def _run_evaluate(args):
     log.info("%d runs scored -> %s", len(runs), ", ".join(str(p) for p in paths.values()))
 
 
+def _add_metrics_table(sub):
+    p = sub.add_parser("metrics-table", help="print one case set of summary.tsv as a Markdown table (value and CI)")
+    p.add_argument("summary", type=Path, help="summary.tsv from `rarerank evaluate`")
+    p.add_argument("--set", default="validation", help="case set to show")
+    p.add_argument("--metrics", nargs="+", default=["top1", "top10", "mrr"], help="metrics (columns) to show")
+    p.add_argument("--methods", nargs="+", help="methods (rows) to show, in this order (default: all)")
+    p.set_defaults(func=_run_metrics_table)
+
+
+def _run_metrics_table(args):
+    from rarerank.metrics import SUMMARY_COLUMNS, markdown_table, read_table
+
+    sys.stdout.write(markdown_table(read_table(args.summary, SUMMARY_COLUMNS), args.set, args.metrics, args.methods))
+
+
 def _add_absent_audit(sub):
     p = sub.add_parser("absent-audit", help="how often excluded terms are features of the true gene (curation shortcut)")
     p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
@@ -426,10 +470,10 @@ def _run_export_pheval(args):
 
 
 def _add_export_rft(sub):
-    p = sub.add_parser("export-rft", help="cases as OpenAI-RFT-style JSONL (messages + reference_answer) and a matching grader")
-    p.add_argument("--cases", required=True, type=Path, help="cases TSV")
+    p = sub.add_parser("export-rft", help="cases as OpenAI-RFT-style JSONL (messages + reference_answer) and/or a matching grader")
+    p.add_argument("--cases", type=Path, help="cases TSV (with -o)")
     p.add_argument("--ontology", default="bundled", help="hp.obo for term labels: 'bundled', a path or a URL")
-    p.add_argument("-o", "--output", required=True, type=Path, help="JSONL file to write")
+    p.add_argument("-o", "--output", type=Path, help="JSONL file to write (with --cases)")
     p.add_argument("--grader", type=Path, help="also write a Python grader JSON with our grader's shape")
     p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
     p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
@@ -443,10 +487,336 @@ def _run_export_rft(args):
     from rarerank.interop import export_rft_jsonl, write_python_grader
     from rarerank.reference import load_ontology
 
-    written = export_rft_jsonl(read_cases(args.cases), args.output, load_ontology(args.ontology))
+    if (args.cases is None) != (args.output is None) or (args.output is None and args.grader is None):
+        raise ValueError("export-rft needs --cases with -o (the JSONL), and/or --grader (the grader JSON)")
     if args.grader:
         write_python_grader(args.grader, GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life))
-    log.info("%d RFT records -> %s", written, args.output)
+        log.info("Python grader -> %s", args.grader)
+    if args.output:
+        written = export_rft_jsonl(read_cases(args.cases), args.output, load_ontology(args.ontology))
+        log.info("%d RFT records -> %s", written, args.output)
+
+
+# --------------------------------------------------------------------------------------------
+# Policy model (issue 4): knowledge pretraining, SFT, predict.
+
+
+def _add_pretrain(sub):
+    p = sub.add_parser("pretrain", help="build the domain tokenizer and model, pretrain it on synthetic patients")
+    p.add_argument("--ontology", required=True, type=Path, help="hp.obo")
+    p.add_argument("--gene-annotations", required=True, type=Path, help="genes_to_phenotype.txt")
+    p.add_argument("--train-cases", nargs="*", default=[], type=Path,
+                   help="cases TSV(s) whose genes join the gene vocabulary (the training sets of every strategy)")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (results/models/base)")
+    p.add_argument("--policy", default="{}", help="policy settings: a JSON object or a JSON/YAML file (keys of the config's policy: section)")
+    p.add_argument("--settings", default="{}", help="pretrain settings: a JSON object or a JSON/YAML file (keys of the config's pretrain: section)")
+    p.add_argument("--seed", type=int, default=42, help="seed of initialisation and synthetic patients")
+    p.add_argument("--eval-cases", type=Path, help="cases TSV scored at every evaluation for the log only (never selects weights)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--log-timing", action="store_true", help="add tokens/s and elapsed seconds to the training log")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_pretrain)
+
+
+def _run_pretrain(args):
+    import torch
+
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.cases import read_cases
+    from rarerank.ontology import Ontology
+    from rarerank.policy import PolicyConfig
+    from rarerank.pretrain import PretrainConfig, pretrain
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    policy_config = PolicyConfig.from_dict(_mapping_option(args.policy, "policy"))
+    config = PretrainConfig.from_dict(_mapping_option(args.settings, "settings"))
+    ontology = Ontology.load(args.ontology)
+    annotations = GeneAnnotations.load(args.gene_annotations, ontology)
+    training_cases = [case for path in args.train_cases for case in read_cases(path)]
+    eval_cases = read_cases(args.eval_cases) if args.eval_cases else None
+    pretrain(
+        policy_config, config, ontology, annotations, training_cases, args.outdir, args.seed, eval_cases,
+        not args.no_progress, {"inputs": [str(args.ontology), str(args.gene_annotations), *map(str, args.train_cases)]},
+        args.log_timing,
+    )  # fmt: skip
+    log.info("base model -> %s", args.outdir)
+
+
+def _add_sft(sub):
+    p = sub.add_parser("sft", help="fine-tune a pretrained policy on training cases, early stopping on validation")
+    p.add_argument("--model", required=True, type=Path, help="starting model directory (the pretrained base)")
+    p.add_argument("--train", required=True, type=Path, help="cases TSV to train on")
+    p.add_argument("--validation", required=True, type=Path, help="cases TSV for early stopping (best weights kept)")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write")
+    p.add_argument("--ontology", type=Path, help="hp.obo (needed when sft.synthetic_fraction > 0)")
+    p.add_argument("--gene-annotations", type=Path, help="genes_to_phenotype.txt (needed when sft.synthetic_fraction > 0)")
+    p.add_argument("--settings", default="{}", help="sft settings: a JSON object or a JSON/YAML file (keys of the config's sft: section)")
+    p.add_argument("--synthetic", default="{}", help="synthetic patient settings for replay (keys of pretrain: synthetic:)")
+    p.add_argument("--seed", type=int, default=42, help="seed of data order and augmentation")
+    p.add_argument("--max-train-cases", type=int, help="train on a seeded random subset of this many cases (overrides the settings)")
+    p.add_argument("--present-only", action="store_true", help="drop absent terms in training and validation (ablation)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--log-timing", action="store_true", help="add tokens/s and elapsed seconds to the training log")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_sft)
+
+
+def _run_sft(args):
+    import dataclasses
+
+    import torch
+
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.cases import read_cases
+    from rarerank.ontology import Ontology
+    from rarerank.sft import SFTConfig, sft
+    from rarerank.synthetic import SyntheticConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = SFTConfig.from_dict(_mapping_option(args.settings, "settings"))
+    if args.max_train_cases is not None:
+        config = dataclasses.replace(config, max_train_cases=args.max_train_cases)
+    if args.present_only:
+        config = dataclasses.replace(config, present_only=True)
+    ontology = annotations = None
+    if config.synthetic_fraction > 0:
+        if not (args.ontology and args.gene_annotations):
+            raise ValueError("sft with synthetic_fraction > 0 needs --ontology and --gene-annotations")
+        ontology = Ontology.load(args.ontology)
+        annotations = GeneAnnotations.load(args.gene_annotations, ontology)
+    sft(
+        args.model, config, read_cases(args.train), read_cases(args.validation), args.outdir, ontology, annotations,
+        SyntheticConfig.from_dict(_mapping_option(args.synthetic, "synthetic")), args.seed, not args.no_progress,
+        {"inputs": [str(args.model), str(args.train), str(args.validation)]}, args.log_timing,
+    )  # fmt: skip
+    log.info("SFT model -> %s", args.outdir)
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="rank candidate genes with a trained model for cases, phenopackets or HPO ids")
+    p.add_argument("--model", required=True, type=Path, help="model directory (saved policy, or a peft LoRA adapter directory)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cases", type=Path, help="cases TSV, or a phenopacket JSON file, folder or release zip")
+    source.add_argument("--hpo", help="observed HPO ids of one patient, comma-separated (e.g. HP:0001250,HP:0001263)")
+    source.add_argument("--text", type=Path, help="a free-text case report (.txt): present/absent HPO terms are extracted "
+                        "(negation, family history) and ranked")
+    p.add_argument("--evidence", type=Path, help="with --text: TSV of what was extracted (span, sentence, rule)")
+    p.add_argument("--absent", help="excluded HPO ids of that patient, comma-separated (with --hpo)")
+    p.add_argument("--case-id", default="patient", help="case_id of the --hpo / --text patient in the output")
+    p.add_argument("-o", "--output", type=Path, help="predictions TSV to write (default: standard output)")
+    p.add_argument("--top-k", type=int, help="genes per case in the output (default: the model's output_k)")
+    p.add_argument("--decode-k", type=int, help="genes ranked by greedy constrained decoding before first-step order (default: the model's decode_k)")
+    p.add_argument("--ontology", help="hp.obo for reading phenopackets and mapping alt/obsolete ids: 'bundled', a path or a URL "
+                   "(default: 'bundled' for phenopackets and --hpo; a cases TSV is used as written unless given)")
+    p.add_argument("--present-only", action="store_true", help="ignore absent terms (ablation)")
+    p.add_argument("--batch-size", type=int, default=64, help="cases per forward pass")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar, even on long inputs")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args):
+    import functools
+
+    import torch
+
+    from rarerank.policy import load_policy
+    from rarerank.predict import is_cases_table, load_cases, rank_cases, resolve_terms, single_case, write_table
+    from rarerank.reference import load_ontology
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.absent and not args.hpo:
+        raise ValueError("--absent goes with --hpo (a cases file carries its own absent terms)")
+    ontology_loader = functools.lru_cache(maxsize=1)(lambda: load_ontology(args.ontology or "bundled"))
+    policy = load_policy(args.model)
+    if args.hpo:
+        cases = [single_case(args.hpo, args.absent, args.case_id)]
+    elif args.text:
+        cases = [_case_from_text(args, ontology_loader())]
+    else:
+        cases = load_cases(args.cases, ontology_loader)
+    if args.ontology or args.hpo or args.text or not is_cases_table(args.cases):
+        cases, unresolved = resolve_terms(cases, ontology_loader())
+    else:
+        unresolved = {}
+    if unresolved:
+        log.warning("%d HPO id occurrence(s) unknown to the ontology were skipped: %s", sum(unresolved.values()),
+                    ", ".join(sorted(unresolved)[:10]))
+    predictions = rank_cases(
+        policy, cases, args.top_k, args.decode_k, args.batch_size, args.present_only, False if args.no_progress else None
+    )
+    write_table(args.output, predictions)
+    log.info("%d case(s) ranked -> %s", len(cases), args.output or "stdout")
+
+
+def _case_from_text(args, ontology):
+    """predict --text: extract one case report's terms (no gene needed), log them, optionally write evidence."""
+    from rarerank.cases import write_tsv
+    from rarerank.textmine import EVIDENCE_COLUMNS, Extractor, HPOMatcher, extract_text_file
+
+    case, extraction = extract_text_file(args.text, Extractor(HPOMatcher.build(ontology)), args.case_id)
+    log.info("%s: present %s; absent %s", args.text, ", ".join(f"{t} {ontology.label(t)}" for t in case.present),
+             ", ".join(f"{t} {ontology.label(t)}" for t in case.absent) or "none")
+    if args.evidence:
+        write_tsv(args.evidence, EVIDENCE_COLUMNS, extraction.evidence_rows(case.case_id, ontology.labels))
+    return case
+
+
+# --------------------------------------------------------------------------------------------
+# Free text and cohorts: extract (ad hoc), cohort (one configured cohort), merge-cohorts, eval-set.
+
+
+def _add_text_options(p):
+    p.add_argument("--ontology", default="bundled", help="hp.obo: 'bundled', a path or a URL")
+    p.add_argument("--gene-annotations", default="bundled", help="genes_to_phenotype.txt (the gene universe): 'bundled' or a path")
+    p.add_argument("--synonym-scopes", nargs="+", default=["EXACT", "RELATED"], choices=("EXACT", "RELATED", "BROAD", "NARROW"),
+                   help="HPO synonym scopes indexed besides labels")
+    p.add_argument("--max-bytes", type=int, default=1_000_000, help="larger text files become a text_too_large QC row")
+
+
+def _extractor(args, ontology, require_gene: bool = True):
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.reference import GENE_ANNOTATION_FILE, source_path
+    from rarerank.textmine import Extractor, TextmineConfig
+
+    config = TextmineConfig(scopes=tuple(args.synonym_scopes), max_bytes=args.max_bytes, require_gene=require_gene)
+    annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
+    return Extractor.from_reference(ontology, annotations, config)
+
+
+def _add_extract(sub):
+    p = sub.add_parser("extract", help="free-text case reports (a .txt file, folder or zip) -> cases TSV with QC and evidence")
+    p.add_argument("source", help="a .txt case report, a folder or a zip of .txt files (case_id = file name stem)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="cases TSV to write")
+    p.add_argument("--qc", type=Path, help="QC TSV of texts that did not become a case (default: <output>.qc.tsv)")
+    p.add_argument("--evidence", type=Path, help="evidence TSV: span, sentence, rule per mention (default: <output>.evidence.tsv)")
+    p.add_argument("--summary", type=Path, help="JSON summary of counts")
+    p.add_argument("--provenance", type=Path, help="JSON provenance record (code, HPO version, extractor settings)")
+    p.add_argument("--cohort", default="text", help="cohort name written in the cases table")
+    p.add_argument("--allow-no-gene", action="store_true", help="keep cases whose gene is missing or ambiguous (gene left empty)")
+    _add_text_options(p)
+    p.set_defaults(func=_run_extract)
+
+
+def _run_extract(args):
+    from rarerank.cases import write_cases, write_qc, write_summary, write_tsv
+    from rarerank.cohorts import read_text_cohort
+    from rarerank.provenance import write_provenance
+    from rarerank.reference import load_ontology
+    from rarerank.textmine import EVIDENCE_COLUMNS
+
+    if not Path(args.source).exists():
+        raise FileNotFoundError(f"text source not found: {args.source}")
+    ontology = load_ontology(args.ontology)
+    extractor = _extractor(args, ontology, require_gene=not args.allow_no_gene)
+    result, evidence = read_text_cohort(args.source, extractor, args.cohort)
+    qc = args.qc or args.output.with_name(args.output.stem + ".qc.tsv")
+    evidence_path = args.evidence or args.output.with_name(args.output.stem + ".evidence.tsv")
+    write_cases(args.output, result.cases)
+    write_qc(qc, result.qc)
+    write_tsv(evidence_path, EVIDENCE_COLUMNS, evidence)
+    summary = result.summary() | {"hpo_version": ontology.version}
+    if args.summary:
+        write_summary(args.summary, summary)
+    if args.provenance:
+        write_provenance(args.provenance, stage="extract", source=str(args.source), hpo_version=ontology.version,
+                         textmine=vars(extractor.config), dictionary=extractor.matcher.stats)
+    log.info("%d texts -> %d cases, %d QC rows %s (QC %s, evidence %s)", summary["inputs"], summary["cases"],
+             summary["qc_rows"], summary["qc_by_reason"], qc, evidence_path)
+
+
+def _add_cohort(sub):
+    p = sub.add_parser("cohort", help="ingest one cohort (phenopackets, cases TSV or text) into a folder of tables")
+    p.add_argument("source", help="local path of the cohort (zip, folder or file)")
+    p.add_argument("--name", required=True, help="cohort name (the folder name under results/cohorts/)")
+    p.add_argument("--type", required=True, choices=("phenopackets", "tsv", "text"), help="how to read the source")
+    p.add_argument("-o", "--outdir", required=True, type=Path,
+                   help="folder to write cases.tsv, qc.tsv, term_qc.tsv, evidence.tsv, summary.json, provenance.json")
+    _add_text_options(p)
+    p.set_defaults(func=_run_cohort)
+
+
+def _run_cohort(args):
+    from rarerank.cohorts import CohortSpec, ingest_cohort, write_cohort
+    from rarerank.provenance import write_provenance
+    from rarerank.reference import load_ontology
+
+    if not Path(args.source).exists():
+        raise FileNotFoundError(f"cohort {args.name}: source not found: {args.source}")
+    ontology = load_ontology(args.ontology)
+    extractor = _extractor(args, ontology) if args.type != "phenopackets" else None
+    spec = CohortSpec(args.name, args.type, str(args.source))
+    result, evidence = ingest_cohort(spec, args.source, ontology, extractor)
+    summary = result.summary() | {"hpo_version": ontology.version, "cohort": args.name, "type": args.type}
+    write_cohort(args.outdir, result, evidence, summary)
+    settings = vars(extractor.config) if extractor else {}
+    write_provenance(args.outdir / "provenance.json", stage="cohort", cohort=args.name, type=args.type,
+                     source=str(args.source), hpo_version=ontology.version, textmine=settings)
+    log.info("cohort %s (%s): %d inputs -> %d cases, %d QC rows %s", args.name, args.type, summary["inputs"],
+             summary["cases"], summary["qc_rows"], summary["qc_by_reason"])
+
+
+def _add_merge_cohorts(sub):
+    p = sub.add_parser("merge-cohorts", help="merge cohort folders (in order) into one cases table; duplicate ids -> QC")
+    p.add_argument("folders", nargs="+", type=Path, help="cohort folders written by `rarerank cohort` (the first wins on duplicates)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="merged cases TSV")
+    p.add_argument("--qc", required=True, type=Path, help="merged QC TSV")
+    p.add_argument("--term-qc", required=True, type=Path, help="merged term-QC TSV")
+    p.add_argument("--summary", required=True, type=Path, help="JSON summary of the merged cases")
+    p.add_argument("--provenance", type=Path, help="JSON provenance record")
+    p.set_defaults(func=_run_merge_cohorts)
+
+
+def _run_merge_cohorts(args):
+    import json
+
+    from rarerank.cases import TERM_QC_COLUMNS, write_cases, write_qc, write_summary, write_tsv
+    from rarerank.cohorts import merge_cohorts
+    from rarerank.provenance import write_provenance
+
+    merged, sources = merge_cohorts(args.folders)
+    versions = {json.loads((f / "summary.json").read_text(encoding="utf-8")).get("hpo_version") for f in args.folders}
+    if len(versions) > 1:
+        raise ValueError(f"cohorts were ingested with different HPO versions {sorted(map(str, versions))}; re-run them")
+    summary = merged.summary() | {"hpo_version": versions.pop()}
+    if len(sources) > 1:
+        summary["sources"] = sources
+    write_cases(args.output, merged.cases)
+    write_qc(args.qc, merged.qc)
+    write_tsv(args.term_qc, TERM_QC_COLUMNS, merged.term_qc)
+    write_summary(args.summary, summary)
+    if args.provenance:
+        write_provenance(args.provenance, stage="cases", source=[str(f) for f in args.folders],
+                         hpo_version=summary["hpo_version"], sources=sources)
+    log.info("%d cohorts -> %d cases, %d QC rows %s", len(sources), summary["cases"], summary["qc_rows"],
+             summary["qc_by_reason"])
+
+
+def _add_eval_set(sub):
+    p = sub.add_parser("eval-set", help="an eval-only cohort's cases as a scored case set, minus any training case id")
+    p.add_argument("cases", type=Path, help="the eval cohort's cases TSV")
+    p.add_argument("--exclude", required=True, type=Path, help="training cases TSV: ids found there are dropped (leakage)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="case set TSV to write")
+    p.set_defaults(func=_run_eval_set)
+
+
+def _run_eval_set(args):
+    from rarerank.cases import read_cases, write_cases
+    from rarerank.cohorts import eval_set
+
+    def cases_or_empty(path):
+        with open(path, encoding="utf-8") as handle:
+            return read_cases(path) if sum(1 for _ in handle) > 1 else []
+
+    kept, dropped = eval_set(cases_or_empty(args.cases), cases_or_empty(args.exclude))
+    write_cases(args.output, kept)
+    if dropped:
+        log.warning("%d case(s) of %s are also training cases and are not scored: %s", len(dropped), args.cases,
+                    ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""))
+    log.info("%d cases -> %s", len(kept), args.output)
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,9 +828,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft,
-                _add_baseline_index, _add_baseline, _add_evaluate, _add_absent_audit, _add_figures, _add_training_figure,
-                _add_export_pheval, _add_export_rft):
+    for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft, _add_data_efficiency_figure,
+                _add_baseline_index, _add_baseline, _add_evaluate, _add_metrics_table, _add_absent_audit, _add_figures, _add_training_figure,
+                _add_export_pheval, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
+                _add_pretrain, _add_sft, _add_predict):
         add(sub)
     return parser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import math
 import os
 from collections import defaultdict
@@ -53,6 +54,7 @@ METHOD_LABELS = {
     "rft": "LM + SFT + RFT",
 }
 STRATEGY_LABELS = {"random": "Random split", "publication": "By publication", "gene": "Gene-disjoint"}
+STRATEGY_TICKS = {"random": "Random\nsplit", "publication": "By\npublication", "gene": "Gene-\ndisjoint"}
 METRIC_LABELS = {"top1": "Top-1 accuracy (%)", "top10": "Top-10 accuracy (%)", "mrr": "Mean reciprocal rank", "grader": "Mean grader score"}
 PERCENT_METRICS = {"top1", "top3", "top5", "top10", "found", "rankable"}
 
@@ -124,6 +126,7 @@ def _figure(width: float, height: float):
 
 def save_figure(fig, stem: str | os.PathLike) -> list[Path]:
     """Write ``stem.png`` and ``stem.pdf`` atomically, without timestamps or version strings."""
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table at INFO
     stem = Path(stem)
     paths = []
     for fmt, metadata in (("png", PNG_METADATA), ("pdf", PDF_METADATA)):
@@ -152,7 +155,7 @@ def _legend(fig, methods: Sequence[str], handles=None) -> None:
     if handles is None:
         handles = [Line2D([], [], color=method_colour(m), marker="o", label=method_label(m)) for m in methods]
     if handles:
-        fig.legend(handles=handles, loc="outside right upper", frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
 
 
 def _float(text: str) -> float:
@@ -193,8 +196,9 @@ def plot_topk(curve_rows: Sequence[Mapping[str, str]], set_name: str, stem: str 
     strategies = strategy_order(s for s, _ in curves) or ["(none)"]
     methods = method_order(m for _, m in curves)
     with _style():
-        fig = _figure(2.3 * len(strategies) + 1.6, 2.6)
+        fig = _figure(2.3 * len(strategies) + 0.4, 3.0)
         axes = fig.subplots(1, len(strategies), sharey=True, squeeze=False)[0]
+        top = 0.0
         for ax, strategy in zip(axes, strategies):
             n = 0
             for method in methods:
@@ -203,6 +207,7 @@ def plot_topk(curve_rows: Sequence[Mapping[str, str]], set_name: str, stem: str 
                     continue
                 k, value, low, high, n = zip(*points)
                 n = n[0]
+                top = max(top, *(v for v in high if not math.isnan(v)), *value)
                 colour = method_colour(method)
                 ax.fill_between(k, [100 * v for v in low], [100 * v for v in high], color=colour, alpha=0.18, linewidth=0)
                 ax.plot(k, [100 * v for v in value], color=colour, marker="o", label=method_label(method))
@@ -211,9 +216,10 @@ def plot_topk(curve_rows: Sequence[Mapping[str, str]], set_name: str, stem: str 
             else:
                 ax.set_xticks(range(1, max_k + 1))
                 ax.set_xlim(0.7, max_k + 0.3)
-                ax.set_ylim(bottom=0)
             ax.set_title(f"{STRATEGY_LABELS.get(strategy, strategy)} (n = {n})")
             ax.set_xlabel("k (rank cut-off)")
+        if top > 0:
+            axes[0].set_ylim(0, min(100.0, 100 * top * 1.05 + 1))
         axes[0].set_ylabel(f"Top-k accuracy (% of {set_name} cases)")
         _legend(fig, methods)
         return save_figure(fig, stem)
@@ -223,14 +229,14 @@ def plot_rank_distribution(curve_rows: Sequence[Mapping[str, str]], summary_rows
                            stem: str | os.PathLike) -> list[Path]:
     """Cumulative distribution of the true gene's rank (log rank axis) per method, one panel per strategy.
 
-    The dotted line of each method marks the share of cases whose true gene it can rank at all.
+    Dotted lines mark the share of cases whose true gene a method can rank at all (its universe).
     """
     curves = _curves(curve_rows, set_name)
     summary = _summary(summary_rows, set_name)
     strategies = strategy_order(s for s, _ in curves) or ["(none)"]
     methods = method_order(m for _, m in curves)
     with _style():
-        fig = _figure(2.3 * len(strategies) + 1.6, 2.6)
+        fig = _figure(2.3 * len(strategies) + 0.4, 3.0)
         axes = fig.subplots(1, len(strategies), sharey=True, squeeze=False)[0]
         for ax, strategy in zip(axes, strategies):
             n, max_k = 0, 1
@@ -244,17 +250,24 @@ def plot_rank_distribution(curve_rows: Sequence[Mapping[str, str]], summary_rows
                 ax.step(k, [100 * v for v in value], where="post", color=colour, label=method_label(method))
                 rankable = summary.get((strategy, method, "rankable"))
                 if rankable and not math.isnan(rankable[0]):
-                    ax.axhline(100 * rankable[0], color=colour, linestyle=":", linewidth=0.9)
+                    ax.axhline(100 * rankable[0], color="0.35", linestyle=":", linewidth=0.9)
             if n == 0:
                 _no_data(ax)
             else:
+                from matplotlib.ticker import FuncFormatter
+
                 ax.set_xscale("log")
                 ax.set_xlim(1, max_k)
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
                 ax.set_ylim(0, 100)
             ax.set_title(f"{STRATEGY_LABELS.get(strategy, strategy)} (n = {n})")
-            ax.set_xlabel("Rank of the true gene (log scale)")
-        axes[0].set_ylabel(f"Cases with true gene at or above rank (%)")
-        _legend(fig, methods)
+            ax.set_xlabel("r, rank of the true gene (log scale)")
+        axes[0].set_ylabel("Cases with true gene ranked ≤ r (%)")
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=method_colour(m), label=method_label(m)) for m in methods]
+        handles.append(Line2D([], [], color="0.35", linestyle=":", label="True gene rankable at all"))
+        _legend(fig, methods, handles)
         return save_figure(fig, stem)
 
 
@@ -283,7 +296,7 @@ def _bar_panels(summary, strategies, groups, metrics, fig, set_name, hatch_for=N
         if not drawn:
             _no_data(ax)
         ax.set_xticks(range(len(strategies)))
-        ax.set_xticklabels([STRATEGY_LABELS.get(s, s) for s in strategies])
+        ax.set_xticklabels([STRATEGY_TICKS.get(s, s) for s in strategies])
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
         ax.set_ylim(bottom=0)
         ax.grid(axis="x", visible=False)
@@ -299,7 +312,7 @@ def plot_bars(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: st
     from matplotlib.patches import Patch
 
     with _style():
-        fig = _figure(2.4 * len(metrics) + 1.8, 2.6)
+        fig = _figure(2.3 * len(metrics) + 0.4, 3.0)
         _bar_panels(summary, strategies, methods, metrics, fig, set_name)
         fig.suptitle(f"{set_name.capitalize()} cases, mean with 95% bootstrap CI")
         handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, label=method_label(m)) for m in methods]
@@ -320,7 +333,7 @@ def plot_ablation(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem
     from matplotlib.patches import Patch
 
     with _style():
-        fig = _figure(2.4 * len(metrics) + 1.8, 2.6)
+        fig = _figure(2.3 * len(metrics) + 0.4, 3.0)
         _bar_panels(summary, strategies, groups, metrics, fig, set_name, hatch_for=hatch)
         fig.suptitle(f"Excluded (absent) terms as input: {set_name} cases, 95% bootstrap CI")
         handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=hatch.get(m), label=method_label(m))
@@ -410,9 +423,68 @@ def plot_training_curves(log_path: str | os.PathLike, stem: str | os.PathLike, t
                 ax.plot(xs, ys, color=colour, marker="o")
             else:
                 ax.plot(xs, ys, color=colour)
+                if name == "lr":
+                    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
             ax.set_ylabel(label)
         for ax in axes[3:]:
             ax.set_xlabel("Training step")
         if title:
             fig.suptitle(title)
+        return save_figure(fig, stem)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data efficiency (the RFT experiments write the summary; workflow/rules/experiments.smk).
+
+SIZED_METHOD = r"^(?P<stage>[a-z]+)(?:_n(?P<n>\d+))?$"  # sft_n64: SFT on 64 training cases; sft: on all
+
+
+def plot_data_efficiency(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike,
+                         stages: Sequence[str] = ("sft", "rft"), metrics: Sequence[str] = ("top1", "grader"),
+                         full_sizes: Mapping[str, int] | None = None) -> list[Path]:
+    """Accuracy vs number of training cases, one line per stage with 95% CI whiskers.
+
+    Methods ``{stage}_n{N}`` were trained on N cases and ``{stage}`` on all of them (placed at
+    ``full_sizes[strategy]`` when given, else one step right of the largest N). Rows: strategies.
+    """
+    import re
+
+    sized = re.compile(SIZED_METHOD)
+    summary = _summary(summary_rows, set_name)
+    points: dict[tuple[str, str, str], list[tuple[float, float, float, float]]] = defaultdict(list)
+    largest = max((int(m.group("n")) for _, method, _ in summary if (m := sized.match(method)) and m.group("n")), default=1)
+    for (strategy, method, metric), (value, low, high, _) in summary.items():
+        match = sized.match(method)
+        if not match or match.group("stage") not in stages or metric not in metrics or math.isnan(value):
+            continue
+        n = int(match.group("n")) if match.group("n") else (full_sizes or {}).get(strategy, largest * 4)
+        points[(strategy, match.group("stage"), metric)].append((n, value, low, high))
+    strategies = strategy_order(s for s, _, _ in points) or ["(none)"]
+    with _style():
+        fig = _figure(2.6 * len(metrics) + 0.4, 2.4 * len(strategies) + 0.6)
+        axes = fig.subplots(len(strategies), len(metrics), squeeze=False)
+        for row, strategy in enumerate(strategies):
+            for col, metric in enumerate(metrics):
+                ax = axes[row][col]
+                scale = _scale(metric)
+                drawn = False
+                for stage in stages:
+                    series = sorted(points.get((strategy, stage, metric), []))
+                    if not series:
+                        continue
+                    drawn = True
+                    xs = [p[0] for p in series]
+                    ys = [scale * p[1] for p in series]
+                    err = [[scale * (p[1] - p[2]) for p in series], [scale * (p[3] - p[1]) for p in series]]
+                    ax.errorbar(xs, ys, yerr=err, color=method_colour(stage), marker="o", capsize=2, label=method_label(stage))
+                if not drawn:
+                    _no_data(ax)
+                    continue
+                ax.set_xscale("log")
+                ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+                ax.set_title(STRATEGY_LABELS.get(strategy, strategy))
+                if row == len(strategies) - 1:
+                    ax.set_xlabel("Training cases (log scale; rightmost = all)")
+        fig.suptitle(f"Data efficiency: {set_name} cases, mean with 95% bootstrap CI")
+        _legend(fig, list(stages))
         return save_figure(fig, stem)

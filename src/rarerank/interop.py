@@ -14,7 +14,7 @@ otherwise ``1 / rank`` is written so PhEval recovers the same ranks.
 OpenAI reinforcement fine-tuning. One JSON object per line with ``messages`` (a single user
 message: the phenotype in words with HPO ids, and the answer format) plus the reference fields a
 grader reads as ``item.*``: ``reference_answer`` (the causal gene symbol), ``gene_id``,
-``case_id``. ``grader.json`` is a Python grader with the same rank-to-score shape as our grader.
+``case_id``. ``grader.json`` is a Python grader that runs our own grader code with the configured shape.
 """
 
 from __future__ import annotations
@@ -148,51 +148,26 @@ def export_rft_jsonl(cases: Sequence[Case], path: str | os.PathLike, ontology: O
     return written
 
 
-_PYTHON_GRADER = '''import json
-import re
+_GRADER_WRAPPER = """
 
-SHAPE = {shape!r}
-K = {k!r}
-HALF_LIFE = {half_life!r}
-
-
-def _ranked(text):
-    match = re.search(r"\\[.*\\]", text, re.DOTALL)
-    items = None
-    if match:
-        try:
-            items = json.loads(match.group(0))
-        except ValueError:
-            items = None
-    if not isinstance(items, list):
-        items = re.split(r"[\\s,;|]+", text)
-    ranked = []
-    for item in items:
-        symbol = str(item).strip().strip("\\"'`*").upper()
-        if symbol and symbol not in ranked:
-            ranked.append(symbol)
-    return ranked
+# --- hosted-grader entry point (appended by rarerank.interop) ---
+_rarerank_grade = grade
+_CONFIG = GraderConfig(shape={shape!r}, k={k!r}, half_life={half_life!r})
 
 
 def grade(sample, item):
-    ranked = _ranked(sample.get("output_text") or "")
-    answer = str(item["reference_answer"]).strip().upper()
-    if answer not in ranked:
-        return 0.0
-    rank = ranked.index(answer) + 1
-    if K is not None and rank > K:
-        return 0.0
-    if SHAPE == "reciprocal":
-        return 1.0 / rank
-    if SHAPE == "linear":
-        return 1.0 - (rank - 1) / K
-    return 0.5 ** ((rank - 1) / HALF_LIFE)
-'''
+    return _rarerank_grade(sample.get("output_text") or "", str(item["reference_answer"]), _CONFIG)
+"""
 
 
 def python_grader(config: GraderConfig = GraderConfig()) -> dict:
-    """A hosted-RFT Python grader whose score follows our grader's shape (reciprocal, linear, exponential)."""
-    source = _PYTHON_GRADER.format(shape=config.shape, k=config.k, half_life=config.half_life)
+    """A hosted-RFT Python grader: the source of :mod:`rarerank.grader` (standard library only) plus a
+    ``grade(sample, item)`` entry point with our configured shape, so hosted and local rewards agree."""
+    import inspect
+
+    from rarerank import grader
+
+    source = inspect.getsource(grader) + _GRADER_WRAPPER.format(shape=config.shape, k=config.k, half_life=config.half_life)
     return {"type": "python", "name": f"rarerank_{config.shape}_rank", "source": source}
 
 

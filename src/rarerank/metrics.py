@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from rarerank.cases import Case, read_cases
 from rarerank.fileio import atomic_write
 from rarerank.grader import GraderConfig, normalise_symbol
-from rarerank.rankings import RankedGene, read_predictions
+from rarerank.rankings import PREDICTION_COLUMNS, RankedGene
 
 SUMMARY_COLUMNS = ("method", "strategy", "set", "metric", "value", "ci_low", "ci_high", "n")
 CURVE_COLUMNS = ("method", "strategy", "set", "k", "value", "ci_low", "ci_high", "n")
@@ -89,24 +90,74 @@ def read_universe(path: str | os.PathLike) -> set[str]:
         return {normalise_symbol(row["gene_symbol"]) for row in reader if row["gene_symbol"]}
 
 
-def true_rank(gene: str, ranked: Sequence[RankedGene]) -> float:
-    """Worse-rank-on-ties rank of ``gene`` in one case's rows, or inf."""
-    target = normalise_symbol(gene)
-    if not target:
-        return math.inf
-    ranks = [g.rank for g in ranked if normalise_symbol(g.gene_symbol) == target]
-    if not ranks:
-        return math.inf
-    declared = min(ranks)  # a duplicated gene keeps its best row
-    at_or_before = sum(1 for g in ranked if g.rank <= declared)
-    return float(max(declared, at_or_before))
+def normalise_symbols(symbols: pd.Series) -> pd.Series:
+    """:func:`rarerank.grader.normalise_symbol` of each symbol (computed once per distinct symbol)."""
+    symbols = symbols.astype(str)
+    mapping = {s: normalise_symbol(s) for s in symbols.unique().tolist()}
+    return symbols.map(mapping)
 
 
-def case_results(cases: Sequence[Case], predictions: Mapping[str, Sequence[RankedGene]], universe: set[str] | None = None) -> list[CaseResult]:
-    """One result per case, in case order; cases without predictions are not found."""
+def read_prediction_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A predictions file (the rankings contract) as ``case_id, rank, symbol`` (normalised symbol).
+
+    A fast reader for scoring: validates what the metrics use (rank an integer >= 1, a non-empty
+    gene symbol) and raises naming the file and line, like :func:`rarerank.rankings.read_predictions`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    text_columns = {c: str for c in PREDICTION_COLUMNS if c != "rank"}
+    table = pd.read_csv(path, sep="\t", dtype=text_columns, keep_default_na=False, na_filter=False)
+    missing = [c for c in PREDICTION_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: not a predictions table, missing column(s) {', '.join(missing)}")
+    rank = table["rank"] if pd.api.types.is_integer_dtype(table["rank"]) else pd.to_numeric(table["rank"], errors="coerce")
+    bad = rank.isna() | (rank < 1) | (rank != rank.round()) | (table["gene_symbol"].str.strip() == "") | (table["case_id"] == "")
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise ValueError(f"{path}, line {line}: rank must be an integer >= 1, case_id and gene_symbol non-empty")
+    return pd.DataFrame({"case_id": table["case_id"], "rank": rank.astype(np.int64), "symbol": normalise_symbols(table["gene_symbol"])})
+
+
+def prediction_table(predictions: Mapping[str, Sequence[RankedGene]] | pd.DataFrame) -> pd.DataFrame:
+    """``case_id, rank, symbol`` from in-memory predictions (or a table from :func:`read_prediction_table`)."""
+    if isinstance(predictions, pd.DataFrame):
+        return predictions
+    rows = [(case_id, g.rank, g.gene_symbol) for case_id, genes in predictions.items() for g in genes]
+    table = pd.DataFrame(rows, columns=["case_id", "rank", "symbol"]).astype({"case_id": str, "rank": np.int64, "symbol": str})
+    table["symbol"] = normalise_symbols(table["symbol"])
+    return table
+
+
+def true_ranks(cases: Sequence[Case], predictions) -> np.ndarray:
+    """Rank of each case's true gene (float, inf when absent), ties taking the worse rank.
+
+    The rank is ``max(declared rank, rows ranked at or before it)``: a file that gives a tie the
+    better rank (1, 1, 3) is scored as if it had followed the contract (2, 2, 3). A gene listed twice
+    keeps its best row.
+    """
+    table = prediction_table(predictions)
+    truth = pd.DataFrame({
+        "case_id": pd.Series([c.case_id for c in cases], dtype=str),
+        "symbol": normalise_symbols(pd.Series([c.gene for c in cases], dtype=str)),
+    })
+    truth = truth[truth["symbol"] != ""]
+    hits = table.merge(truth, on=["case_id", "symbol"]).groupby("case_id", sort=False)["rank"].min().rename("declared")
+    rows = table[["case_id", "rank"]].merge(hits, left_on="case_id", right_index=True)
+    before = (rows["rank"] <= rows["declared"]).groupby(rows["case_id"], sort=False).sum()
+    effective = np.maximum(hits, before.reindex(hits.index))
+    lookup = effective.to_dict()
+    return np.array([float(lookup.get(c.case_id, math.inf)) for c in cases], dtype=np.float64)
+
+
+def case_results(cases: Sequence[Case], predictions, universe: set[str] | None = None) -> list[CaseResult]:
+    """One result per case, in case order; cases without predictions are not found.
+
+    ``predictions``: case_id -> ranked genes, or a table from :func:`read_prediction_table`.
+    """
+    ranks = true_ranks(cases, predictions)
     results = []
-    for case in cases:
-        rank = true_rank(case.gene, predictions.get(case.case_id, ()))
+    for case, rank in zip(cases, ranks.tolist()):
         in_universe = universe is not None and normalise_symbol(case.gene) in universe
         results.append(CaseResult(case.case_id, case.cohort, case.gene, rank, bool(in_universe or math.isfinite(rank))))
     return results
@@ -169,16 +220,23 @@ def interval(values: np.ndarray, weights: np.ndarray, level: float) -> tuple[flo
     return float(mean[0]), float(low[0]), float(high[0])
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, weights: np.ndarray, level: float) -> tuple[float, float, float, float]:
-    """(mean a-b, low, high, two-sided bootstrap p) over the same cases and the same resamples."""
-    if len(a) == 0:
-        return math.nan, math.nan, math.nan, math.nan
+def paired_differences(a: np.ndarray, b: np.ndarray, weights: np.ndarray, level: float) -> list[tuple[float, float, float, float]]:
+    """Per column of two (cases, metrics) matrices over the same cases and resamples:
+    (mean a - b, low, high, two-sided bootstrap p-value, at least 1 / resamples)."""
+    if a.shape[0] == 0:
+        return [(math.nan,) * 4 for _ in range(a.shape[1])]
     diff = a - b
-    boot = weights @ diff / len(diff)
+    boot = weights @ diff / diff.shape[0]
     alpha = (1 - level) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
-    p = min(1.0, 2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))))
-    return float(diff.mean()), float(low), float(high), p
+    low, high = np.quantile(boot, [alpha, 1 - alpha], axis=0)
+    p = np.minimum(1.0, 2 * np.minimum((boot <= 0).mean(axis=0), (boot >= 0).mean(axis=0)))
+    p = np.maximum(p, 1.0 / weights.shape[0])  # a bootstrap cannot resolve p below 1 / resamples
+    return list(zip(diff.mean(axis=0).tolist(), low.tolist(), high.tolist(), p.tolist()))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, weights: np.ndarray, level: float) -> tuple[float, float, float, float]:
+    """(mean a - b, low, high, two-sided bootstrap p) of one per-case metric."""
+    return paired_differences(a[:, None], b[:, None], weights, level)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +251,7 @@ class Run:
     strategy: str
     set: str
     cases: Sequence[Case]
-    predictions: Mapping[str, Sequence[RankedGene]]
+    predictions: "Mapping[str, Sequence[RankedGene]] | pd.DataFrame"  # or a table from read_prediction_table
     universe: set[str] | None = None
 
 
@@ -222,7 +280,7 @@ def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to:
         weights = bootstrap_weights(n, config.bootstrap, stream_seed(config.seed, strategy, set_name))
         per_method: dict[str, dict[str, np.ndarray]] = {}
         for run in group:
-            extra = set(run.predictions) - set(ids)
+            extra = set(prediction_table(run.predictions)["case_id"].unique().tolist()) - set(ids)
             if extra:
                 out.warnings.append(f"{run.method} {strategy}/{set_name}: predictions for {len(extra)} case(s) not in the set were ignored")
             results = case_results(run.cases, run.predictions, run.universe)
@@ -254,9 +312,9 @@ def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to:
             for method in sorted(per_method):
                 if method == reference:
                     continue
-                for metric in PAIRED_METRICS:
-                    a, b = metric_values(per_method[method], metric), metric_values(per_method[reference], metric)
-                    diff, low, high, p = paired_difference(a, b, weights, config.ci_level)
+                a = np.stack([metric_values(per_method[method], m) for m in PAIRED_METRICS], axis=1)
+                b = np.stack([metric_values(per_method[reference], m) for m in PAIRED_METRICS], axis=1)
+                for metric, (diff, low, high, p) in zip(PAIRED_METRICS, paired_differences(a, b, weights, config.ci_level)):
                     out.paired.append({"method": method, "reference": reference, "strategy": strategy, "set": set_name,
                                        "metric": metric, "difference": diff, "ci_low": low, "ci_high": high, "p_value": p, "n": n})
     return out
@@ -320,6 +378,33 @@ def load_runs(predictions_dir: str | os.PathLike, sets_dir: str | os.PathLike, m
         for set_name in sets:
             cases = read_cases(Path(sets_dir, strategy, f"{set_name}.tsv"))
             for method in methods:
-                predictions = read_predictions(Path(predictions_dir, method, strategy, f"{set_name}.tsv"))
+                predictions = read_prediction_table(Path(predictions_dir, method, strategy, f"{set_name}.tsv"))
                 runs.append(Run(method, strategy, set_name, cases, predictions, universe))
     return runs
+
+
+def markdown_table(summary: Sequence[Mapping[str, str]], set_name: str, metrics: Sequence[str] = ("top1", "top10", "mrr"),
+                   methods: Sequence[str] | None = None) -> str:
+    """A Markdown table of one set from summary.tsv rows: one row per method and strategy,
+    ``value (ci_low–ci_high)`` per metric; top-k and rankable as percentages."""
+    rows = [r for r in summary if r["set"] == set_name and (methods is None or r["method"] in methods)]
+    cells: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    n: dict[tuple[str, str], str] = {}
+    for r in rows:
+        if r["metric"] not in metrics:
+            continue
+        percent = r["metric"].startswith("top") or r["metric"] in ("found", "rankable")
+        fmt = (lambda v: f"{100 * float(v):.1f}") if percent else (lambda v: f"{float(v):.3f}")
+        text = "–" if r["value"] == "" else f"{fmt(r['value'])} ({fmt(r['ci_low'])}–{fmt(r['ci_high'])})"
+        cells[(r["method"], r["strategy"])][r["metric"]] = text
+        n[(r["method"], r["strategy"])] = r["n"]
+    header = "| method | split | n | " + " | ".join(f"{m} (%)" if m.startswith("top") or m in ("found", "rankable") else m for m in metrics) + " |"
+    lines = [header, "|" + "---|" * (3 + len(metrics))]
+    order = list(dict.fromkeys(r["method"] for r in rows)) if methods is None else list(methods)
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    for method in order:
+        for strategy in strategies:
+            if (method, strategy) in cells:
+                values = " | ".join(cells[(method, strategy)].get(m, "") for m in metrics)
+                lines.append(f"| {method} | {strategy} | {n[(method, strategy)]} | {values} |")
+    return "\n".join(lines) + "\n"

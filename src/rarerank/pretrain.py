@@ -45,6 +45,8 @@ class PretrainConfig:
     prefix_rate: float = 0.25  # share of examples with distractor genes before the true gene
     eval_every: int = 250  # evaluations on held-out synthetic patients (for the log)
     eval_patients: int = 1000  # held-out synthetic patients per evaluation
+    knowledge_init: bool = True  # start from a spectral embedding of the annotations (skips the slow plateau)
+    init_logit_scale: float = 8.0  # spread of the initial gene logits under knowledge_init
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self):
@@ -80,6 +82,67 @@ def gene_vocabulary(annotations: GeneAnnotations, training_cases: Sequence) -> t
 
 def phenotype_terms(ontology: Ontology) -> list[str]:
     return sorted(t for t in ontology.labels if ontology.is_phenotypic_abnormality(t))
+
+
+def knowledge_init(policy: Policy, annotations: GeneAnnotations, ontology: Ontology, seed: int, logit_scale: float) -> None:
+    """Initialise the model as a bag-of-terms scorer built from the annotations, then train from there.
+
+    A truncated SVD of the gene x term matrix (a gene's annotated terms and their ancestors, weighted
+    by inverse gene frequency, rows L2-normalised) gives term vectors ``V sqrt(S)`` and gene vectors
+    ``U sqrt(S)``, used as the (tied) token embeddings. Layer 0's value and output projections start
+    as the identity, so at step 0 the ``<answer>`` position holds the mean of the normalised prompt
+    token vectors and a gene's logit is its similarity to that mean: a Phenomizer-like score. Without
+    this, a transformer from scratch spends most of a CPU budget on the initial loss plateau.
+    """
+    from scipy import sparse
+    from sklearn.utils.extmath import randomized_svd
+
+    model = policy.model
+    hidden = model.config.hidden_size
+    vocab = policy.tokenizer.get_vocab()
+    genes = [g for g in policy.genes if g in annotations.terms]
+    closures = []
+    df: dict[str, int] = {}
+    for gene in genes:
+        closure = {a for t in annotations.terms[gene] for a in ontology.ancestors(t) if a in vocab}
+        closures.append(closure)
+        for t in closure:
+            df[t] = df.get(t, 0) + 1
+    terms = sorted(df)
+    column = {t: i for i, t in enumerate(terms)}
+    rows, cols, vals = [], [], []
+    for r, closure in enumerate(closures):
+        weights = {t: np.log(len(genes) / df[t]) for t in closure}
+        norm = np.sqrt(sum(w * w for w in weights.values())) or 1.0
+        for t, w in weights.items():
+            if w > 0:
+                rows.append(r)
+                cols.append(column[t])
+                vals.append(w / norm)
+    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(len(genes), len(terms)), dtype=np.float64)
+    rank = min(hidden, min(matrix.shape) - 1)
+    u, singular, vt = randomized_svd(matrix, n_components=rank, n_iter=4, random_state=seed)
+    root = np.sqrt(singular)
+    gene_vectors = u * root
+    term_vectors = vt.T * root
+    with torch.no_grad():
+        embedding = model.get_input_embeddings().weight
+        # Terms: unit RMS directions (RMSNorm rescales them anyway); genes: scaled for a useful logit spread.
+        term_block = torch.zeros((len(terms), hidden))
+        term_block[:, :rank] = torch.as_tensor(term_vectors, dtype=torch.float32)
+        term_block /= term_block.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-6)
+        term_block += 0.02 * torch.randn_like(term_block)
+        embedding[torch.tensor([vocab[t] for t in terms])] = term_block
+        gene_block = torch.zeros((len(genes), hidden))
+        gene_block[:, :rank] = torch.as_tensor(gene_vectors, dtype=torch.float32)
+        gene_block *= logit_scale / (gene_block.norm(dim=-1).mean() * hidden**0.5)
+        embedding[torch.tensor([vocab[g] for g in genes])] = gene_block
+        if not model.config.tie_word_embeddings:
+            model.get_output_embeddings().weight.copy_(embedding)
+        attention = model.model.layers[0].self_attn
+        attention.v_proj.weight.copy_(torch.eye(hidden))
+        attention.o_proj.weight.copy_(torch.eye(hidden))
+    log.info("knowledge init: SVD rank %d of a %d genes x %d terms annotation matrix", rank, len(genes), len(terms))
 
 
 def synthetic_batches(policy: Policy, sampler: PatientSampler, config: PretrainConfig, seed: int):
@@ -119,6 +182,8 @@ def pretrain(
     genes, identifiers = gene_vocabulary(annotations, training_cases)
     policy = build_policy(policy_config, phenotype_terms(ontology), genes, identifiers, seed=seed)
     sampler = PatientSampler(annotations, ontology, config.synthetic)
+    if config.knowledge_init:
+        knowledge_init(policy, annotations, ontology, seed, config.init_logit_scale)
     n_params = sum(p.numel() for p in policy.model.parameters())
     log.info("policy: %d tokens (%d genes), %.2fM parameters", len(policy.tokenizer), len(genes), n_params / 1e6)
     held_out = sampler.batch(np.random.default_rng([seed, 2]), config.eval_patients)

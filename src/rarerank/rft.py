@@ -26,6 +26,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -382,11 +383,14 @@ def train(
     stop_after: int | None = None,
     progress: bool = True,
     log_path: str | os.PathLike | None = None,
+    log_timing: bool = False,
 ) -> RFTResult:
     """Run GRPO on ``model`` (a HF causal LM) for ``config``; resume from ``checkpoint_dir`` when it matches.
 
     ``stop_after`` ends the run after that many total steps (checkpoint written) as if it had been
-    interrupted; the schedule still spans the full run, so resuming continues exactly.
+    interrupted; the schedule still spans the full run, so resuming continues exactly. Timing columns
+    (completions/s, elapsed seconds) are logged only with ``log_timing``, so logs of equal runs are
+    byte-identical by default.
     """
     from tqdm.auto import tqdm
 
@@ -400,8 +404,8 @@ def train(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
-    reference = ref_head = None
-    if config.kl_coef > 0 and config.adapter == "full":
+    reference = ref_head = None  # the starting model, for the KL (logged always, penalised when kl_coef > 0)
+    if config.adapter == "full":
         reference = copy.deepcopy(model).eval().requires_grad_(False)
         ref_head = AllowedHead(reference, task.allowed_ids)
     model = prepare_model(model, config)
@@ -454,7 +458,8 @@ def train(
 
     started = time.perf_counter()
     elapsed_before = float(state.rows[-1].get("elapsed_s") or 0.0) if state.rows else 0.0
-    bar = tqdm(total=total, initial=state.step, disable=not progress, desc="rft", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=state.step, disable=not progress, desc="rft", unit="step",
+               mininterval=0.5 if sys.stderr.isatty() else 10.0)  # fmt: skip
     interrupted = False
     G = config.group_size
     while state.step < total:
@@ -472,14 +477,12 @@ def train(
         top1_sampled = float(np.mean(combined_reward(rank_only, completions, **columns)))
         advantages, _, zero_var = group_advantages(reward, G, config.scale_rewards)
 
-        ref_logp = None
-        if config.kl_coef > 0:
-            with torch.no_grad():
-                if reference is not None:
-                    ref_logp = sequence_logprobs(reference, prompts, ref_head, sample.choices, G, config.temperature)
-                else:
-                    with model.disable_adapter():
-                        ref_logp = sequence_logprobs(model, prompts, head, sample.choices, G, config.temperature)
+        with torch.no_grad():
+            if reference is not None:
+                ref_logp = sequence_logprobs(reference, prompts, ref_head, sample.choices, G, config.temperature)
+            else:
+                with model.disable_adapter():
+                    ref_logp = sequence_logprobs(model, prompts, head, sample.choices, G, config.temperature)
         stats = {}
         for _ in range(config.updates_per_batch):
             logp = sequence_logprobs(model, prompts, head, sample.choices, G, config.temperature)
@@ -497,17 +500,19 @@ def train(
             "reward_mean": float(reward.mean()),
             "reward_std": float(reward.std(unbiased=False)),
             "zero_variance_fraction": zero_var,
-            "kl": stats["kl"] if ref_logp is not None else None,
+            "kl": stats["kl"],
             "lr": lr,
             "loss": loss.item(),
             "clip_fraction": stats["clip_fraction"],
             "grad_norm": grad_norm,
             "top1_sampled": top1_sampled,
-            "completions_per_s": len(completions) / seconds,
         }
+        if log_timing:
+            row["completions_per_s"] = len(completions) / seconds
         if state.step % config.eval_interval == 0 or state.step == total:
             run_eval(state.step, row)
-        row["elapsed_s"] = elapsed_before + time.perf_counter() - started
+        if log_timing:
+            row["elapsed_s"] = elapsed_before + time.perf_counter() - started
         state.rows.append(row)
         bar.update(1)
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}", val=f"{row.get('val_grader', float('nan')):.3f}")
@@ -551,16 +556,6 @@ def merged(model):
 # The stage: files in, model directory + training log out.
 
 
-def select_training_cases(cases: Sequence, limit: int | None, seed: int) -> list:
-    """All cases, or a seeded random ``limit`` of them (data-efficiency runs), in file order."""
-    if limit is None or limit >= len(cases):
-        return list(cases)
-    if limit < 1:
-        raise ValueError(f"the number of training cases must be at least 1, not {limit}")
-    keep = sorted(np.random.default_rng([seed, 99]).permutation(len(cases))[:limit].tolist())
-    return [cases[i] for i in keep]
-
-
 def run_rft(
     model_dir: str | os.PathLike,
     train_path: str | os.PathLike,
@@ -574,21 +569,28 @@ def run_rft(
     max_train_cases: int | None = None,
     stop_after: int | None = None,
     progress: bool = True,
+    log_timing: bool = False,
+    keep_checkpoint: bool = False,
 ) -> dict:
     """GRPO from the policy in ``model_dir`` on the cases in ``train_path``; best weights to ``outdir``.
 
-    Returns a summary (steps, start and best validation scores, seconds). With ``stop_after`` the run
-    stops early with a checkpoint and writes no model (resume by running again).
+    Returns a summary (steps, start and best validation scores; seconds with ``log_timing``). With
+    ``stop_after`` the run stops early with a checkpoint and writes no model (resume by running
+    again); a finished run deletes its checkpoint unless ``keep_checkpoint``.
     """
     from rarerank.cases import read_cases
     from rarerank.policy import gene_token_ids, load_policy, prompt_token_ids
+    from rarerank.sft import subsample
 
     started = time.perf_counter()
     policy = load_policy(model_dir)
     policy.model = merged(policy.model)
     tokenizer, pcfg = policy.tokenizer, policy.config
     vocab = set(policy.genes)
-    train_cases = select_training_cases(read_cases(train_path), max_train_cases, config.seed)
+    if max_train_cases is not None and max_train_cases < 1:
+        raise ValueError(f"max_train_cases must be at least 1, not {max_train_cases}")
+    # The same seeded subset as SFT with max_train_cases (data-efficiency runs pair SFT_n with RFT_n).
+    train_cases = subsample(read_cases(train_path), max_train_cases, config.seed)
     usable = [c for c in train_cases if c.gene in vocab]
     if len(usable) < len(train_cases):
         log.warning("%d of %d training cases have a gene outside the model's vocabulary; skipped", len(train_cases) - len(usable), len(train_cases))
@@ -618,7 +620,7 @@ def run_rft(
         (json.dumps(settings, sort_keys=True) + file_digest([model_dir, train_path, validation_path])).encode()
     ).hexdigest()
     result = train(
-        policy.model, task, config, grader, checkpoint_dir, fingerprint, stop_after, progress, log_path
+        policy.model, task, config, grader, checkpoint_dir, fingerprint, stop_after, progress, log_path, log_timing
     )
     rows = result.state.rows
     summary = {
@@ -627,11 +629,12 @@ def run_rft(
         "validation_cases": len(val_cases),
         "start_val_grader": rows[0].get("val_grader"),
         "start_val_top1": rows[0].get("val_top1"),
-        "best_val_grader": result.state.best_score,
+        "best_val_grader": result.state.best_score if math.isfinite(result.state.best_score) else None,
         "best_step": result.state.best_step,
-        "seconds": time.perf_counter() - started,
         "interrupted": result.interrupted,
     }
+    if log_timing:
+        summary["seconds"] = time.perf_counter() - started
     if result.interrupted:
         return summary
     policy.model = merged(result.model)
@@ -639,4 +642,6 @@ def run_rft(
         outdir, stage="rft", start_model=str(model_dir), train=str(train_path), validation=str(validation_path),
         settings=settings, summary=summary,
     )  # fmt: skip
+    if checkpoint_dir and not keep_checkpoint:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return summary

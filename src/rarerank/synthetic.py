@@ -2,7 +2,8 @@
 
 Models floor: imports annotations and ontology. The way phenotype-driven tools are evaluated on
 simulated patients: for a gene, draw some of its annotated terms weighted by annotation frequency
-(terms not drawn are "dropped"), replace some by an ancestor (imprecise annotation), add a few
+(terms not drawn are "dropped"), replace some by an ancestor (imprecise annotation) or by a child
+one or two levels down (a clinician's more specific term, which Phenomizer credits too), add a few
 unrelated "noise" terms, and at some rate add an absent block: terms the gene is not annotated with
 (nor any descendant of them), mixed with annotated terms marked absent (low-frequency ones more often),
 so the model learns what an absent term means without relying only on the curation shortcut.
@@ -27,6 +28,7 @@ class SyntheticConfig:
     max_terms: int = 16  # 90% of real cases have <= 18 present terms
     unknown_frequency: float = 0.5  # weight of an annotation without a frequency (midpoint)
     ancestor_rate: float = 0.15  # per-term chance of being replaced by an ancestor
+    descendant_rate: float = 0.1  # per-term chance of a more specific child term (clinicians annotate finely)
     noise_mean: float = 1.0  # Poisson mean of unrelated terms per patient
     absent_rate: float = 0.6  # chance a patient has an absent block (86% of real cases do)
     max_absent: int = 8  # absent block size is uniform in 1..max_absent
@@ -37,9 +39,11 @@ class SyntheticConfig:
             raise ValueError(
                 f"synthetic terms range is empty: need 1 <= min_terms ({self.min_terms}) <= max_terms ({self.max_terms})"
             )
-        for name in ("unknown_frequency", "ancestor_rate", "absent_rate", "annotated_absent_rate"):
+        for name in ("unknown_frequency", "ancestor_rate", "descendant_rate", "absent_rate", "annotated_absent_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"synthetic {name} must be in [0, 1], not {getattr(self, name)}")
+        if self.ancestor_rate + self.descendant_rate > 1:
+            raise ValueError("synthetic ancestor_rate + descendant_rate must be at most 1 (both replace a term)")
         if self.noise_mean < 0 or self.max_absent < 1:
             raise ValueError("synthetic noise_mean must be >= 0 and max_absent >= 1")
 
@@ -89,6 +93,12 @@ class PatientSampler:
         self._marginal_cdf = np.cumsum(weights / weights.sum())
         self._closure: dict[str, frozenset[str]] = {}
         self._ancestors: dict[str, tuple[str, ...]] = {}
+        self._children: dict[str, list[str]] = {}
+        for term, parents in ontology.parents.items():
+            for parent in parents:
+                self._children.setdefault(parent, []).append(term)
+        for children in self._children.values():
+            children.sort()
         top = {PHENOTYPIC_ABNORMALITY, *ontology.ancestors(PHENOTYPIC_ABNORMALITY)}
         self._too_general = frozenset(top)
 
@@ -120,10 +130,17 @@ class PatientSampler:
         chosen = terms[np.argpartition(-keys, n - 1)[:n]] if n < len(terms) else terms
         present = []
         for term in chosen:
-            if rng.random() < cfg.ancestor_rate:
+            u = rng.random()
+            if u < cfg.ancestor_rate:
                 ancestors = self._proper_ancestors(term)
                 if ancestors:
                     term = ancestors[int(rng.integers(len(ancestors)))]
+            elif u < cfg.ancestor_rate + cfg.descendant_rate:
+                for _ in range(int(rng.integers(1, 3))):  # one or two levels down
+                    children = self._children.get(term)
+                    if not children:
+                        break
+                    term = children[int(rng.integers(len(children)))]
             present.append(str(term))
         closure = None
         n_noise = int(rng.poisson(cfg.noise_mean)) if cfg.noise_mean > 0 else 0

@@ -3,13 +3,14 @@
 Models floor: imports policy (and fileio). A training example is a prompt plus a completion whose
 target tokens carry the loss (the true gene and ``<eos>``; an optional prefix of distractor genes
 before the true gene carries none). The loss is next-token cross-entropy computed only at target
-positions (the output layer runs on two positions per sequence, not on every prompt token): over
-the gene tokens for the gene target, over the full vocabulary for ``<eos>``.
+positions (the output layer runs on two positions per sequence, not on every prompt token) and over
+the answer vocabulary (gene tokens and ``<eos>``).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from rarerank.fileio import atomic_write
 from rarerank.policy import EOS, Policy, backbone, hidden_states, left_pad, prompt_token_ids, true_gene_ranks
 
 IGNORE = -100
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,27 +77,25 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]
     return {"input_ids": ids, "attention_mask": mask, "targets": targets}
 
 
-def lm_loss(model, batch: dict[str, torch.Tensor], gene_ids: torch.LongTensor) -> tuple[torch.Tensor, int]:
+def lm_loss(model, batch: dict[str, torch.Tensor], gene_ids: torch.LongTensor, eos_id: int) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over target tokens and the number of targets.
 
-    Gene targets are scored over the gene tokens only (the constrained distribution the policy ranks
-    with; 4x cheaper than the full vocabulary), other targets (``<eos>``) over the full vocabulary.
+    Targets are scored over the *answer vocabulary* - the gene tokens and ``<eos>`` - not the full
+    vocabulary: the policy ranks with the gene-only distribution, and term rows of the (tied)
+    output layer stay out of the loss.
     """
     hidden, _ = hidden_states(model, batch["input_ids"], batch["attention_mask"])
     targets = batch["targets"]
+    where = targets != IGNORE
     _, weight = backbone(model)
     start, stop = int(gene_ids[0]), int(gene_ids[-1]) + 1
-    is_gene = (targets >= start) & (targets < stop)
-    is_other = (targets != IGNORE) & ~is_gene
-    gene_logits = hidden[is_gene] @ weight[start:stop].T
-    other_logits = hidden[is_other] @ weight.T
-    losses = torch.cat(
-        [
-            torch.nn.functional.cross_entropy(gene_logits.float(), targets[is_gene] - start, reduction="none"),
-            torch.nn.functional.cross_entropy(other_logits.float(), targets[is_other], reduction="none"),
-        ]
-    )
-    return losses.mean(), int(losses.numel())
+    answer_weight = torch.cat([weight[start:stop], weight[eos_id : eos_id + 1]])
+    logits = hidden[where] @ answer_weight.T
+    chosen = targets[where]
+    index = torch.where(chosen == eos_id, stop - start, chosen - start)
+    if bool(((index < 0) | (index > stop - start)).any()):
+        raise ValueError("a training target is neither a gene token nor <eos>")
+    return torch.nn.functional.cross_entropy(logits.float(), index), int(index.numel())
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
@@ -183,7 +183,7 @@ def run_loop(
     grad_clip: float,
     evaluate: Callable[[], dict[str, float]] | None,
     eval_every: int,
-    log: TrainingLog,
+    training_log: TrainingLog,
     select_metric: str | None = None,
     patience: int | None = None,
     progress: bool = False,
@@ -219,7 +219,7 @@ def run_loop(
         n_tokens = int(batch["attention_mask"].sum())
         for group in optimizer.param_groups:
             group["lr"] = lr(step)
-        loss, _ = lm_loss(model, batch, policy.gene_ids)
+        loss, _ = lm_loss(model, batch, policy.gene_ids, policy.tokenizer.eos_token_id)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
@@ -240,7 +240,8 @@ def run_loop(
                 row["elapsed_s"] = now - start
             metrics = evaluate() if evaluate is not None else {}
             row.update({f"val_{k}": v for k, v in metrics.items()})
-            log.add(**row)
+            training_log.add(**row)
+            log.info("%s step %d: %s", desc, step + 1, " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"))
             loss_sum, loss_n = 0.0, 0
             if select_metric is not None:
                 value = metrics[select_metric]

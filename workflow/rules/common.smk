@@ -1,6 +1,8 @@
 # Helpers shared by every stage: input functions and the list of final targets.
+import re
 from pathlib import Path
 
+from rarerank.cohorts import DEFAULT_COHORT, cohort_specs
 from rarerank.fileio import is_url
 
 ENV = "../envs/rarerank.yaml"
@@ -12,13 +14,52 @@ def phenopacket_input(wildcards=None):
     """The local phenopacket source: the configured path, or the download of a URL."""
     source = config["phenopackets"]
     if is_url(source):
-        return f"data/phenopackets/{Path(source.split('?', 1)[0]).name}"
+        name = Path(source.split("?", 1)[0]).name
+        if not name.endswith(".zip"):
+            raise ValueError(
+                f"config key phenopackets: a URL must end in a release .zip file name, not {source}"
+            )
+        return f"data/phenopackets/{name}"
     return source
+
+
+# Case sources: the default phenopacket cohort (config key phenopackets) plus config `cohorts:`,
+# checked here (a name that clashes with a split or another cohort fails with a message). Train
+# cohorts are merged into results/cases/; eval cohorts become extra scored case sets.
+COHORTS = {
+    c.name: c for c in cohort_specs(config["phenopackets"], config.get("cohorts"))
+}
+TRAIN_COHORTS = [name for name, c in COHORTS.items() if c.role == "train"]
+EVAL_COHORTS = [name for name, c in COHORTS.items() if c.role == "eval"]
+
+
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (never matches when there are none)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def cohort_input(wildcards):
+    """A cohort's local source: its path, or the download of its URL. A relative path that does
+    not exist in the working directory is looked up beside the Snakefile (repository fixtures).
+    """
+    spec = COHORTS[wildcards.cohort]
+    if spec.name == DEFAULT_COHORT:
+        return phenopacket_input()
+    if is_url(spec.source):
+        name = Path(spec.source.split("?", 1)[0]).name
+        if not name:
+            raise ValueError(f"cohort {spec.name}: the URL {spec.source} names no file")
+        return f"data/cohorts/{spec.name}/{name}"
+    path = Path(spec.source)
+    beside = Path(workflow.basedir) / path
+    if not path.is_absolute() and not path.exists() and beside.exists():
+        return str(beside)
+    return spec.source
 
 
 # Case sets that every method is evaluated on, per strategy: results/sets/{strategy}/{set}.tsv.
 # Eval-only cohorts append their names here (they are scored, never trained on).
-EVAL_SETS = ["validation", "test"]
+EVAL_SETS = ["validation", "test"] + EVAL_COHORTS
 # Methods whose predictions are scored: results/predictions/{method}/{strategy}/{set}.tsv.
 # Each stage's rule file appends its methods (use input functions to read this list lazily).
 PREDICTION_METHODS = []
@@ -40,4 +81,6 @@ def all_targets():
     targets = ["results/cases/cases.tsv", "results/cases/summary.json"]
     targets += split_targets()
     targets += set_targets()
+    targets += evaluation_targets()  # workflow/rules/evaluate.smk
+    targets += policy_targets()  # workflow/rules/train.smk
     return targets

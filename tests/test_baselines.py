@@ -1,0 +1,203 @@
+"""Baselines: the vectorised Phenomizer against a naive Resnik computation, the excluded-term
+penalty, popularity and random, tie handling, the predictions files and the absent-term audit."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from rarerank.baselines import (
+    BaselineConfig,
+    HpoIndex,
+    absent_term_audit,
+    phenomizer_scores,
+    rank_cases,
+    run_baseline,
+    top_k_ranks,
+)
+from rarerank.cases import Case
+from rarerank.rankings import rank_with_ties, read_predictions
+
+
+@pytest.fixture(scope="module")
+def index(ontology, annotations) -> HpoIndex:
+    return HpoIndex.build(ontology, annotations)
+
+
+@pytest.fixture(scope="module")
+def propagated(ontology, annotations) -> dict[str, set[str]]:
+    """gene -> every ancestor of its annotated terms (the naive propagation)."""
+    return {g: set().union(*(ontology.ancestors(t) for t in terms)) for g, terms in annotations.terms.items()}
+
+
+def case(case_id="c1", gene="FBN1", present=(), absent=()) -> Case:
+    return Case(case_id, "cohort", "", gene, "", "", tuple(present), tuple(absent))
+
+
+_IC: dict[str, float] = {}
+
+
+def naive_ic(term: str, propagated) -> float:
+    if term not in _IC:
+        n = sum(term in terms for terms in propagated.values())
+        _IC[term] = -math.log(n / len(propagated)) if n else 0.0
+    return _IC[term]
+
+
+def naive_resnik(patient_term, gene, ontology, annotations, propagated) -> float:
+    best = 0.0
+    for gene_term in annotations.terms[gene]:
+        common = ontology.ancestors(patient_term) & ontology.ancestors(gene_term)
+        best = max([best] + [naive_ic(a, propagated) for a in common])
+    return best
+
+
+def most_specific_terms(gene, ontology, annotations, n=4) -> list[str]:
+    terms = sorted(annotations.terms[gene], key=lambda t: (-len(ontology.ancestors(t)), t))
+    return terms[:n]
+
+
+def test_index_information_content(index, ontology, propagated):
+    assert index.n_genes == len(propagated)
+    assert index.ic[index.term_pos["HP:0000118"]] == pytest.approx(0.0)  # every gene: phenotypic abnormality
+    for term in ("HP:0001250", "HP:0001166", "HP:0004322", "HP:0000252"):
+        assert index.ic[index.term_pos[term]] == pytest.approx(naive_ic(term, propagated))
+    seizure = index.term_pos["HP:0001250"]
+    genes = set(index.genes[index.ann_gene[index.ann_ptr[seizure] : index.ann_ptr[seizure + 1]]].tolist())
+    assert genes == {g for g, terms in propagated.items() if "HP:0001250" in terms}
+
+
+def test_phenomizer_matches_naive_resnik(index, ontology, annotations, propagated):
+    patient = ["HP:0001166", "HP:0001083", "HP:0004322"]  # arachnodactyly, ectopia lentis, short stature
+    scores = next(phenomizer_scores(index, [case(present=patient)], False, BaselineConfig()))
+    for gene in ("FBN1", "TGFBR1", "SCN1A", "PAH", "NF1", "COL1A1", "ABCA4", index.genes[17], index.genes[4000]):
+        expected = np.mean([naive_resnik(p, gene, ontology, annotations, propagated) for p in patient])
+        assert scores[index.gene_pos[gene]] == pytest.approx(round(expected, 4), abs=1e-9)
+    fbn1 = scores[index.gene_pos["FBN1"]]
+    assert (scores >= fbn1).sum() <= 10  # Marfan features put FBN1 in the top 10
+
+
+def test_gene_described_by_its_own_terms_ranks_first(index, ontology, annotations):
+    for gene in ("FBN1", "SCN1A", "PAH"):
+        terms = most_specific_terms(gene, ontology, annotations)
+        ((_, ranked),) = list(rank_cases("phenomizer", index, [case(gene=gene, present=terms)], BaselineConfig(top_k=10)))
+        assert gene in [g.gene_symbol for g in ranked[:3]], (gene, ranked[:3])
+
+
+def test_excluded_terms_penalise_genes_that_show_them(index, annotations):
+    present = ["HP:0001166"]  # arachnodactyly
+    absent = ["HP:0001083"]  # ectopia lentis: an FBN1 feature
+    config = BaselineConfig(absent_weight=1.0, unknown_frequency=0.5)
+    plain = next(phenomizer_scores(index, [case(present=present, absent=absent)], False, config))
+    penalised = next(phenomizer_scores(index, [case(present=present, absent=absent)], True, config))
+    e = index.term_pos["HP:0001083"]
+    shows = set(index.ann_gene[index.ann_ptr[e] : index.ann_ptr[e + 1]].tolist())
+    fbn1 = index.gene_pos["FBN1"]
+    assert fbn1 in shows
+    frequency = annotations.terms["FBN1"].get("HP:0001083")
+    frequency = 0.5 if frequency is None else frequency
+    assert penalised[fbn1] == pytest.approx(plain[fbn1] - index.ic[e] * frequency, abs=2e-4)
+    unaffected = np.array([g not in shows for g in range(index.n_genes)])
+    assert np.array_equal(plain[unaffected], penalised[unaffected])
+    off = next(phenomizer_scores(index, [case(present=present, absent=absent)], True, BaselineConfig(absent_weight=0.0)))
+    assert np.array_equal(off, plain)
+
+
+def test_top_k_ranks_matches_rank_with_ties():
+    rng = np.random.default_rng(0)
+    genes = [f"G{i:03d}" for i in range(300)]
+    for trial in range(30):
+        scores = rng.integers(0, 12, size=300).astype(float)  # many ties
+        k = int(rng.integers(1, 320))
+        index, ranks = top_k_ranks(scores, k)
+        expected = rank_with_ties(dict(zip(genes, scores.tolist())), top_k=k)
+        assert [(genes[i], r) for i, r in zip(index.tolist(), ranks.tolist())] == [(g.gene_symbol, g.rank) for g in expected]
+    index, ranks = top_k_ranks(np.array([3.0, 3.0, 1.0]), 1)
+    assert len(index) == 0  # a tie crossing k is dropped whole
+
+
+def test_uninformative_case_and_unknown_terms(index, caplog):
+    with caplog.at_level(logging.WARNING):
+        ((_, ranked),) = list(rank_cases("phenomizer", index, [case(present=["HP:9999999"])], BaselineConfig(top_k=50)))
+    assert ranked == []  # every gene ties: nothing within the top 50
+    assert "HP:9999999" in caplog.text
+
+
+def test_popularity(index):
+    train = [case(f"t{i}", gene) for i, gene in enumerate(["NF1"] * 3 + ["PAH"] * 2 + ["FBN1"] * 2 + ["NOVEL1"])]
+    ((_, first), (_, second)) = list(rank_cases("popularity", index, [case("a"), case("b")], BaselineConfig(top_k=10), train))
+    assert first == second
+    assert [(g.gene_symbol, g.rank) for g in first] == [("NF1", 1), ("FBN1", 3), ("PAH", 3), ("NOVEL1", 4)]
+    assert first[0].gene_identifier.startswith("NCBIGene:")
+    with pytest.raises(ValueError, match="training"):
+        list(rank_cases("popularity", index, [case()], BaselineConfig()))
+
+
+def test_random_is_seeded_per_case(index):
+    cases = [case("a"), case("b")]
+    config = BaselineConfig(top_k=25, seed=7)
+    forward = dict(rank_cases("random", index, cases, config))
+    backward = dict(rank_cases("random", index, cases[::-1], config))
+    assert forward == backward  # independent of case order
+    assert [g.rank for g in forward["a"]] == list(range(1, 26))
+    assert len({g.gene_symbol for g in forward["a"]}) == 25
+    assert forward["a"] != forward["b"]
+    assert dict(rank_cases("random", index, cases, BaselineConfig(top_k=25, seed=8)))["a"] != forward["a"]
+
+
+def test_predictions_file_roundtrip_and_determinism(index, tmp_path, ontology, annotations):
+    cases = [case("a", "FBN1", most_specific_terms("FBN1", ontology, annotations), ["HP:0001250"]),
+             case("b", "PAH", most_specific_terms("PAH", ontology, annotations))]  # fmt: skip
+    for method in ("phenomizer", "phenomizer_absent", "random"):
+        first, second = tmp_path / f"{method}1.tsv", tmp_path / f"{method}2.tsv"
+        run_baseline(method, index, cases, first, BaselineConfig(top_k=20))
+        run_baseline(method, index, cases, second, BaselineConfig(top_k=20))
+        assert first.read_bytes() == second.read_bytes()
+        predictions = read_predictions(first)
+        assert set(predictions) == {"a", "b"}
+        for ranked in predictions.values():
+            assert all(1 <= g.rank <= 20 for g in ranked)
+            # written scores reproduce the ranks: rank = number of genes scoring at least as high
+            assert [g.rank for g in ranked] == [sum(o.score >= g.score for o in ranked) for g in ranked]
+
+
+def test_index_save_load(index, tmp_path):
+    path = tmp_path / "index.npz"
+    index.save(path)
+    loaded = HpoIndex.load(path)
+    assert loaded.hpo_version == index.hpo_version
+    for name in ("terms", "genes", "gene_ids", "anc_ptr", "anc_index", "ann_ptr", "ann_gene", "ic"):
+        assert np.array_equal(getattr(loaded, name), getattr(index, name))
+    assert np.array_equal(loaded.ann_freq, index.ann_freq, equal_nan=True)
+    index.write_universe(tmp_path / "universe.tsv")
+    lines = (tmp_path / "universe.tsv").read_text().splitlines()
+    assert lines[0] == "gene_symbol\tgene_identifier" and len(lines) == index.n_genes + 1
+    with pytest.raises(FileNotFoundError):
+        HpoIndex.load(tmp_path / "missing.npz")
+
+
+def test_absent_term_audit(index):
+    cases = [
+        case("a", "FBN1", ["HP:0001166"], ["HP:0001083", "HP:0001250"]),  # ectopia lentis is an FBN1 feature
+        case("b", "FBN1", ["HP:0001166"]),  # no excluded terms
+        case("c", "NOTAGENE", ["HP:0001166"], ["HP:0001083"]),  # true gene not annotated
+    ]
+    audit = absent_term_audit(index, cases)
+    assert audit["cases"] == 3 and audit["cases_with_absent"] == 2 and audit["rankable_with_absent"] == 1
+    assert audit["true_gene_has_absent_term"] == 1.0
+    seizure = index.term_pos["HP:0001250"]
+    fbn1_has_seizures = index.gene_pos["FBN1"] in index.ann_gene[index.ann_ptr[seizure] : index.ann_ptr[seizure + 1]]
+    assert audit["absent_terms_on_true_gene"] == (1 + fbn1_has_seizures) / 2
+    assert 0 < audit["random_gene_has_absent_term"] < 1
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="top_k"):
+        BaselineConfig(top_k=0)
+    with pytest.raises(ValueError, match="absent_weight"):
+        BaselineConfig(absent_weight=-1)
+    with pytest.raises(ValueError, match="unknown_frequency"):
+        BaselineConfig(unknown_frequency=2)

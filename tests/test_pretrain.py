@@ -1,0 +1,102 @@
+"""Knowledge pretraining: synthetic patients and a tiny run that learns."""
+
+from __future__ import annotations
+
+import csv
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rarerank.annotations import GeneAnnotations
+from rarerank.policy import PolicyConfig, load_policy
+from rarerank.pretrain import PretrainConfig, gene_vocabulary, pretrain
+from rarerank.synthetic import PatientSampler, SyntheticConfig
+from rarerank.training import lr_at
+
+GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "TSC2", "CFTR"]
+TINY = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, decode_k=3, output_k=8)
+
+
+def subset(annotations: GeneAnnotations, genes) -> GeneAnnotations:
+    return GeneAnnotations(
+        terms={g: annotations.terms[g] for g in genes},
+        gene_ids={g: annotations.gene_ids[g] for g in genes},
+        diseases={g: annotations.diseases[g] for g in genes},
+    )
+
+
+def test_synthetic_patients_follow_the_annotations(ontology, annotations):
+    sampler = PatientSampler(subset(annotations, GENES), ontology, SyntheticConfig(noise_mean=0.0, absent_rate=1.0))
+    rng = np.random.default_rng(0)
+    patients = sampler.batch(rng, 300)
+    assert {p.gene for p in patients} == set(GENES)
+    assert np.mean([bool(p.absent) for p in patients]) > 0.8  # absent_rate 1 (a block can come out empty)
+    for p in patients:
+        assert 1 <= len(p.present) <= 16 and len(set(p.present)) == len(p.present)
+        assert not set(p.absent) & set(p.present)
+        related = sampler.closure(p.gene)
+        for term in p.present:  # an annotated term, one of its ancestors, or a descendant of one
+            assert term in related or related & ontology.ancestors(term)
+    # Frequent annotations are drawn more often than rare ones.
+    fbn1 = annotations.terms["FBN1"]
+    counts = {t: 0 for t in fbn1}
+    for _ in range(400):
+        for t in sampler.sample("FBN1", rng).present:
+            if t in counts:
+                counts[t] += 1
+    frequent = [counts[t] for t, f in fbn1.items() if f is not None and f >= 0.8]
+    rare = [counts[t] for t, f in fbn1.items() if f is not None and 0 < f <= 0.05]
+    if frequent and rare:
+        assert np.mean(frequent) > np.mean(rare)
+
+
+def test_synthetic_sampling_is_deterministic(ontology, annotations):
+    sampler = PatientSampler(subset(annotations, GENES), ontology)
+    a = sampler.batch(np.random.default_rng([1, 2]), 50)
+    b = sampler.batch(np.random.default_rng([1, 2]), 50)
+    assert a == b
+
+
+def test_gene_vocabulary_adds_training_genes(annotations):
+    cases = [SimpleNamespace(gene="NEWGENE1", gene_id="HGNC:1"), SimpleNamespace(gene="FBN1", gene_id="HGNC:3603")]
+    genes, ids = gene_vocabulary(subset(annotations, GENES), cases)
+    assert genes == sorted(GENES + ["NEWGENE1"])
+    assert ids["NEWGENE1"] == "HGNC:1" and ids["FBN1"].startswith("NCBIGene:")
+
+
+def test_lr_schedule_is_a_pure_function_of_step():
+    assert lr_at(0, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 10, 0.1) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert lr_at(50, 100, 1.0, 10, 0.1) < lr_at(20, 100, 1.0, 10, 0.1)
+
+
+def test_config_checks_say_how_to_fix():
+    with pytest.raises(ValueError, match="warmup_steps"):
+        PretrainConfig(steps=10, warmup_steps=10)
+    with pytest.raises(ValueError, match="min_terms"):
+        SyntheticConfig(min_terms=5, max_terms=2)
+    with pytest.raises(ValueError, match="unknown pretrain"):
+        PretrainConfig.from_dict({"stepz": 3})
+    assert PretrainConfig.from_dict({"synthetic": {"noise_mean": 0.0}}).synthetic.noise_mean == 0.0
+
+
+def test_tiny_pretraining_lowers_loss_and_is_deterministic(ontology, annotations, tmp_path):
+    config = PretrainConfig(steps=60, batch_size=32, lr=1e-2, warmup_steps=5, eval_every=20, eval_patients=64)
+    small = subset(annotations, GENES)
+    policy = pretrain(TINY, config, ontology, small, [], tmp_path / "a", seed=7)
+    with open(tmp_path / "a" / "training_log.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [int(r["step"]) for r in rows] == [20, 40, 60]
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[-1] < losses[0] - 0.3
+    assert float(rows[-1]["val_top1"]) > 1.5 / len(GENES)  # above chance on held-out patients
+    assert (tmp_path / "a" / "provenance.json").exists()
+    loaded = load_policy(tmp_path / "a")
+    assert loaded.genes == sorted(GENES)
+    # Same seed, same config: identical weights and log.
+    pretrain(TINY, config, ontology, small, [], tmp_path / "b", seed=7)
+    for name in ("model.safetensors", "training_log.tsv", "tokenizer.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert policy is not None

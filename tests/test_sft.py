@@ -1,0 +1,80 @@
+"""SFT: starts from a saved base, learns the training cases, keeps the best validation weights."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from rarerank.cases import read_phenopackets
+from rarerank.policy import PolicyConfig, build_policy, load_policy
+from rarerank.sft import SFTConfig, sft, subsample
+from rarerank.training import evaluate_cases
+
+TINY = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, decode_k=3, output_k=6)
+FIXTURE_GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A"]
+
+
+@pytest.fixture(scope="module")
+def fixture_cases(ontology, fixture_zip):
+    return read_phenopackets(fixture_zip, ontology).cases
+
+
+@pytest.fixture(scope="module")
+def base_dir(ontology, tmp_path_factory):
+    terms = sorted({t for t in ontology.labels if ontology.is_phenotypic_abnormality(t)})
+    policy = build_policy(TINY, terms, FIXTURE_GENES + ["OTHER1", "OTHER2"], seed=1)
+    path = tmp_path_factory.mktemp("sft") / "base"
+    policy.save(path)
+    return path
+
+
+def test_sft_learns_training_cases_and_keeps_best(fixture_cases, base_dir, tmp_path):
+    config = SFTConfig(max_epochs=40, max_steps=60, batch_size=8, synthetic_fraction=0.0, lr=1e-2, warmup_steps=2,
+                       eval_every=10, patience=100)  # fmt: skip
+    before = evaluate_cases(load_policy(base_dir), fixture_cases)
+    policy = sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "sft", seed=5)
+    after = evaluate_cases(policy, fixture_cases)
+    assert after["mrr"] > before["mrr"] + 0.2  # learns its (training = validation) cases
+    with open(tmp_path / "sft" / "training_log.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert int(rows[0]["step"]) == 0 and [int(r["step"]) for r in rows[1:]] == list(range(10, 61, 10))
+    best = max(float(r["val_mrr"]) for r in rows)
+    assert after["mrr"] == pytest.approx(best, abs=1e-6)  # the best evaluated weights were kept
+    prov = json.loads((tmp_path / "sft" / "provenance.json").read_text())
+    assert prov["stage"] == "sft" and prov["training_cases"] == len(fixture_cases)
+    assert load_policy(tmp_path / "sft").genes == policy.genes
+
+
+def test_sft_stops_early_without_improvement(fixture_cases, base_dir, tmp_path):
+    config = SFTConfig(max_steps=200, batch_size=8, synthetic_fraction=0.0, lr=1e-9, min_lr_ratio=1.0, warmup_steps=1,
+                       eval_every=5, patience=2)  # fmt: skip
+    sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "sft", seed=5)
+    prov = json.loads((tmp_path / "sft" / "provenance.json").read_text())
+    assert prov["stopped_early"] and prov["steps"] < 200
+
+
+def test_sft_with_synthetic_replay(fixture_cases, base_dir, ontology, annotations, tmp_path):
+    config = SFTConfig(max_steps=6, batch_size=8, synthetic_fraction=0.5, warmup_steps=1, eval_every=3)
+    sft(base_dir, config, fixture_cases[:10], fixture_cases[10:], tmp_path / "sft", ontology, annotations, seed=5)
+    assert (tmp_path / "sft" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="ontology and gene annotations"):
+        sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "x")
+
+
+def test_subsample_is_seeded_and_ordered():
+    items = list(range(100))
+    a = subsample(items, 10, seed=3)
+    assert a == subsample(items, 10, seed=3) and a == sorted(a) and len(a) == 10
+    assert a != subsample(items, 10, seed=4)
+    assert subsample(items, None, 3) == items and subsample(items, 500, 3) == items
+
+
+def test_sft_config_checks():
+    with pytest.raises(ValueError, match="synthetic_fraction"):
+        SFTConfig(synthetic_fraction=1.0)
+    with pytest.raises(ValueError, match="select_metric"):
+        SFTConfig(select_metric="loss")
+    with pytest.raises(ValueError, match="unknown sft"):
+        SFTConfig.from_dict({"epochs": 2})

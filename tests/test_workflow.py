@@ -1,0 +1,219 @@
+"""The Snakemake workflow: linters, dry runs, config validation, and a real run of the test config.
+
+The real run executes whatever ``rule all`` requests under config/test.yaml (every stage keeps its
+section tiny there), in a temporary working directory, then re-runs the foundation targets in a
+second directory and checks that cases, QC and split files are byte-identical.
+
+Paths: ``configfile: "config/config.yaml"`` in the Snakefile resolves against the working
+directory, while ``validate()`` and ``include:`` resolve against the Snakefile. So a run in another
+directory passes ``--snakefile`` and both config files explicitly (config.yaml, then test.yaml on
+top — the same merge as ``snakemake --configfile config/test.yaml`` from the repository root), and
+an absolute path to the fixture release.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "data" / "phenopackets"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+SNAKEFMT = Path(sys.executable).with_name("snakefmt")
+
+
+def _test_strategies() -> tuple[str, ...]:
+    """Split strategies the test config builds (config/test.yaml over config/config.yaml)."""
+    import yaml
+
+    for name in ("test.yaml", "config.yaml"):
+        splits = (yaml.safe_load((REPO / "config" / name).read_text()) or {}).get("splits") or {}
+        if "strategies" in splits:
+            return tuple(splits["strategies"])
+    return ("random", "publication", "gene")
+
+
+STRATEGIES = _test_strategies()
+SPLITS = ("train", "validation", "test")
+
+# Outputs of the foundation stages that must be byte-identical between two runs (the per-split
+# case sets are a pure function of these and are checked against them in the first run).
+DETERMINISTIC = [
+    "results/cases/cases.tsv",
+    "results/cases/qc.tsv",
+    "results/cases/term_qc.tsv",
+    "results/cases/summary.json",
+    *(f"results/splits/{s}.tsv" for s in STRATEGIES),
+    *(f"results/splits/{s}.summary.json" for s in STRATEGIES),
+]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # the rarerank CLI
+    return env
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def snakemake(
+    workdir: Path, *args: str, test_config: bool = True, extra_config: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile in ``workdir`` with config.yaml (+ test.yaml, + extra)."""
+    configs = [str(REPO / "config" / "config.yaml")] + ([str(REPO / "config" / "test.yaml")] if test_config else [])
+    configs += [str(extra_config)] if extra_config else []
+    # Targets and flags first: --configfile and --config take every value that follows them.
+    command = [
+        str(SNAKEMAKE), *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", *configs,
+    ]  # fmt: skip
+    return _run(command, cwd=workdir, timeout=timeout)
+
+
+def _fixture_source() -> str:
+    return f"phenopackets={FIXTURE}"
+
+
+def _explain(done: subprocess.CompletedProcess) -> str:
+    return f"exit {done.returncode}\n--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tools():
+    if not SNAKEMAKE.exists():
+        pytest.skip(f"snakemake is not installed beside {sys.executable}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Static checks.
+
+
+def test_snakefmt_is_clean():
+    if not SNAKEFMT.exists():
+        pytest.skip("snakefmt is not installed (pip install -e '.[dev]')")
+    done = _run([str(SNAKEFMT), "--check", "Snakefile", "workflow/rules"], cwd=REPO)
+    assert done.returncode == 0, _explain(done)
+
+
+def test_lint_is_clean(tmp_path):
+    done = snakemake(tmp_path, "--lint", "--config", _fixture_source(), test_config=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, _explain(done)
+    assert "Lints for" not in output and "good condition" in output, _explain(done)
+
+
+def test_dry_run_default_config_downloads_the_release(tmp_path):
+    """The default config points at the release URL: the DAG fetches it before ingesting."""
+    done = snakemake(tmp_path, "-n", "--quiet", "rules", test_config=False)
+    assert done.returncode == 0, _explain(done)
+    for rule in ("download_phenopackets", "hpo_reference", "ingest", "split", "case_set"):
+        assert rule in done.stdout, _explain(done)
+
+
+def test_dry_run_test_config(tmp_path):
+    done = snakemake(tmp_path, "-n", "--config", _fixture_source())
+    assert done.returncode == 0, _explain(done)
+    assert "download_phenopackets" not in done.stdout  # a local folder is read in place
+
+
+# ---------------------------------------------------------------------------------------------
+# Config validation: unknown keys and bad values fail, naming the key.
+
+
+@pytest.mark.parametrize(
+    ("yaml", "named"),
+    [
+        ("bogus_key: 1\n", "'bogus_key' was unexpected"),
+        ("hpo:\n  ontolgy: bundled\n", "'ontolgy' was unexpected"),
+        ("splits:\n  validation: 0.7\n", "['splits']['validation']"),
+        ("splits:\n  strategies: [random, cohort]\n", "['splits']['strategies']"),
+        ("seed: -1\n", "['seed']"),
+        ("seed: forty-two\n", "['seed']"),
+        ("grader:\n  shape: step\n", "['grader']['shape']"),
+        ("grader:\n  k: 0\n", "['grader']['k']"),
+        ("phenopackets: ''\n", "['phenopackets']"),
+    ],
+)
+def test_config_validation_names_the_key(tmp_path, yaml, named):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml)
+    done = snakemake(tmp_path, "-n", test_config=False, extra_config=bad)
+    assert done.returncode != 0, _explain(done)
+    output = done.stdout + done.stderr
+    assert "Error validating config file" in output, _explain(done)
+    assert named in output, _explain(done)
+
+
+def test_url_that_names_no_zip_is_rejected(tmp_path):
+    done = snakemake(tmp_path, "-n", "--config", "phenopackets=https://example.org/download?id=3", test_config=False)
+    assert done.returncode != 0
+    assert "a URL must end in a release .zip file name" in done.stdout + done.stderr, _explain(done)
+
+
+def test_missing_local_source_is_named(tmp_path):
+    done = snakemake(tmp_path, "-n", "--config", f"phenopackets={tmp_path / 'nowhere.zip'}", test_config=False)
+    assert done.returncode != 0
+    assert "nowhere.zip" in done.stdout + done.stderr, _explain(done)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real DAG on the fixture, twice.
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("run1")
+    done = snakemake(workdir, "--cores", "2", "--config", _fixture_source())
+    assert done.returncode == 0, _explain(done)
+    return workdir
+
+
+@pytest.mark.slow
+def test_full_dag_runs_on_the_test_config(first_run):
+    summary = json.loads((first_run / "results/cases/summary.json").read_text())
+    assert (summary["inputs"], summary["cases"], summary["qc_rows"]) == (30, 30, 0)
+    version = json.loads((first_run / "results/reference/version.json").read_text())
+    assert version["hpo_version"] == summary["hpo_version"] == "2025-01-16"
+    assert json.loads((first_run / "results/cases/provenance.json").read_text())["stage"] == "cases"
+    for strategy in STRATEGIES:
+        with open(first_run / f"results/splits/{strategy}.tsv", encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        assert len(rows) == 30
+        # config/test.yaml promises non-empty splits for every strategy on the fixture.
+        assert {r["split"] for r in rows} == set(SPLITS), strategy
+        for split in SPLITS:
+            with open(first_run / f"results/sets/{strategy}/{split}.tsv", encoding="utf-8", newline="") as handle:
+                subset = {r["case_id"] for r in csv.DictReader(handle, delimiter="\t")}
+            assert subset == {r["case_id"] for r in rows if r["split"] == split}, (strategy, split)
+    # Every rule wrote its log under logs/<rule>/.
+    assert (first_run / "logs/ingest/ingest.log").exists()
+
+
+@pytest.mark.slow
+def test_rerun_in_another_directory_is_byte_identical(first_run, tmp_path):
+    done = snakemake(tmp_path, *DETERMINISTIC, "--cores", "2", "--config", _fixture_source())
+    assert done.returncode == 0, _explain(done)
+    different = [p for p in DETERMINISTIC if (first_run / p).read_bytes() != (tmp_path / p).read_bytes()]
+    assert different == []
+
+
+@pytest.mark.slow
+def test_nothing_left_to_do_after_a_run(first_run):
+    done = snakemake(first_run, "-n", "--config", _fixture_source())
+    assert done.returncode == 0, _explain(done)
+    assert "Nothing to be done" in done.stdout + done.stderr, _explain(done)
+
+
+@pytest.mark.slow
+def test_runs_do_not_write_into_the_repository(first_run):
+    """Outputs and logs go to the working directory, never beside the Snakefile or the fixture."""
+    assert (first_run / "results").is_dir() and (first_run / "logs").is_dir()
+    assert not (FIXTURE / "results").exists() and not (REPO / "tests" / "data" / "results").exists()

@@ -1,0 +1,49 @@
+# Baseline rankers (Phenomizer with and without excluded terms, popularity, random) on every
+# split strategy and evaluated case set, written in the predictions contract.
+
+BASELINES = config["baselines"]["methods"]
+PREDICTION_METHODS.extend(BASELINES)
+
+
+rule baseline_index:
+    input:
+        obo=rules.hpo_reference.output.obo,
+        annotations=rules.hpo_reference.output.annotations,
+    output:
+        index="results/baselines/hpo_index.npz",
+        universe="results/baselines/universe.tsv",
+    log:
+        "logs/baseline_index/baseline_index.log",
+    conda:
+        ENV
+    shell:
+        "rarerank baseline-index --ontology {input.obo:q} --gene-annotations {input.annotations:q} "
+        "-o {output.index:q} --universe {output.universe:q} 2> {log:q}"
+
+
+rule baseline:
+    input:
+        index=rules.baseline_index.output.index,
+        cases="results/sets/{strategy}/{set}.tsv",
+        train=baseline_train_set,
+    output:
+        predictions="results/predictions/{method}/{strategy}/{set}.tsv",
+        provenance="results/predictions/{method}/{strategy}/{set}.provenance.json",
+    log:
+        "logs/baseline/{method}/{strategy}/{set}.log",
+    benchmark:
+        "results/benchmarks/baseline/{method}/{strategy}/{set}.tsv"
+    wildcard_constraints:
+        method="|".join(BASELINES) or "no-baselines",
+    conda:
+        ENV
+    params:
+        train=baseline_train_option,
+        top_k=config["baselines"]["top_k"],
+        absent_weight=config["baselines"]["absent_weight"],
+        unknown_frequency=config["baselines"]["unknown_frequency"],
+        seed=config["seed"],
+    shell:
+        "rarerank baseline {wildcards.method} --index {input.index:q} --cases {input.cases:q} {params.train} "
+        "--top-k {params.top_k} --absent-weight {params.absent_weight} --unknown-frequency {params.unknown_frequency} "
+        "--seed {params.seed} -o {output.predictions:q} --provenance {output.provenance:q} 2> {log:q}"

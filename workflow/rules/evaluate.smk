@@ -1,0 +1,114 @@
+# Score every method's predictions with one metrics module; audit excluded terms; exports for
+# PhEval and hosted RFT services. Methods and case sets are read lazily (input functions), so
+# methods appended by rule files included after this one are scored too.
+
+
+rule evaluate:
+    input:
+        predictions=evaluation_predictions,
+        sets=evaluation_case_sets,
+        universe=rules.baseline_index.output.universe,
+    output:
+        summary=report(
+            f"{METRICS}/summary.tsv",
+            caption="../report/summary.rst",
+            category="Metrics",
+        ),
+        paired=report(
+            f"{METRICS}/paired.tsv",
+            caption="../report/paired.rst",
+            category="Metrics",
+        ),
+        curves=f"{METRICS}/curves.tsv",
+        ranks=f"{METRICS}/ranks.tsv",
+        by_cohort=f"{METRICS}/by_cohort.tsv",
+        provenance=f"{METRICS}/provenance.json",
+    log:
+        "logs/evaluate/evaluate.log",
+    benchmark:
+        "results/benchmarks/evaluate.tsv"
+    conda:
+        ENV
+    params:
+        options=evaluation_options,
+        grader=grader_options,
+        top_k=" ".join(str(k) for k in config["evaluation"]["top_k"]),
+        curve_max_k=config["evaluation"]["curve_max_k"],
+        bootstrap=config["evaluation"]["bootstrap"],
+        ci_level=config["evaluation"]["ci_level"],
+        seed=config["seed"],
+        predictions_dir="results/predictions",
+        sets_dir="results/sets",
+        outdir=lambda wildcards, output: Path(output.summary).parent,
+    shell:
+        "rarerank evaluate --predictions-dir {params.predictions_dir:q} --sets-dir {params.sets_dir:q} {params.options} "
+        "--universe {input.universe:q} --top-k {params.top_k} --curve-max-k {params.curve_max_k} "
+        "--bootstrap {params.bootstrap} --ci-level {params.ci_level} --seed {params.seed} {params.grader} "
+        "-o {params.outdir:q} 2> {log:q}"
+
+
+rule absent_audit:
+    input:
+        index=rules.baseline_index.output.index,
+        sets=evaluation_case_sets,
+    output:
+        report(
+            f"{METRICS}/absent_terms.tsv",
+            caption="../report/absent_terms.rst",
+            category="Metrics",
+        ),
+    log:
+        "logs/absent_audit/absent_audit.log",
+    conda:
+        ENV
+    params:
+        strategies=quoted(STRATEGIES),
+        sets=lambda wildcards: quoted(EVAL_SETS),
+        sets_dir="results/sets",
+    shell:
+        "rarerank absent-audit --index {input.index:q} --sets-dir {params.sets_dir:q} "
+        "--strategies {params.strategies} --sets {params.sets} -o {output:q} 2> {log:q}"
+
+
+# Exports --------------------------------------------------------------------------------------
+
+
+rule export_pheval:
+    input:
+        cases="results/sets/{strategy}/{set}.tsv",
+        predictions="results/predictions/{method}/{strategy}/{set}.tsv",
+    output:
+        directory(f"{EXPORT}/pheval/{{method}}/{{strategy}}/{{set}}"),
+    log:
+        "logs/export_pheval/{method}/{strategy}/{set}.log",
+    conda:
+        ENV
+    shell:
+        "rarerank export-pheval --cases {input.cases:q} --predictions {input.predictions:q} -o {output:q} 2> {log:q}"
+
+
+rule export_rft:
+    input:
+        cases="results/sets/{strategy}/{split}.tsv",
+        obo=rules.hpo_reference.output.obo,
+    output:
+        f"{EXPORT}/openai_rft/{{strategy}}/{{split}}.jsonl",
+    log:
+        "logs/export_rft/{strategy}/{split}.log",
+    conda:
+        ENV
+    shell:
+        "rarerank export-rft --cases {input.cases:q} --ontology {input.obo:q} -o {output:q} 2> {log:q}"
+
+
+rule rft_grader:
+    output:
+        f"{EXPORT}/openai_rft/grader.json",
+    log:
+        "logs/rft_grader/rft_grader.log",
+    conda:
+        ENV
+    params:
+        grader=grader_options,
+    shell:
+        "rarerank export-rft --grader {output:q} {params.grader} 2> {log:q}"

@@ -1,0 +1,205 @@
+# Experiments beyond the default run: `snakemake --cores 2 experiments`. Each family is scored by
+# the metrics module into its own tables (results/experiments/{family}/metrics/) and figures:
+#   stages           base vs SFT vs RFT (from SFT) vs RFT (from base), every strategy
+#   data_efficiency  SFT and RFT on 64 / 256 / 1,024 / all training cases (sft_nN, rft_nN)
+#   present_only     absent terms removed at training and ranking time (sft/rft_present_only)
+# plus the training curves of every RFT run. Models and predictions come from the rules in
+# train.smk (sft*) and rft.smk (rft*); their names encode the variant.
+
+EXPERIMENTS = "results/experiments"
+FAMILIES = ["stages", "data_efficiency", "present_only"]
+
+if not set(config["experiments"]["strategies"]) <= set(STRATEGIES):
+    raise ValueError(
+        f"experiments.strategies {config['experiments']['strategies']} must be among splits.strategies "
+        f"{STRATEGIES}: add them to splits.strategies or remove them from experiments.strategies"
+    )
+
+
+def experiment_methods(family):
+    sizes = config["experiments"]["train_sizes"]
+    if family == "stages":
+        return ["phenomizer_absent", "base", "sft", "rft", "rft_from_base"]
+    if family == "data_efficiency":
+        return [f"{stage}_n{n}" for stage in ("sft", "rft") for n in sizes] + [
+            "sft",
+            "rft",
+        ]
+    return [
+        "phenomizer",
+        "phenomizer_absent",
+        "sft_present_only",
+        "sft",
+        "rft_present_only",
+        "rft",
+    ]
+
+
+def experiment_references(family):
+    """Reference methods of the paired bootstrap differences."""
+    if family == "data_efficiency":
+        return ["sft"] + [f"sft_n{n}" for n in config["experiments"]["train_sizes"]]
+    if family == "present_only":
+        return ["sft_present_only", "sft"]
+    return ["sft", "phenomizer_absent"]
+
+
+def experiment_strategies(family):
+    return STRATEGIES if family == "stages" else config["experiments"]["strategies"]
+
+
+def experiment_predictions(wildcards):
+    return expand(
+        "results/predictions/{method}/{strategy}/{set}.tsv",
+        method=experiment_methods(wildcards.family),
+        strategy=experiment_strategies(wildcards.family),
+        set=EVAL_SETS,
+    )
+
+
+def experiment_options(wildcards):
+    family = wildcards.family
+    return (
+        f"--methods {quoted(experiment_methods(family))} "
+        f"--strategies {quoted(experiment_strategies(family))} --sets {quoted(EVAL_SETS)} "
+        f"--compare-to {quoted(experiment_references(family))}"
+    )
+
+
+def experiment_rft_runs():
+    """Every RFT run of the experiments, as (method, strategy)."""
+    runs = [("rft_from_base", s) for s in STRATEGIES]
+    for strategy in config["experiments"]["strategies"]:
+        runs += [(f"rft_n{n}", strategy) for n in config["experiments"]["train_sizes"]]
+        runs.append(("rft_present_only", strategy))
+    return runs
+
+
+rule experiment_evaluate:
+    input:
+        predictions=experiment_predictions,
+        universe=rules.baseline_index.output.universe,
+    output:
+        summary=report(
+            f"{EXPERIMENTS}/{{family}}/metrics/summary.tsv",
+            caption="../report/summary.rst",
+            category="Experiments",
+            subcategory="{family}",
+        ),
+        paired=report(
+            f"{EXPERIMENTS}/{{family}}/metrics/paired.tsv",
+            caption="../report/paired.rst",
+            category="Experiments",
+            subcategory="{family}",
+        ),
+        curves=f"{EXPERIMENTS}/{{family}}/metrics/curves.tsv",
+        ranks=f"{EXPERIMENTS}/{{family}}/metrics/ranks.tsv",
+        by_cohort=f"{EXPERIMENTS}/{{family}}/metrics/by_cohort.tsv",
+        provenance=f"{EXPERIMENTS}/{{family}}/metrics/provenance.json",
+    log:
+        "logs/experiment_evaluate/{family}.log",
+    wildcard_constraints:
+        family="|".join(FAMILIES),
+    conda:
+        ENV
+    params:
+        options=experiment_options,
+        grader=grader_options,
+        bootstrap=config["evaluation"]["bootstrap"],
+        ci_level=config["evaluation"]["ci_level"],
+        seed=config["seed"],
+        outdir=lambda wildcards, output: Path(output.summary).parent,
+    shell:
+        "rarerank evaluate --predictions-dir results/predictions --sets-dir results/sets {params.options} "
+        "--universe {input.universe:q} --bootstrap {params.bootstrap} --ci-level {params.ci_level} "
+        "--seed {params.seed} {params.grader} -o {params.outdir:q} 2> {log:q}"
+
+
+rule experiment_figures:
+    input:
+        summary=f"{EXPERIMENTS}/{{family}}/metrics/summary.tsv",
+        curves=f"{EXPERIMENTS}/{{family}}/metrics/curves.tsv",
+    output:
+        bars=report(
+            f"{EXPERIMENTS}/{{family}}/figures/{{set}}/bars.png",
+            caption="../report/bars.rst",
+            category="Experiments",
+            subcategory="{family}",
+        ),
+        ablation=report(
+            f"{EXPERIMENTS}/{{family}}/figures/{{set}}/ablation.png",
+            caption="../report/ablation.rst",
+            category="Experiments",
+            subcategory="{family}",
+        ),
+        others=multiext(
+            f"{EXPERIMENTS}/{{family}}/figures/{{set}}/",
+            "topk.png",
+            "topk.pdf",
+            "rank_distribution.png",
+            "rank_distribution.pdf",
+            "bars.pdf",
+            "ablation.pdf",
+        ),
+    log:
+        "logs/experiment_figures/{family}/{set}.log",
+    wildcard_constraints:
+        family="stages|present_only",
+    conda:
+        ENV
+    params:
+        pairs="--ablation-pair phenomizer phenomizer_absent --ablation-pair sft_present_only sft "
+        "--ablation-pair rft_present_only rft",
+        outdir=lambda wildcards, output: Path(output.bars).parent,
+    shell:
+        "rarerank figures --summary {input.summary:q} --curves {input.curves:q} --set {wildcards.set} "
+        "{params.pairs} -o {params.outdir:q} 2> {log:q}"
+
+
+rule data_efficiency_figure:
+    input:
+        summary=f"{EXPERIMENTS}/data_efficiency/metrics/summary.tsv",
+        train=lambda wildcards: expand(
+            "results/sets/{strategy}/train.tsv",
+            strategy=config["experiments"]["strategies"],
+        ),
+    output:
+        png=report(
+            f"{EXPERIMENTS}/data_efficiency/figures/{{set}}/data_efficiency.png",
+            caption="../report/data_efficiency.rst",
+            category="Experiments",
+            subcategory="data_efficiency",
+        ),
+        pdf=f"{EXPERIMENTS}/data_efficiency/figures/{{set}}/data_efficiency.pdf",
+    log:
+        "logs/data_efficiency_figure/{set}.log",
+    conda:
+        ENV
+    params:
+        stem=lambda wildcards, output: Path(output.png).with_suffix(""),
+    shell:
+        "rarerank data-efficiency-figure --summary {input.summary:q} --set {wildcards.set} "
+        "--train-sets {input.train:q} -o {params.stem:q} 2> {log:q}"
+
+
+def experiment_targets():
+    targets = expand(f"{EXPERIMENTS}/{{family}}/metrics/summary.tsv", family=FAMILIES)
+    targets += expand(
+        f"{EXPERIMENTS}/{{family}}/figures/{{set}}/bars.png",
+        family=["stages", "present_only"],
+        set=EVAL_SETS,
+    )
+    targets += expand(
+        f"{EXPERIMENTS}/data_efficiency/figures/{{set}}/data_efficiency.png",
+        set=EVAL_SETS,
+    )
+    targets += [
+        f"{RFT}/{method}/{strategy}/training_curves.png"
+        for method, strategy in experiment_rft_runs()
+    ]
+    return targets
+
+
+rule experiments:
+    input:
+        experiment_targets(),

@@ -1,0 +1,122 @@
+# Reinforcement fine-tuning (GRPO against the rank grader) and the RFT models' predictions.
+# One rule trains every RFT variant; the method name says where training starts and on what:
+#   rft               the strategy's SFT model, all training cases (default run)
+#   rft_from_base     the knowledge-pretrained base model (experiments.smk)
+#   rft_n{N}          sft_n{N} (SFT on N training cases), the same N cases (experiments.smk)
+#   rft_present_only  sft_present_only, absent terms removed in training and ranking (experiments.smk)
+import json
+import re
+
+RFT = "results/rft"
+RFT_METHOD = r"rft(_from_base|_n\d+|_present_only)?"
+
+PREDICTION_METHODS.append("rft")
+
+
+def rft_start_model(wildcards):
+    """Model directory an RFT method starts from."""
+    if wildcards.method == "rft_from_base":
+        return "results/models/base"
+    start = "sft" + wildcards.method[len("rft") :]
+    return f"results/models/{start}/{wildcards.strategy}"
+
+
+def rft_train_cases(wildcards):
+    n = re.fullmatch(r"rft_n(\d+)", wildcards.method)
+    return f"--max-train-cases {n.group(1)}" if n else ""
+
+
+def present_only_flag(wildcards):
+    return "--present-only" if wildcards.method.endswith("_present_only") else ""
+
+
+def rft_settings(wildcards=None):
+    """The rft: config section (schema defaults filled in) plus the master seed, as JSON."""
+    return json.dumps({**config["rft"], "seed": config["seed"]}, sort_keys=True)
+
+
+def grader_settings(wildcards=None):
+    return json.dumps(config["grader"], sort_keys=True)
+
+
+rule rft:
+    input:
+        model=rft_start_model,
+        train="results/sets/{strategy}/train.tsv",
+        validation="results/sets/{strategy}/validation.tsv",
+    output:
+        model=directory("results/models/{method}/{strategy}"),
+        log=f"{RFT}/{{method}}/{{strategy}}/training_log.tsv",
+        summary=f"{RFT}/{{method}}/{{strategy}}/summary.json",
+    log:
+        "logs/rft/{method}/{strategy}.log",
+    benchmark:
+        "results/benchmarks/rft/{method}/{strategy}.tsv"
+    wildcard_constraints:
+        method=RFT_METHOD,
+    conda:
+        ENV
+    threads: 1
+    params:
+        settings=rft_settings,
+        grader=grader_settings,
+        train_cases=rft_train_cases,
+        present_only=present_only_flag,
+        checkpoint=lambda wildcards: f"{RFT}/{wildcards.method}/{wildcards.strategy}/checkpoint",
+    shell:
+        "rarerank rft --model {input.model:q} --train {input.train:q} --validation {input.validation:q} "
+        "--settings {params.settings:q} --grader {params.grader:q} {params.train_cases} {params.present_only} "
+        "--checkpoint {params.checkpoint:q} --threads {threads} -o {output.model:q} --log {output.log:q} "
+        "--summary {output.summary:q} 2> {log:q}"
+
+
+rule rft_predict:
+    input:
+        model="results/models/{method}/{strategy}",
+        cases="results/sets/{strategy}/{set}.tsv",
+    output:
+        "results/predictions/{method}/{strategy}/{set}.tsv",
+    log:
+        "logs/rft_predict/{method}/{strategy}/{set}.log",
+    wildcard_constraints:
+        method=RFT_METHOD,
+    conda:
+        ENV
+    threads: 1
+    params:
+        present_only=present_only_flag,
+    shell:
+        "rarerank predict --model {input.model:q} --cases {input.cases:q} {params.present_only} "
+        "--threads {threads} --no-progress -o {output:q} 2> {log:q}"
+
+
+rule rft_training_figure:
+    input:
+        f"{RFT}/{{method}}/{{strategy}}/training_log.tsv",
+    output:
+        png=report(
+            f"{RFT}/{{method}}/{{strategy}}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="RFT",
+            subcategory="{method}",
+        ),
+        pdf=f"{RFT}/{{method}}/{{strategy}}/training_curves.pdf",
+    log:
+        "logs/rft_training_figure/{method}/{strategy}.log",
+    wildcard_constraints:
+        method=RFT_METHOD,
+    conda:
+        ENV
+    params:
+        stem=lambda wildcards, output: Path(output.png).with_suffix(""),
+        title=lambda wildcards: f"{wildcards.method}, {wildcards.strategy} split",
+    shell:
+        "rarerank training-figure {input:q} -o {params.stem:q} --title {params.title:q} 2> {log:q}"
+
+
+def rft_targets():
+    """Default run: the RFT model of every strategy and its training curves."""
+    return expand(
+        f"{RFT}/rft/{{strategy}}/training_curves.png",
+        strategy=STRATEGIES,
+    )
