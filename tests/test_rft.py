@@ -252,3 +252,19 @@ def test_rft_stage_resumes_from_files_and_saves_a_plain_model(tmp_path):
     assert (tmp_path / "whole" / "model.safetensors").read_bytes() == (tmp_path / "parts" / "model.safetensors").read_bytes()
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "whole")  # LoRA merged: a plain model dir
     assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_synthetic_patients_join_each_step():
+    calls = []
+    task = toy_task()
+
+    def synthetic(rng, n):
+        calls.append(n)
+        picks = rng.integers(N_PROMPTS, size=n)
+        return [([1, 2 + int(i)], task.train_genes[int(i)]) for i in picks]
+
+    task.sample_synthetic = synthetic
+    result = train(tiny_model(), task, toy_config(steps=3, synthetic_fraction=0.25), progress=False)
+    assert calls == [2, 2, 2] and result.state.step == 3  # 8 cases per step: 6 real + 2 synthetic
+    with pytest.raises(ValueError, match="needs synthetic patients"):
+        train(tiny_model(), toy_task(), toy_config(steps=1, synthetic_fraction=0.25), progress=False)

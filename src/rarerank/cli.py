@@ -183,6 +183,9 @@ def _add_rft(sub):
     p.add_argument("--grader", default="{}", help="grader settings: a JSON object or a JSON/YAML file (shape, k, half_life)")
     p.add_argument("--present-only", action="store_true", help="drop absent terms from every prompt (ablation)")
     p.add_argument("--max-train-cases", type=int, help="train on a seeded random subset of this many cases")
+    p.add_argument("--ontology", type=Path, help="hp.obo, for synthetic patients (rft synthetic_fraction > 0)")
+    p.add_argument("--gene-annotations", type=Path, help="genes_to_phenotype.txt, for synthetic patients")
+    p.add_argument("--synthetic", default="{}", help="synthetic patient settings (keys of pretrain: synthetic:), JSON or file")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--stop-after", type=int, help="stop after this many steps with a checkpoint (simulates an interruption)")
     p.add_argument("--summary", type=Path, help="JSON summary (steps, start and best validation score, seconds)")
@@ -252,7 +255,7 @@ def _run_rft(args):
     summary = run_rft(
         args.model, args.train, args.validation, args.outdir, args.log, config, grader, args.checkpoint,
         args.present_only, args.max_train_cases, args.stop_after, not args.no_progress, args.log_timing,
-        args.keep_checkpoint,
+        args.keep_checkpoint, args.ontology, args.gene_annotations, _mapping_option(args.synthetic, "synthetic"),
     )  # fmt: skip
     if args.summary:
         with atomic_write(args.summary) as handle:

@@ -46,7 +46,7 @@ class PretrainConfig:
     eval_every: int = 250  # evaluations on held-out synthetic patients (for the log)
     eval_patients: int = 1000  # held-out synthetic patients per evaluation
     knowledge_init: bool = True  # start from a spectral embedding of the annotations (skips the slow plateau)
-    init_logit_scale: float = 8.0  # spread of the initial gene logits under knowledge_init
+    init_logit_std: float = 2.0  # standard deviation of the initial gene logits under knowledge_init
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self):
@@ -84,64 +84,92 @@ def phenotype_terms(ontology: Ontology) -> list[str]:
     return sorted(t for t in ontology.labels if ontology.is_phenotypic_abnormality(t))
 
 
-def knowledge_init(policy: Policy, annotations: GeneAnnotations, ontology: Ontology, seed: int, logit_scale: float) -> None:
+def annotation_matrix(genes: Sequence[str], vocab: dict[str, int], annotations: GeneAnnotations, ontology: Ontology):
+    """Sparse genes x terms matrix: a gene's annotated terms and their ancestors, weighted by
+    inverse gene frequency ``ln(N / n_t)`` (the information content Phenomizer uses); and its terms."""
+    from scipy import sparse
+
+    closures = [{a for t in annotations.terms.get(g, ()) for a in ontology.ancestors(t) if a in vocab} for g in genes]
+    df: dict[str, int] = {}
+    for closure in closures:
+        for t in closure:
+            df[t] = df.get(t, 0) + 1
+    terms = sorted(df)
+    column = {t: i for i, t in enumerate(terms)}
+    n_genes = sum(1 for c in closures if c)
+    rows, cols, vals = [], [], []
+    for r, closure in enumerate(closures):
+        for t in sorted(closure):
+            weight = np.log(n_genes / df[t])
+            if weight > 0:
+                rows.append(r)
+                cols.append(column[t])
+                vals.append(weight)
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(genes), len(terms)), dtype=np.float64), terms
+
+
+def knowledge_init(
+    policy: Policy, annotations: GeneAnnotations, ontology: Ontology, seed: int, logit_std: float, probe: Sequence | None = None
+) -> None:
     """Initialise the model as a bag-of-terms scorer built from the annotations, then train from there.
 
-    A truncated SVD of the gene x term matrix (a gene's annotated terms and their ancestors, weighted
-    by inverse gene frequency, rows L2-normalised) gives term vectors ``V sqrt(S)`` and gene vectors
-    ``U sqrt(S)``, used as the (tied) token embeddings. Layer 0's value and output projections start
-    as the identity, so at step 0 the ``<answer>`` position holds the mean of the normalised prompt
-    token vectors and a gene's logit is its similarity to that mean: a Phenomizer-like score. Without
-    this, a transformer from scratch spends most of a CPU budget on the initial loss plateau.
+    The annotation matrix ``M`` (genes x terms, see :func:`annotation_matrix`) scores a patient by
+    ``M p`` (p = the patient's terms): as good as Phenomizer on present terms here, and it treats
+    absent terms like present ones, which curated reports reward. A truncated SVD ``M ~ U S V^T`` of
+    rank ``hidden_size - 1`` gives term vectors ``V sqrt(S)`` and gene vectors ``U sqrt(S)`` (tied
+    embeddings). The last embedding dimension is a "dump": every term gets the same total norm, so
+    RMSNorm keeps the relative weight of terms, and special tokens, genes and terms without
+    annotations point mostly along it. Layer 0's value/output projections pass the other dimensions
+    through, so at step 0 the ``<answer>`` position holds the mean of the prompt's term vectors and a
+    gene's logit is its rank-limited ``M p`` score. Without this, a transformer trained from scratch
+    spends most of a CPU budget on the initial loss plateau. ``probe`` patients (optional) set the
+    gene-vector scale so that initial logits have standard deviation ``logit_std``.
     """
-    from scipy import sparse
     from sklearn.utils.extmath import randomized_svd
 
     model = policy.model
     hidden = model.config.hidden_size
     vocab = policy.tokenizer.get_vocab()
-    genes = [g for g in policy.genes if g in annotations.terms]
-    closures = []
-    df: dict[str, int] = {}
-    for gene in genes:
-        closure = {a for t in annotations.terms[gene] for a in ontology.ancestors(t) if a in vocab}
-        closures.append(closure)
-        for t in closure:
-            df[t] = df.get(t, 0) + 1
-    terms = sorted(df)
-    column = {t: i for i, t in enumerate(terms)}
-    rows, cols, vals = [], [], []
-    for r, closure in enumerate(closures):
-        weights = {t: np.log(len(genes) / df[t]) for t in closure}
-        norm = np.sqrt(sum(w * w for w in weights.values())) or 1.0
-        for t, w in weights.items():
-            if w > 0:
-                rows.append(r)
-                cols.append(column[t])
-                vals.append(w / norm)
-    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(len(genes), len(terms)), dtype=np.float64)
-    rank = min(hidden, min(matrix.shape) - 1)
-    u, singular, vt = randomized_svd(matrix, n_components=rank, n_iter=4, random_state=seed)
+    genes = policy.genes
+    matrix, terms = annotation_matrix(genes, vocab, annotations, ontology)
+    rank = min(hidden - 1, min(matrix.shape) - 1)
+    u, singular, vt = randomized_svd(matrix, n_components=rank, n_iter=5, random_state=seed)
     root = np.sqrt(singular)
-    gene_vectors = u * root
-    term_vectors = vt.T * root
+    term_x = torch.as_tensor(vt.T * root, dtype=torch.float32)  # [terms, rank]
+    gene_x = torch.as_tensor(u * root, dtype=torch.float32)  # [genes, rank]
+    dump = hidden - 1
+    radius = float(term_x.norm(dim=-1).max()) * 1.05
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         embedding = model.get_input_embeddings().weight
-        # Terms: unit RMS directions (RMSNorm rescales them anyway); genes: scaled for a useful logit spread.
-        term_block = torch.zeros((len(terms), hidden))
-        term_block[:, :rank] = torch.as_tensor(term_vectors, dtype=torch.float32)
-        term_block /= term_block.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-6)
-        term_block += 0.02 * torch.randn_like(term_block)
-        embedding[torch.tensor([vocab[t] for t in terms])] = term_block
-        gene_block = torch.zeros((len(genes), hidden))
-        gene_block[:, :rank] = torch.as_tensor(gene_vectors, dtype=torch.float32)
-        gene_block *= logit_scale / (gene_block.norm(dim=-1).mean() * hidden**0.5)
-        embedding[torch.tensor([vocab[g] for g in genes])] = gene_block
-        if not model.config.tie_word_embeddings:
-            model.get_output_embeddings().weight.copy_(embedding)
+        table = 0.01 * radius / hidden**0.5 * torch.randn(embedding.shape, generator=generator)
+        table[:, dump] = radius  # everything points along the dump dimension by default
+        term_rows = torch.tensor([vocab[t] for t in terms])
+        table[term_rows, :rank] = term_x
+        table[term_rows, dump] = (radius**2 - term_x.pow(2).sum(-1)).clamp_min(0).sqrt()
+        gene_rows = policy.gene_ids
+        table[gene_rows, :rank] = gene_x
+        table[gene_rows, rank:] = 0.0
+        table[gene_rows, dump] = 10 * radius  # same for every gene: a constant logit shift, small as an input
+        eos = policy.tokenizer.eos_token_id
+        table[eos] = 0.0
+        table[eos, dump] = 10 * radius  # <eos> shares the shift, so it starts level with the genes
+        embedding.copy_(table)
         attention = model.model.layers[0].self_attn
-        attention.v_proj.weight.copy_(torch.eye(hidden))
-        attention.o_proj.weight.copy_(torch.eye(hidden))
+        identity = torch.eye(hidden)
+        identity[dump, dump] = 0.0
+        attention.v_proj.weight.copy_(identity)
+        attention.o_proj.weight.copy_(identity)
+        if probe:
+            from rarerank.policy import encode_prompts, prefill
+
+            prompts = encode_prompts(policy, probe)
+            logits, _ = prefill(model, policy.gene_ids, prompts.input_ids, prompts.attention_mask)
+            scale = logit_std / float(logits.std(dim=-1).mean())
+            table[gene_rows, :rank] *= scale
+            embedding.copy_(table)
+        if not model.config.tie_word_embeddings:
+            model.get_output_embeddings().weight.copy_(table)
     log.info("knowledge init: SVD rank %d of a %d genes x %d terms annotation matrix", rank, len(genes), len(terms))
 
 
@@ -183,7 +211,8 @@ def pretrain(
     policy = build_policy(policy_config, phenotype_terms(ontology), genes, identifiers, seed=seed)
     sampler = PatientSampler(annotations, ontology, config.synthetic)
     if config.knowledge_init:
-        knowledge_init(policy, annotations, ontology, seed, config.init_logit_scale)
+        probe = sampler.batch(np.random.default_rng([seed, 3]), 256)
+        knowledge_init(policy, annotations, ontology, seed, config.init_logit_std, probe)
     n_params = sum(p.numel() for p in policy.model.parameters())
     log.info("policy: %d tokens (%d genes), %.2fM parameters", len(policy.tokenizer), len(genes), n_params / 1e6)
     held_out = sampler.batch(np.random.default_rng([seed, 2]), config.eval_patients)

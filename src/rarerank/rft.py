@@ -81,6 +81,7 @@ class RFTConfig:
     updates_per_batch: int = 1  # optimiser steps per sampled batch (>1 makes the ratio clip matter)
     temperature: float = 1.0  # sampling temperature; log-probs use the same constrained distribution
     scale_rewards: bool = True  # divide advantages by the group std (GRPO) or only centre them
+    synthetic_fraction: float = 0.0  # share of each step's cases that are synthetic patients (all genes, not only training ones)
     rewards: Mapping[str, float] = field(default_factory=lambda: {"rank": 1.0})  # reward name -> weight
     hit_k: int = 10  # k of the "hit" reward
     adapter: str = "full"  # full fine-tuning or LoRA
@@ -120,6 +121,10 @@ class RFTConfig:
             problems.append(f"clip_range {self.clip_range} must be in (0, 1)")
         if self.temperature <= 0:
             problems.append("temperature must be positive")
+        if not 0 <= self.synthetic_fraction < 1:
+            problems.append(f"synthetic_fraction {self.synthetic_fraction} must be in [0, 1): each step needs real cases")
+        elif round(self.cases_per_step * (1 - self.synthetic_fraction)) < 1:
+            problems.append("cases_per_step x (1 - synthetic_fraction) rounds to 0 real cases; raise cases_per_step")
         if not self.rewards or not any(w != 0 for w in self.rewards.values()):
             problems.append("rewards needs at least one reward with a non-zero weight, e.g. {rank: 1.0}")
         if self.adapter not in ADAPTERS:
@@ -192,6 +197,8 @@ class RFTTask:
     val_prompts: Sequence[Sequence[int]]
     val_genes: Sequence[str]
     train_columns: Mapping[str, Sequence] = field(default_factory=dict)  # extra reward kwargs per case
+    # (rng, n) -> n synthetic (prompt ids, gene) pairs, for synthetic_fraction > 0
+    sample_synthetic: Callable[[np.random.Generator, int], list[tuple[list[int], str]]] | None = None
 
     def __post_init__(self):
         if len(self.allowed_ids) != len(self.symbols):
@@ -395,6 +402,12 @@ def train(
     from tqdm.auto import tqdm
 
     check_symbols(task.symbols)
+    n_synthetic = round(config.cases_per_step * config.synthetic_fraction)
+    n_real = config.cases_per_step - n_synthetic
+    if n_synthetic and task.sample_synthetic is None:
+        raise ValueError("rft.synthetic_fraction > 0 needs synthetic patients: give the ontology and gene annotations")
+    if n_synthetic and task.train_columns:
+        raise ValueError("extra reward columns (train_columns) are not available for synthetic patients; set synthetic_fraction 0")
     if config.list_length > len(task.allowed_ids):
         raise ValueError(f"list_length {config.list_length} > {len(task.allowed_ids)} allowed genes; lower rft.list_length")
     n_train = len(task.train_genes)
@@ -466,11 +479,17 @@ def train(
         step_start = time.perf_counter()
         step = state.step
         rng = np.random.default_rng([config.seed, 7, step])
-        idx = batch_indices(step, n_train, config.cases_per_step, config.seed)
-        prompts = Prompts.pad([task.encode_train(i, rng) for i in idx], task.pad_id)
+        idx = batch_indices(step, n_train, n_real, config.seed)
+        prompt_ids = [task.encode_train(i, rng) for i in idx]
+        genes = [task.train_genes[i] for i in idx]
+        if n_synthetic:
+            for prompt, gene in task.sample_synthetic(rng, n_synthetic):
+                prompt_ids.append(prompt)
+                genes.append(gene)
+        prompts = Prompts.pad(prompt_ids, task.pad_id)
         sample = sample_groups(model, prompts, head, G, config.list_length, config.temperature, generator)
         completions = lists_as_text(sample.choices, task.symbols)
-        columns = {"gene": [task.train_genes[i] for i in idx for _ in range(G)]}
+        columns = {"gene": [gene for gene in genes for _ in range(G)]}
         for name, values in task.train_columns.items():
             columns[name] = [values[i] for i in idx for _ in range(G)]
         reward = torch.tensor(combined_reward(rewards, completions, **columns))
@@ -571,12 +590,17 @@ def run_rft(
     progress: bool = True,
     log_timing: bool = False,
     keep_checkpoint: bool = False,
+    ontology_path: str | os.PathLike | None = None,
+    annotations_path: str | os.PathLike | None = None,
+    synthetic: Mapping | None = None,
 ) -> dict:
     """GRPO from the policy in ``model_dir`` on the cases in ``train_path``; best weights to ``outdir``.
 
     Returns a summary (steps, start and best validation scores; seconds with ``log_timing``). With
     ``stop_after`` the run stops early with a checkpoint and writes no model (resume by running
-    again); a finished run deletes its checkpoint unless ``keep_checkpoint``.
+    again); a finished run deletes its checkpoint unless ``keep_checkpoint``. With
+    ``config.synthetic_fraction`` > 0, synthetic patients (``synthetic`` settings of
+    :class:`rarerank.synthetic.SyntheticConfig`) are drawn from the HPO files given.
     """
     from rarerank.cases import read_cases
     from rarerank.policy import gene_token_ids, load_policy, prompt_token_ids
@@ -611,14 +635,18 @@ def run_rft(
         train_genes=[c.gene for c in usable],
         val_prompts=[encode(c) for c in val_cases],
         val_genes=[c.gene for c in val_cases],
+        sample_synthetic=_synthetic_sampler(policy, encode, ontology_path, annotations_path, synthetic)
+        if config.synthetic_fraction > 0
+        else None,
     )
     settings = {
         "rft": config.to_dict(), "grader": asdict(grader), "present_only": present_only, "max_train_cases": max_train_cases,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "synthetic": dict(synthetic or {}) if config.synthetic_fraction else None,
     }  # fmt: skip
-    fingerprint = hashlib.sha256(
-        (json.dumps(settings, sort_keys=True) + file_digest([model_dir, train_path, validation_path])).encode()
-    ).hexdigest()
+    inputs = [model_dir, train_path, validation_path]
+    if config.synthetic_fraction:
+        inputs += [ontology_path, annotations_path]
+    fingerprint = hashlib.sha256((json.dumps(settings, sort_keys=True) + file_digest(inputs)).encode()).hexdigest()
     result = train(
         policy.model, task, config, grader, checkpoint_dir, fingerprint, stop_after, progress, log_path, log_timing
     )
@@ -645,3 +673,22 @@ def run_rft(
     if checkpoint_dir and not keep_checkpoint:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return summary
+
+
+def _synthetic_sampler(policy, encode, ontology_path, annotations_path, synthetic):
+    """(rng, n) -> n synthetic patients of annotated genes in the model's vocabulary, as (prompt ids, gene)."""
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.ontology import Ontology
+    from rarerank.synthetic import PatientSampler, SyntheticConfig
+
+    if not (ontology_path and annotations_path):
+        raise ValueError("rft.synthetic_fraction > 0 needs --ontology and --gene-annotations (or set it to 0)")
+    ontology = Ontology.load(ontology_path)
+    sampler = PatientSampler(GeneAnnotations.load(annotations_path, ontology), ontology, SyntheticConfig.from_dict(synthetic))
+    vocab = set(policy.genes)
+    genes = [g for g in sampler.genes if g in vocab]
+
+    def sample(rng: np.random.Generator, n: int) -> list[tuple[list[int], str]]:
+        return [(encode(p, rng), p.gene) for p in sampler.batch(rng, n, genes)]
+
+    return sample

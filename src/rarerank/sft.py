@@ -163,6 +163,7 @@ def sft(
         training_log,
         select_metric=config.select_metric,
         patience=config.patience,
+        initial_metric=start_metrics[config.select_metric],
         progress=progress,
         desc="sft",
         log_timing=log_timing,

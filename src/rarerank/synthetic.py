@@ -27,12 +27,12 @@ class SyntheticConfig:
     min_terms: int = 1  # real cases start at one present term
     max_terms: int = 16  # 90% of real cases have <= 18 present terms
     unknown_frequency: float = 0.5  # weight of an annotation without a frequency (midpoint)
-    ancestor_rate: float = 0.15  # per-term chance of being replaced by an ancestor
-    descendant_rate: float = 0.1  # per-term chance of a more specific child term (clinicians annotate finely)
-    noise_mean: float = 1.0  # Poisson mean of unrelated terms per patient
-    absent_rate: float = 0.6  # chance a patient has an absent block (86% of real cases do)
-    max_absent: int = 8  # absent block size is uniform in 1..max_absent
-    annotated_absent_rate: float = 0.3  # share of absent terms that are the gene's own annotations
+    ancestor_rate: float = 0.03  # per-term chance of an ancestor instead (2% of real present terms)
+    descendant_rate: float = 0.07  # per-term chance of a more specific child term (6% of real present terms)
+    noise_mean: float = 1.3  # Poisson mean of unrelated terms per patient (16% of real present terms)
+    absent_rate: float = 0.85  # chance a patient has an absent block (84% of real cases do)
+    max_absent: int = 16  # absent block size is uniform in 1..max_absent (real median 6)
+    annotated_absent_rate: float = 0.6  # share of absent terms that are the gene's own features (75% in real cases)
 
     def __post_init__(self):
         if not 1 <= self.min_terms <= self.max_terms:
@@ -151,11 +151,11 @@ class PatientSampler:
         if rng.random() < cfg.absent_rate:
             m = int(rng.integers(1, cfg.max_absent + 1))
             n_own = int(rng.binomial(m, cfg.annotated_absent_rate))
-            own = self._excluded[gene] + [str(t) for t in terms]
+            shown = set(present)
+            own = self._excluded[gene] + [str(t) for t in terms if t not in shown]
             if n_own and own:
-                # Annotated terms marked absent: rarer features are more often absent (weight 1 - f).
-                pool_w = np.array([1.0] * len(self._excluded[gene]) + list(1.0 - np.minimum(self._freq[gene], 0.99)))
-                picks = rng.choice(len(own), size=min(n_own, len(own)), replace=False, p=pool_w / pool_w.sum())
+                # The gene's own features marked absent (as in curated case reports, any frequency).
+                picks = rng.choice(len(own), size=min(n_own, len(own)), replace=False)
                 absent += [own[i] for i in picks]
             if m - n_own > 0:
                 closure = closure if closure is not None else self.closure(gene)

@@ -186,6 +186,7 @@ def run_loop(
     training_log: TrainingLog,
     select_metric: str | None = None,
     patience: int | None = None,
+    initial_metric: float | None = None,
     progress: bool = False,
     desc: str = "training",
     log_timing: bool = False,
@@ -196,13 +197,17 @@ def run_loop(
     columns (tokens/s, elapsed) are logged only with ``log_timing`` so that logs stay byte-identical
     across runs by default. With
     ``select_metric`` the weights with the best value of that evaluation metric are restored at the
-    end, and training stops after ``patience`` evaluations without improvement.
+    end (``initial_metric``, the starting weights' value, makes them a candidate too: best step 0),
+    and training stops after ``patience`` evaluations without improvement.
     """
     model = policy.model
     model.train()
     optimizer = make_optimizer(model, lr(0), weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
     best_metric, best_step, best_state = -math.inf, 0, None
+    if select_metric is not None and initial_metric is not None:
+        # The starting weights compete too: training that never helps gives them back.
+        best_metric, best_state = initial_metric, {k: v.detach().clone() for k, v in model.state_dict().items()}
     bad_evals, stopped = 0, False
     tokens_total, tokens_window, window_start = 0, 0, time.perf_counter()
     start = time.perf_counter()
@@ -259,4 +264,6 @@ def run_loop(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return LoopResult(step + 1, best_step or step + 1, best_metric, stopped, time.perf_counter() - start, tokens_total)
+    if select_metric is None:
+        best_step = step + 1
+    return LoopResult(step + 1, best_step, best_metric, stopped, time.perf_counter() - start, tokens_total)

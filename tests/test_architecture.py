@@ -1,0 +1,74 @@
+"""Imports flow one way, down the floors of DESIGN.md: nothing imports upward, no cycles."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rarerank"
+
+FLOORS = [
+    {"ontology", "grader", "fileio", "provenance"},  # foundations
+    {"cases", "annotations", "metrics", "rankings", "reference"},  # the data and the measures
+    {"policy", "baselines", "textmine", "splits", "figures", "synthetic", "interop", "grpo", "training"},
+    {"pretrain", "sft", "rft", "predict", "cohorts"},  # stages
+    {"cli", "__main__"},
+]
+
+
+def _floor(module: str) -> int:
+    for level, names in enumerate(FLOORS):
+        if module in names:
+            return level
+    raise AssertionError(f"module rarerank.{module} is on no floor: add it to FLOORS in {__file__}")
+
+
+def _project_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rarerank"):
+            if node.module == "rarerank":
+                found |= {alias.name for alias in node.names if (PACKAGE / f"{alias.name}.py").exists()}
+            else:
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("rarerank.")}
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    return {p.stem: _project_imports(p) for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+
+
+def test_every_module_has_a_floor_and_imports_flow_down():
+    upward = [
+        f"{module} (floor {_floor(module)}) imports {target} (floor {_floor(target)})"
+        for module, targets in _graph().items()
+        for target in targets
+        if _floor(target) > _floor(module)
+    ]
+    assert upward == []
+
+
+def test_no_import_cycles():
+    graph = _graph()
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in graph.get(node, ()):
+            assert state.get(target) != 1, "import cycle: " + " -> ".join(path + [target])
+            if target not in state:
+                visit(target, path + [target])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_floor_check_catches_an_upward_import(tmp_path):
+    """The checker itself: a foundation module importing a stage is reported."""
+    fake = tmp_path / "ontology.py"
+    fake.write_text("from rarerank.predict import main\n", encoding="utf-8")
+    assert _project_imports(fake) == {"predict"} and _floor("predict") > _floor("ontology")
