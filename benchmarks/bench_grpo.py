@@ -55,9 +55,14 @@ def task_for(policy, cases):
     def encode(case, rng=None):
         return prompt_token_ids(tok, case.present, case.absent, rng, False, cfg.max_present_terms, cfg.max_absent_terms)
 
+    from rarerank.ontology import default_hpo_dir
+    from rarerank.rft import _synthetic_sampler
+
+    hpo = default_hpo_dir()
+    synthetic = _synthetic_sampler(policy, encode, hpo / "hp.obo", hpo / "genes_to_phenotype.txt", {})
     return RFTTask(
         gene_token_ids(tok).tolist(), policy.genes, tok.pad_token_id, lambda i, rng: encode(usable[i], rng),
-        [c.gene for c in usable], [], [],
+        [c.gene for c in usable], [], [], sample_synthetic=synthetic,
     ), usable
 
 

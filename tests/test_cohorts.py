@@ -255,7 +255,9 @@ def test_workflow_ingests_cohorts_and_writes_eval_sets(tmp_path):
     snakemake = Path(sys.executable).with_name("snakemake")
     if not snakemake.exists():
         pytest.skip("snakemake is not installed beside this Python")
-    strategies = ("random", "publication", "gene")
+    import yaml
+
+    strategies = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["splits"]["strategies"]
     targets = ["results/cases/cases.tsv"] + [f"results/sets/{s}/{c}.tsv" for s in strategies for c in ("reports", "lab")]
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     command = [

@@ -47,7 +47,7 @@ def toy_task() -> RFTTask:
 
 def toy_config(**overrides) -> RFTConfig:
     values = dict(group_size=8, cases_per_step=8, list_length=3, steps=30, learning_rate=1e-2, eval_interval=10,
-                  eval_cases=None, checkpoint_interval=5, lora_rank=8, lora_alpha=16)  # fmt: skip
+                  eval_cases=None, checkpoint_interval=5, lora_rank=8, lora_alpha=16, synthetic_fraction=0.0)  # fmt: skip
     values.update(overrides)
     return RFTConfig(**values)
 
@@ -236,7 +236,8 @@ def test_rft_stage_resumes_from_files_and_saves_a_plain_model(tmp_path):
 
     start, train_tsv, val_tsv = _stage_inputs(tmp_path)
     settings = '{"steps": 8, "group_size": 4, "cases_per_step": 4, "list_length": 3, "learning_rate": 0.01, ' \
-               '"eval_interval": 4, "checkpoint_interval": 4, "adapter": "lora", "lora_rank": 2, "lora_alpha": 4}'  # fmt: skip
+               '"eval_interval": 4, "checkpoint_interval": 4, "adapter": "lora", "lora_rank": 2, "lora_alpha": 4, ' \
+               '"synthetic_fraction": 0}'  # fmt: skip
 
     def run(name, *extra):
         return main(["-q", "rft", "--model", str(start), "--train", str(train_tsv), "--validation", str(val_tsv),

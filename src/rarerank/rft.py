@@ -81,7 +81,7 @@ class RFTConfig:
     updates_per_batch: int = 1  # optimiser steps per sampled batch (>1 makes the ratio clip matter)
     temperature: float = 1.0  # sampling temperature; log-probs use the same constrained distribution
     scale_rewards: bool = True  # divide advantages by the group std (GRPO) or only centre them
-    synthetic_fraction: float = 0.0  # share of each step's cases that are synthetic patients (all genes, not only training ones)
+    synthetic_fraction: float = 0.5  # synthetic patients of any gene per step: keeps genes without training cases rankable
     rewards: Mapping[str, float] = field(default_factory=lambda: {"rank": 1.0})  # reward name -> weight
     hit_k: int = 10  # k of the "hit" reward
     adapter: str = "full"  # full fine-tuning or LoRA

@@ -39,11 +39,16 @@ def grader_settings(wildcards=None):
     return json.dumps(config["grader"], sort_keys=True)
 
 
+# synthetic_settings() (synthetic patients for replay) comes from train.smk.
+
+
 rule rft:
     input:
         model=rft_start_model,
         train="results/sets/{strategy}/train.tsv",
         validation="results/sets/{strategy}/validation.tsv",
+        obo=rules.hpo_reference.output.obo,
+        annotations=rules.hpo_reference.output.annotations,
     output:
         model=directory("results/models/{method}/{strategy}"),
         log=f"{RFT}/{{method}}/{{strategy}}/training_log.tsv",
@@ -60,11 +65,13 @@ rule rft:
     params:
         settings=rft_settings,
         grader=grader_settings,
+        synthetic=synthetic_settings,
         train_cases=rft_train_cases,
         present_only=present_only_flag,
         checkpoint=lambda wildcards: f"{RFT}/{wildcards.method}/{wildcards.strategy}/checkpoint",
     shell:
         "rarerank rft --model {input.model:q} --train {input.train:q} --validation {input.validation:q} "
+        "--ontology {input.obo:q} --gene-annotations {input.annotations:q} --synthetic {params.synthetic:q} "
         "--settings {params.settings:q} --grader {params.grader:q} {params.train_cases} {params.present_only} "
         "--checkpoint {params.checkpoint:q} --threads {threads} -o {output.model:q} --log {output.log:q} "
         "--summary {output.summary:q} 2> {log:q}"
