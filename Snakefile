@@ -20,6 +20,7 @@ wildcard_constraints:
 
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/split.smk"
+include: "workflow/rules/train_common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluation_common.smk"
 include: "workflow/rules/baselines.smk"

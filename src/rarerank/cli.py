@@ -609,6 +609,7 @@ def _add_predict(sub):
     p.add_argument("--absent", help="excluded HPO ids of that patient, comma-separated (with --hpo)")
     p.add_argument("--case-id", default="patient", help="case_id of the --hpo / --text patient in the output")
     p.add_argument("-o", "--output", type=Path, help="predictions TSV to write (default: standard output)")
+    p.add_argument("--provenance", type=Path, help="JSON provenance record (model, input, settings, unknown terms)")
     p.add_argument("--top-k", type=int, help="genes per case in the output (default: the model's output_k)")
     p.add_argument("--decode-k", type=int, help="genes ranked by greedy constrained decoding before first-step order (default: the model's decode_k)")
     p.add_argument("--ontology", help="hp.obo for reading phenopackets and mapping alt/obsolete ids: 'bundled', a path or a URL "
@@ -652,6 +653,14 @@ def _run_predict(args):
         policy, cases, args.top_k, args.decode_k, args.batch_size, args.present_only, False if args.no_progress else None
     )
     write_table(args.output, predictions)
+    if args.provenance:
+        from rarerank.provenance import write_provenance
+
+        write_provenance(
+            args.provenance, stage="predict", model=str(args.model), input=str(args.cases or "--hpo"), cases=len(cases),
+            present_only=args.present_only, top_k=args.top_k or policy.config.output_k,
+            decode_k=args.decode_k or policy.config.decode_k, unresolved_terms=dict(unresolved),
+        )  # fmt: skip
     log.info("%d case(s) ranked -> %s", len(cases), args.output or "stdout")
 
 
