@@ -26,6 +26,9 @@ include: "workflow/rules/evaluation_common.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/rft_common.smk"
+include: "workflow/rules/rft.smk"
+include: "workflow/rules/experiments.smk"
 
 
 rule all:

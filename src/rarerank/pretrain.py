@@ -26,9 +26,20 @@ from rarerank.annotations import GeneAnnotations
 from rarerank.ontology import Ontology
 from rarerank.policy import Policy, PolicyConfig, build_policy
 from rarerank.synthetic import PatientSampler, SyntheticConfig
-from rarerank.training import Example, TrainingLog, lr_at, make_example, rank_metrics, run_loop, true_gene_ranks
+from rarerank.training import (
+    Example,
+    TrainingLog,
+    length_grouped,
+    lr_at,
+    make_example,
+    rank_metrics,
+    run_loop,
+    true_gene_ranks,
+)
 
 log = logging.getLogger(__name__)
+
+POOL_BATCHES = 8  # batches per length-sorted pool of examples
 
 
 @dataclass(frozen=True)
@@ -174,18 +185,18 @@ def knowledge_init(
 
 
 def synthetic_batches(policy: Policy, sampler: PatientSampler, config: PretrainConfig, seed: int):
-    """``batch_at(step)``: a pure function of (seed, step) -> examples."""
+    """``batch_at(step)``: a pure function of (seed, step) -> examples (length-grouped pools)."""
 
-    def batch_at(step: int) -> list[Example]:
-        rng = np.random.default_rng([seed, 1, step])
+    def make_pool(pool: int) -> list[Example]:
+        rng = np.random.default_rng([seed, 1, pool])
         examples = []
-        for patient in sampler.batch(rng, config.batch_size):
+        for patient in sampler.batch(rng, config.batch_size * POOL_BATCHES):
             example = make_example(policy, patient.present, patient.absent, patient.gene, rng, config.prefix_rate)
             if example is not None:
                 examples.append(example)
         return examples
 
-    return batch_at
+    return length_grouped(make_pool, config.batch_size, POOL_BATCHES, seed)
 
 
 def pretrain(

@@ -23,11 +23,12 @@ from rarerank.annotations import GeneAnnotations
 from rarerank.ontology import Ontology
 from rarerank.policy import Policy, load_policy
 from rarerank.synthetic import PatientSampler, SyntheticConfig
-from rarerank.training import Example, TrainingLog, evaluate_cases, lr_at, make_example, run_loop
+from rarerank.training import Example, TrainingLog, evaluate_cases, length_grouped, lr_at, make_example, run_loop
 
 log = logging.getLogger(__name__)
 
 METRICS = ("mrr", "top1", "top10")
+POOL_BATCHES = 8  # batches per length-sorted pool of examples
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class SFTConfig:
     """SFT hyperparameters (config section ``sft``)."""
 
     max_epochs: float = 3.0  # passes over the real training cases; early stopping usually ends sooner
-    max_steps: int = 800  # hard cap that keeps SFT near a minute per strategy on 2 cores
+    max_steps: int = 300  # hard cap that keeps SFT near a minute per strategy on 2 cores
     batch_size: int = 64  # examples per step (real + synthetic)
     synthetic_fraction: float = 0.75  # share of each batch replaying synthetic patients (keeps gene knowledge)
     lr: float = 3e-4  # a third of pretraining: 1e-3 made gene-disjoint validation worse, 3e-4 better
@@ -84,30 +85,33 @@ def subsample(cases: Sequence, n: int | None, seed: int) -> list:
 
 
 def sft_batches(policy: Policy, cases: Sequence, sampler: PatientSampler | None, config: SFTConfig, seed: int):
-    """``batch_at(step)``: a pure function of (seed, step). Real cases go epoch by epoch in a seeded order."""
+    """``batch_at(step)``: a pure function of (seed, step). Real cases go epoch by epoch in a seeded
+    order, ``n_real`` per step, topped up with synthetic patients; pools of steps are length-grouped."""
     n_real = config.batch_size if sampler is None else max(1, round(config.batch_size * (1 - config.synthetic_fraction)))
     n_synthetic = config.batch_size - n_real
     steps_per_epoch = max(1, math.ceil(len(cases) / n_real))
-    orders: dict[int, np.ndarray] = {}
 
-    def batch_at(step: int) -> list[Example]:
+    def real_cases(step: int) -> list:
         epoch, offset = divmod(step, steps_per_epoch)
-        if epoch not in orders:
-            orders.clear()
-            orders[epoch] = np.random.default_rng([seed, 3, epoch]).permutation(len(cases))
-        rng = np.random.default_rng([seed, 4, step])
-        chosen = [cases[i] for i in orders[epoch][offset * n_real : (offset + 1) * n_real]]
-        examples = [
-            make_example(policy, c.present, c.absent, c.gene, rng, config.prefix_rate, config.present_only) for c in chosen
-        ]
-        if sampler is not None and n_synthetic:
+        order = np.random.default_rng([seed, 3, epoch]).permutation(len(cases))
+        return [cases[i] for i in order[offset * n_real : (offset + 1) * n_real]]
+
+    def make_pool(pool: int) -> list[Example]:
+        examples = []
+        for step in range(pool * POOL_BATCHES, (pool + 1) * POOL_BATCHES):
+            rng = np.random.default_rng([seed, 4, step])
             examples += [
-                make_example(policy, p.present, p.absent, p.gene, rng, config.prefix_rate, config.present_only)
-                for p in sampler.batch(rng, n_synthetic)
+                make_example(policy, c.present, c.absent, c.gene, rng, config.prefix_rate, config.present_only)
+                for c in real_cases(step)
             ]
+            if sampler is not None and n_synthetic:
+                examples += [
+                    make_example(policy, p.present, p.absent, p.gene, rng, config.prefix_rate, config.present_only)
+                    for p in sampler.batch(rng, n_synthetic)
+                ]
         return [e for e in examples if e is not None]
 
-    return batch_at, steps_per_epoch
+    return length_grouped(make_pool, config.batch_size, POOL_BATCHES, seed), steps_per_epoch
 
 
 def sft(

@@ -69,6 +69,27 @@ def make_example(
     return Example(tuple(tokens), tuple(targets))
 
 
+def length_grouped(make_pool: Callable[[int], list[Example]], batch_size: int, pool_batches: int, seed: int):
+    """``batch_at(step)`` over pools of ``pool_batches`` batches: each pool's examples are sorted by
+    length and cut into batches (little padding, about half the compute of random batches here),
+    and the batches of a pool are visited in a seeded random order. ``make_pool(i)`` must return
+    the examples of pool ``i`` and be a pure function of ``i``."""
+    cache: dict[int, list[list[Example]]] = {}
+
+    def batch_at(step: int) -> list[Example]:
+        pool, index = divmod(step, pool_batches)
+        if pool not in cache:
+            cache.clear()
+            examples = sorted(make_pool(pool), key=lambda e: len(e.tokens))
+            chunks = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
+            order = np.random.default_rng([seed, 9, pool]).permutation(len(chunks))
+            cache[pool] = [chunks[i] for i in order]
+        batches = cache[pool]
+        return batches[index % len(batches)]
+
+    return batch_at
+
+
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
     ids, mask = left_pad([e.tokens for e in examples], pad_id)
     targets = torch.full_like(ids, IGNORE)

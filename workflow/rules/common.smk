@@ -83,4 +83,5 @@ def all_targets():
     targets += set_targets()
     targets += evaluation_targets()  # workflow/rules/evaluate.smk
     targets += policy_targets()  # workflow/rules/train.smk
+    targets += rft_targets()  # workflow/rules/rft_common.smk
     return targets

@@ -6,74 +6,6 @@
 # plus the training curves of every RFT run. Models and predictions come from the rules in
 # train.smk (sft*) and rft.smk (rft*); their names encode the variant.
 
-EXPERIMENTS = "results/experiments"
-FAMILIES = ["stages", "data_efficiency", "present_only"]
-
-if not set(config["experiments"]["strategies"]) <= set(STRATEGIES):
-    raise ValueError(
-        f"experiments.strategies {config['experiments']['strategies']} must be among splits.strategies "
-        f"{STRATEGIES}: add them to splits.strategies or remove them from experiments.strategies"
-    )
-
-
-def experiment_methods(family):
-    sizes = config["experiments"]["train_sizes"]
-    if family == "stages":
-        return ["phenomizer_absent", "base", "sft", "rft", "rft_from_base"]
-    if family == "data_efficiency":
-        return [f"{stage}_n{n}" for stage in ("sft", "rft") for n in sizes] + [
-            "sft",
-            "rft",
-        ]
-    return [
-        "phenomizer",
-        "phenomizer_absent",
-        "sft_present_only",
-        "sft",
-        "rft_present_only",
-        "rft",
-    ]
-
-
-def experiment_references(family):
-    """Reference methods of the paired bootstrap differences."""
-    if family == "data_efficiency":
-        return ["sft"] + [f"sft_n{n}" for n in config["experiments"]["train_sizes"]]
-    if family == "present_only":
-        return ["sft_present_only", "sft"]
-    return ["sft", "phenomizer_absent"]
-
-
-def experiment_strategies(family):
-    return STRATEGIES if family == "stages" else config["experiments"]["strategies"]
-
-
-def experiment_predictions(wildcards):
-    return expand(
-        "results/predictions/{method}/{strategy}/{set}.tsv",
-        method=experiment_methods(wildcards.family),
-        strategy=experiment_strategies(wildcards.family),
-        set=EVAL_SETS,
-    )
-
-
-def experiment_options(wildcards):
-    family = wildcards.family
-    return (
-        f"--methods {quoted(experiment_methods(family))} "
-        f"--strategies {quoted(experiment_strategies(family))} --sets {quoted(EVAL_SETS)} "
-        f"--compare-to {quoted(experiment_references(family))}"
-    )
-
-
-def experiment_rft_runs():
-    """Every RFT run of the experiments, as (method, strategy)."""
-    runs = [("rft_from_base", s) for s in STRATEGIES]
-    for strategy in config["experiments"]["strategies"]:
-        runs += [(f"rft_n{n}", strategy) for n in config["experiments"]["train_sizes"]]
-        runs.append(("rft_present_only", strategy))
-    return runs
-
 
 rule experiment_evaluate:
     input:
@@ -180,24 +112,6 @@ rule data_efficiency_figure:
     shell:
         "rarerank data-efficiency-figure --summary {input.summary:q} --set {wildcards.set} "
         "--train-sets {input.train:q} -o {params.stem:q} 2> {log:q}"
-
-
-def experiment_targets():
-    targets = expand(f"{EXPERIMENTS}/{{family}}/metrics/summary.tsv", family=FAMILIES)
-    targets += expand(
-        f"{EXPERIMENTS}/{{family}}/figures/{{set}}/bars.png",
-        family=["stages", "present_only"],
-        set=EVAL_SETS,
-    )
-    targets += expand(
-        f"{EXPERIMENTS}/data_efficiency/figures/{{set}}/data_efficiency.png",
-        set=EVAL_SETS,
-    )
-    targets += [
-        f"{RFT}/{method}/{strategy}/training_curves.png"
-        for method, strategy in experiment_rft_runs()
-    ]
-    return targets
 
 
 rule experiments:

@@ -4,39 +4,6 @@
 #   rft_from_base     the knowledge-pretrained base model (experiments.smk)
 #   rft_n{N}          sft_n{N} (SFT on N training cases), the same N cases (experiments.smk)
 #   rft_present_only  sft_present_only, absent terms removed in training and ranking (experiments.smk)
-import json
-import re
-
-RFT = "results/rft"
-RFT_METHOD = r"rft(_from_base|_n\d+|_present_only)?"
-
-PREDICTION_METHODS.append("rft")
-
-
-def rft_start_model(wildcards):
-    """Model directory an RFT method starts from."""
-    if wildcards.method == "rft_from_base":
-        return "results/models/base"
-    start = "sft" + wildcards.method[len("rft") :]
-    return f"results/models/{start}/{wildcards.strategy}"
-
-
-def rft_train_cases(wildcards):
-    n = re.fullmatch(r"rft_n(\d+)", wildcards.method)
-    return f"--max-train-cases {n.group(1)}" if n else ""
-
-
-def present_only_flag(wildcards):
-    return "--present-only" if wildcards.method.endswith("_present_only") else ""
-
-
-def rft_settings(wildcards=None):
-    """The rft: config section (schema defaults filled in) plus the master seed, as JSON."""
-    return json.dumps({**config["rft"], "seed": config["seed"]}, sort_keys=True)
-
-
-def grader_settings(wildcards=None):
-    return json.dumps(config["grader"], sort_keys=True)
 
 
 # synthetic_settings() (synthetic patients for replay) comes from train.smk.
@@ -119,11 +86,3 @@ rule rft_training_figure:
         title=lambda wildcards: f"{wildcards.method}, {wildcards.strategy} split",
     shell:
         "rarerank training-figure {input:q} -o {params.stem:q} --title {params.title:q} 2> {log:q}"
-
-
-def rft_targets():
-    """Default run: the RFT model of every strategy and its training curves."""
-    return expand(
-        f"{RFT}/rft/{{strategy}}/training_curves.png",
-        strategy=STRATEGIES,
-    )
