@@ -14,7 +14,7 @@ def rft_start_model(wildcards):
     """Model directory an RFT method starts from."""
     if wildcards.method == "rft_from_base":
         return "results/models/base"
-    start = "sft" + wildcards.method[len("rft") :]
+    start = f"sft{wildcards.method[len('rft'):]}"
     return f"results/models/{start}/{wildcards.strategy}"
 
 
@@ -77,7 +77,7 @@ def experiment_methods(family):
 def experiment_references(family):
     """Reference methods of the paired bootstrap differences."""
     if family == "data_efficiency":
-        return ["sft"] + [f"sft_n{n}" for n in config["experiments"]["train_sizes"]]
+        return ["sft", *(f"sft_n{n}" for n in config["experiments"]["train_sizes"])]
     if family == "present_only":
         return ["sft_present_only", "sft"]
     return ["sft", "phenomizer_absent"]
