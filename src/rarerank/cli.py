@@ -231,7 +231,12 @@ def _mapping_option(value: str, name: str) -> dict:
     try:
         import yaml
 
-        data = yaml.safe_load(text)
+        # JSON first: YAML 1.1 reads exponent floats without a dot (2e-05, as json.dumps writes
+        # them) as strings. YAML only for settings files written by hand.
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = yaml.safe_load(text)
     except Exception as error:  # noqa: BLE001 - any parse error becomes a clear message
         raise ValueError(f"--{name}: cannot parse {value!r}: {error}") from error
     if not isinstance(data, dict):

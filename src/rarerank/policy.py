@@ -243,7 +243,8 @@ def _read_genes(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     with open(path, encoding="utf-8", newline="") as handle:
-        return {row["gene_symbol"]: row["gene_identifier"] for row in csv.DictReader(handle, delimiter="\t")}
+        rows = csv.DictReader(handle, delimiter="\t")
+        return {row["gene_symbol"]: row["gene_identifier"] for row in rows if row["gene_identifier"]}
 
 
 def constrained_generation_config(tokenizer, k: int):
@@ -354,7 +355,8 @@ class Prompts:
     unknown: dict[str, int] = field(default_factory=dict)  # unknown term id -> count
 
 
-def _vocab(tokenizer) -> dict[str, int]:
+def token_vocab(tokenizer) -> dict[str, int]:
+    """The tokenizer's token -> id dict, cached on the tokenizer (``get_vocab`` copies it each call)."""
     cached = getattr(tokenizer, "_rarerank_vocab", None)
     if cached is None:
         cached = tokenizer._rarerank_vocab = tokenizer.get_vocab()
@@ -376,7 +378,7 @@ def prompt_token_ids(
     Without ``rng`` the order is as given and long blocks keep their first terms; with ``rng`` the
     order is shuffled and long blocks are randomly subsampled (training augmentation).
     """
-    vocab = _vocab(tokenizer)
+    vocab = token_vocab(tokenizer)
 
     def block(terms: Sequence[str], limit: int) -> list[int]:
         ids, seen = [], set()

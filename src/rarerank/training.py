@@ -20,7 +20,16 @@ import numpy as np
 import torch
 
 from rarerank.fileio import atomic_write
-from rarerank.policy import EOS, Policy, backbone, hidden_states, left_pad, prompt_token_ids, true_gene_ranks
+from rarerank.policy import (
+    EOS,
+    Policy,
+    backbone,
+    hidden_states,
+    left_pad,
+    prompt_token_ids,
+    token_vocab,
+    true_gene_ranks,
+)
 
 IGNORE = -100
 log = logging.getLogger(__name__)
@@ -47,7 +56,7 @@ def make_example(
     on them): the model learns that genes already listed do not change what comes next, so greedy
     constrained decoding beyond rank 1 stays sound.
     """
-    vocab = policy.tokenizer._rarerank_vocab if hasattr(policy.tokenizer, "_rarerank_vocab") else policy.tokenizer.get_vocab()
+    vocab = token_vocab(policy.tokenizer)
     target = vocab.get(gene)
     if target is None:
         return None
