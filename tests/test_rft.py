@@ -269,3 +269,13 @@ def test_synthetic_patients_join_each_step():
     assert calls == [2, 2, 2] and result.state.step == 3  # 8 cases per step: 6 real + 2 synthetic
     with pytest.raises(ValueError, match="needs synthetic patients"):
         train(tiny_model(), toy_task(), toy_config(steps=1, synthetic_fraction=0.25), progress=False)
+
+
+def test_until_hit_credit_ignores_tokens_after_the_true_gene():
+    from rarerank.grpo import until_hit_weights
+
+    choices = torch.tensor([[3, 1, 2], [0, 1, 2], [5, 6, 7]])
+    weights = until_hit_weights(choices, torch.tensor([1, 0, -1]))
+    assert weights.tolist() == [[1, 1, 0], [1, 0, 0], [1, 1, 1]]
+    result = train(tiny_model(), toy_task(), toy_config(credit="until_hit"), progress=False)
+    assert result.state.rows[-1]["val_grader"] > result.state.rows[0]["val_grader"] + 0.3

@@ -324,6 +324,15 @@ def grpo_loss(
     return loss, {"kl": kl_mean, "clip_fraction": clip_frac}
 
 
+def until_hit_weights(choices: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(rows, L) 1 for tokens up to and including the true gene, 0 after it (they cannot change its rank).
+
+    ``targets`` (rows,) holds the true gene's index among the allowed tokens (-1 if it has none).
+    """
+    hit = (choices == targets.unsqueeze(1)).float()
+    return 1.0 - (hit.cumsum(1) - hit)
+
+
 def lists_as_text(choices: torch.Tensor, symbols: Sequence[str]) -> list[str]:
     """Sampled index lists -> completion strings of gene symbols separated by spaces (grader input)."""
     return [" ".join(symbols[i] for i in row) for row in choices.tolist()]

@@ -49,6 +49,7 @@ from rarerank.grpo import (
     lists_as_text,
     sample_groups,
     sequence_logprobs,
+    until_hit_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ LOG_COLUMNS = (
 )  # fmt: skip
 SCHEDULES = ("constant", "linear", "cosine")
 ADAPTERS = ("full", "lora")
+CREDITS = ("list", "until_hit")
 FORBIDDEN_LORA_TARGETS = ("lm_head", "embed_tokens")
 
 
@@ -81,6 +83,7 @@ class RFTConfig:
     updates_per_batch: int = 1  # optimiser steps per sampled batch (>1 makes the ratio clip matter)
     temperature: float = 1.0  # sampling temperature; log-probs use the same constrained distribution
     scale_rewards: bool = True  # divide advantages by the group std (GRPO) or only centre them
+    credit: str = "list"  # list: every token carries the list's advantage; until_hit: none after the true gene
     synthetic_fraction: float = 0.5  # synthetic patients of any gene per step: keeps genes without training cases rankable
     rewards: Mapping[str, float] = field(default_factory=lambda: {"rank": 1.0})  # reward name -> weight
     hit_k: int = 10  # k of the "hit" reward
@@ -127,6 +130,8 @@ class RFTConfig:
             problems.append("cases_per_step x (1 - synthetic_fraction) rounds to 0 real cases; raise cases_per_step")
         if not self.rewards or not any(w != 0 for w in self.rewards.values()):
             problems.append("rewards needs at least one reward with a non-zero weight, e.g. {rank: 1.0}")
+        if self.credit not in CREDITS:
+            problems.append(f"credit must be one of {', '.join(CREDITS)}")
         if self.adapter not in ADAPTERS:
             problems.append(f"adapter must be one of {', '.join(ADAPTERS)}")
         if self.adapter == "lora":
@@ -475,6 +480,7 @@ def train(
                mininterval=0.5 if sys.stderr.isatty() else 10.0)  # fmt: skip
     interrupted = False
     G = config.group_size
+    gene_index = {symbol: j for j, symbol in enumerate(task.symbols)}
     while state.step < total:
         step_start = time.perf_counter()
         step = state.step
@@ -495,6 +501,10 @@ def train(
         reward = torch.tensor(combined_reward(rewards, completions, **columns))
         top1_sampled = float(np.mean(combined_reward(rank_only, completions, **columns)))
         advantages, _, zero_var = group_advantages(reward, G, config.scale_rewards)
+        weights = None
+        if config.credit == "until_hit":
+            targets = torch.tensor([gene_index.get(gene, -1) for gene in columns["gene"]])
+            weights = until_hit_weights(sample.choices, targets)
 
         with torch.no_grad():
             if reference is not None:
@@ -505,7 +515,7 @@ def train(
         stats = {}
         for _ in range(config.updates_per_batch):
             logp = sequence_logprobs(model, prompts, head, sample.choices, G, config.temperature)
-            loss, stats = grpo_loss(logp, sample.logprobs, advantages, config.clip_range, ref_logp, config.kl_coef)
+            loss, stats = grpo_loss(logp, sample.logprobs, advantages, config.clip_range, ref_logp, config.kl_coef, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
