@@ -9,7 +9,6 @@ figure (``METHOD_COLOURS``; unknown methods get a colour derived from their name
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import math
@@ -367,21 +366,14 @@ TRAINING_LOG_COLUMNS = ("step", "reward_mean", "reward_std", "zero_variance_frac
 
 def read_training_log(path: str | os.PathLike) -> dict[str, list[float]]:
     """Columns of a training-log TSV as floats (blank cells, e.g. steps without evaluation, are NaN)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"training log not found: {path}")
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in TRAINING_LOG_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not a training log, missing column(s) {', '.join(missing)}")
-        columns: dict[str, list[float]] = {c: [] for c in TRAINING_LOG_COLUMNS}
-        for line_no, row in enumerate(reader, start=2):
-            for c in TRAINING_LOG_COLUMNS:
-                try:
-                    columns[c].append(_float(row[c].strip() if row[c] else ""))
-                except ValueError as error:
-                    raise ValueError(f"{path}, line {line_no}: column {c} is not a number ({error})") from error
+    rows = read_table(path, TRAINING_LOG_COLUMNS, "training log")
+    columns: dict[str, list[float]] = {c: [] for c in TRAINING_LOG_COLUMNS}
+    for line_no, row in enumerate(rows, start=2):
+        for c in TRAINING_LOG_COLUMNS:
+            try:
+                columns[c].append(_float(row[c].strip() if row[c] else ""))
+            except ValueError as error:
+                raise ValueError(f"{path}, line {line_no}: column {c} is not a number ({error})") from error
     return columns
 
 

@@ -356,16 +356,16 @@ def write_evaluation(evaluation: Evaluation, outdir: str | os.PathLike) -> dict[
     return paths
 
 
-def read_table(path: str | os.PathLike, columns: Sequence[str]) -> list[dict[str, str]]:
-    """Rows of a metrics table as strings; raises naming the file when columns are missing."""
+def read_table(path: str | os.PathLike, columns: Sequence[str], what: str = "metrics table") -> list[dict[str, str]]:
+    """Rows of a TSV table as strings; raises naming the file (as ``what``) when it or columns are missing."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"metrics table not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+            raise ValueError(f"{path}: not a {what}, missing column(s) {', '.join(missing)}")
         return list(reader)
 
 
