@@ -29,13 +29,7 @@ TERMS = [f"HP:{i:07d}" for i in range(1, 61)]
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "C12orf57", "HLA-B"]
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=4, output_k=8)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not stall when the machine is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-import torch
 
 from rarerank.cases import read_phenopackets, write_cases
 from rarerank.cli import main
@@ -16,13 +15,7 @@ from rarerank.rankings import read_predictions, write_predictions
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=3, output_k=5)
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "OTHER1"]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not stall when the machine is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

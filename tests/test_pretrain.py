@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from rarerank.annotations import GeneAnnotations
 from rarerank.policy import PolicyConfig, load_policy
@@ -18,13 +17,7 @@ from rarerank.training import lr_at
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "TSC2", "CFTR"]
 TINY = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, decode_k=3, output_k=8)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not stall when the machine is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

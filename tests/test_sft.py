@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-import torch
 
 from rarerank.cases import read_phenopackets
 from rarerank.policy import PolicyConfig, build_policy, load_policy
@@ -16,13 +15,7 @@ from rarerank.training import evaluate_cases
 TINY = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, decode_k=3, output_k=6)
 FIXTURE_GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A"]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not stall when the machine is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
