@@ -95,7 +95,7 @@ def test_save_and_load_with_plain_transformers(policy, tmp_path):
         # The saved generation config constrains plain generate() to decode_k distinct genes.
         out = model.generate(**enc)[0, enc.input_ids.shape[1] :]
     genes = tok.convert_ids_to_tokens(out.tolist())
-    assert len(genes) == TINY.decode_k and len(set(genes)) == len(genes) and set(genes) <= set(GENES)
+    assert len(genes) == min(len(GENES), 10) and len(set(genes)) == len(genes) and set(genes) <= set(GENES)
     loaded = load_policy(tmp_path / "model")
     assert loaded.config == TINY and loaded.identifiers["FBN1"] == "NCBIGene:2200"
 

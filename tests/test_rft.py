@@ -25,6 +25,9 @@ from rarerank.grpo import (
 from rarerank.rft import RFTConfig, RFTTask, batch_indices, lr_factor, train
 
 N_PROMPTS, N_GENES = 8, 12
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 GENE_IDS = list(range(2 + N_PROMPTS, 2 + N_PROMPTS + N_GENES))
 SYMBOLS = [f"G{i}" for i in range(N_GENES)]
 
@@ -47,7 +50,7 @@ def toy_task() -> RFTTask:
 
 def toy_config(**overrides) -> RFTConfig:
     values = dict(group_size=8, cases_per_step=8, list_length=3, steps=30, learning_rate=1e-2, eval_interval=10,
-                  eval_cases=None, checkpoint_interval=5, lora_rank=8, lora_alpha=16, synthetic_fraction=0.0)  # fmt: skip
+                  eval_cases=None, checkpoint_interval=5, lora_rank=8, lora_alpha=16, synthetic_fraction=0.0, adapter="full")  # fmt: skip
     values.update(overrides)
     return RFTConfig(**values)
 

@@ -10,13 +10,12 @@ import pytest
 from rarerank.cases import read_phenopackets
 from rarerank.policy import PolicyConfig, build_policy, load_policy
 from rarerank.sft import SFTConfig, sft, subsample
-from rarerank.training import evaluate_cases
+from rarerank.training import Example, evaluate_cases, length_grouped
 
 TINY = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, decode_k=3, output_k=6)
 FIXTURE_GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +80,21 @@ def test_sft_config_checks():
         SFTConfig(select_metric="loss")
     with pytest.raises(ValueError, match="unknown sft"):
         SFTConfig.from_dict({"epochs": 2})
+
+
+def test_length_grouped_batches_keep_each_streams_share():
+    """Real and synthetic examples are length-sorted apart, so every batch keeps the configured mix."""
+
+    def make_pool(pool):
+        real = [Example(tuple(range(n % 7 + 1)), ()) for n in range(16)]
+        synthetic = [Example(tuple(range(n % 5 + 20)), ()) for n in range(48)]
+        return [real, synthetic]
+
+    batch_at = length_grouped(make_pool, pool_batches=8, seed=0)
+    batches = [batch_at(step) for step in range(8)]
+    for batch in batches:
+        real = sum(len(e.tokens) < 20 for e in batch)
+        assert (real, len(batch) - real) == (2, 6)
+        assert max(len(e.tokens) for e in batch if len(e.tokens) < 20) - min(len(e.tokens) for e in batch if len(e.tokens) < 20) <= 1
+    assert sum(len(b) for b in batches) == 64  # every example of the pool once
+    assert [len(e.tokens) for e in batch_at(3)] == [len(e.tokens) for e in batch_at(11)]  # next pool, same recipe

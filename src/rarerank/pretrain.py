@@ -187,16 +187,16 @@ def knowledge_init(
 def synthetic_batches(policy: Policy, sampler: PatientSampler, config: PretrainConfig, seed: int):
     """``batch_at(step)``: a pure function of (seed, step) -> examples (length-grouped pools)."""
 
-    def make_pool(pool: int) -> list[Example]:
+    def make_pool(pool: int) -> list[list[Example]]:
         rng = np.random.default_rng([seed, 1, pool])
         examples = []
         for patient in sampler.batch(rng, config.batch_size * POOL_BATCHES):
             example = make_example(policy, patient.present, patient.absent, patient.gene, rng, config.prefix_rate)
             if example is not None:
                 examples.append(example)
-        return examples
+        return [examples]
 
-    return length_grouped(make_pool, config.batch_size, POOL_BATCHES, seed)
+    return length_grouped(make_pool, POOL_BATCHES, seed)
 
 
 def pretrain(

@@ -86,7 +86,8 @@ def subsample(cases: Sequence, n: int | None, seed: int) -> list:
 
 def sft_batches(policy: Policy, cases: Sequence, sampler: PatientSampler | None, config: SFTConfig, seed: int):
     """``batch_at(step)``: a pure function of (seed, step). Real cases go epoch by epoch in a seeded
-    order, ``n_real`` per step, topped up with synthetic patients; pools of steps are length-grouped."""
+    order, ``n_real`` per step, topped up with synthetic patients; pools of steps are length-grouped
+    (real and synthetic separately, so each batch keeps the configured mix)."""
     n_real = config.batch_size if sampler is None else max(1, round(config.batch_size * (1 - config.synthetic_fraction)))
     n_synthetic = config.batch_size - n_real
     steps_per_epoch = max(1, math.ceil(len(cases) / n_real))
@@ -96,22 +97,23 @@ def sft_batches(policy: Policy, cases: Sequence, sampler: PatientSampler | None,
         order = np.random.default_rng([seed, 3, epoch]).permutation(len(cases))
         return [cases[i] for i in order[offset * n_real : (offset + 1) * n_real]]
 
-    def make_pool(pool: int) -> list[Example]:
-        examples = []
+    def make_pool(pool: int) -> list[list[Example]]:
+        real, synthetic = [], []
         for step in range(pool * POOL_BATCHES, (pool + 1) * POOL_BATCHES):
             rng = np.random.default_rng([seed, 4, step])
-            examples += [
+            real += [
                 make_example(policy, c.present, c.absent, c.gene, rng, config.prefix_rate, config.present_only)
                 for c in real_cases(step)
             ]
             if sampler is not None and n_synthetic:
-                examples += [
+                synthetic += [
                     make_example(policy, p.present, p.absent, p.gene, rng, config.prefix_rate, config.present_only)
                     for p in sampler.batch(rng, n_synthetic)
                 ]
-        return [e for e in examples if e is not None]
+        # Two streams: every batch keeps its share of synthetic replay.
+        return [[e for e in real if e is not None], [e for e in synthetic if e is not None]]
 
-    return length_grouped(make_pool, config.batch_size, POOL_BATCHES, seed), steps_per_epoch
+    return length_grouped(make_pool, POOL_BATCHES, seed), steps_per_epoch
 
 
 def sft(

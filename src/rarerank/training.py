@@ -78,21 +78,29 @@ def make_example(
     return Example(tuple(tokens), tuple(targets))
 
 
-def length_grouped(make_pool: Callable[[int], list[Example]], batch_size: int, pool_batches: int, seed: int):
-    """``batch_at(step)`` over pools of ``pool_batches`` batches: each pool's examples are sorted by
-    length and cut into batches (little padding, about half the compute of random batches here),
-    and the batches of a pool are visited in a seeded random order. ``make_pool(i)`` must return
-    the examples of pool ``i`` and be a pure function of ``i``."""
+def length_grouped(make_pool: Callable[[int], list[list[Example]]], pool_batches: int, seed: int):
+    """``batch_at(step)`` over pools of ``pool_batches`` batches, with little padding.
+
+    ``make_pool(i)`` (a pure function of ``i``) returns the examples of pool ``i`` as one or more
+    streams (e.g. real cases and synthetic patients). Each stream is sorted by length and cut into
+    ``pool_batches`` equal chunks; batch ``j`` joins chunk ``j`` of every stream, so the mix of
+    streams per batch is kept while rows of similar length share a batch (about half the compute of
+    random batches here). The batches of a pool are visited in a seeded random order.
+    """
     cache: dict[int, list[list[Example]]] = {}
 
     def batch_at(step: int) -> list[Example]:
         pool, index = divmod(step, pool_batches)
         if pool not in cache:
             cache.clear()
-            examples = sorted(make_pool(pool), key=lambda e: len(e.tokens))
-            chunks = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
-            order = np.random.default_rng([seed, 9, pool]).permutation(len(chunks))
-            cache[pool] = [chunks[i] for i in order]
+            batches: list[list[Example]] = [[] for _ in range(pool_batches)]
+            for stream in make_pool(pool):
+                stream = sorted(stream, key=lambda e: len(e.tokens))
+                size = math.ceil(len(stream) / pool_batches)
+                for j in range(pool_batches):
+                    batches[j] += stream[j * size : (j + 1) * size]
+            order = np.random.default_rng([seed, 9, pool]).permutation(pool_batches)
+            cache[pool] = [batches[i] for i in order if batches[i]]
         batches = cache[pool]
         return batches[index % len(batches)]
 
