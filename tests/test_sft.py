@@ -65,6 +65,19 @@ def test_sft_with_synthetic_replay(fixture_cases, base_dir, ontology, annotation
         sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "x")
 
 
+def test_sft_on_few_cases_shortens_the_warmup(fixture_cases, base_dir, caplog, tmp_path):
+    """8 cases x 2 epochs at 4 per batch = 4 steps, fewer than the warm-up: it shrinks, with a warning."""
+    config = SFTConfig(max_epochs=2, max_steps=300, batch_size=4, synthetic_fraction=0.0, warmup_steps=20, eval_every=50)
+    with caplog.at_level("WARNING", logger="rarerank.sft"):
+        sft(base_dir, config, fixture_cases[:8], fixture_cases[8:], tmp_path / "sft", seed=5)
+    assert "warming up over 0 steps" in caplog.text
+    prov = json.loads((tmp_path / "sft" / "provenance.json").read_text())
+    assert prov["steps"] == 4
+    with open(tmp_path / "sft" / "training_log.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert [int(r["step"]) for r in rows] == [0, 4]  # the last step is evaluated even before eval_every
+
+
 def test_subsample_is_seeded_and_ordered():
     items = list(range(100))
     a = subsample(items, 10, seed=3)

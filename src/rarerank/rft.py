@@ -544,7 +544,10 @@ def train(
             row["elapsed_s"] = elapsed_before + time.perf_counter() - started
         state.rows.append(row)
         bar.update(1)
-        bar.set_postfix(reward=f"{row['reward_mean']:.3f}", val=f"{row.get('val_grader', float('nan')):.3f}")
+        # refresh=False: the bar redraws at its own interval, so a log file gets a line per 10 s, not per step
+        bar.set_postfix(
+            reward=f"{row['reward_mean']:.3f}", val=f"{row.get('val_grader', float('nan')):.3f}", refresh=False
+        )
         stopping = stop_after is not None and state.step >= stop_after and state.step < total
         if checkpoint_dir and (state.step % config.checkpoint_interval == 0 or state.step == total or stopping):
             save_checkpoint(checkpoint_dir, model, optimizer, scheduler, generator, state, best, fingerprint)

@@ -151,8 +151,15 @@ def sft(
         sampler = PatientSampler(annotations, ontology, synthetic)
     batch_at, steps_per_epoch = sft_batches(policy, usable, sampler, config, seed)
     steps = min(config.max_steps, max(1, math.ceil(config.max_epochs * steps_per_epoch)))
-    if config.warmup_steps >= steps:
-        raise ValueError(f"sft.warmup_steps ({config.warmup_steps}) must be below the {steps} training steps; lower it")
+    warmup = config.warmup_steps
+    if warmup >= steps:
+        # Few training cases (max_epochs bounds the steps, e.g. the 64-case data-efficiency run): a
+        # warm-up longer than the run would never reach the peak learning rate.
+        warmup = steps // 5
+        log.warning(
+            "sft.warmup_steps (%d) is not below the %d training steps of %d cases; warming up over %d steps",
+            config.warmup_steps, steps, len(usable), warmup,
+        )  # fmt: skip
     log.info("SFT: %d training cases, %d steps (%d per epoch), %d validation cases", len(usable), steps, steps_per_epoch, len(validation_cases))
     training_log = TrainingLog()
     start_metrics = evaluate_cases(policy, validation_cases, config.present_only)
@@ -161,7 +168,7 @@ def sft(
         policy,
         batch_at,
         steps,
-        lambda step: lr_at(step, steps, config.lr, config.warmup_steps, config.min_lr_ratio),
+        lambda step: lr_at(step, steps, config.lr, warmup, config.min_lr_ratio),
         config.weight_decay,
         config.grad_clip,
         lambda: evaluate_cases(policy, validation_cases, config.present_only),
