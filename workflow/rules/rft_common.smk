@@ -80,7 +80,7 @@ def experiment_references(family):
         return ["sft", *(f"sft_n{n}" for n in config["experiments"]["train_sizes"])]
     if family == "present_only":
         return ["sft_present_only", "sft"]
-    return ["sft", "phenomizer_absent"]
+    return ["base", "sft", "phenomizer_absent"]
 
 
 def experiment_strategies(family):
