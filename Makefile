@@ -1,11 +1,13 @@
 # The two commands of the README. Both create the environment first (idempotent).
 #   make reproduce [PHENOPACKETS=path-or-URL] [CORES=N]   run the whole pipeline
 #   make test                                              run the test suite
+#   make report [REPORT_TARGETS="all experiments"]         the browsable results/report.html
 PYTHON ?= python3.11
 VENV ?= .venv
 CORES ?= 2
 PHENOPACKETS ?= https://github.com/monarch-initiative/phenopacket-store/releases/latest/download/all_phenopackets.zip
 SNAKEMAKE_ARGS ?=
+REPORT_TARGETS ?= all
 
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -34,7 +36,7 @@ lint: env
 	$(BIN)/snakemake --lint --config phenopackets=$(PHENOPACKETS)
 
 report: env
-	$(BIN)/snakemake --report results/report.html --config phenopackets=$(PHENOPACKETS)
+	$(BIN)/snakemake --report results/report.html --config phenopackets=$(PHENOPACKETS) -- $(REPORT_TARGETS)
 
 clean:
 	rm -rf results logs .snakemake
