@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "phenopackets"
@@ -217,3 +218,22 @@ def test_runs_do_not_write_into_the_repository(first_run):
     """Outputs and logs go to the working directory, never beside the Snakefile or the fixture."""
     assert (first_run / "results").is_dir() and (first_run / "logs").is_dir()
     assert not (FIXTURE / "results").exists() and not (REPO / "tests" / "data" / "results").exists()
+
+
+@pytest.mark.slow
+def test_experiments_target_runs_on_the_test_config(first_run):
+    """`snakemake experiments` after the default run: RFT from base, data efficiency, present-only."""
+    done = snakemake(first_run, "--cores", "2", "experiments", "--config", _fixture_source())
+    assert done.returncode == 0, _explain(done)
+    sizes = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["experiments"]["train_sizes"]
+    expected = {
+        "stages": {"base", "sft", "rft", "rft_from_base"},
+        "data_efficiency": {f"{stage}_n{n}" for stage in ("sft", "rft") for n in sizes},
+        "present_only": {"sft_present_only", "rft_present_only"},
+    }
+    for family, methods in expected.items():
+        with open(first_run / f"results/experiments/{family}/metrics/summary.tsv", encoding="utf-8") as handle:
+            found = {row["method"] for row in csv.DictReader(handle, delimiter="\t")}
+        assert methods <= found, (family, methods - found)
+    for strategy in STRATEGIES:
+        assert (first_run / f"results/rft/rft_from_base/{strategy}/training_curves.png").exists()

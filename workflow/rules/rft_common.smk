@@ -58,20 +58,28 @@ if not set(config["experiments"]["strategies"]) <= set(STRATEGIES):
 def experiment_methods(family):
     sizes = config["experiments"]["train_sizes"]
     if family == "stages":
-        return ["phenomizer_absent", "base", "sft", "rft", "rft_from_base"]
+        return _built_baselines(["phenomizer_absent"]) + [
+            "base",
+            "sft",
+            "rft",
+            "rft_from_base",
+        ]
     if family == "data_efficiency":
         return [f"{stage}_n{n}" for stage in ("sft", "rft") for n in sizes] + [
             "sft",
             "rft",
         ]
-    return [
-        "phenomizer",
-        "phenomizer_absent",
+    return _built_baselines(["phenomizer", "phenomizer_absent"]) + [
         "sft_present_only",
         "sft",
         "rft_present_only",
         "rft",
     ]
+
+
+def _built_baselines(methods):
+    """The baselines among ``methods`` that baselines.methods builds (a config may leave some out)."""
+    return [m for m in methods if m in config["baselines"]["methods"]]
 
 
 def experiment_references(family):
@@ -80,7 +88,7 @@ def experiment_references(family):
         return ["sft", *(f"sft_n{n}" for n in config["experiments"]["train_sizes"])]
     if family == "present_only":
         return ["sft_present_only", "sft"]
-    return ["base", "sft", "phenomizer_absent"]
+    return ["base", "sft", *_built_baselines(["phenomizer_absent"])]
 
 
 def experiment_strategies(family):
