@@ -7,10 +7,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from rarerank.annotations import GeneAnnotations
-from rarerank.policy import PolicyConfig, load_policy
-from rarerank.pretrain import PretrainConfig, gene_vocabulary, pretrain
+from rarerank.policy import PolicyConfig, build_policy, load_policy
+from rarerank.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, pretrain
 from rarerank.synthetic import PatientSampler, SyntheticConfig
 from rarerank.training import lr_at
 
@@ -103,3 +104,25 @@ def test_tiny_pretraining_lowers_loss_and_is_deterministic(ontology, annotations
     for name in ("model.safetensors", "training_log.tsv", "tokenizer.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert policy is not None
+
+
+def test_weight_average_is_what_gets_evaluated_and_saved(ontology, annotations, tmp_path):
+    """ema_decay 0 is the last weights; a decay near 1 stays near the start; in between it differs."""
+    base = dict(steps=12, batch_size=16, lr=1e-2, warmup_steps=2, eval_every=6, eval_patients=32, knowledge_init=False)
+    small = subset(annotations, GENES)
+
+    def weights(name, **extra):
+        pretrain(TINY, PretrainConfig(**base, **extra), ontology, small, [], tmp_path / name, seed=3)
+        return load_policy(tmp_path / name).model.state_dict()
+
+    last, zero = weights("last"), weights("zero", ema_decay=0.0)
+    slow, mid = weights("slow", ema_decay=0.999), weights("mid", ema_decay=0.7)
+    torch.manual_seed(3)  # as pretrain does before building
+    start = build_policy(TINY, phenotype_terms(ontology), *gene_vocabulary(small, []), seed=3).model.state_dict()
+    key = "model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(zero[key], last[key])
+    moved = (last[key] - start[key]).norm()
+    assert moved > 0 and (slow[key] - start[key]).norm() < 0.05 * moved
+    assert not torch.equal(mid[key], last[key])
+    with pytest.raises(ValueError, match="ema_decay"):
+        PretrainConfig(ema_decay=1.0)

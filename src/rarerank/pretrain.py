@@ -58,6 +58,7 @@ class PretrainConfig:
     eval_patients: int = 1000  # held-out synthetic patients per evaluation
     knowledge_init: bool = True  # start from a spectral embedding of the annotations (skips the slow plateau)
     init_logit_std: float = 2.0  # standard deviation of the initial gene logits under knowledge_init
+    ema_decay: float | None = None  # keep (and save) an exponential moving average of the weights; None: off
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self):
@@ -67,6 +68,8 @@ class PretrainConfig:
             raise ValueError(f"pretrain.warmup_steps ({self.warmup_steps}) must be below pretrain.steps ({self.steps})")
         if not 0 < self.lr < 1 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("pretrain.lr must be in (0, 1) and min_lr_ratio in [0, 1]")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ValueError(f"pretrain.ema_decay must be in [0, 1) or null, not {self.ema_decay}")
         if not 0 <= self.prefix_rate <= 1:
             raise ValueError(f"pretrain.prefix_rate must be in [0, 1], not {self.prefix_rate}")
 
@@ -250,6 +253,7 @@ def pretrain(
         progress=progress,
         desc="pretrain",
         log_timing=log_timing,
+        ema_decay=config.ema_decay,
     )
     final = training_log.rows[-1] if training_log.rows else {}
     log.info(

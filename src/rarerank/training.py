@@ -9,6 +9,7 @@ the answer vocabulary (gene tokens and ``<eos>``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -212,6 +213,38 @@ class LoopResult:
     tokens: int  # prompt + completion tokens processed (padding excluded)
 
 
+class _WeightAverage:
+    """Exponential moving average of parameters: avg <- decay * avg + (1 - decay) * param per step."""
+
+    def __init__(self, params: list[torch.Tensor], decay: float):
+        if not 0 <= decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), not {decay}")
+        self.params, self.decay = params, decay
+        self.average = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_mul_(self.average, self.decay)
+        torch._foreach_add_(self.average, [p.detach() for p in self.params], alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        for param, average in zip(self.params, self.average):
+            param.copy_(average)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """The averaged weights in the model for the duration (e.g. an evaluation), then the live ones."""
+        live = [p.detach().clone() for p in self.params]
+        self.copy_to_params()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for param, value in zip(self.params, live):
+                    param.copy_(value)
+
+
 def run_loop(
     policy: Policy,
     batch_at: Callable[[int], list[Example]],
@@ -228,6 +261,7 @@ def run_loop(
     progress: bool = False,
     desc: str = "training",
     log_timing: bool = False,
+    ema_decay: float | None = None,
 ) -> LoopResult:
     """The training loop: batch, loss, step, evaluate at an interval; keep the best weights.
 
@@ -236,7 +270,8 @@ def run_loop(
     across runs by default. With
     ``select_metric`` the weights with the best value of that evaluation metric are restored at the
     end (``initial_metric``, the starting weights' value, makes them a candidate too: best step 0),
-    and training stops after ``patience`` evaluations without improvement.
+    and training stops after ``patience`` evaluations without improvement. With ``ema_decay`` an
+    exponential moving average of the weights is kept; evaluations score it and it is the result.
     """
     model = policy.model
     model.train()
@@ -247,6 +282,7 @@ def run_loop(
         # The starting weights compete too: training that never helps gives them back.
         best_metric, best_state = initial_metric, {k: v.detach().clone() for k, v in model.state_dict().items()}
     bad_evals, stopped = 0, False
+    ema = _WeightAverage(params, ema_decay) if ema_decay is not None else None
     tokens_total, tokens_window, window_start = 0, 0, time.perf_counter()
     start = time.perf_counter()
     loss_sum, loss_n = 0.0, 0
@@ -268,6 +304,8 @@ def run_loop(
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
+        if ema is not None:
+            ema.update()
         loss_sum += float(loss.detach())
         loss_n += 1
         tokens_total += n_tokens
@@ -281,7 +319,11 @@ def run_loop(
             if log_timing:
                 row["tokens_per_s"] = tokens_window / max(now - window_start, 1e-9)
                 row["elapsed_s"] = now - start
-            metrics = evaluate() if evaluate is not None else {}
+            if ema is not None:
+                with ema.swapped_in():
+                    metrics = evaluate() if evaluate is not None else {}
+            else:
+                metrics = evaluate() if evaluate is not None else {}
             row.update({f"val_{k}": v for k, v in metrics.items()})
             training_log.add(**row)
             log.info("%s step %d: %s", desc, step + 1, " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"))
@@ -299,6 +341,8 @@ def run_loop(
             window_start, tokens_window = time.perf_counter(), 0
     if bar is not None:
         bar.close()
+    if ema is not None:
+        ema.copy_to_params()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
