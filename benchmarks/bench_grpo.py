@@ -16,6 +16,7 @@ built policy of the default size):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
     n_params = sum(p.numel() for p in policy.model.parameters())
     # the learning rates the README gives for each adapter (they do not change the speed)
     config = RFTConfig(steps=args.steps, eval_interval=10**6, checkpoint_interval=10**6, adapter="full", learning_rate=3e-5)
-    lora = RFTConfig(**{**config.to_dict(), "adapter": "lora", "learning_rate": RFTConfig().learning_rate})
+    lora = dataclasses.replace(config, adapter="lora", learning_rate=RFTConfig().learning_rate)
     print(f"model: {origin}, {n_params / 1e6:.1f} M parameters, {len(policy.genes)} genes; "
           f"batch {config.cases_per_step} cases x {config.group_size} samples x {config.list_length} genes; "
           f"{torch.get_num_threads()} threads")  # fmt: skip

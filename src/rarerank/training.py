@@ -228,9 +228,9 @@ class _WeightAverage:
         torch._foreach_add_(self.average, [p.detach() for p in self.params], alpha=1 - self.decay)
 
     @torch.no_grad()
-    def copy_to_params(self) -> None:
-        for param, average in zip(self.params, self.average):
-            param.copy_(average)
+    def copy_to_params(self, values: list[torch.Tensor] | None = None) -> None:
+        """Write ``values`` (default: the average) into the parameters."""
+        torch._foreach_copy_(self.params, self.average if values is None else values)
 
     @contextlib.contextmanager
     def swapped_in(self):
@@ -240,9 +240,7 @@ class _WeightAverage:
         try:
             yield
         finally:
-            with torch.no_grad():
-                for param, value in zip(self.params, live):
-                    param.copy_(value)
+            self.copy_to_params(live)
 
 
 def run_loop(
@@ -319,20 +317,19 @@ def run_loop(
             if log_timing:
                 row["tokens_per_s"] = tokens_window / max(now - window_start, 1e-9)
                 row["elapsed_s"] = now - start
-            if ema is not None:
-                with ema.swapped_in():
-                    metrics = evaluate() if evaluate is not None else {}
-            else:
+            # With ema the average is what gets scored, and so what a best checkpoint keeps.
+            with ema.swapped_in() if ema is not None else contextlib.nullcontext():
                 metrics = evaluate() if evaluate is not None else {}
+                improved = select_metric is not None and metrics[select_metric] > best_metric
+                if improved:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             row.update({f"val_{k}": v for k, v in metrics.items()})
             training_log.add(**row)
             log.info("%s step %d: %s", desc, step + 1, " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"))
             loss_sum, loss_n = 0.0, 0
             if select_metric is not None:
-                value = metrics[select_metric]
-                if value > best_metric:
-                    best_metric, best_step, bad_evals = value, step + 1, 0
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if improved:
+                    best_metric, best_step, bad_evals = metrics[select_metric], step + 1, 0
                 else:
                     bad_evals += 1
                     if patience is not None and bad_evals >= patience:
