@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rarerank"
 
 FLOORS = [
-    {"ontology", "grader", "fileio", "provenance"},  # foundations
+    {"ontology", "grader", "fileio", "provenance", "device"},  # foundations
     {"cases", "annotations", "metrics", "rankings", "reference"},  # the data and the measures
     {"policy", "baselines", "textmine", "splits", "figures", "synthetic", "interop", "grpo", "training"},
     {"pretrain", "sft", "rft", "predict", "cohorts"},  # stages
