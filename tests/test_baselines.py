@@ -17,8 +17,11 @@ from rarerank.baselines import (
     rank_cases,
     run_baseline,
     top_k_ranks,
+    union_case,
 )
+from rarerank.annotations import GeneAnnotations
 from rarerank.cases import Case
+from rarerank.ontology import Ontology
 from rarerank.rankings import rank_with_ties, read_predictions
 
 
@@ -151,7 +154,7 @@ def test_random_is_seeded_per_case(index):
 def test_predictions_file_roundtrip_and_determinism(index, tmp_path, ontology, annotations):
     cases = [case("a", "FBN1", most_specific_terms("FBN1", ontology, annotations), ["HP:0001250"]),
              case("b", "PAH", most_specific_terms("PAH", ontology, annotations))]  # fmt: skip
-    for method in ("phenomizer", "phenomizer_absent", "random"):
+    for method in ("phenomizer", "phenomizer_union", "phenomizer_absent", "random"):
         first, second = tmp_path / f"{method}1.tsv", tmp_path / f"{method}2.tsv"
         run_baseline(method, index, cases, first, BaselineConfig(top_k=20))
         run_baseline(method, index, cases, second, BaselineConfig(top_k=20))
@@ -201,3 +204,61 @@ def test_config_checks():
         BaselineConfig(absent_weight=-1)
     with pytest.raises(ValueError, match="unknown_frequency"):
         BaselineConfig(unknown_frequency=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Known answers on a hand-built ontology: root <- P (phenotypic abnormality) <- A, B; A <- A1, A2;
+# B <- B1. Genes G1 {A1}, G2 {A2}, G3 {B1}, G4 {A1, B1}. With ancestors propagated, N = 4 genes:
+# IC(P) = 0, IC(A) = ln 4/3, IC(A1) = IC(B) = IC(B1) = ln 2, IC(A2) = ln 4.
+
+ROOT, P, A, A1, A2, B, B1 = "HP:0000001", "HP:0000118", "HP:0000010", "HP:0000011", "HP:0000012", "HP:0000020", "HP:0000021"
+
+
+@pytest.fixture(scope="module")
+def tiny() -> HpoIndex:
+    parents = {ROOT: (), P: (ROOT,), A: (P,), B: (P,), A1: (A,), A2: (A,), B1: (B,)}
+    ontology = Ontology("tiny", {t: t for t in parents}, parents)
+    terms = {"G1": {A1: None}, "G2": {A2: None}, "G3": {B1: None}, "G4": {A1: None, B1: None}}
+    annotations = GeneAnnotations(terms, {g: f"NCBIGene:{i}" for i, g in enumerate(terms, 1)}, {g: ("OMIM:1",) for g in terms})
+    return HpoIndex.build(ontology, annotations)
+
+
+def ranks_of(index, method, c, top_k=10) -> dict[str, int]:
+    ((_, ranked),) = list(rank_cases(method, index, [c], BaselineConfig(top_k=top_k)))
+    return {g.gene_symbol: g.rank for g in ranked}
+
+
+def test_tiny_index_information_content(tiny):
+    ic = {t: tiny.ic[tiny.term_pos[t]] for t in (P, A, A1, A2, B, B1)}
+    assert ic == pytest.approx({P: 0.0, A: math.log(4 / 3), A1: math.log(2), A2: math.log(4), B: math.log(2), B1: math.log(2)})
+
+
+def test_union_known_answer(tiny):
+    observed_only = case("c", "G4", present=[A1], absent=[B1])
+    # Observed A1: G1 and G4 share A1 (ln 2), G2 shares A (ln 4/3), G3 only P (0). G1, G4 tie: both rank 2.
+    assert ranks_of(tiny, "phenomizer", observed_only) == {"G1": 2, "G4": 2, "G2": 3, "G3": 4}
+    # Union {A1, B1}: G4 (ln 2 + ln 2) / 2; G1 and G3 (ln 2 + 0) / 2 tie at rank 3; G2 (ln 4/3 + 0) / 2.
+    assert ranks_of(tiny, "phenomizer_union", observed_only) == {"G4": 1, "G1": 3, "G3": 3, "G2": 4}
+    scores = next(phenomizer_scores(tiny, [union_case(observed_only)], False, BaselineConfig()))
+    expected = {"G1": math.log(2) / 2, "G2": math.log(4 / 3) / 2, "G3": math.log(2) / 2, "G4": math.log(2)}
+    assert {g: scores[tiny.gene_pos[g]] for g in expected} == pytest.approx({g: round(v, 4) for g, v in expected.items()}, abs=1e-12)
+    # The excluded-term penalty reads the same input the other way round: G3 and G4 show B1 and lose
+    # IC(B1) x 0.5 (no frequency given): G4 ln 2 - ln 2 / 2, G3 -ln 2 / 2.
+    assert ranks_of(tiny, "phenomizer_absent", observed_only) == {"G1": 1, "G4": 2, "G2": 3, "G3": 4}
+
+
+def test_union_equals_phenomizer_on_the_merged_terms(tiny, index, ontology, annotations):
+    cases = [case("a", "G4", [A1], [B1, A1]), case("b", "G2", [], [A2]), case("c", "G3", [B1, B1], []),
+             case("d", "G1", [A2], [B, A1])]  # fmt: skip
+    assert [c.present for c in map(union_case, cases)] == [(A1, B1), (A2,), (B1,), (A2, B, A1)]
+    marfan = most_specific_terms("FBN1", ontology, annotations)
+    real = [case("r1", "FBN1", marfan[:2], marfan[2:] + ["HP:0001250"]), case("r2", "SCN1A", ["HP:0001250"], ["HP:0001250"])]
+    for idx, cs in ((tiny, cases), (index, real)):
+        merged = [case(c.case_id, c.gene, tuple(dict.fromkeys(c.present + c.absent))) for c in cs]
+        union = list(rank_cases("phenomizer_union", idx, cs, BaselineConfig(top_k=50)))
+        assert union == list(rank_cases("phenomizer", idx, merged, BaselineConfig(top_k=50)))
+    # A case with only excluded terms is ranked by them; plain Phenomizer ties every gene (worse rank:
+    # all four at rank 4, and a tie crossing top_k is dropped whole).
+    assert ranks_of(tiny, "phenomizer_union", cases[1]) == {"G2": 1, "G1": 3, "G4": 3, "G3": 4}
+    assert ranks_of(tiny, "phenomizer", cases[1]) == {"G1": 4, "G2": 4, "G3": 4, "G4": 4}
+    assert ranks_of(tiny, "phenomizer", cases[1], top_k=3) == {}

@@ -17,7 +17,7 @@ from rarerank.figures import (
     plot_training_curves,
     read_training_log,
 )
-from rarerank.metrics import EvalConfig, Run, evaluate, write_evaluation
+from rarerank.metrics import SUMMARY_COLUMNS, EvalConfig, Run, evaluate, read_table, write_evaluation, write_table
 from rarerank.rankings import RankedGene
 
 
@@ -30,7 +30,7 @@ def metrics_dir(tmp_path_factory):
         return {c.case_id: [RankedGene(r, f"G{(i + offset + r) % 7}", "", 1.0 / r) for r in range(1, 8)] for i, c in enumerate(cases)}
 
     runs = [Run(name, strategy, "validation", cases, method(offset))
-            for strategy in ("random", "gene") for name, offset in (("phenomizer", -1), ("phenomizer_absent", 2), ("my_model", 0))]  # fmt: skip
+            for strategy in ("random", "gene") for name, offset in (("phenomizer", -1), ("phenomizer_union", 2), ("my_model", 0))]  # fmt: skip
     outdir = tmp_path_factory.mktemp("metrics")
     write_evaluation(evaluate(runs, EvalConfig(bootstrap=200, curve_max_k=10)), outdir)
     return outdir
@@ -44,7 +44,7 @@ def test_figure_rule_twice_gives_identical_files(metrics_dir, tmp_path):
     """The figure rule's command and the library call: same files, same bytes, no timestamps."""
     first = make_figures(metrics_dir / "summary.tsv", metrics_dir / "curves.tsv", "validation", tmp_path / "a")
     args = ["-q", "figures", "--summary", str(metrics_dir / "summary.tsv"), "--curves", str(metrics_dir / "curves.tsv"),
-            "--set", "validation", "--ablation-pair", "phenomizer", "phenomizer_absent", "-o", str(tmp_path / "b")]  # fmt: skip
+            "--set", "validation", "--ablation-pair", "phenomizer", "phenomizer_union", "-o", str(tmp_path / "b")]  # fmt: skip
     assert main(args) == 0
     assert sorted(p.name for p in first) == sorted(f"{n}.{ext}" for n in FIGURES for ext in ("png", "pdf"))
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
@@ -89,3 +89,22 @@ def test_training_curves(tmp_path):
     bad.write_text("step\treward_mean\n1\t0.5\n")
     with pytest.raises(ValueError, match="missing column"):
         read_training_log(bad)
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_bars_and_ablation_add_a_per_gene_row(metrics_dir, tmp_path):
+    """With macro_ rows in the summary the bar and ablation figures get a second (per-gene) row of
+    panels; a summary without them (an older table) draws the per-case row only."""
+    summary = read_table(metrics_dir / "summary.tsv", SUMMARY_COLUMNS)
+    assert any(r["metric"] == "macro_top1" for r in summary)
+    per_case_only = tmp_path / "summary.tsv"
+    write_table(per_case_only, SUMMARY_COLUMNS, [r for r in summary if not r["metric"].startswith("macro_")])
+    make_figures(metrics_dir / "summary.tsv", metrics_dir / "curves.tsv", "validation", tmp_path / "both")
+    make_figures(per_case_only, metrics_dir / "curves.tsv", "validation", tmp_path / "case")
+    for name in ("bars", "ablation"):
+        (width, height), (width1, height1) = png_size(tmp_path / "both" / f"{name}.png"), png_size(tmp_path / "case" / f"{name}.png")
+        assert width == width1 and height1 == 3.0 * 200 and height == (0.4 + 2 * 2.6) * 200

@@ -25,6 +25,8 @@ from rarerank.metrics import (
     paired_difference,
     read_prediction_table,
     read_table,
+    seed_markdown,
+    seed_table,
     write_evaluation,
 )
 from rarerank.rankings import RankedGene, write_predictions
@@ -166,7 +168,7 @@ def test_methods_share_resamples_and_pairs_are_reported():
     runs = [Run("good", "gene", "validation", cases, good), Run("weak", "gene", "validation", cases, weak)]
     evaluation = evaluate(runs, SMALL, compare_to=["weak"])
     pairs = {r["metric"]: r for r in evaluation.paired}
-    assert set(pairs) == {"top1", "top10", "mrr", "grader"}
+    assert set(pairs) == {"top1", "top10", "mrr", "grader", "macro_top1", "macro_top10", "macro_mrr", "macro_grader"}
     assert pairs["top1"]["method"] == "good" and pairs["top1"]["reference"] == "weak"
     assert pairs["top1"]["difference"] == pytest.approx(0.5) and pairs["top1"]["ci_low"] > 0
     cohorts = {(r["method"], r["cohort"]): r for r in evaluation.by_cohort}
@@ -210,7 +212,8 @@ def test_evaluate_cli_on_pipeline_layout(tmp_path):
     rows = {(r["method"], r["metric"]): r for r in read_table(tmp_path / "m1" / "summary.tsv", SUMMARY_COLUMNS)}
     assert rows[("phenomizer", "top1")]["value"] == "0.333333"
     assert rows[("phenomizer", "rankable")]["value"] == "0.666667"  # PAH is outside the universe
-    assert len(rows) == 2 * len(EvalConfig().metric_names)
+    assert len(rows) == 2 * (len(EvalConfig().metric_names) + len(EvalConfig().macro_metric_names))
+    assert rows[("phenomizer", "macro_top1")]["value"] == "0.333333" and rows[("phenomizer", "macro_top1")]["n"] == "3"
     assert (tmp_path / "m1" / "provenance.json").exists()
     assert main(args[:5] + [str(tmp_path / "nonexistent")] + args[6:] + ["-o", str(tmp_path / "m3")]) == 1
 
@@ -223,3 +226,89 @@ def test_markdown_table():
     table = markdown_table(rows, "validation").splitlines()
     assert table[0] == "| method | split | n | top1 (%) | top10 (%) | mrr |"
     assert table[2].startswith("| m | gene | 4 | 25.0 (") and "| 0.375 (" in table[2]
+
+
+def test_macro_means_two_genes_of_1_and_9_cases():
+    """Gene A has 1 case, gene B 9. "a_only" ranks A's case first and misses B's; "b_only" the reverse."""
+    cases = [case("a0", "GENEA")] + [case(f"b{i}", "GENEB") for i in range(9)]
+    a_only = {"a0": ranking(("GENEA", 1))}
+    b_only = {f"b{i}": ranking(("X", 1), ("GENEB", 2)) for i in range(9)}  # B's cases at rank 2
+    config = EvalConfig(bootstrap=2000, curve_max_k=10)
+    runs = [Run("a_only", "gene", "test", cases, a_only), Run("b_only", "gene", "test", cases, b_only)]
+    evaluation = evaluate(runs, config, compare_to=["b_only"])
+    assert summary_value(evaluation, "a_only", "top1")["value"] == pytest.approx(0.1)  # per case: 1 of 10
+    macro = summary_value(evaluation, "a_only", "macro_top1")
+    assert macro["value"] == pytest.approx(0.5) and macro["n"] == 2  # per gene: (1 + 0) / 2
+    # Two genes resampled: the macro mean is 0, 0.5 or 1 with probability 1/4, 1/2, 1/4, so the 95% CI is [0, 1].
+    assert (macro["ci_low"], macro["ci_high"]) == (0.0, 1.0)
+    assert summary_value(evaluation, "b_only", "top3")["value"] == pytest.approx(0.9)
+    assert summary_value(evaluation, "b_only", "macro_top3")["value"] == pytest.approx(0.5)
+    assert summary_value(evaluation, "b_only", "macro_mrr")["value"] == pytest.approx(0.25)  # (0 + 1/2) / 2
+    pairs = {r["metric"]: r for r in evaluation.paired}
+    assert pairs["top10"]["difference"] == pytest.approx(0.1 - 0.9) and pairs["top10"]["n"] == 10
+    assert pairs["macro_top10"]["difference"] == pytest.approx(0.0) and pairs["macro_top10"]["n"] == 2
+    assert pairs["macro_mrr"]["difference"] == pytest.approx(0.5 - 0.25)
+    # Paired over genes: resampling {A} twice gives +1, {B} twice -0.5 on macro_mrr (1 - 0 vs 0 - 0.5).
+    assert (pairs["macro_mrr"]["ci_low"], pairs["macro_mrr"]["ci_high"]) == (-0.5, 1.0)
+
+
+def test_macro_bootstrap_resamples_genes_not_cases():
+    """One gene with 100 cases and 4 genes with one each: the per-case CI is tight, the per-gene CI is
+    as wide as five clusters allow."""
+    cases = [case(f"big{i}", "BIG") for i in range(100)] + [case(f"s{i}", f"SMALL{i}") for i in range(4)]
+    predictions = {f"big{i}": ranking(("BIG", 1)) for i in range(100)}  # the big gene is always found
+    evaluation = evaluate([Run("m", "gene", "test", cases, predictions)], EvalConfig(bootstrap=2000, curve_max_k=10))
+    micro, macro = summary_value(evaluation, "m", "top1"), summary_value(evaluation, "m", "macro_top1")
+    assert micro["value"] == pytest.approx(100 / 104) and micro["ci_high"] - micro["ci_low"] < 0.1
+    assert macro["value"] == pytest.approx(0.2) and macro["n"] == 5
+    assert macro["ci_low"] == 0.0 and macro["ci_high"] >= 0.6  # 0 when the big gene is not drawn (p = 0.33)
+    shuffled = evaluate([Run("m", "gene", "test", cases[::-1], predictions)], EvalConfig(bootstrap=2000, curve_max_k=10))
+    assert summary_value(shuffled, "m", "macro_top1") == macro  # gene clusters do not depend on case order
+
+
+def seed_summary(values: dict[str, tuple[float, float, float]], sets=("validation", "test")) -> list[dict[str, str]]:
+    """summary.tsv rows (as read back: strings) of methods -> (top1, mrr, macro_top1) on the gene split."""
+    return [{"method": m, "strategy": "gene", "set": s, "metric": metric, "value": f"{v:.6g}", "ci_low": "", "ci_high": "", "n": "10"}
+            for s in sets for m, vs in values.items() for metric, v in zip(("top1", "mrr", "macro_top1"), vs)]  # fmt: skip
+
+
+def test_seed_table_known_answers():
+    values = {"phenomizer_union": (0.5, 0.6, 0.4)}
+    for seed, (base, sft, rft) in {1: (0.30, 0.40, 0.45), 2: (0.32, 0.44, 0.47), 3: (0.34, 0.36, 0.43)}.items():
+        values |= {f"base_seed{seed}": (base, base + 0.1, 0.2), f"sft_seed{seed}": (sft, sft + 0.1, 0.3), f"rft_seed{seed}": (rft, rft + 0.1, 0.3)}
+    rows = seed_table(seed_summary(values), [1, 2, 3], "gene")
+    table = {(r["set"], r["method"], r["seed"]): r for r in rows}
+    assert table[("test", "sft", "mean")]["top1"] == pytest.approx(0.40)
+    assert table[("test", "sft", "sd")]["top1"] == pytest.approx(0.04)  # sd of 0.40, 0.44, 0.36 (n - 1)
+    assert table[("test", "rft", "sd")]["top1"] == pytest.approx(0.02)
+    assert table[("validation", "rft-sft", "2")]["top1"] == pytest.approx(0.03)
+    assert table[("validation", "rft-sft", "mean")]["top1"] == pytest.approx((0.05 + 0.03 + 0.07) / 3)
+    assert table[("test", "sft-phenomizer_union", "3")]["mrr"] == pytest.approx(0.46 - 0.6)
+    assert table[("test", "phenomizer_union", "sd")]["top1"] == 0.0 and table[("test", "phenomizer_union", "1")]["n"] == "10"
+    assert [r["seed"] for r in rows if r["set"] == "test" and r["method"] == "base"] == ["1", "2", "3", "mean", "sd"]
+    markdown = seed_markdown(rows)
+    assert "| test | sft | 10 | 40.0 ± 4.0 | 1: 40.0, 2: 44.0, 3: 36.0 | 0.500 ± 0.040 | 30.0 ± 0.0 |" in markdown
+    assert "| validation | rft − sft |" in markdown
+    with pytest.raises(ValueError, match="rft_seed3 on gene/test"):
+        seed_table([r for r in seed_summary(values) if not (r["method"] == "rft_seed3" and r["set"] == "test")], [1, 2, 3], "gene")
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_table(seed_summary(values), [1], "gene")
+    without_reference = seed_table([r for r in seed_summary(values) if r["method"] != "phenomizer_union"], [1, 2, 3], "gene")
+    assert {r["method"] for r in without_reference} == {"base", "sft", "rft", "rft-sft"}
+
+
+def test_seeds_table_cli(tmp_path):
+    values = {"phenomizer_union": (0.5, 0.6, 0.4)} | {f"{stage}_seed{s}": (0.1 * s, 0.1 * s, 0.1 * s) for s in (7, 8) for stage in ("base", "sft", "rft")}
+    summary = tmp_path / "summary.tsv"
+    from rarerank.metrics import write_table
+
+    write_table(summary, SUMMARY_COLUMNS, seed_summary(values))
+    out = tmp_path / "seeds"
+    args = ["-q", "seeds-table", "--summary", str(summary), "--seeds", "7", "8", "-o", str(out / "seeds.tsv"),
+            "--markdown", str(out / "seeds.md"), "--figure", str(out / "seeds")]  # fmt: skip
+    assert main(args) == 0
+    rows = read_table(out / "seeds.tsv", ("set", "method", "seed", "n", "top1", "mrr", "macro_top1"), "seed table")
+    assert {(r["method"], r["seed"]) for r in rows if r["set"] == "test"} >= {("sft", "7"), ("sft", "mean"), ("rft-sft", "sd")}
+    assert (out / "seeds.png").read_bytes().startswith(b"\x89PNG") and (out / "seeds.pdf").exists()
+    assert "± " in (out / "seeds.md").read_text()
+    assert main(args[:5] + ["9", "10"] + args[7:]) == 1  # seeds not in the summary: an error naming them

@@ -1,4 +1,5 @@
-"""Baseline gene rankers: Phenomizer (Resnik), Phenomizer with excluded terms, popularity, random.
+"""Baseline gene rankers: Phenomizer (Resnik) over observed terms, over observed ∪ excluded terms, with an
+excluded-term penalty; popularity; random.
 
 Methods floor: imports cases, annotations, ontology and the predictions contract. Every baseline
 writes the same predictions table as the model (``rarerank.rankings``): the top ``top_k`` genes per
@@ -11,6 +12,12 @@ most informative common ancestor of ``p`` and any of the gene's annotated terms,
 largest ``IC(a)`` over ancestors ``a`` of ``p`` that the gene is annotated with after propagation.
 One dense row of that similarity per distinct patient term (``genes`` floats) is built by assigning
 each ancestor's IC to its gene list in increasing IC order; a case's score is the mean of its rows.
+
+Observed ∪ excluded terms (``phenomizer_union``). Phenomizer run on the union of a case's observed and
+excluded terms (each distinct term once, observed first), i.e. excluded terms read as evidence *for*
+a gene. In curated case reports the excluded terms are mostly typical features of the diagnosed
+disease (``absent_term_audit``), so this is the strongest baseline that reads the same input as a
+model given observed and excluded terms, and the one such models are held against.
 
 Excluded terms (``phenomizer_absent``). A gene whose annotations imply a term the patient is known
 *not* to have (the excluded term itself or any descendant) is penalised by that term's IC times the
@@ -29,7 +36,7 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -44,7 +51,8 @@ from rarerank.rankings import RankedGene, write_predictions
 
 log = logging.getLogger(__name__)
 
-METHODS = ("phenomizer", "phenomizer_absent", "popularity", "random")
+METHODS = ("phenomizer", "phenomizer_union", "phenomizer_absent", "popularity", "random")
+PHENOMIZER_METHODS = ("phenomizer", "phenomizer_union", "phenomizer_absent")
 SCORE_DECIMALS = 4
 INDEX_FORMAT = 1  # bump when the layout of the saved index changes
 
@@ -288,12 +296,18 @@ def random_ranking(index: HpoIndex, case_id: str, config: BaselineConfig) -> lis
     return [RankedGene(r, str(genes[g]), str(gene_ids[g]), float(n - r + 1)) for r, g in enumerate(chosen.tolist(), start=1)]
 
 
+def union_case(case: Case) -> Case:
+    """The case with its excluded terms merged into the observed ones (each distinct term once)."""
+    return replace(case, present=tuple(dict.fromkeys(case.present + case.absent)), absent=())
+
+
 def rank_cases(method: str, index: HpoIndex, cases: Sequence[Case], config: BaselineConfig = BaselineConfig(),
                train: Sequence[Case] | None = None) -> Iterator[tuple[str, list[RankedGene]]]:
     """(case_id, top-k ranked genes) for every case, in input order."""
     genes, gene_ids = index.genes.tolist(), index.gene_ids.tolist()
-    if method in ("phenomizer", "phenomizer_absent"):
-        for case, scores in zip(cases, phenomizer_scores(index, cases, method == "phenomizer_absent", config)):
+    if method in PHENOMIZER_METHODS:
+        scored = [union_case(c) for c in cases] if method == "phenomizer_union" else cases
+        for case, scores in zip(cases, phenomizer_scores(index, scored, method == "phenomizer_absent", config)):
             yield case.case_id, ranked_genes(scores, genes, gene_ids, config.top_k)
     elif method == "popularity":
         if train is None:

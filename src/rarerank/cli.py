@@ -309,7 +309,8 @@ def _given(**values):
 
 def _add_baseline(sub):
     p = sub.add_parser("baseline", help="rank genes for a cases file with a baseline (predictions contract TSV)")
-    p.add_argument("method", help="which baseline: phenomizer, phenomizer_absent, popularity or random")
+    p.add_argument("method", help="which baseline: phenomizer (observed terms), phenomizer_union (observed ∪ excluded terms), "
+                   "phenomizer_absent (excluded terms as a penalty), popularity or random")
     p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
     p.add_argument("--cases", required=True, type=Path, help="cases TSV to rank genes for")
     p.add_argument("--train", type=Path, help="training cases TSV (needed by popularity)")
@@ -399,6 +400,34 @@ def _run_metrics_table(args):
     sys.stdout.write(markdown_table(read_table(args.summary, SUMMARY_COLUMNS), args.set, args.metrics, args.methods))
 
 
+def _add_seeds_table(sub):
+    p = sub.add_parser("seeds-table", help="per-seed rows and mean ± sd of base/SFT/RFT trained with several seeds (+ figure)")
+    p.add_argument("--summary", required=True, type=Path, help="summary.tsv holding {stage}_seed{seed} methods")
+    p.add_argument("--seeds", required=True, nargs="+", type=int, help="the seeds (at least 2)")
+    p.add_argument("--strategy", default="gene", help="split strategy the seeds were trained on")
+    p.add_argument("--reference", default="phenomizer_union", help="baseline shown for reference and subtracted from SFT")
+    p.add_argument("-o", "--output", required=True, type=Path, help="TSV to write (set, method, seed, n, top1, mrr, macro_top1)")
+    p.add_argument("--markdown", type=Path, help="also write the table as Markdown (mean ± sd, per-seed top-1)")
+    p.add_argument("--figure", type=Path, help="also draw the table: path without extension, writes .png and .pdf")
+    p.set_defaults(func=_run_seeds_table)
+
+
+def _run_seeds_table(args):
+    from rarerank.fileio import atomic_write
+    from rarerank.metrics import SEED_COLUMNS, SUMMARY_COLUMNS, read_table, seed_markdown, seed_table, write_table
+
+    rows = seed_table(read_table(args.summary, SUMMARY_COLUMNS), args.seeds, args.strategy, args.reference)
+    write_table(args.output, SEED_COLUMNS, rows)
+    if args.markdown:
+        with atomic_write(args.markdown) as handle:
+            handle.write(seed_markdown(rows))
+    if args.figure:
+        from rarerank.figures import plot_seeds
+
+        plot_seeds(rows, args.figure, args.strategy)
+    log.info("%d seeds, %d rows -> %s", len(args.seeds), len(rows), args.output)
+
+
 def _add_absent_audit(sub):
     p = sub.add_parser("absent-audit", help="how often excluded terms are features of the true gene (curation shortcut)")
     p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
@@ -430,7 +459,7 @@ def _add_figures(sub):
     p.add_argument("--curves", required=True, type=Path, help="curves.tsv from `rarerank evaluate`")
     p.add_argument("--set", required=True, help="which case set to draw (e.g. validation)")
     p.add_argument("--ablation-pair", nargs=2, action="append", metavar=("PRESENT_ONLY", "WITH_ABSENT"),
-                   help="methods compared in the absent-terms ablation (repeatable; default phenomizer phenomizer_absent)")
+                   help="methods compared in the absent-terms ablation (repeatable; default phenomizer phenomizer_union)")
     p.add_argument("--topk-max", type=int, default=10, help="largest k on the top-k accuracy figure")
     p.add_argument("-o", "--outdir", required=True, type=Path, help="folder for topk, rank_distribution, bars, ablation .png/.pdf")
     p.set_defaults(func=_run_figures)
@@ -439,7 +468,7 @@ def _add_figures(sub):
 def _run_figures(args):
     from rarerank.figures import make_figures
 
-    pairs = args.ablation_pair or [("phenomizer", "phenomizer_absent")]
+    pairs = args.ablation_pair or [("phenomizer", "phenomizer_union")]
     paths = make_figures(args.summary, args.curves, args.set, args.outdir, pairs, args.topk_max)
     log.info("%d figure files -> %s", len(paths), args.outdir)
 
@@ -846,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft, _add_data_efficiency_figure,
-                _add_baseline_index, _add_baseline, _add_evaluate, _add_metrics_table, _add_absent_audit, _add_figures, _add_training_figure,
+                _add_baseline_index, _add_baseline, _add_evaluate, _add_metrics_table, _add_seeds_table, _add_absent_audit, _add_figures, _add_training_figure,
                 _add_export_pheval, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
                 _add_pretrain, _add_sft, _add_predict):
         add(sub)

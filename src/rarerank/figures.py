@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from rarerank.fileio import atomic_path
-from rarerank.metrics import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
+from rarerank.metrics import CURVE_COLUMNS, MACRO, SUMMARY_COLUMNS, is_percent, read_table
 
 # Okabe & Ito (2008), "Color Universal Design"; plus a neutral grey for the popularity prior.
 OKABE_ITO = {
@@ -37,17 +37,19 @@ METHOD_COLOURS = {
     "popularity": OKABE_ITO["grey"],
     "phenomizer": OKABE_ITO["blue"],
     "phenomizer_absent": OKABE_ITO["sky_blue"],
+    "phenomizer_union": OKABE_ITO["bluish_green"],
     "base": OKABE_ITO["reddish_purple"],
     "sft": OKABE_ITO["orange"],
     "rft": OKABE_ITO["vermillion"],
 }
-FALLBACK_COLOURS = (OKABE_ITO["bluish_green"], OKABE_ITO["yellow"], OKABE_ITO["reddish_purple"], OKABE_ITO["orange"], OKABE_ITO["sky_blue"])
-METHOD_ORDER = ("random", "popularity", "phenomizer", "phenomizer_absent", "base", "sft", "rft")
+FALLBACK_COLOURS = (OKABE_ITO["yellow"], OKABE_ITO["reddish_purple"], OKABE_ITO["orange"], OKABE_ITO["sky_blue"])
+METHOD_ORDER = ("random", "popularity", "phenomizer", "phenomizer_absent", "phenomizer_union", "base", "sft", "rft")
 METHOD_LABELS = {
     "random": "Random",
     "popularity": "Popularity prior",
     "phenomizer": "Phenomizer (present)",
-    "phenomizer_absent": "Phenomizer (present + absent)",
+    "phenomizer_absent": "Phenomizer (present, absent as penalty)",
+    "phenomizer_union": "Phenomizer (observed ∪ excluded)",
     "base": "LM, knowledge only",
     "sft": "LM + SFT",
     "rft": "LM + SFT + RFT",
@@ -55,7 +57,13 @@ METHOD_LABELS = {
 STRATEGY_LABELS = {"random": "Random split", "publication": "By publication", "gene": "Gene-disjoint"}
 STRATEGY_TICKS = {"random": "Random\nsplit", "publication": "By\npublication", "gene": "Gene-\ndisjoint"}
 METRIC_LABELS = {"top1": "Top-1 accuracy (%)", "top10": "Top-10 accuracy (%)", "mrr": "Mean reciprocal rank", "grader": "Mean grader score"}
-PERCENT_METRICS = {"top1", "top3", "top5", "top10", "found", "rankable"}
+
+
+def metric_label(metric: str) -> str:
+    """Axis label of a summary metric; per-gene (macro_) metrics say so."""
+    base = metric.removeprefix(MACRO)
+    label = METRIC_LABELS.get(base, base)
+    return f"{label},\nmean over genes" if metric.startswith(MACRO) else label
 
 DPI = 200
 STYLE = {
@@ -162,7 +170,7 @@ def _float(text: str) -> float:
 
 
 def _scale(metric: str) -> float:
-    return 100.0 if metric in PERCENT_METRICS or metric.startswith("top") else 1.0
+    return 100.0 if is_percent(metric) else 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,11 +278,20 @@ def plot_rank_distribution(curve_rows: Sequence[Mapping[str, str]], summary_rows
         return save_figure(fig, stem)
 
 
-def _bar_panels(summary, strategies, groups, metrics, fig, set_name, hatch_for=None):
-    """Grouped bars: x = strategy, one bar per entry of ``groups`` (method names), CI whiskers."""
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+def _metric_rows(summary, metrics: Sequence[str]) -> list[list[str]]:
+    """Panel rows of a bar figure: the per-case metrics, then their per-gene means when the summary has them."""
+    rows = [list(metrics)]
+    if any(metric.startswith(MACRO) for _, _, metric in summary):
+        rows.append([MACRO + m for m in metrics])
+    return rows
+
+
+def _bar_panels(summary, strategies, groups, metric_rows, fig, set_name, hatch_for=None):
+    """Grouped bars: x = strategy, one bar per entry of ``groups`` (method names), CI whiskers; one
+    panel per metric, one row of panels per entry of ``metric_rows``."""
+    axes = fig.subplots(len(metric_rows), len(metric_rows[0]), squeeze=False)
     width = 0.8 / max(len(groups), 1)
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes.ravel(), [m for row in metric_rows for m in row]):
         scale = _scale(metric)
         drawn = False
         for j, method in enumerate(groups):
@@ -296,7 +313,7 @@ def _bar_panels(summary, strategies, groups, metrics, fig, set_name, hatch_for=N
             _no_data(ax)
         ax.set_xticks(range(len(strategies)))
         ax.set_xticklabels([STRATEGY_TICKS.get(s, s) for s in strategies])
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel(metric_label(metric))
         ax.set_ylim(bottom=0)
         ax.grid(axis="x", visible=False)
     return axes
@@ -304,36 +321,41 @@ def _bar_panels(summary, strategies, groups, metrics, fig, set_name, hatch_for=N
 
 def plot_bars(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike,
               metrics: Sequence[str] = ("top1", "top10", "mrr")) -> list[Path]:
-    """Top-1, top-10 and MRR with 95% CIs per split strategy and method (the main results figure)."""
+    """Top-1, top-10 and MRR with 95% CIs per split strategy and method (the main results figure);
+    a second row shows the per-gene (macro) means when the summary has them."""
     summary = _summary(summary_rows, set_name)
     strategies = strategy_order(s for s, _, _ in summary) or ["(none)"]
     methods = method_order(m for _, m, _ in summary)
+    rows = _metric_rows(summary, metrics)
     from matplotlib.patches import Patch
 
     with _style():
-        fig = _figure(2.3 * len(metrics) + 0.4, 3.0)
-        _bar_panels(summary, strategies, methods, metrics, fig, set_name)
-        fig.suptitle(f"{set_name.capitalize()} cases, mean with 95% bootstrap CI")
+        fig = _figure(2.3 * len(metrics) + 0.4, 0.4 + 2.6 * len(rows))
+        _bar_panels(summary, strategies, methods, rows, fig, set_name)
+        title = "per case (top) and per gene (bottom)" if len(rows) > 1 else "per case"
+        fig.suptitle(f"{set_name.capitalize()} cases, mean {title} with 95% bootstrap CI")
         handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, label=method_label(m)) for m in methods]
         _legend(fig, methods, handles)
         return save_figure(fig, stem)
 
 
 def plot_ablation(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike,
-                  pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_absent"),),
+                  pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_union"),),
                   metrics: Sequence[str] = ("top1", "top10", "mrr")) -> list[Path]:
-    """Present-only vs present + absent terms: each pair is (present-only method, present+absent method)."""
+    """Present-only vs observed + excluded terms: each pair is (present-only method, method reading
+    excluded terms too), hatched; per-gene means in a second row when the summary has them."""
     summary = _summary(summary_rows, set_name)
     available = {m for _, m, _ in summary}
     pairs = [tuple(p) for p in pairs if set(p) <= available]
     groups = [m for pair in pairs for m in pair]
     hatch = {pair[1]: "////" for pair in pairs}
     strategies = strategy_order(s for s, _, _ in summary) or ["(none)"]
+    rows = _metric_rows(summary, metrics)
     from matplotlib.patches import Patch
 
     with _style():
-        fig = _figure(2.3 * len(metrics) + 0.4, 3.0)
-        _bar_panels(summary, strategies, groups, metrics, fig, set_name, hatch_for=hatch)
+        fig = _figure(2.3 * len(metrics) + 0.4, 0.4 + 2.6 * len(rows))
+        _bar_panels(summary, strategies, groups, rows, fig, set_name, hatch_for=hatch)
         fig.suptitle(f"Excluded (absent) terms as input: {set_name} cases, 95% bootstrap CI")
         handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=hatch.get(m), label=method_label(m))
                    for m in groups]
@@ -345,7 +367,7 @@ FIGURES = ("topk", "rank_distribution", "bars", "ablation")
 
 
 def make_figures(summary_path: str | os.PathLike, curves_path: str | os.PathLike, set_name: str, outdir: str | os.PathLike,
-                 ablation_pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_absent"),), topk_max: int = 10) -> list[Path]:
+                 ablation_pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_union"),), topk_max: int = 10) -> list[Path]:
     """All evaluation figures of one case set: ``outdir/{topk,rank_distribution,bars,ablation}.{png,pdf}``."""
     summary = read_table(summary_path, SUMMARY_COLUMNS)
     curves = read_table(curves_path, CURVE_COLUMNS)
@@ -473,10 +495,55 @@ def plot_data_efficiency(summary_rows: Sequence[Mapping[str, str]], set_name: st
                     _no_data(ax)
                     continue
                 ax.set_xscale("log")
-                ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+                ax.set_ylabel(metric_label(metric))
                 ax.set_title(STRATEGY_LABELS.get(strategy, strategy))
                 if row == len(strategies) - 1:
                     ax.set_xlabel("Training cases (log scale; rightmost = all)")
         fig.suptitle(f"Data efficiency: {set_name} cases, mean with 95% bootstrap CI")
         _legend(fig, list(stages))
+        return save_figure(fig, stem)
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds (rarerank.metrics.seed_table; the `seeds` workflow target).
+
+
+def plot_seeds(rows: Sequence[Mapping], stem: str | os.PathLike, strategy: str = "gene",
+               metrics: Sequence[str] = ("top1", "mrr", "macro_top1")) -> list[Path]:
+    """Mean ± sd over seeds (bars, whiskers) with every seed's value as a dot, per case set and method
+    (the reference baseline and each stage); one panel per metric."""
+    seeds = [r for r in rows if r["seed"] not in ("mean", "sd") and "-" not in r["method"]]
+    sets = list(dict.fromkeys(r["set"] for r in seeds)) or ["(none)"]
+    methods = list(dict.fromkeys(r["method"] for r in seeds))
+    stats = {(r["set"], r["method"], r["seed"]): r for r in rows}
+    stage = {m: m.split("_seed")[0] for m in methods}
+    width = 0.8 / max(len(methods), 1)
+    from matplotlib.patches import Patch
+
+    with _style():
+        fig = _figure(2.3 * len(metrics) + 0.4, 3.0)
+        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+        for ax, metric in zip(axes, metrics):
+            scale = _scale(metric)
+            for j, method in enumerate(methods):
+                colour = method_colour(stage[method])
+                for i, set_name in enumerate(sets):
+                    mean, sd = stats.get((set_name, method, "mean")), stats.get((set_name, method, "sd"))
+                    if mean is None:
+                        continue
+                    x = i - 0.4 + width * (j + 0.5)
+                    ax.bar(x, scale * float(mean[metric]), width=width * 0.92, color=colour, edgecolor="black", linewidth=0.4)
+                    ax.errorbar(x, scale * float(mean[metric]), yerr=scale * float(sd[metric]), fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
+                    points = [scale * float(r[metric]) for r in seeds if r["set"] == set_name and r["method"] == method]
+                    ax.plot([x] * len(points), points, linestyle="none", marker="o", markersize=2.5, markerfacecolor="white",
+                            markeredgecolor="black", markeredgewidth=0.5)
+            ax.set_xticks(range(len(sets)))
+            ax.set_xticklabels([s.capitalize() for s in sets])
+            ax.set_ylabel(metric_label(metric))
+            ax.set_ylim(bottom=0)
+            ax.grid(axis="x", visible=False)
+        n_seeds = len({r["seed"] for r in seeds})
+        fig.suptitle(f"{STRATEGY_LABELS.get(strategy, strategy)}, {n_seeds} seeds: mean ± sd (bars), each seed (dots)")
+        handles = [Patch(facecolor=method_colour(stage[m]), edgecolor="black", linewidth=0.4, label=method_label(stage[m])) for m in methods]
+        _legend(fig, methods, handles)
         return save_figure(fig, stem)

@@ -10,6 +10,13 @@ true gene is in the method's gene universe (or the method ranked it anyway); an 
 still counts in every denominator. Confidence intervals are percentile bootstrap intervals over
 cases; every method on one (strategy, set) shares the same resamples, so differences between two
 methods are paired.
+
+Per-gene (macro) means. Cohort sizes run from one case to over a hundred, so a per-case mean can be
+one gene's result. Beside every per-case mean the summary holds ``macro_<metric>``: the mean over
+genes of each gene's per-case mean (a case without a gene is its own group), its CI from a cluster
+bootstrap that resamples genes (a gene's cases travel together), shared by all methods of a
+(strategy, set) so macro differences in ``paired.tsv`` are paired too. Their ``n`` is the number of
+genes.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ RANK_COLUMNS = ("method", "strategy", "set", "case_id", "cohort", "gene", "rank"
 PAIRED_COLUMNS = ("method", "reference", "strategy", "set", "metric", "difference", "ci_low", "ci_high", "p_value", "n")
 COHORT_COLUMNS = ("method", "strategy", "set", "cohort", "n", "top1", "top10", "mrr", "grader")
 PAIRED_METRICS = ("top1", "top10", "mrr", "grader")
+MACRO = "macro_"  # prefix of per-gene (macro) means: macro_top1 = mean over genes of per-gene top-1
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,11 @@ class EvalConfig:
     @property
     def metric_names(self) -> list[str]:
         return [f"top{k}" for k in self.top_k] + ["mrr", "grader", "found", "rankable"]
+
+    @property
+    def macro_metric_names(self) -> list[str]:
+        """Per-case metrics that also get a per-gene (macro) mean in the summary (without the prefix)."""
+        return [f"top{k}" for k in self.top_k] + ["mrr", "grader"]
 
 
 @dataclass(frozen=True)
@@ -239,6 +252,22 @@ def paired_difference(a: np.ndarray, b: np.ndarray, weights: np.ndarray, level: 
     return paired_differences(a[:, None], b[:, None], weights, level)[0]
 
 
+def gene_groups(cases: Sequence[Case]) -> np.ndarray:
+    """Group index of each case by its (normalised) true gene, groups numbered in sorted gene order;
+    a case without a gene is a group of its own."""
+    keys = [normalise_symbol(c.gene) or f"\x00{c.case_id}" for c in cases]
+    position = {key: i for i, key in enumerate(sorted(set(keys)))}
+    return np.array([position[key] for key in keys], dtype=np.int64)
+
+
+def group_means(matrix: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(groups, metrics) mean of each column of a (cases, metrics) matrix within each group."""
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    sums = np.zeros((n_groups, matrix.shape[1]))
+    np.add.at(sums, groups, matrix)
+    return sums / np.bincount(groups, minlength=n_groups)[:, None]
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluating many runs.
 
@@ -278,6 +307,9 @@ def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to:
             if [c.case_id for c in run.cases] != ids:
                 raise ValueError(f"{strategy}/{set_name}: methods {group[0].method} and {run.method} were given different cases")
         weights = bootstrap_weights(n, config.bootstrap, stream_seed(config.seed, strategy, set_name))
+        groups = gene_groups(group[0].cases)
+        n_genes = int(groups.max()) + 1 if n else 0
+        gene_weights = bootstrap_weights(n_genes, config.bootstrap, stream_seed(config.seed, strategy, set_name, "genes"))
         per_method: dict[str, dict[str, np.ndarray]] = {}
         for run in group:
             extra = set(prediction_table(run.predictions)["case_id"].unique().tolist()) - set(ids)
@@ -293,6 +325,11 @@ def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to:
             n_summary = len(config.metric_names)
             for i, metric in enumerate(config.metric_names):
                 out.summary.append(key | {"metric": metric, "value": means[i], "ci_low": lows[i], "ci_high": highs[i], "n": n})
+            macro = config.macro_metric_names
+            by_gene = group_means(np.stack([metric_values(values, m) for m in macro], axis=1), groups) if n else np.zeros((0, len(macro)))
+            for metric, mean, low, high in zip(macro, *intervals(by_gene, gene_weights, config.ci_level)):
+                out.summary.append(key | {"metric": MACRO + metric, "value": float(mean), "ci_low": float(low), "ci_high": float(high),
+                                          "n": n_genes})
             for k in range(1, config.curve_max_k + 1):
                 i = n_summary + k - 1
                 out.curves.append(key | {"k": k, "value": means[i], "ci_low": lows[i], "ci_high": highs[i], "n": n})
@@ -314,9 +351,12 @@ def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to:
                     continue
                 a = np.stack([metric_values(per_method[method], m) for m in PAIRED_METRICS], axis=1)
                 b = np.stack([metric_values(per_method[reference], m) for m in PAIRED_METRICS], axis=1)
-                for metric, (diff, low, high, p) in zip(PAIRED_METRICS, paired_differences(a, b, weights, config.ci_level)):
+                per_case = paired_differences(a, b, weights, config.ci_level)
+                per_gene = paired_differences(group_means(a, groups), group_means(b, groups), gene_weights, config.ci_level) if n else per_case
+                names = list(PAIRED_METRICS) + [MACRO + m for m in PAIRED_METRICS]
+                for metric, count, (diff, low, high, p) in zip(names, [n] * len(per_case) + [n_genes] * len(per_gene), per_case + per_gene):
                     out.paired.append({"method": method, "reference": reference, "strategy": strategy, "set": set_name,
-                                       "metric": metric, "difference": diff, "ci_low": low, "ci_high": high, "p_value": p, "n": n})
+                                       "metric": metric, "difference": diff, "ci_low": low, "ci_high": high, "p_value": p, "n": count})
     return out
 
 
@@ -383,22 +423,31 @@ def load_runs(predictions_dir: str | os.PathLike, sets_dir: str | os.PathLike, m
     return runs
 
 
+def is_percent(metric: str) -> bool:
+    """Metrics that are shares of cases (top-k, found, rankable; per case or per gene), shown in %."""
+    base = metric.removeprefix(MACRO)
+    return base.startswith("top") or base in ("found", "rankable")
+
+
 def markdown_table(summary: Sequence[Mapping[str, str]], set_name: str, metrics: Sequence[str] = ("top1", "top10", "mrr"),
                    methods: Sequence[str] | None = None) -> str:
     """A Markdown table of one set from summary.tsv rows: one row per method and strategy,
-    ``value (ci_low–ci_high)`` per metric; top-k and rankable as percentages."""
+    ``value (ci_low–ci_high)`` per metric; top-k and rankable as percentages. ``n`` is the number of
+    cases (per-gene ``macro_`` metrics: the genes are counted in their column, ``n genes``)."""
     rows = [r for r in summary if r["set"] == set_name and (methods is None or r["method"] in methods)]
     cells: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     n: dict[tuple[str, str], str] = {}
     for r in rows:
         if r["metric"] not in metrics:
             continue
-        percent = r["metric"].startswith("top") or r["metric"] in ("found", "rankable")
-        fmt = (lambda v: f"{100 * float(v):.1f}") if percent else (lambda v: f"{float(v):.3f}")
+        fmt = (lambda v: f"{100 * float(v):.1f}") if is_percent(r["metric"]) else (lambda v: f"{float(v):.3f}")
         text = "–" if r["value"] == "" else f"{fmt(r['value'])} ({fmt(r['ci_low'])}–{fmt(r['ci_high'])})"
+        if r["metric"].startswith(MACRO):
+            text += f", {r['n']} genes"
+        else:
+            n[(r["method"], r["strategy"])] = r["n"]
         cells[(r["method"], r["strategy"])][r["metric"]] = text
-        n[(r["method"], r["strategy"])] = r["n"]
-    header = "| method | split | n | " + " | ".join(f"{m} (%)" if m.startswith("top") or m in ("found", "rankable") else m for m in metrics) + " |"
+    header = "| method | split | n | " + " | ".join(f"{m} (%)" if is_percent(m) else m for m in metrics) + " |"
     lines = [header, "|" + "---|" * (3 + len(metrics))]
     order = list(dict.fromkeys(r["method"] for r in rows)) if methods is None else list(methods)
     strategies = list(dict.fromkeys(r["strategy"] for r in rows))
@@ -406,5 +455,84 @@ def markdown_table(summary: Sequence[Mapping[str, str]], set_name: str, metrics:
         for strategy in strategies:
             if (method, strategy) in cells:
                 values = " | ".join(cells[(method, strategy)].get(m, "") for m in metrics)
-                lines.append(f"| {method} | {strategy} | {n[(method, strategy)]} | {values} |")
+                lines.append(f"| {method} | {strategy} | {n.get((method, strategy), '')} | {values} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds: the same stages trained with several seeds (workflow target `seeds`).
+
+SEED_COLUMNS = ("set", "method", "seed", "n", "top1", "mrr", "macro_top1")
+SEED_METRICS = ("top1", "mrr", "macro_top1")
+SEED_STAGES = ("base", "sft", "rft")
+
+
+def seed_method(stage: str, seed: int | str) -> str:
+    """Method name of one stage trained with one seed, e.g. ``sft_seed43``."""
+    return f"{stage}_seed{seed}"
+
+
+def seed_table(summary: Sequence[Mapping[str, str]], seeds: Sequence[int], strategy: str, reference: str | None = "phenomizer_union",
+               stages: Sequence[str] = SEED_STAGES) -> list[dict]:
+    """Per-seed rows and their mean and sd (``seed`` = ``mean`` / ``sd``, sd with n - 1) of top-1, MRR
+    and per-gene top-1 of every stage, of the reference baseline (the same every seed), and of the
+    deltas ``rft-sft`` and ``sft-<reference>`` (differences of the seed's means on the same cases).
+
+    ``summary``: rows of summary.tsv holding ``{stage}_seed{seed}`` methods on ``strategy``. Every
+    stage of every seed must be there (a missing one raises naming it); the reference is optional.
+    """
+    if len(seeds) < 2:
+        raise ValueError(f"a seed table needs at least 2 seeds to give an sd, not {list(seeds)}")
+    values: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    n: dict[tuple[str, str], str] = {}
+    for r in summary:
+        if r["strategy"] == strategy and r["metric"] in SEED_METRICS and r["value"] != "":
+            values[(r["set"], r["method"])][r["metric"]] = float(r["value"])
+            if r["metric"] == "top1":
+                n[(r["set"], r["method"])] = r["n"]
+    sets = list(dict.fromkeys(s for s, _ in values))
+    wanted = [seed_method(stage, seed) for seed in seeds for stage in stages]
+    for set_name in sets:
+        missing = [m for m in wanted if set(SEED_METRICS) - set(values.get((set_name, m), {}))]
+        if missing:
+            raise ValueError(f"summary has no {', '.join(SEED_METRICS)} for {', '.join(missing)} on {strategy}/{set_name}")
+    has_reference = reference is not None and all((s, reference) in values for s in sets)
+    deltas = [("rft-sft", "rft", "sft")] if {"rft", "sft"} <= set(stages) else []
+    if has_reference and "sft" in stages:
+        deltas.append((f"sft-{reference}", "sft", None))
+    rows = []
+    for set_name in sets:
+        per_method: dict[str, list[dict[str, float]]] = defaultdict(list)
+        for seed in seeds:
+            seed_rows = {}
+            if has_reference:
+                seed_rows[reference] = (values[(set_name, reference)], n[(set_name, reference)])
+            for stage in stages:
+                method = seed_method(stage, seed)
+                seed_rows[stage] = (values[(set_name, method)], n[(set_name, method)])
+            for name, a, b in deltas:
+                left, right = seed_rows[a][0], seed_rows[b or reference][0]
+                seed_rows[name] = ({m: left[m] - right[m] for m in SEED_METRICS}, seed_rows[a][1])
+            for method, (metrics, count) in seed_rows.items():
+                per_method[method].append(metrics)
+                rows.append({"set": set_name, "method": method, "seed": str(seed), "n": count, **metrics})
+        for method, runs in per_method.items():
+            count = next(r["n"] for r in rows if r["set"] == set_name and r["method"] == method)
+            matrix = np.array([[run[m] for m in SEED_METRICS] for run in runs])
+            for label, stat in (("mean", matrix.mean(axis=0)), ("sd", matrix.std(axis=0, ddof=1))):
+                rows.append({"set": set_name, "method": method, "seed": label, "n": count, **dict(zip(SEED_METRICS, stat.tolist()))})
+    return rows
+
+
+def seed_markdown(rows: Sequence[Mapping]) -> str:
+    """The seed table as Markdown: one line per set and method, mean ± sd and the per-seed values."""
+    lines = ["| set | method | n | top-1 (%), mean ± sd | top-1 per seed | MRR, mean ± sd | per-gene top-1 (%), mean ± sd |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    stats = {(r["set"], r["method"], r["seed"]): r for r in rows}
+    for set_name, method in dict.fromkeys((r["set"], r["method"]) for r in rows):
+        mean, sd = stats[(set_name, method, "mean")], stats[(set_name, method, "sd")]
+        per_seed = ", ".join(f"{r['seed']}: {100 * float(r['top1']):.1f}" for r in rows
+                             if r["set"] == set_name and r["method"] == method and r["seed"] not in ("mean", "sd"))  # fmt: skip
+        lines.append(f"| {set_name} | {method.replace('-', ' − ')} | {mean['n']} | {100 * mean['top1']:.1f} ± {100 * sd['top1']:.1f} | "
+                     f"{per_seed} | {mean['mrr']:.3f} ± {sd['mrr']:.3f} | {100 * mean['macro_top1']:.1f} ± {100 * sd['macro_top1']:.1f} |")
     return "\n".join(lines) + "\n"
