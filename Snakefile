@@ -28,6 +28,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/rft_common.smk"
 include: "workflow/rules/rft.smk"
+include: "workflow/rules/experiments_common.smk"
 include: "workflow/rules/experiments.smk"
 
 

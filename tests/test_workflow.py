@@ -227,9 +227,9 @@ def test_experiments_target_runs_on_the_test_config(first_run):
     assert done.returncode == 0, _explain(done)
     sizes = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["experiments"]["train_sizes"]
     expected = {
-        "stages": {"base", "sft", "rft", "rft_from_base"},
-        "data_efficiency": {f"{stage}_n{n}" for stage in ("sft", "rft") for n in sizes},
-        "present_only": {"sft_present_only", "rft_present_only"},
+        "stages": {"phenomizer_union", "base", "sft", "rft", "rft_from_base"},
+        "data_efficiency": {"phenomizer_union"} | {f"{stage}_n{n}" for stage in ("sft", "rft") for n in sizes},
+        "present_only": {"phenomizer", "phenomizer_union", "sft_present_only", "rft_present_only"},
     }
     for family, methods in expected.items():
         with open(first_run / f"results/experiments/{family}/metrics/summary.tsv", encoding="utf-8") as handle:
@@ -237,3 +237,61 @@ def test_experiments_target_runs_on_the_test_config(first_run):
         assert methods <= found, (family, methods - found)
     for strategy in STRATEGIES:
         assert (first_run / f"results/rft/rft_from_base/{strategy}/training_curves.png").exists()
+
+
+def _tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+@pytest.mark.slow
+def test_seeds_target_runs_on_the_test_config(first_run):
+    """`snakemake seeds`: base, SFT and RFT per seed on the gene split, a table with mean ± sd."""
+    done = snakemake(first_run, "--cores", "2", "seeds", "--config", _fixture_source())
+    assert done.returncode == 0, _explain(done)
+    test_config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    seeds, own = test_config["experiments"]["seeds"], test_config["seed"]
+    assert own in seeds and len(seeds) >= 2
+    rows = _tsv(first_run / "results/experiments/seeds/seeds.tsv")
+    methods = ("phenomizer_union", "base", "sft", "rft", "rft-sft", "sft-phenomizer_union")
+    expected = {(m, s) for m in methods for s in [*map(str, seeds), "mean", "sd"]}
+    for set_name in ("validation", "test"):
+        assert {(r["method"], r["seed"]) for r in rows if r["set"] == set_name} == expected, set_name
+    # The master seed is the default run (its models, so the same predictions); other seeds train their own.
+    for stage in ("base", "sft", "rft"):
+        ours = first_run / f"results/predictions/{stage}_seed{own}/gene/test.tsv"
+        assert ours.read_bytes() == (first_run / f"results/predictions/{stage}/gene/test.tsv").read_bytes()
+    other = next(s for s in seeds if s != own)
+    assert (first_run / f"results/models/base_seed{other}").is_dir() and (first_run / f"results/models/rft_seed{other}/gene").is_dir()
+    assert not (first_run / f"results/models/base_seed{own}").exists()
+    provenance = json.loads((first_run / f"results/models/base_seed{other}/provenance.json").read_text())
+    assert provenance["seed"] == other
+    assert (first_run / "results/experiments/seeds/seeds.png").stat().st_size > 5000
+    assert "±" in (first_run / "results/experiments/seeds/seeds.md").read_text()
+
+
+@pytest.mark.slow
+def test_experiment_outputs_honour_the_evaluation_and_figures_config(first_run, tmp_path):
+    """Non-default evaluation: and figures: values reach the experiment tables and figures (they
+    are the evaluate and figures rules' options, not copies)."""
+    from rarerank.figures import make_figures
+
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        "evaluation: {top_k: [1, 2], curve_max_k: 12, bootstrap: 150, ci_level: 0.9}\n"
+        "figures: {ablation_pairs: [[sft_present_only, sft]], topk_max: 3}\n"
+    )
+    family = first_run / "results/experiments/present_only"
+    targets = ["results/experiments/present_only/metrics/summary.tsv", "results/experiments/present_only/figures/validation/bars.png"]
+    done = snakemake(first_run, "--cores", "2", *targets, "--config", _fixture_source(), extra_config=extra)
+    assert done.returncode == 0, _explain(done)
+    summary = _tsv(family / "metrics/summary.tsv")
+    metrics = {r["metric"] for r in summary}
+    assert {"top1", "top2", "macro_top2"} <= metrics and not {"top3", "top10"} & metrics
+    assert max(int(r["k"]) for r in _tsv(family / "metrics/curves.tsv")) == 12
+    config = json.loads((family / "metrics/provenance.json").read_text())["config"]
+    assert (config["top_k"], config["bootstrap"], config["ci_level"]) == ([1, 2], 150, 0.9)
+    drawn = make_figures(family / "metrics/summary.tsv", family / "metrics/curves.tsv", "validation", tmp_path / "figures",
+                         ablation_pairs=[("sft_present_only", "sft")], topk_max=3)  # fmt: skip
+    for path in drawn:
+        assert path.read_bytes() == (family / "figures/validation" / path.name).read_bytes(), path.name

@@ -30,21 +30,10 @@ rule evaluate:
     conda:
         ENV
     params:
-        options=evaluation_options,
-        grader=grader_options,
-        top_k=" ".join(str(k) for k in config["evaluation"]["top_k"]),
-        curve_max_k=config["evaluation"]["curve_max_k"],
-        bootstrap=config["evaluation"]["bootstrap"],
-        ci_level=config["evaluation"]["ci_level"],
-        seed=config["seed"],
-        predictions_dir="results/predictions",
-        sets_dir="results/sets",
+        options=main_evaluation_options,
         outdir=lambda wildcards, output: Path(output.summary).parent,
     shell:
-        "rarerank evaluate --predictions-dir {params.predictions_dir:q} --sets-dir {params.sets_dir:q} {params.options} "
-        "--universe {input.universe:q} --top-k {params.top_k} --curve-max-k {params.curve_max_k} "
-        "--bootstrap {params.bootstrap} --ci-level {params.ci_level} --seed {params.seed} {params.grader} "
-        "-o {params.outdir:q} 2> {log:q}"
+        "rarerank evaluate {params.options} --universe {input.universe:q} -o {params.outdir:q} 2> {log:q}"
 
 
 rule absent_audit:
@@ -64,7 +53,7 @@ rule absent_audit:
     params:
         strategies=quoted(STRATEGIES),
         sets=lambda wildcards: quoted(EVAL_SETS),
-        sets_dir="results/sets",
+        sets_dir=SETS,
     shell:
         "rarerank absent-audit --index {input.index:q} --sets-dir {params.sets_dir:q} "
         "--strategies {params.strategies} --sets {params.sets} -o {output:q} 2> {log:q}"
@@ -76,7 +65,7 @@ rule absent_audit:
 rule export_pheval:
     input:
         cases="results/sets/{strategy}/{set}.tsv",
-        predictions="results/predictions/{method}/{strategy}/{set}.tsv",
+        predictions=f"{PREDICTIONS}/{{method}}/{{strategy}}/{{set}}.tsv",
     output:
         directory(f"{EXPORT}/pheval/{{method}}/{{strategy}}/{{set}}"),
     log:

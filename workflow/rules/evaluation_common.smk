@@ -1,8 +1,11 @@
-# Helpers of baselines.smk, evaluate.smk and figures.smk (functions only). Input functions read
-# PREDICTION_METHODS and EVAL_SETS lazily, so methods and case sets appended by files included
-# later are picked up.
+# Helpers of baselines.smk, evaluate.smk, figures.smk and the experiment rules that reuse them
+# (functions only). Input functions read PREDICTION_METHODS and EVAL_SETS lazily, so methods and
+# case sets appended by files included later are picked up. The evaluation: and figures: config
+# sections are read here only (lookup), by the option helpers every evaluate and figure rule calls.
 import shlex
 
+PREDICTIONS = "results/predictions"
+SETS = "results/sets"
 METRICS = "results/metrics"
 EXPORT = "results/export"
 FIGURES = "results/figures"
@@ -31,13 +34,28 @@ def evaluation_case_sets(wildcards):
     )
 
 
-def evaluation_options(wildcards):
-    """Methods, strategies, sets and reference methods as command-line words (read at job time)."""
-    methods = evaluated_methods()
-    references = [m for m in config["evaluation"]["compare_to"] if m in methods]
+def evaluation_options(methods, strategies, references):
+    """Every `rarerank evaluate` option but the universe and output folder: the pipeline layout,
+    what to score, the references scored against (those among ``methods``), the evaluation: config
+    section, the grader and the seed. One helper for every evaluate rule, so none can drift.
+    """
+    evaluation = lookup(dpath="evaluation", within=config)
+    references = [m for m in references if m in methods]
     return (
-        f"--methods {quoted(methods)} --strategies {quoted(STRATEGIES)} --sets {quoted(EVAL_SETS)} "
-        f"--compare-to {quoted(references)}"
+        f"--predictions-dir {PREDICTIONS} --sets-dir {SETS} --methods {quoted(methods)} "
+        f"--strategies {quoted(strategies)} --sets {quoted(EVAL_SETS)} --compare-to {quoted(references)} "
+        f"--top-k {quoted(evaluation['top_k'])} --curve-max-k {evaluation['curve_max_k']} "
+        f"--bootstrap {evaluation['bootstrap']} --ci-level {evaluation['ci_level']} "
+        f"--seed {lookup(dpath='seed', within=config)} {grader_options()}"
+    )
+
+
+def main_evaluation_options(wildcards):
+    """The default run: every scored method on every strategy (read at job time)."""
+    return evaluation_options(
+        evaluated_methods(),
+        STRATEGIES,
+        lookup(dpath="evaluation/compare_to", within=config),
     )
 
 
@@ -69,9 +87,13 @@ def figure_targets():
     )
 
 
-def ablation_options(wildcards=None):
-    pairs = config["figures"]["ablation_pairs"]
-    return " ".join(f"--ablation-pair {quoted([a, b])}" for a, b in pairs)
+def figure_options(wildcards=None):
+    """`rarerank figures` options from the figures: config section (every figure rule)."""
+    figures = lookup(dpath="figures", within=config)
+    pairs = " ".join(
+        f"--ablation-pair {quoted([a, b])}" for a, b in figures["ablation_pairs"]
+    )
+    return f"{pairs} --topk-max {figures['topk_max']}"
 
 
 def evaluation_targets():

@@ -1,13 +1,20 @@
-# Experiments beyond the default run: `snakemake --cores 2 experiments`. Each family is scored by
-# the metrics module into its own tables (results/experiments/{family}/metrics/) and figures:
+# Experiments beyond the default run: `snakemake --cores 2 experiments` and `snakemake --cores 2
+# seeds`. Each family is scored by the metrics module into its own tables
+# (results/experiments/{family}/metrics/) and figures:
 #   stages           base vs SFT vs RFT (from SFT) vs RFT (from base), every strategy
 #   data_efficiency  SFT and RFT on 64 / 256 / 1,024 / all training cases (sft_nN, rft_nN)
 #   present_only     absent terms removed at training and ranking time (sft/rft_present_only)
+#   seeds            base, SFT and RFT per seed of experiments.seeds, gene-disjoint split
 # plus the training curves of every RFT run. Models and predictions come from the rules in
-# train.smk (sft*) and rft.smk (rft*); their names encode the variant.
+# train.smk (sft*) and rft.smk (rft*); their names encode the variant. The seed runs reuse those
+# rules (use rule ... with) with the seed as a wildcard.
 
 
-rule experiment_evaluate:
+# The experiment tables and figures are the evaluate and figures rules of the default run on other
+# methods (one set of options, read from the evaluation: and figures: config, for both).
+
+
+use rule evaluate as experiment_evaluate with:
     input:
         predictions=experiment_predictions,
         universe=rules.baseline_index.output.universe,
@@ -30,28 +37,21 @@ rule experiment_evaluate:
         provenance=f"{EXPERIMENTS}/{{family}}/metrics/provenance.json",
     log:
         "logs/experiment_evaluate/{family}.log",
+    benchmark:
+        "results/benchmarks/experiment_evaluate/{family}.tsv"
     wildcard_constraints:
         family="|".join(FAMILIES),
-    conda:
-        ENV
     params:
-        options=experiment_options,
-        grader=grader_options,
-        bootstrap=config["evaluation"]["bootstrap"],
-        ci_level=config["evaluation"]["ci_level"],
-        seed=config["seed"],
-        outdir=lambda wildcards, output: Path(output.summary).parent,
-    shell:
-        "rarerank evaluate --predictions-dir results/predictions --sets-dir results/sets {params.options} "
-        "--universe {input.universe:q} --bootstrap {params.bootstrap} --ci-level {params.ci_level} "
-        "--seed {params.seed} {params.grader} -o {params.outdir:q} 2> {log:q}"
+        options=experiment_evaluation_options,
 
 
-rule experiment_figures:
+use rule figures as experiment_figures with:
     input:
         summary=f"{EXPERIMENTS}/{{family}}/metrics/summary.tsv",
         curves=f"{EXPERIMENTS}/{{family}}/metrics/curves.tsv",
     output:
+        topk=f"{EXPERIMENTS}/{{family}}/figures/{{set}}/topk.png",
+        rank_distribution=f"{EXPERIMENTS}/{{family}}/figures/{{set}}/rank_distribution.png",
         bars=report(
             f"{EXPERIMENTS}/{{family}}/figures/{{set}}/bars.png",
             caption="../report/bars.rst",
@@ -64,11 +64,9 @@ rule experiment_figures:
             category="Experiments",
             subcategory="{family}",
         ),
-        others=multiext(
+        pdfs=multiext(
             f"{EXPERIMENTS}/{{family}}/figures/{{set}}/",
-            "topk.png",
             "topk.pdf",
-            "rank_distribution.png",
             "rank_distribution.pdf",
             "bars.pdf",
             "ablation.pdf",
@@ -76,16 +74,7 @@ rule experiment_figures:
     log:
         "logs/experiment_figures/{family}/{set}.log",
     wildcard_constraints:
-        family="stages|present_only",
-    conda:
-        ENV
-    params:
-        pairs="--ablation-pair phenomizer phenomizer_absent --ablation-pair sft_present_only sft "
-        "--ablation-pair rft_present_only rft",
-        outdir=lambda wildcards, output: Path(output.bars).parent,
-    shell:
-        "rarerank figures --summary {input.summary:q} --curves {input.curves:q} --set {wildcards.set} "
-        "{params.pairs} -o {params.outdir:q} 2> {log:q}"
+        family="|".join(FIGURE_FAMILIES),
 
 
 rule data_efficiency_figure:
@@ -117,3 +106,116 @@ rule data_efficiency_figure:
 rule experiments:
     input:
         experiment_targets(),
+
+
+# Seeds ----------------------------------------------------------------------------------------
+
+
+use rule pretrain as seed_pretrain with:
+    output:
+        model=directory("results/models/base_seed{seed}"),
+    log:
+        "logs/seed_pretrain/{seed}.log",
+    benchmark:
+        "results/benchmarks/seed_pretrain/{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        seed=lambda wildcards: wildcards.seed,
+
+
+use rule sft as seed_sft with:
+    input:
+        model=seed_sft_start,
+        train="results/sets/{strategy}/train.tsv",
+        validation="results/sets/{strategy}/validation.tsv",
+        obo=rules.hpo_reference.output.obo,
+        annotations=rules.hpo_reference.output.annotations,
+    output:
+        model=directory("results/models/sft_seed{seed}/{strategy}"),
+    log:
+        "logs/seed_sft/{seed}/{strategy}.log",
+    benchmark:
+        "results/benchmarks/seed_sft/{seed}/{strategy}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        flags="",
+        seed=lambda wildcards: wildcards.seed,
+
+
+use rule rft as seed_rft with:
+    input:
+        model=seed_rft_start,
+        train="results/sets/{strategy}/train.tsv",
+        validation="results/sets/{strategy}/validation.tsv",
+        obo=rules.hpo_reference.output.obo,
+        annotations=rules.hpo_reference.output.annotations,
+    output:
+        model=directory("results/models/rft_seed{seed}/{strategy}"),
+        log=f"{RFT}/rft_seed{{seed}}/{{strategy}}/training_log.tsv",
+        summary=f"{RFT}/rft_seed{{seed}}/{{strategy}}/summary.json",
+    log:
+        "logs/seed_rft/{seed}/{strategy}.log",
+    benchmark:
+        "results/benchmarks/seed_rft/{seed}/{strategy}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        settings=seed_rft_settings,
+        train_cases="",
+        present_only="",
+        checkpoint=lambda wildcards: f"{RFT}/rft_seed{wildcards.seed}/{wildcards.strategy}/checkpoint",
+
+
+use rule policy_predict as seed_predict with:
+    input:
+        model=seed_model,
+        cases="results/sets/{strategy}/{set}.tsv",
+    output:
+        predictions=f"{PREDICTIONS}/{{stage}}_seed{{seed}}/{{strategy}}/{{set}}.tsv",
+        provenance=f"{PREDICTIONS}/{{stage}}_seed{{seed}}/{{strategy}}/{{set}}.provenance.json",
+    log:
+        "logs/seed_predict/{stage}_seed{seed}/{strategy}/{set}.log",
+    wildcard_constraints:
+        stage="|".join(SEED_STAGES),
+        seed=r"\d+",
+    params:
+        present_only="",
+
+
+rule seeds_table:
+    input:
+        summary=f"{EXPERIMENTS}/seeds/metrics/summary.tsv",
+    output:
+        table=report(
+            f"{EXPERIMENTS}/seeds/seeds.tsv",
+            caption="../report/seeds.rst",
+            category="Experiments",
+            subcategory="seeds",
+        ),
+        markdown=f"{EXPERIMENTS}/seeds/seeds.md",
+        png=report(
+            f"{EXPERIMENTS}/seeds/seeds.png",
+            caption="../report/seeds.rst",
+            category="Experiments",
+            subcategory="seeds",
+        ),
+        pdf=f"{EXPERIMENTS}/seeds/seeds.pdf",
+    log:
+        "logs/seeds_table/seeds_table.log",
+    conda:
+        ENV
+    params:
+        seeds=quoted(SEEDS),
+        strategy=SEED_STRATEGY,
+        stem=lambda wildcards, output: Path(output.png).with_suffix(""),
+    shell:
+        "rarerank seeds-table --summary {input.summary:q} --seeds {params.seeds} --strategy {params.strategy} "
+        "--reference phenomizer_union -o {output.table:q} --markdown {output.markdown:q} "
+        "--figure {params.stem:q} 2> {log:q}"
+
+
+rule seeds:
+    input:
+        seed_targets,

@@ -42,9 +42,8 @@ rule figures:
     conda:
         ENV
     params:
-        ablation=ablation_options,
-        topk_max=config["figures"]["topk_max"],
+        options=figure_options,
         outdir=lambda wildcards, output: Path(output.topk).parent,
     shell:
         "rarerank figures --summary {input.summary:q} --curves {input.curves:q} --set {wildcards.set} "
-        "{params.ablation} --topk-max {params.topk_max} -o {params.outdir:q} 2> {log:q}"
+        "{params.options} -o {params.outdir:q} 2> {log:q}"
