@@ -47,8 +47,8 @@ METHOD_ORDER = ("random", "popularity", "phenomizer", "phenomizer_absent", "phen
 METHOD_LABELS = {
     "random": "Random",
     "popularity": "Popularity prior",
-    "phenomizer": "Phenomizer (present)",
-    "phenomizer_absent": "Phenomizer (present, absent as penalty)",
+    "phenomizer": "Phenomizer (observed)",
+    "phenomizer_absent": "Phenomizer (observed, excluded as penalty)",
     "phenomizer_union": "Phenomizer (observed ∪ excluded)",
     "base": "LM, knowledge only",
     "sft": "LM + SFT",
@@ -356,7 +356,8 @@ def plot_ablation(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem
     with _style():
         fig = _figure(2.3 * len(metrics) + 0.4, 0.4 + 2.6 * len(rows))
         _bar_panels(summary, strategies, groups, rows, fig, set_name, hatch_for=hatch)
-        fig.suptitle(f"Excluded (absent) terms as input: {set_name} cases, 95% bootstrap CI")
+        rows_text = ", per case (top) and per gene (bottom)" if len(rows) > 1 else ""
+        fig.suptitle(f"Excluded (absent) terms as input: {set_name} cases{rows_text}, 95% bootstrap CI")
         handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=hatch.get(m), label=method_label(m))
                    for m in groups]
         _legend(fig, groups, handles)
