@@ -1,7 +1,7 @@
 """Supervised training machinery shared by knowledge pretraining and SFT.
 
-Models floor: imports policy (and fileio). A training example is a prompt plus a completion whose
-target tokens carry the loss (the true gene and ``<eos>``; an optional prefix of distractor genes
+Models floor: imports policy, decoding (left padding) and fileio. A training example is a prompt
+plus a completion whose target tokens carry the loss (the true gene and ``<eos>``; an optional prefix of distractor genes
 before the true gene carries none). The loss is next-token cross-entropy computed only at target
 positions (the output layer runs on two positions per sequence, not on every prompt token) and over
 the answer vocabulary (gene tokens and ``<eos>``).
