@@ -152,16 +152,17 @@ def main(argv=None) -> int:
     print(f"model: {origin}, {n_params / 1e6:.1f} M parameters, {len(policy.genes)} genes; "
           f"batch {config.cases_per_step} cases x {config.group_size} samples x {config.list_length} genes; "
           f"{torch.get_num_threads()} threads")  # fmt: skip
-    results = {
-        "rarerank loop, full fine-tuning, ranking lists": bench_rarerank(policy, task, config, args.steps),
-        "rarerank loop, LoRA r=16 (all projections), ranking lists": bench_rarerank(policy, task, lora, args.steps),
-        "rarerank loop, LoRA r=16, lists decoded gene by gene": bench_rarerank(policy, task, decoded, args.steps),
+    runs = {
+        "rarerank loop, full fine-tuning, ranking lists": lambda: bench_rarerank(policy, task, config, args.steps),
+        "rarerank loop, LoRA r=16 (all projections), ranking lists": lambda: bench_rarerank(policy, task, lora, args.steps),
+        "rarerank loop, LoRA r=16, lists decoded gene by gene": lambda: bench_rarerank(policy, task, decoded, args.steps),
     }
     if not args.skip_trl:
-        results["TRL GRPOTrainer (use_cpu, fp32, full-vocab log-probs)"] = bench_trl(policy, task, usable, config, args.steps)
-    print(f"{'method':62s} {'completions/s':>14s} {'s/step':>8s}")
-    for name, r in results.items():
-        print(f"{name:62s} {r['completions_per_s']:14.1f} {r['s_per_step']:8.2f}")
+        runs["TRL GRPOTrainer (use_cpu, fp32, full-vocab log-probs)"] = lambda: bench_trl(policy, task, usable, config, args.steps)
+    print(f"{'method':62s} {'completions/s':>14s} {'s/step':>8s}", flush=True)
+    for name, run in runs.items():  # each row as soon as it is measured
+        r = run()
+        print(f"{name:62s} {r['completions_per_s']:14.1f} {r['s_per_step']:8.2f}", flush=True)
     return 0
 
 
