@@ -1,10 +1,10 @@
 """GRPO throughput on this machine: rarerank's loop vs TRL's GRPOTrainer on the same model and batch.
 
 Prints completions/s and seconds per optimiser step for
-  - rarerank's loop (rarerank.rft.train): shared-prompt KV cache for sampling *and* for the training
-    forward, gene-only logits; full fine-tuning and LoRA;
-  - the same loop with the policy module's sampler + teacher-forced log-probs (prompt repeated per
-    sample), to show what sharing the prompt in the training forward buys;
+  - rarerank's loop (rarerank.rft.train) on the one constrained decoder (rarerank.decoding):
+    shared-prompt KV cache for sampling *and* for the training forward, gene-only logits; lists
+    drawn from the ranking (list_sampling: ranking, Plackett-Luce at decode_k 1) with LoRA and full
+    fine-tuning, and lists decoded gene by gene (list_sampling: decoded, as TRL does);
   - TRL GRPOTrainer (use_cpu=True, bf16=False, beta=0), constrained through generation_kwargs
     (suppress non-gene tokens, no repeats); its log-probs are over the full vocabulary.
 
@@ -63,7 +63,7 @@ def task_for(policy, cases):
     synthetic = _synthetic_sampler(policy, encode, hpo / "hp.obo", hpo / "genes_to_phenotype.txt", {})
     return RFTTask(
         gene_token_ids(tok).tolist(), policy.genes, tok.pad_token_id, lambda i, rng: encode(usable[i], rng),
-        [c.gene for c in usable], [], [], sample_synthetic=synthetic,
+        [c.gene for c in usable], [], [], sample_synthetic=synthetic, decode_k=cfg.decode_k,
     ), usable
 
 
@@ -80,39 +80,6 @@ def bench_rarerank(policy, task, config, steps: int) -> dict:
     rows = result.state.rows[2:]  # drop the step-0 row and the first (warm-up) step
     per_step = float(np.mean([completions / r["completions_per_s"] for r in rows])) if rows else seconds / steps
     return {"s_per_step": per_step, "completions_per_s": completions / per_step, "wall_s": seconds}
-
-
-def bench_unshared(policy, task, config, steps: int) -> dict:
-    """The same GRPO step built from policy.sample_constrained + policy.completion_logprobs."""
-    import copy
-
-    from rarerank.grpo import build_rewards, combined_reward, group_advantages, grpo_loss, lists_as_text
-    from rarerank.grader import GraderConfig
-    from rarerank.policy import completion_logprobs, left_pad, sample_constrained
-    from rarerank.rft import batch_indices
-
-    model = copy.deepcopy(policy.model).eval()
-    gene_ids = policy.gene_ids
-    opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    rewards = build_rewards({"rank": 1.0}, GraderConfig())
-    G, times = config.group_size, []
-    gen = torch.Generator().manual_seed(0)
-    for step in range(steps):
-        t0 = time.perf_counter()
-        idx = batch_indices(step, len(task.train_genes), config.cases_per_step, 0)
-        ids, mask = left_pad([task.encode_train(i, np.random.default_rng(step)) for i in idx], task.pad_id)
-        out = sample_constrained(model, gene_ids, ids, mask, config.list_length, G, config.temperature, generator=gen)
-        genes = [task.train_genes[i] for i in idx for _ in range(G)]
-        reward = torch.tensor(combined_reward(rewards, lists_as_text(out.genes, task.symbols), gene=genes))
-        adv, _, _ = group_advantages(reward, G)
-        lp = completion_logprobs(model, gene_ids, ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0), out.genes)
-        loss, _ = grpo_loss(lp, out.logprobs, adv, config.clip_range)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
-    per_step = float(np.mean(times[1:]))
-    return {"s_per_step": per_step, "completions_per_s": G * config.cases_per_step / per_step, "wall_s": sum(times)}
 
 
 def bench_trl(policy, task, cases, config, steps: int) -> dict:
@@ -179,21 +146,23 @@ def main(argv=None) -> int:
     task, usable = task_for(policy, cases)
     n_params = sum(p.numel() for p in policy.model.parameters())
     # the learning rates the README gives for each adapter (they do not change the speed)
-    config = RFTConfig(steps=args.steps, eval_interval=10**6, checkpoint_interval=10**6, adapter="full", learning_rate=3e-5)
+    config = RFTConfig(max_steps=args.steps, eval_interval=10**6, checkpoint_interval=10**6, adapter="full", learning_rate=3e-5)
     lora = dataclasses.replace(config, adapter="lora", learning_rate=RFTConfig().learning_rate)
+    decoded = dataclasses.replace(lora, list_sampling="decoded")
     print(f"model: {origin}, {n_params / 1e6:.1f} M parameters, {len(policy.genes)} genes; "
           f"batch {config.cases_per_step} cases x {config.group_size} samples x {config.list_length} genes; "
           f"{torch.get_num_threads()} threads")  # fmt: skip
-    results = {
-        "rarerank loop, full fine-tuning": bench_rarerank(policy, task, config, args.steps),
-        "rarerank loop, LoRA r=16 (all projections)": bench_rarerank(policy, task, lora, args.steps),
-        "policy sampler + teacher-forced log-probs (prompt repeated)": bench_unshared(policy, task, config, args.steps),
+    runs = {
+        "rarerank loop, full fine-tuning, ranking lists": lambda: bench_rarerank(policy, task, config, args.steps),
+        "rarerank loop, LoRA r=16 (all projections), ranking lists": lambda: bench_rarerank(policy, task, lora, args.steps),
+        "rarerank loop, LoRA r=16, lists decoded gene by gene": lambda: bench_rarerank(policy, task, decoded, args.steps),
     }
     if not args.skip_trl:
-        results["TRL GRPOTrainer (use_cpu, fp32, full-vocab log-probs)"] = bench_trl(policy, task, usable, config, args.steps)
-    print(f"{'method':62s} {'completions/s':>14s} {'s/step':>8s}")
-    for name, r in results.items():
-        print(f"{name:62s} {r['completions_per_s']:14.1f} {r['s_per_step']:8.2f}")
+        runs["TRL GRPOTrainer (use_cpu, fp32, full-vocab log-probs)"] = lambda: bench_trl(policy, task, usable, config, args.steps)
+    print(f"{'method':62s} {'completions/s':>14s} {'s/step':>8s}", flush=True)
+    for name, run in runs.items():  # each row as soon as it is measured
+        r = run()
+        print(f"{name:62s} {r['completions_per_s']:14.1f} {r['s_per_step']:8.2f}", flush=True)
     return 0
 
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rarerank"
 FLOORS = [
     {"ontology", "grader", "fileio", "provenance", "device"},  # foundations
     {"cases", "annotations", "metrics", "rankings", "reference"},  # the data and the measures
-    {"policy", "baselines", "textmine", "splits", "figures", "synthetic", "interop", "grpo", "training"},
+    {"policy", "decoding", "baselines", "textmine", "splits", "figures", "synthetic", "interop", "grpo", "training"},
     {"pretrain", "sft", "rft", "predict", "cohorts"},  # stages
     {"cli", "__main__"},
 ]

@@ -16,14 +16,14 @@ from rarerank.policy import (
     PRESENT,
     PolicyConfig,
     build_policy,
-    completion_logprobs,
     constrained_rank,
     encode_prompts,
     gene_token_ids,
     load_policy,
+    gene_scorer,
     prefill,
-    sample_constrained,
 )
+from rarerank.decoding import list_logprobs, sample_lists
 
 TERMS = [f"HP:{i:07d}" for i in range(1, 61)]
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "C12orf57", "HLA-B"]
@@ -103,11 +103,10 @@ def test_save_and_load_with_plain_transformers(policy, tmp_path):
 def test_constrained_sampling_only_genes_no_repeats(policy):
     prompts = encode_prompts(policy, [patient(TERMS[i : i + 5], TERMS[i + 5 : i + 7]) for i in range(0, 40, 5)])
     gen = torch.Generator().manual_seed(0)
+    scorer = gene_scorer(policy.model, policy.gene_ids)
     for temperature in (0.5, 1.0, 5.0):
-        out = sample_constrained(
-            policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask, k=len(GENES), num_samples=16,
-            temperature=temperature, generator=gen,
-        )
+        out = sample_lists(scorer, prompts.input_ids, prompts.attention_mask, len(GENES), 16, len(GENES),
+                           temperature=temperature, generator=gen)  # fmt: skip
         assert out.genes.shape == (8 * 16, len(GENES))
         assert all(len(set(row)) == len(GENES) for row in out.genes.tolist())  # all distinct
         assert int(out.genes.min()) >= 0 and int(out.genes.max()) < len(GENES)  # gene indices only
@@ -115,13 +114,12 @@ def test_constrained_sampling_only_genes_no_repeats(policy):
         assert torch.allclose(out.logprobs[:, -1], torch.zeros(8 * 16), atol=1e-5)
 
 
-def test_completion_logprobs_match_the_sampling_policy(policy):
+def test_list_logprobs_match_the_sampling_policy(policy):
     prompts = encode_prompts(policy, [patient(["HP:0000001", "HP:0000002"]), patient(["HP:0000010"], ["HP:0000011"])])
-    out = sample_constrained(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask, k=4, num_samples=3,
-                             temperature=0.7, generator=torch.Generator().manual_seed(1))  # fmt: skip
-    ids = prompts.input_ids.repeat_interleave(3, 0)
-    mask = prompts.attention_mask.repeat_interleave(3, 0)
-    lp = completion_logprobs(policy.model, policy.gene_ids, ids, mask, out.genes, temperature=0.7)
+    scorer = gene_scorer(policy.model, policy.gene_ids)
+    out = sample_lists(scorer, prompts.input_ids, prompts.attention_mask, 4, 3, 4, temperature=0.7,
+                       generator=torch.Generator().manual_seed(1))  # fmt: skip
+    lp = list_logprobs(scorer, prompts.input_ids, prompts.attention_mask, out.genes, 3, 4, temperature=0.7)
     assert torch.allclose(lp, out.logprobs, atol=1e-5)
     lp.sum().backward()  # differentiable
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.model.parameters())

@@ -9,20 +9,19 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from rarerank.grader import GraderConfig, grade
+from rarerank.decoding import left_pad, list_logprobs, sample_lists
 from rarerank.grpo import (
-    AllowedHead,
-    Prompts,
     build_rewards,
     combined_reward,
     group_advantages,
     grpo_loss,
     make_hit_reward,
     make_rank_reward,
-    sample_groups,
-    sequence_logprobs,
     top1_reward,
 )
-from rarerank.rft import RFTConfig, RFTTask, batch_indices, lr_factor, train
+from rarerank.policy import gene_scorer
+from rarerank.rft import RFTConfig, RFTTask, stream_indices, train
+from rarerank.training import lr_at
 
 N_PROMPTS, N_GENES = 8, 12
 
@@ -49,7 +48,7 @@ def toy_task() -> RFTTask:
 
 
 def toy_config(**overrides) -> RFTConfig:
-    values = dict(group_size=8, cases_per_step=8, list_length=3, steps=30, learning_rate=1e-2, eval_interval=10,
+    values = dict(group_size=8, cases_per_step=8, list_length=3, max_steps=30, learning_rate=1e-2, eval_interval=10,
                   eval_cases=None, checkpoint_interval=5, lora_rank=8, lora_alpha=16, synthetic_fraction=0.0, adapter="full")  # fmt: skip
     values.update(overrides)
     return RFTConfig(**values)
@@ -106,21 +105,38 @@ def test_clipped_loss_and_kl():
 # ---------------------------------------------------------------------------------------------- sampling
 
 
-def test_constrained_sampling_and_logprobs_agree():
+@pytest.mark.parametrize("decode_k", [1, 3, 6])
+def test_constrained_sampling_and_logprobs_agree(decode_k):
     model = tiny_model()
-    head = AllowedHead(model, GENE_IDS)
-    prompts = Prompts.pad([[1, 2, 3], [1, 5], [1, 7, 8, 9]], 0)  # different lengths: left padding
+    scorer = gene_scorer(model, torch.tensor(GENE_IDS))
+    ids, mask = left_pad([[1, 2, 3], [1, 5], [1, 7, 8, 9]], 0)  # different lengths: left padding
     generator = torch.Generator().manual_seed(0)
-    sample = sample_groups(model, prompts, head, 5, 6, temperature=0.7, generator=generator)
-    assert sample.choices.shape == (15, 6)
-    assert all(len(set(row)) == 6 for row in sample.choices.tolist())  # no gene twice
-    assert int(sample.choices.max()) < N_GENES  # indices into the allowed (gene) tokens only
-    recomputed = sequence_logprobs(model, prompts, head, sample.choices, 5, temperature=0.7)
+    sample = sample_lists(scorer, ids, mask, 6, 5, decode_k, temperature=0.7, generator=generator)
+    assert sample.genes.shape == (15, 6)
+    assert all(len(set(row)) == 6 for row in sample.genes.tolist())  # no gene twice
+    assert int(sample.genes.max()) < N_GENES  # indices into the allowed (gene) tokens only
+    recomputed = list_logprobs(scorer, ids, mask, sample.genes, 5, decode_k, temperature=0.7)
     torch.testing.assert_close(recomputed, sample.logprobs, atol=1e-5, rtol=0)
-    alone = sequence_logprobs(model, Prompts.pad([[1, 5]], 0), head, sample.choices[5:10], 5, temperature=0.7)
+    alone = list_logprobs(scorer, *left_pad([[1, 5]], 0), sample.genes[5:10], 5, decode_k, temperature=0.7)
     torch.testing.assert_close(alone, sample.logprobs[5:10], atol=1e-5, rtol=0)  # padding changes nothing
-    # Each step is a distribution over the genes not yet listed: probabilities sum to at most 1 per list.
     assert bool((sample.logprobs <= 0).all())
+
+
+def test_ranking_lists_are_plackett_luce_draws_from_the_first_step():
+    """decode_k 1: a list's log-prob is that of drawing it without replacement from the first-step softmax."""
+    model = tiny_model()
+    scorer = gene_scorer(model, torch.tensor(GENE_IDS))
+    ids, mask = left_pad([[1, 4]], 0)
+    sample = sample_lists(scorer, ids, mask, 4, 3, 1, generator=torch.Generator().manual_seed(2))
+    first = sample.first_logits[0].double()
+    for row, lp in zip(sample.genes.tolist(), sample.logprobs):
+        left, expected = first.clone(), []
+        for g in row:
+            expected.append(float(torch.log_softmax(left, 0)[g]))
+            left[g] = float("-inf")
+        assert lp.tolist() == pytest.approx(expected, abs=1e-5)
+    greedy = sample_lists(scorer, ids, mask, 4, 1, 1, greedy=True)
+    assert greedy.genes[0].tolist() == first.argsort(descending=True)[:4].tolist()
 
 
 # ---------------------------------------------------------------------------------------------- loop
@@ -138,7 +154,7 @@ def test_grpo_raises_reward_on_a_toy_task():
 def test_lora_changes_adapter_weights_only():
     model = tiny_model()
     base_before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    result = train(model, toy_task(), toy_config(adapter="lora", steps=10, eval_interval=5), progress=False)
+    result = train(model, toy_task(), toy_config(adapter="lora", max_steps=10, eval_interval=5), progress=False)
     peft_model = result.model
     lora = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
     assert lora and all(p.requires_grad for p in lora.values())
@@ -156,7 +172,7 @@ def _comparable(rows):
 
 @pytest.mark.parametrize("adapter", ["full", "lora"])
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, adapter):
-    config = toy_config(adapter=adapter, steps=12, lr_schedule="cosine", warmup_steps=2, kl_coef=0.05)
+    config = toy_config(adapter=adapter, max_steps=12, lr_schedule="cosine", warmup_steps=2, kl_coef=0.05)
     whole = train(tiny_model(), toy_task(), config, checkpoint_dir=tmp_path / "a", fingerprint="x", progress=False)
     stopped = train(tiny_model(), toy_task(), config, checkpoint_dir=tmp_path / "b", fingerprint="x", stop_after=7, progress=False)
     assert stopped.interrupted and stopped.state.step == 7
@@ -172,25 +188,27 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, adapter):
 
 
 def test_batches_cover_every_case_each_epoch():
-    steps = [batch_indices(s, 10, 4, seed=3) for s in range(5)]
+    steps = [stream_indices(4 * s, 4, 10, seed=3) for s in range(5)]
     flat = [i for batch in steps for i in batch]
     assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
-    assert steps == [batch_indices(s, 10, 4, seed=3) for s in range(5)]
+    assert steps == [stream_indices(4 * s, 4, 10, seed=3) for s in range(5)]
 
 
 def test_learning_rate_schedules():
-    assert [lr_factor(s, 10, 2, "constant") for s in (0, 1, 5)] == [0.5, 1.0, 1.0]
-    assert lr_factor(2, 10, 2, "linear") == 1.0 and lr_factor(10, 10, 2, "linear") == 0.0
-    assert lr_factor(6, 10, 2, "cosine") == pytest.approx(0.5)
+    assert [lr_at(s, 10, 1.0, 2, schedule="constant") for s in (0, 1, 5)] == [0.5, 1.0, 1.0]
+    assert lr_at(2, 10, 1.0, 2, schedule="linear") == 1.0 and lr_at(10, 10, 1.0, 2, schedule="linear") == 0.0
+    assert lr_at(6, 10, 1.0, 2, schedule="cosine") == pytest.approx(0.5)
+    assert lr_at(10, 10, 1.0, 2, 0.1, "linear") == pytest.approx(0.1)  # decays to the floor
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
         ({"group_size": 1}, "at least 2"),
-        ({"steps": None}, "exactly one of steps and epochs"),
-        ({"epochs": 1.0}, "exactly one of steps and epochs"),
-        ({"warmup_steps": 200, "steps": 100}, "lower warmup_steps"),
+        ({"max_steps": None}, "exactly one of max_steps and epochs"),
+        ({"epochs": 1.0}, "exactly one of max_steps and epochs"),
+        ({"warmup_steps": 200, "max_steps": 100}, "lower warmup_steps"),
+        ({"list_sampling": "beam"}, "list_sampling must be one of"),
         ({"adapter": "lora", "lora_targets": ["lm_head"]}, "adapt projections only"),
         ({"adapter": "lora", "lora_dropout": 0.1}, "lora_dropout must be 0"),
         ({"rewards": {"rank": 0.0}}, "non-zero weight"),
@@ -201,7 +219,7 @@ def test_invalid_config_fails_with_a_fix(overrides, message):
     with pytest.raises(ValueError, match=message):
         RFTConfig(**overrides)
     with pytest.raises(ValueError, match="unknown rft config key"):
-        RFTConfig.from_mapping({"group_sise": 4})
+        RFTConfig.from_dict({"group_sise": 4})
 
 
 # ---------------------------------------------------------------------------------------------- stage
@@ -238,7 +256,7 @@ def test_rft_stage_resumes_from_files_and_saves_a_plain_model(tmp_path):
     from rarerank.cli import main
 
     start, train_tsv, val_tsv = _stage_inputs(tmp_path)
-    settings = '{"steps": 8, "group_size": 4, "cases_per_step": 4, "list_length": 3, "learning_rate": 0.01, ' \
+    settings = '{"max_steps": 8, "group_size": 4, "cases_per_step": 4, "list_length": 3, "learning_rate": 0.01, ' \
                '"eval_interval": 4, "checkpoint_interval": 4, "adapter": "lora", "lora_rank": 2, "lora_alpha": 4, ' \
                '"synthetic_fraction": 0}'  # fmt: skip
 
@@ -268,10 +286,10 @@ def test_synthetic_patients_join_each_step():
         return [([1, 2 + int(i)], task.train_genes[int(i)]) for i in picks]
 
     task.sample_synthetic = synthetic
-    result = train(tiny_model(), task, toy_config(steps=3, synthetic_fraction=0.25), progress=False)
+    result = train(tiny_model(), task, toy_config(max_steps=3, synthetic_fraction=0.25), progress=False)
     assert calls == [2, 2, 2] and result.state.step == 3  # 8 cases per step: 6 real + 2 synthetic
     with pytest.raises(ValueError, match="needs synthetic patients"):
-        train(tiny_model(), toy_task(), toy_config(steps=1, synthetic_fraction=0.25), progress=False)
+        train(tiny_model(), toy_task(), toy_config(max_steps=1, synthetic_fraction=0.25), progress=False)
 
 
 def test_until_hit_credit_ignores_tokens_after_the_true_gene():
@@ -282,3 +300,80 @@ def test_until_hit_credit_ignores_tokens_after_the_true_gene():
     assert weights.tolist() == [[1, 1, 0], [1, 0, 0], [1, 1, 1]]
     result = train(tiny_model(), toy_task(), toy_config(credit="until_hit"), progress=False)
     assert result.state.rows[-1]["val_grader"] > result.state.rows[0]["val_grader"] + 0.3
+
+
+# ---------------------------------------------------------------------------------------------- levers and safety
+
+
+def test_filter_groups_drops_groups_without_reward_spread():
+    """Known answer: a case whose every list scores alike (its gene is not in the vocabulary: reward 0)
+    is dropped, and more cases are drawn to fill the batch with groups that carry signal."""
+    from rarerank.rft import GRPORun
+
+    task = toy_task()
+    task.train_genes = ["NOT_A_GENE" if i % 2 else g for i, g in enumerate(task.train_genes)]
+    config = toy_config(max_steps=1, cases_per_step=4, filter_groups=True, max_sample_rounds=4, list_length=3)
+    run = GRPORun(tiny_model(), task, config, GraderConfig(), None, "")
+    batch, stats = run.next_batch(0)
+    assert "NOT_A_GENE" not in batch.genes  # every dropped group had no spread
+    spread = batch.rewards.view(-1, config.group_size)
+    assert bool(((spread.max(1).values - spread.min(1).values) > 0).all())
+    assert stats["groups_used"] == len(batch.genes) <= 4
+    assert stats["cases_seen"] > 4  # more than one draw of cases_per_step was needed
+    assert stats["zero_variance_fraction"] >= 0.5  # half the cases sampled cannot score
+    plain = GRPORun(tiny_model(), task, toy_config(max_steps=1, cases_per_step=4), GraderConfig(), None, "")
+    unfiltered, _ = plain.next_batch(0)
+    assert "NOT_A_GENE" in unfiltered.genes and len(unfiltered.genes) == 4
+
+
+def test_a_pickle_in_a_checkpoint_is_refused_without_running(tmp_path):
+    import pickle
+
+    config = toy_config(max_steps=4, checkpoint_interval=2)
+    train(tiny_model(), toy_task(), config, checkpoint_dir=tmp_path / "ckpt", fingerprint="x", stop_after=2, progress=False)
+    names = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert names == ["optimizer.safetensors", "rng.safetensors", "state.json", "weights.safetensors"]
+    witness = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(witness), "w"))
+
+    (tmp_path / "ckpt" / "trainable.pt").write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(ValueError, match="trainable.pt.*pickles are never loaded"):
+        train(tiny_model(), toy_task(), config, checkpoint_dir=tmp_path / "ckpt", fingerprint="x", progress=False)
+    assert not witness.exists()
+    pickle.loads((tmp_path / "ckpt" / "trainable.pt").read_bytes())  # the crafted file does create it when unpickled
+    assert witness.exists()
+
+
+def test_selection_metric_equals_what_predict_produces(tmp_path):
+    """The validation score RFT selects on is the grader/top-1 of the ranking `predict` writes for the same weights."""
+    from rarerank.cases import read_cases
+    from rarerank.policy import load_policy, prompt_token_ids
+    from rarerank.predict import rank_cases
+    from rarerank.rft import evaluate, run_rft
+
+    start, train_tsv, val_tsv = _stage_inputs(tmp_path)
+    config = RFTConfig(max_steps=4, group_size=4, cases_per_step=4, list_length=3, learning_rate=0.01, eval_interval=2,
+                       adapter="full", synthetic_fraction=0, eval_cases=None)  # fmt: skip
+    grader = GraderConfig()
+    summary = run_rft(start, train_tsv, val_tsv, tmp_path / "out", tmp_path / "log.tsv", config=config, grader=grader,
+                      progress=False, device="cpu")  # fmt: skip
+    policy = load_policy(tmp_path / "out")
+    cases = read_cases(val_tsv)
+    predicted = dict(rank_cases(policy, cases, top_k=len(policy.genes)))
+    ranks = []
+    for case in cases:
+        found = [g.rank for g in predicted[case.case_id] if g.gene_symbol == case.gene]
+        ranks.append(found[0] if found else None)
+    cfg = policy.config
+    prompts = [prompt_token_ids(policy.tokenizer, c.present, c.absent, None, False, cfg.max_present_terms, cfg.max_absent_terms)
+               for c in cases]  # fmt: skip
+    scorer = gene_scorer(policy.model, policy.gene_ids)
+    score, top1, eval_ranks = evaluate(scorer, prompts, [c.gene for c in cases], policy.genes, policy.tokenizer.pad_token_id,
+                                       grader, policy.config.decode_k)  # fmt: skip
+    assert eval_ranks == ranks
+    assert top1 == pytest.approx(sum(r == 1 for r in ranks) / len(ranks))
+    assert score == pytest.approx(sum(grader.score_rank(r) for r in ranks) / len(ranks))
+    assert summary["best_val_grader"] == pytest.approx(score, abs=1e-6)  # the kept weights score what was selected

@@ -192,6 +192,7 @@ def _add_rft(sub):
     p.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint folder after a finished run")
     p.add_argument("--log-timing", action="store_true", help="add completions/s and elapsed seconds to the log and summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="auto", help="where to train: auto (a GPU when visible), cpu or cuda (default auto)")
     p.set_defaults(func=_run_rft)
 
 
@@ -255,12 +256,14 @@ def _run_rft(args):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = RFTConfig.from_mapping(_mapping_option(args.settings, "settings"))
+    config = RFTConfig.from_dict(_mapping_option(args.settings, "settings"))
     grader = GraderConfig(**_mapping_option(args.grader, "grader"))
     summary = run_rft(
-        args.model, args.train, args.validation, args.outdir, args.log, config, grader, args.checkpoint,
-        args.present_only, args.max_train_cases, args.stop_after, not args.no_progress, args.log_timing,
-        args.keep_checkpoint, args.ontology, args.gene_annotations, _mapping_option(args.synthetic, "synthetic"),
+        args.model, args.train, args.validation, args.outdir, args.log, config=config, grader=grader,
+        checkpoint_dir=args.checkpoint, present_only=args.present_only, max_train_cases=args.max_train_cases,
+        stop_after=args.stop_after, progress=not args.no_progress, log_timing=args.log_timing,
+        keep_checkpoint=args.keep_checkpoint, ontology_path=args.ontology, annotations_path=args.gene_annotations,
+        synthetic=_mapping_option(args.synthetic, "synthetic"), device=args.device,
     )  # fmt: skip
     if args.summary:
         with atomic_write(args.summary) as handle:

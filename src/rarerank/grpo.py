@@ -1,28 +1,17 @@
-"""GRPO core for any Hugging Face causal LM whose answers are lists of *allowed* tokens (genes).
+"""GRPO core for lists of genes: rewards, group-relative advantages, the clipped loss.
 
-Model floor: imports only the grader. Nothing here knows about cases, files or the tokenizer; the
-RFT stage (:mod:`rarerank.rft`) feeds it token ids and turns sampled lists into reward inputs.
-
-The policy is the *constrained* one that ranks genes: at every step only allowed tokens are
-candidates, tokens already in the list are excluded, and the distribution over the rest is
-renormalised (softmax of logits / temperature). The same distribution is used to sample and to
-compute the log-probabilities that the loss differentiates, so importance ratios and KL are those
-of the policy that actually acted (full-vocabulary log-probabilities did not learn here).
-
-Speed: logits are computed only over the allowed tokens (rows of the output embedding), each
-prompt is run once per group and its KV cache expanded to the group (for sampling and for the
-training forward, whose gradient flows back through the shared prompt), and decoding is a plain
-batched loop without ``generate()``.
+Model floor: imports only the grader. Nothing here knows about cases, files, the tokenizer or the
+model; the lists are sampled and scored by the one constrained decoder (:mod:`rarerank.decoding`),
+whose log-probabilities are those of the gene-only, no-repeat policy that actually acted
+(full-vocabulary log-probabilities did not learn here). The RFT stage (:mod:`rarerank.rft`) wires
+them together.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
-from transformers import DynamicCache
 
 from rarerank.grader import GraderConfig, normalise_symbol, parse_ranked_list, rank_of
 
@@ -83,191 +72,6 @@ def combined_reward(rewards: Sequence[tuple[Callable, float]], completions, **co
         for i, value in enumerate(func(completions=completions, **columns)):
             total[i] += weight * value
     return total
-
-
-# --------------------------------------------------------------------------------------------
-# Constrained group sampling and log-probabilities.
-
-
-@dataclass
-class Prompts:
-    """A left-padded batch of prompts with the position ids a causal LM would give them unpadded."""
-
-    input_ids: torch.Tensor  # (B, P)
-    attention_mask: torch.Tensor  # (B, P) 1 = token, 0 = left padding
-    position_ids: torch.Tensor  # (B, P)
-    lengths: torch.Tensor  # (B,)
-
-    @classmethod
-    def pad(cls, prompts: Sequence[Sequence[int]], pad_id: int) -> "Prompts":
-        if not prompts or any(len(p) == 0 for p in prompts):
-            raise ValueError("every prompt needs at least one token")
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p) :] = torch.as_tensor(list(p), dtype=torch.long)
-            mask[i, width - len(p) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return cls(ids, mask, positions, mask.sum(-1))
-
-
-class AllowedHead:
-    """Logits over the allowed tokens only: hidden @ W[allowed].T (+ bias), W the model's output layer."""
-
-    def __init__(self, model, allowed_ids: Sequence[int] | torch.Tensor):
-        self.allowed = torch.as_tensor(allowed_ids, dtype=torch.long)
-        if self.allowed.numel() == 0 or self.allowed.unique().numel() != self.allowed.numel():
-            raise ValueError("allowed token ids must be non-empty and unique")
-        out = model.get_output_embeddings()
-        if out is None:
-            raise ValueError("the model has no output embedding layer to restrict to allowed tokens")
-        if hasattr(out, "base_layer"):
-            raise ValueError("the output layer carries a LoRA adapter; leave lm_head out of the LoRA targets")
-        self.layer = out
-
-        start, stop = int(self.allowed.min()), int(self.allowed.max()) + 1
-        contiguous = stop - start == self.allowed.numel() and bool((self.allowed.diff() == 1).all())
-        self.block = slice(start, stop) if contiguous else None  # a view instead of a copy
-
-    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
-        bias = getattr(self.layer, "bias", None)
-        if self.block is not None:
-            weight = self.layer.weight[self.block]
-            bias = bias[self.block] if bias is not None else None
-        else:
-            weight = self.layer.weight.index_select(0, self.allowed)
-            bias = bias.index_select(0, self.allowed) if bias is not None else None
-        return F.linear(hidden, weight, bias)
-
-
-def _decoder(model):
-    decoder = model.get_decoder()
-    if decoder is None:
-        raise ValueError("model.get_decoder() returned None; GRPO needs a decoder-only causal LM")
-    return decoder
-
-
-def _prompt_pass(model, prompts: Prompts):
-    """Run the prompts once; return the last position's hidden state (B, H) and the KV cache."""
-    cache = DynamicCache(config=model.config)
-    out = _decoder(model)(
-        input_ids=prompts.input_ids,
-        attention_mask=prompts.attention_mask,
-        position_ids=prompts.position_ids,
-        past_key_values=cache,
-        use_cache=True,
-    )
-    return out.last_hidden_state[:, -1], out.past_key_values
-
-
-def _mask_scores(scores: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
-    return scores.masked_fill(taken, float("-inf"))
-
-
-@dataclass
-class GroupSample:
-    """G sampled lists per prompt, flattened prompt-major: row b * G + g is sample g of prompt b."""
-
-    choices: torch.Tensor  # (B*G, L) indices into the allowed tokens
-    logprobs: torch.Tensor  # (B*G, L) constrained log-probabilities at sampling time
-    group_size: int
-
-
-@torch.no_grad()
-def sample_groups(
-    model,
-    prompts: Prompts,
-    head: AllowedHead,
-    group_size: int,
-    length: int,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-    greedy: bool = False,
-) -> GroupSample:
-    """Sample ``group_size`` lists of ``length`` distinct allowed tokens for every prompt.
-
-    One prompt forward per prompt; its KV cache is repeated to the group; then ``length`` batched
-    one-token steps. ``greedy`` takes the arg-max instead (``group_size`` 1 is then the ranking).
-    """
-    n_allowed = head.allowed.numel()
-    if length > n_allowed:
-        raise ValueError(f"cannot sample {length} distinct tokens from {n_allowed} allowed ones")
-    hidden, cache = _prompt_pass(model, prompts)
-    rows = prompts.input_ids.shape[0] * group_size
-    if group_size > 1:
-        cache.batch_repeat_interleave(group_size)
-        hidden = hidden.repeat_interleave(group_size, 0)
-    mask = prompts.attention_mask.repeat_interleave(group_size, 0)
-    next_pos = prompts.lengths.repeat_interleave(group_size, 0).unsqueeze(1)
-    taken = torch.zeros((rows, n_allowed), dtype=torch.bool)
-    choices = torch.empty((rows, length), dtype=torch.long)
-    logprobs = torch.empty((rows, length))
-    decoder = _decoder(model)
-    for t in range(length):
-        scores = _mask_scores(head(hidden).float() / temperature, taken)
-        logp = torch.log_softmax(scores, -1)
-        if greedy:
-            choice = logp.argmax(-1)
-        else:
-            choice = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
-        choices[:, t] = choice
-        logprobs[:, t] = logp.gather(1, choice.unsqueeze(1)).squeeze(1)
-        taken[torch.arange(rows), choice] = True
-        if t + 1 < length:
-            mask = torch.cat([mask, mask.new_ones((rows, 1))], 1)
-            out = decoder(
-                input_ids=head.allowed[choice].unsqueeze(1),
-                attention_mask=mask,
-                position_ids=next_pos + t,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
-    return GroupSample(choices, logprobs, group_size)
-
-
-def first_step_scores(model, prompts: Prompts, head: AllowedHead) -> torch.Tensor:
-    """Logits over the allowed tokens for the first answer position, (B, n_allowed)."""
-    with torch.no_grad():
-        hidden, _ = _prompt_pass(model, prompts)
-        return head(hidden).float()
-
-
-def sequence_logprobs(
-    model, prompts: Prompts, head: AllowedHead, choices: torch.Tensor, group_size: int, temperature: float = 1.0
-) -> torch.Tensor:
-    """Constrained log-probabilities (B*G, L) of given lists, differentiable (call under no_grad for a reference).
-
-    The prompts run once; the cache (and its graph) is repeated to the group; the first L-1 chosen
-    tokens run in one forward; position t is scored from the hidden state before it, over the allowed
-    tokens minus those chosen at earlier positions.
-    """
-    rows, length = choices.shape
-    hidden0, cache = _prompt_pass(model, prompts)
-    if group_size > 1:
-        cache.batch_repeat_interleave(group_size)
-        hidden0 = hidden0.repeat_interleave(group_size, 0)
-    hidden = hidden0.unsqueeze(1)
-    if length > 1:
-        mask = torch.cat(
-            [prompts.attention_mask.repeat_interleave(group_size, 0), torch.ones((rows, length - 1), dtype=torch.long)], 1
-        )
-        positions = prompts.lengths.repeat_interleave(group_size, 0).unsqueeze(1) + torch.arange(length - 1)
-        out = _decoder(model)(
-            input_ids=head.allowed[choices[:, :-1]],
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        hidden = torch.cat([hidden, out.last_hidden_state], 1)
-    scores = head(hidden).float() / temperature  # (rows, L, n_allowed)
-    onehot = F.one_hot(choices, head.allowed.numel()).bool()
-    taken = torch.zeros_like(onehot)
-    taken[:, 1:] = onehot.cumsum(1)[:, :-1].bool()
-    logp = torch.log_softmax(_mask_scores(scores, taken), -1)
-    return logp.gather(2, choices.unsqueeze(2)).squeeze(2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The policy: a domain-token causal LM whose completion is a ranked list of genes.
 
-Models floor: imports cases (for the case record type only), fileio and provenance; used by the
+Models floor: imports decoding (the constrained decoder), fileio and provenance; used by the
 stages ``pretrain``, ``sft``, ``rft`` and ``predict``.
 
 Vocabulary and prompt
@@ -39,15 +39,11 @@ API (stable; RFT builds on it)
 - :func:`encode_prompts(policy_or_tokenizer, cases, rng=None, present_only=False, ...)` ->
   :class:`Prompts` (``input_ids``, ``attention_mask``, unknown-term count). With ``rng`` (a
   ``numpy.random.Generator``) term order is shuffled and over-long blocks are subsampled.
+- :func:`gene_scorer(model, gene_ids)` -> :class:`rarerank.decoding.GeneScorer`: the model seen
+  through its gene tokens; the one constrained decoder (:mod:`rarerank.decoding`: ``sample_lists``,
+  ``list_logprobs``, ``rank_genes``, ``true_ranks``) runs on it.
 - :func:`prefill(model, gene_ids, input_ids, attention_mask)` -> gene logits of the first completion
   step ``[B, G]`` and the KV cache.
-- :func:`sample_constrained(model, gene_ids, input_ids, attention_mask, k, num_samples=1,
-  temperature=1.0, greedy=False, generator=None)` -> :class:`Completions` (gene indices ``[B*n, k]``,
-  their constrained log-probs ``[B*n, k]``, first-step log-probs ``[B, G]``). The prompt is run once
-  and its KV cache shared by the ``n`` samples of a group (rows ``b*n .. b*n+n-1`` belong to prompt b).
-- :func:`completion_logprobs(model, gene_ids, input_ids, attention_mask, completions,
-  temperature=1.0)` -> ``[B, k]`` log-probs under the constrained policy, differentiable (teacher
-  forcing: one forward over prompt + completion).
 - :func:`constrained_rank(policy, cases, k=None, batch_size=64, top_n=None)` -> per case a list of
   ``(gene, score)``: the top ``k`` genes by greedy constrained decoding, then every other gene by its
   first-step probability; score = log-probability of the greedy prefix (plus the first-step
@@ -67,6 +63,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+
+from rarerank.decoding import GeneScorer, left_pad, position_ids, prompt_pass, rank_genes, true_ranks
 
 log = logging.getLogger(__name__)
 
@@ -412,18 +410,6 @@ def prompt_token_ids(
     return tokens
 
 
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.LongTensor, torch.LongTensor]:
-    """Stack variable-length id lists into left-padded ``input_ids`` and ``attention_mask``."""
-    length = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, length - len(seq) :] = torch.as_tensor(seq, dtype=torch.long)
-            mask[row, length - len(seq) :] = 1
-    return ids, mask
-
-
 def encode_prompts(
     policy_or_tokenizer,
     cases: Sequence,
@@ -473,11 +459,6 @@ def gene_weight(model, gene_ids: torch.LongTensor) -> torch.Tensor:
     return weight.index_select(0, gene_ids.to(weight.device))
 
 
-def position_ids(attention_mask: torch.LongTensor) -> torch.LongTensor:
-    """Positions counting only real tokens (left padding gets 0), as ``generate`` does."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-
 def hidden_states(model, input_ids, attention_mask, past_key_values=None, positions=None, use_cache=False):
     decoder, _ = backbone(model)
     if positions is None:
@@ -492,106 +473,20 @@ def hidden_states(model, input_ids, attention_mask, past_key_values=None, positi
     return out.last_hidden_state, (out.past_key_values if use_cache else None)
 
 
+def gene_scorer(model, gene_ids: torch.LongTensor) -> GeneScorer:
+    """The model seen through its gene tokens (hidden states and gene weights), for :mod:`rarerank.decoding`."""
+
+    def decoder(input_ids, attention_mask, positions, cache, use_cache):
+        return hidden_states(model, input_ids, attention_mask, cache, positions, use_cache)
+
+    return GeneScorer(decoder, lambda: gene_weight(model, gene_ids), gene_ids)
+
+
 def prefill(model, gene_ids, input_ids, attention_mask):
     """Run the prompts once: gene logits of the first completion step ``[B, G]`` and the KV cache."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    hidden, cache = hidden_states(model, input_ids, attention_mask, past_key_values=cache, use_cache=True)
-    logits = hidden[:, -1] @ gene_weight(model, gene_ids).T
-    return logits, cache
-
-
-@dataclass
-class Completions:
-    genes: torch.LongTensor  # [B*n, k] gene indices (rows b*n .. b*n+n-1 belong to prompt b)
-    logprobs: torch.Tensor  # [B*n, k] constrained log-probabilities of the chosen genes
-    first_logprobs: torch.Tensor  # [B, G] constrained log-probabilities of the first step
-
-
-@torch.no_grad()
-def sample_constrained(
-    model,
-    gene_ids: torch.LongTensor,
-    input_ids: torch.LongTensor,
-    attention_mask: torch.LongTensor,
-    k: int,
-    num_samples: int = 1,
-    temperature: float = 1.0,
-    greedy: bool = False,
-    generator: torch.Generator | None = None,
-) -> Completions:
-    """Sample (or greedily pick) k distinct genes per row from the constrained policy.
-
-    The prompt batch is run once; its KV cache is repeated for the ``num_samples`` rows of each group.
-    """
-    if k < 1 or k > len(gene_ids):
-        raise ValueError(f"k must be between 1 and the number of genes ({len(gene_ids)}), not {k}")
-    if temperature <= 0 and not greedy:
-        raise ValueError("temperature must be positive for sampling (use greedy=True for argmax)")
-    weight = gene_weight(model, gene_ids)
-    logits, cache = prefill(model, gene_ids, input_ids, attention_mask)
-    scale = 1.0 if greedy else 1.0 / temperature
-    first = torch.log_softmax(logits.float() * scale, dim=-1)
-    if num_samples > 1:
-        cache.batch_repeat_interleave(num_samples)
-        logits = logits.repeat_interleave(num_samples, dim=0)
-        attention_mask = attention_mask.repeat_interleave(num_samples, dim=0)
-    rows = logits.shape[0]
-    chosen = torch.empty((rows, k), dtype=torch.long)
-    chosen_lp = torch.empty((rows, k))
-    banned = torch.zeros((rows, len(gene_ids)), dtype=torch.bool)
-    next_pos = attention_mask.sum(-1, keepdim=True)  # position of the next token (prompt length)
-    arange = torch.arange(rows)
-    for step in range(k):
-        lp = torch.log_softmax((logits.float() * scale).masked_fill(banned, float("-inf")), dim=-1)
-        if greedy:
-            pick = lp.argmax(-1)
-        else:
-            pick = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(-1)
-        chosen[:, step] = pick
-        chosen_lp[:, step] = lp[arange, pick]
-        banned[arange, pick] = True
-        if step + 1 == k:
-            break
-        attention_mask = torch.cat([attention_mask, torch.ones((rows, 1), dtype=attention_mask.dtype)], dim=1)
-        tokens = gene_ids[pick].unsqueeze(-1)
-        hidden, cache = hidden_states(model, tokens, attention_mask, past_key_values=cache, positions=next_pos, use_cache=True)
-        next_pos = next_pos + 1
-        logits = hidden[:, -1] @ weight.T
-    return Completions(chosen, chosen_lp, first)
-
-
-def completion_logprobs(
-    model,
-    gene_ids: torch.LongTensor,
-    input_ids: torch.LongTensor,
-    attention_mask: torch.LongTensor,
-    completions: torch.LongTensor,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """Log-probabilities ``[B, k]`` of given gene-index completions under the constrained policy.
-
-    Differentiable (teacher forcing: one forward over prompt + completion[:, :-1]). Row b of
-    ``completions`` continues prompt b; repeat prompts with ``repeat_interleave`` for groups.
-    """
-    rows, k = completions.shape
-    if rows != input_ids.shape[0]:
-        raise ValueError(f"{rows} completions for {input_ids.shape[0]} prompts; repeat the prompts per sample")
-    tokens = gene_ids[completions]
-    ids = torch.cat([input_ids, tokens[:, :-1]], dim=1)
-    mask = torch.cat([attention_mask, torch.ones((rows, k - 1), dtype=attention_mask.dtype)], dim=1)
-    hidden, _ = hidden_states(model, ids, mask)
-    hidden = hidden[:, input_ids.shape[1] - 1 :]  # [B, k, H]: step t predicts completion t
-    logits = (hidden @ gene_weight(model, gene_ids).T).float() / temperature  # [B, k, G]
-    # Exclude genes listed at earlier steps: banned[b, t, g] = g in completions[b, :t].
-    earlier = torch.zeros((rows, k, len(gene_ids)), dtype=torch.bool)
-    onehot = torch.zeros((rows, k, len(gene_ids)), dtype=torch.bool)
-    onehot.scatter_(2, completions.unsqueeze(-1), True)
-    earlier[:, 1:] = onehot.cumsum(1)[:, :-1].bool()
-    logits = logits.masked_fill(earlier, float("-inf"))
-    lp = torch.log_softmax(logits, dim=-1)
-    return lp.gather(2, completions.unsqueeze(-1)).squeeze(-1)
+    scorer = gene_scorer(model, gene_ids)
+    hidden, cache = prompt_pass(scorer, input_ids, attention_mask)
+    return scorer.logits(hidden), cache
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,22 +497,11 @@ def completion_logprobs(
 def rank_batch(policy: Policy, prompts: Prompts, k: int, top_n: int | None) -> list[list[tuple[str, float]]]:
     """Ranked (gene, score) lists for one prompt batch; see :func:`constrained_rank`."""
     genes = policy.genes
-    k = min(k, len(genes))
-    out = sample_constrained(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask, k, greedy=True)
-    prefix_lp = out.logprobs.double().cumsum(-1)  # log P(g1..gi) along the greedy path
-    first = out.first_logprobs.double()
-    tail = first.clone()
-    tail.scatter_(1, out.genes, float("-inf"))
-    n_tail = len(genes) - k if top_n is None else max(0, min(top_n, len(genes)) - k)
-    tail_lp, tail_idx = tail.topk(n_tail, dim=-1) if n_tail else (tail[:, :0], tail[:, :0].long())
-    # Tail genes come after the k-th greedy gene: score = log P(prefix) + log p_first(g) < log P(prefix).
-    tail_scores = prefix_lp[:, -1:] + tail_lp + (-1e-9)
-    results = []
-    for row in range(out.genes.shape[0]):
-        ranked = [(genes[g], float(s)) for g, s in zip(out.genes[row].tolist(), prefix_lp[row].tolist())]
-        ranked += [(genes[g], float(s)) for g, s in zip(tail_idx[row].tolist(), tail_scores[row].tolist())]
-        results.append(ranked)
-    return results
+    scorer = gene_scorer(policy.model, policy.gene_ids)
+    index, scores = rank_genes(scorer, prompts.input_ids, prompts.attention_mask, k, top_n)
+    return [
+        [(genes[g], float(s)) for g, s in zip(row_idx, row_scores)] for row_idx, row_scores in zip(index.tolist(), scores.tolist())
+    ]
 
 
 def constrained_rank(
@@ -668,18 +552,16 @@ def constrained_rank(
 
 @torch.no_grad()
 def true_gene_ranks(policy: Policy, cases: Sequence, batch_size: int = 128, present_only: bool = False) -> np.ndarray:
-    """1-based rank of each case's gene by first-step probability (ties count against it);
-    ``len(genes) + 1`` when the gene is not in the vocabulary. Fast validation metric for training."""
+    """1-based rank of each case's gene in the ranking ``predict`` writes (:func:`rarerank.decoding.rank_genes`
+    with the policy's ``decode_k``; ties count against it); ``len(genes) + 1`` when the gene is not in the
+    vocabulary. The validation metric of every training stage."""
     index = {g: i for i, g in enumerate(policy.genes)}
+    scorer = gene_scorer(policy.model, policy.gene_ids)
     ranks = np.empty(len(cases), dtype=np.int64)
     for start in range(0, len(cases), batch_size):
         chunk = cases[start : start + batch_size]
         prompts = encode_prompts(policy, chunk, present_only=present_only)
-        logits, _ = prefill(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask)
-        for row, case in enumerate(chunk):
-            target = index.get(case.gene)
-            if target is None:
-                ranks[start + row] = len(index) + 1
-            else:
-                ranks[start + row] = int((logits[row] >= logits[row, target]).sum())
+        targets = [index.get(case.gene) for case in chunk]
+        found = true_ranks(scorer, prompts.input_ids, prompts.attention_mask, targets, policy.config.decode_k)
+        ranks[start : start + len(chunk)] = [len(index) + 1 if r is None else r for r in found]
     return ranks

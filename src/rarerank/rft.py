@@ -1,24 +1,24 @@
 """RFT stage: GRPO against the rank grader, from a saved policy (SFT or base) to a new model dir.
 
-Stage floor. The training loop reads top to bottom: data, model (+ LoRA), optimiser, loop
-(sample a group of ranked lists per case -> grade -> group-normalised advantages -> clipped
-policy-gradient step), validation at an interval, best weights kept, checkpoint that resumes
-exactly. The GRPO arithmetic lives in :mod:`rarerank.grpo`; this module adds hyperparameters,
-bookkeeping and files.
+Stage floor. The loop reads top to bottom (:func:`train`): restore, next batch, step, evaluate,
+checkpoint, each a named helper. Lists are sampled and scored by the one constrained decoder
+(:mod:`rarerank.decoding`) with the policy's ``decode_k``, so with ``list_sampling: ranking`` a
+sampled list is a draw from the very ranking ``predict`` writes (Plackett-Luce on the first-step
+distribution at ``decode_k`` 1) and validation scores that ranking, the metric ``predict`` gives. The
+GRPO arithmetic lives in :mod:`rarerank.grpo`; this module adds hyperparameters, bookkeeping and files.
 
 Outputs of :func:`run_rft` (``outdir`` = the model directory):
 - ``outdir``: the best (by validation grader score) weights as a plain Hugging Face model dir with
-  the tokenizer (a LoRA adapter is merged), plus ``rft_provenance.json``;
+  the tokenizer (a LoRA adapter is merged), plus provenance;
 - ``log`` TSV: one row per step (``LOG_COLUMNS``), validation metrics on evaluation steps;
-- ``checkpoint_dir``: everything needed to resume (weights or adapter, optimiser, scheduler, RNG
-  states, step, best score, log rows); an interrupted run resumes from it when the fingerprint of
-  config + inputs matches.
+- ``checkpoint_dir``: everything needed to resume, as safetensors + JSON only (weights or adapter,
+  optimiser state, RNG states, step, data cursor, best score, log rows); never a pickle. An interrupted
+  run resumes from it when the fingerprint of config + inputs matches.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
 import json
 import logging
@@ -28,6 +28,7 @@ import random
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -35,32 +36,30 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from rarerank.fileio import atomic_write
+from rarerank.decoding import GeneScorer, left_pad, list_logprobs, sample_lists, true_ranks
+from rarerank.device import resolve_device
 from rarerank.grader import GraderConfig
 from rarerank.grpo import (
-    AllowedHead,
-    Prompts,
     build_rewards,
     check_symbols,
     combined_reward,
-    first_step_scores,
     group_advantages,
     grpo_loss,
     lists_as_text,
-    sample_groups,
-    sequence_logprobs,
     until_hit_weights,
 )
+from rarerank.policy import gene_scorer
+from rarerank.training import SCHEDULES, lr_at, write_log
 
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = (
     "step", "reward_mean", "reward_std", "zero_variance_fraction", "kl", "lr", "val_grader", "val_top1",
-    "loss", "clip_fraction", "grad_norm", "top1_sampled", "completions_per_s", "elapsed_s",
+    "loss", "clip_fraction", "grad_norm", "top1_sampled", "groups_used", "cases_seen", "completions_per_s", "elapsed_s",
 )  # fmt: skip
-SCHEDULES = ("constant", "linear", "cosine")
 ADAPTERS = ("full", "lora")
 CREDITS = ("list", "until_hit")
+LIST_SAMPLING = ("ranking", "decoded")
 FORBIDDEN_LORA_TARGETS = ("lm_head", "embed_tokens")
 
 
@@ -69,12 +68,12 @@ class RFTConfig:
     """GRPO hyperparameters; every field has a default and the reason for it."""
 
     group_size: int = 8  # lists sampled per case: enough spread for a group-relative baseline at low cost
-    cases_per_step: int = 8  # cases per optimiser step: 64 completions per step with group_size 8
+    cases_per_step: int = 8  # groups per optimiser step (informative ones with filter_groups)
     list_length: int = 10  # genes per sampled list: the grader gives <= 0.1 beyond rank 10 anyway
-    steps: int | None = 100  # optimiser steps (None: from epochs); validation peaked within 20-70 steps here
+    max_steps: int | None = 100  # optimiser steps (None: from epochs)
     epochs: float | None = None  # passes over the training cases instead of a step count
-    learning_rate: float = 3e-4  # for LoRA; full fine-tuning drifted above ~3e-5 (README: levers)
-    lr_schedule: str = "constant"  # constant | linear | cosine decay after warm-up
+    learning_rate: float = 3e-4  # peak, for LoRA; full fine-tuning drifted above ~3e-5 (README: levers)
+    lr_schedule: str = "constant"  # constant | linear | cosine decay after warm-up (training.lr_at)
     warmup_steps: int = 0  # linear warm-up steps
     weight_decay: float = 0.0  # no pull towards zero for an already-trained model
     max_grad_norm: float = 1.0  # clip the gradient norm: rare huge advantages stay bounded
@@ -84,6 +83,9 @@ class RFTConfig:
     temperature: float = 1.0  # sampling temperature; log-probs use the same constrained distribution
     scale_rewards: bool = True  # divide advantages by the group std (GRPO) or only centre them
     credit: str = "list"  # list: every token carries the list's advantage; until_hit: none after the true gene
+    list_sampling: str = "ranking"  # ranking: lists drawn from the ranking predict writes; decoded: every gene decoded
+    filter_groups: bool = False  # DAPO dynamic sampling: drop groups with no reward spread, draw more cases instead
+    max_sample_rounds: int = 4  # with filter_groups: at most this many draws of cases_per_step cases per step
     synthetic_fraction: float = 0.5  # synthetic patients of any gene per step: keeps genes without training cases rankable
     rewards: Mapping[str, float] = field(default_factory=lambda: {"rank": 1.0})  # reward name -> weight
     hit_k: int = 10  # k of the "hit" reward
@@ -100,24 +102,27 @@ class RFTConfig:
     def __post_init__(self):
         object.__setattr__(self, "rewards", dict(self.rewards))
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        problems = self._counting_problems() + self._choice_problems()
+        if problems:
+            raise ValueError("invalid rft config: " + "; ".join(problems))
+
+    def _counting_problems(self) -> list[str]:
         problems = []
         if self.group_size < 2:
             problems.append(f"group_size {self.group_size}: GRPO compares samples within a group; use at least 2")
-        for name in ("cases_per_step", "list_length", "eval_interval", "checkpoint_interval", "updates_per_batch", "hit_k"):
+        for name in ("cases_per_step", "list_length", "eval_interval", "checkpoint_interval", "updates_per_batch", "hit_k", "max_sample_rounds"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
-        if (self.steps is None) == (self.epochs is None):
-            problems.append("set exactly one of steps and epochs (the other null)")
-        if self.steps is not None and self.steps < 1:
-            problems.append("steps must be at least 1")
+        if (self.max_steps is None) == (self.epochs is None):
+            problems.append("set exactly one of max_steps and epochs (the other null)")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append("max_steps must be at least 1")
         if self.epochs is not None and self.epochs <= 0:
             problems.append("epochs must be positive")
-        if self.steps is not None and self.warmup_steps >= self.steps:
-            problems.append(f"warmup_steps {self.warmup_steps} >= steps {self.steps}: lower warmup_steps")
+        if self.max_steps is not None and self.warmup_steps >= self.max_steps:
+            problems.append(f"warmup_steps {self.warmup_steps} >= max_steps {self.max_steps}: lower warmup_steps")
         if self.learning_rate <= 0:
             problems.append("learning_rate must be positive")
-        if self.lr_schedule not in SCHEDULES:
-            problems.append(f"lr_schedule must be one of {', '.join(SCHEDULES)}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.kl_coef < 0 or self.max_grad_norm <= 0:
             problems.append("warmup_steps, weight_decay and kl_coef must be >= 0 and max_grad_norm > 0")
         if not 0 < self.clip_range < 1:
@@ -128,12 +133,17 @@ class RFTConfig:
             problems.append(f"synthetic_fraction {self.synthetic_fraction} must be in [0, 1): each step needs real cases")
         elif round(self.cases_per_step * (1 - self.synthetic_fraction)) < 1:
             problems.append("cases_per_step x (1 - synthetic_fraction) rounds to 0 real cases; raise cases_per_step")
+        if self.eval_cases is not None and self.eval_cases < 1:
+            problems.append("eval_cases must be >= 1 or null (all)")
+        return problems
+
+    def _choice_problems(self) -> list[str]:
+        problems = []
+        for name, choices in (("lr_schedule", SCHEDULES), ("credit", CREDITS), ("adapter", ADAPTERS), ("list_sampling", LIST_SAMPLING)):
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} must be one of {', '.join(choices)}")
         if not self.rewards or not any(w != 0 for w in self.rewards.values()):
             problems.append("rewards needs at least one reward with a non-zero weight, e.g. {rank: 1.0}")
-        if self.credit not in CREDITS:
-            problems.append(f"credit must be one of {', '.join(CREDITS)}")
-        if self.adapter not in ADAPTERS:
-            problems.append(f"adapter must be one of {', '.join(ADAPTERS)}")
         if self.adapter == "lora":
             if self.lora_rank < 1 or self.lora_alpha <= 0:
                 problems.append("lora_rank must be >= 1 and lora_alpha > 0")
@@ -141,44 +151,32 @@ class RFTConfig:
                 problems.append("lora_targets is empty: name the projection modules to adapt (e.g. q_proj, v_proj)")
             bad = [t for t in self.lora_targets if t in FORBIDDEN_LORA_TARGETS]
             if bad:
-                problems.append(f"lora_targets {bad}: the gene-only output layer is sliced from lm_head; adapt projections only")
+                problems.append(f"lora_targets {bad}: the gene-only output layer is read from the gene weights; adapt projections only")
             if self.lora_dropout != 0:
                 problems.append("lora_dropout must be 0: dropout makes the training policy differ from the sampling one")
-        if self.eval_cases is not None and self.eval_cases < 1:
-            problems.append("eval_cases must be >= 1 or null (all)")
-        if problems:
-            raise ValueError("invalid rft config: " + "; ".join(problems))
+        return problems
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping | None) -> "RFTConfig":
-        mapping = dict(mapping or {})
+    def from_dict(cls, values: Mapping | None) -> "RFTConfig":
+        values = dict(values or {})
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown rft config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**mapping)
+        return cls(**values)
 
     def total_steps(self, n_train: int) -> int:
-        if self.steps is not None:
-            return self.steps
+        if self.max_steps is not None:
+            return self.max_steps
         return max(1, math.ceil(self.epochs * n_train / self.cases_per_step))
+
+    def lr(self, step: int, total: int) -> float:
+        return lr_at(step, total, self.learning_rate, self.warmup_steps, 0.0, self.lr_schedule)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["lora_targets"] = list(self.lora_targets)
         return out
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Learning-rate multiplier at 0-based ``step`` (a pure function of the step)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if schedule == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,8 +188,10 @@ class RFTTask:
     """Prompts and answers for GRPO, independent of how they were encoded.
 
     ``encode_train(i, rng)`` gives the prompt token ids of training case i (``rng``, a numpy
-    Generator, may shuffle term order); ``val_prompts`` are fixed. ``symbols[j]`` is the gene symbol of allowed token
-    ``allowed_ids[j]``; ``train_genes``/``val_genes`` are the true genes.
+    Generator, may shuffle term order); ``val_prompts`` are fixed. ``symbols[j]`` is the gene symbol
+    of gene token ``allowed_ids[j]``; ``train_genes``/``val_genes`` are the true genes. ``decode_k``
+    is the ranking's (the policy's ``decode_k``): validation and ``list_sampling: ranking`` use it.
+    ``scorer(model)`` views a model through its gene tokens (default: :func:`rarerank.policy.gene_scorer`).
     """
 
     allowed_ids: Sequence[int]
@@ -204,6 +204,7 @@ class RFTTask:
     train_columns: Mapping[str, Sequence] = field(default_factory=dict)  # extra reward kwargs per case
     # (rng, n) -> n synthetic (prompt ids, gene) pairs, for synthetic_fraction > 0
     sample_synthetic: Callable[[np.random.Generator, int], list[tuple[list[int], str]]] | None = None
+    decode_k: int = 1
 
     def __post_init__(self):
         if len(self.allowed_ids) != len(self.symbols):
@@ -212,41 +213,30 @@ class RFTTask:
             raise ValueError("no training cases for RFT")
         if len(self.val_prompts) != len(self.val_genes):
             raise ValueError("val_prompts and val_genes must have the same length")
+        if self.decode_k < 1:
+            raise ValueError(f"decode_k must be at least 1, not {self.decode_k}")
+
+    def scorer(self, model, device: torch.device | None = None) -> GeneScorer:
+        ids = torch.as_tensor(list(self.allowed_ids), dtype=torch.long)
+        return gene_scorer(model, ids if device is None else ids.to(device))
 
 
 # --------------------------------------------------------------------------------------------
-# Evaluation: greedy constrained ranking of the first k genes, the rest by first-step scores.
-
-
-def _rank_true(greedy_row: list[int], first_scores: torch.Tensor, target: int | None) -> int | None:
-    if target is None:
-        return None
-    if target in greedy_row:
-        return greedy_row.index(target) + 1
-    rest = first_scores.clone()
-    rest[greedy_row] = float("-inf")
-    # ties take the worse rank: count every other gene scoring >= the target
-    return len(greedy_row) + int((rest >= rest[target]).sum())
+# Evaluation: the ranking predict writes, scored by the grader.
 
 
 @torch.no_grad()
-def evaluate(model, head: AllowedHead, prompts, genes, symbols, pad_id, grader: GraderConfig, top_k: int, batch: int = 64):
-    """Validation (grader mean, top-1) of the constrained greedy ranking; also returns per-case ranks."""
+def evaluate(scorer: GeneScorer, prompts, genes, symbols, pad_id, grader: GraderConfig, decode_k: int = 1, batch: int = 64):
+    """Validation (grader mean, top-1, per-case ranks) of the ranking ``predict`` writes for these prompts."""
     index = {s: j for j, s in enumerate(symbols)}
+    device = scorer.gene_ids.device
     ranks: list[int | None] = []
-    was_training = model.training
-    model.eval()
     for start in range(0, len(prompts), batch):
-        chunk = Prompts.pad(prompts[start : start + batch], pad_id)
-        greedy = sample_groups(model, chunk, head, 1, top_k, 1.0, None, greedy=True)
-        scores = first_step_scores(model, chunk, head)
-        for row, sc, gene in zip(greedy.choices.tolist(), scores, genes[start : start + batch]):
-            ranks.append(_rank_true(row, sc, index.get(gene)))
-    model.train(was_training)
-    grades = [grader.score_rank(r) for r in ranks]
-    top1 = [1.0 if r == 1 else 0.0 for r in ranks]
+        ids, mask = left_pad(prompts[start : start + batch], pad_id)
+        targets = [index.get(gene) for gene in genes[start : start + batch]]
+        ranks += true_ranks(scorer, ids.to(device), mask.to(device), targets, decode_k)
     n = max(1, len(ranks))
-    return sum(grades) / n, sum(top1) / n, ranks
+    return sum(grader.score_rank(r) for r in ranks) / n, sum(r == 1 for r in ranks) / n, ranks
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,24 +298,34 @@ class TrainState:
     best_score: float = float("-inf")
     best_step: int = -1
     rows: list[dict] = field(default_factory=list)
+    cursor: int = 0  # real training cases drawn so far (the position in the epoch-by-epoch case stream)
 
 
-def save_checkpoint(directory, model, optimizer, scheduler, generator, state: TrainState, best, fingerprint: str) -> None:
-    """Write a complete checkpoint to ``directory`` (a new folder swapped in, so a crash keeps the old one)."""
+CHECKPOINT_FILES = ("state.json", "weights.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
+def save_checkpoint(directory, model, optimizer, generator, state: TrainState, best, fingerprint: str) -> None:
+    """Write a complete checkpoint (safetensors + JSON only) to ``directory``; a new folder is swapped
+    in, so a crash keeps the old one."""
+    from safetensors.torch import save_file
+
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    old = directory.with_name(directory.name + ".old")
+    tmp, old = directory.with_name(directory.name + ".tmp"), directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save(trainable_state(model), tmp / "trainable.pt")
-    torch.save(best, tmp / "best_trainable.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(
-        {"sampler": generator.get_state(), "torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
-        tmp / "rng.pt",
-    )
-    info = {"fingerprint": fingerprint, "step": state.step, "best_score": state.best_score, "best_step": state.best_step, "rows": state.rows}
+    weights = {f"trainable/{n}": t for n, t in trainable_state(model).items()}
+    weights.update({f"best/{n}": t.clone() for n, t in (best or {}).items()})
+    save_file(weights, tmp / "weights.safetensors")
+    tensors, optimizer_json = _flatten_optimizer(optimizer.state_dict())
+    save_file(tensors, tmp / "optimizer.safetensors")
+    save_file({"sampler": generator.get_state(), "torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+    numpy_state = np.random.get_state()
+    info = {
+        "fingerprint": fingerprint, "step": state.step, "cursor": state.cursor, "best_score": state.best_score,
+        "best_step": state.best_step, "has_best": best is not None, "rows": state.rows, "optimizer": optimizer_json,
+        "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy_rng": [numpy_state[0], numpy_state[1].tolist(), *[v.item() if hasattr(v, "item") else v for v in numpy_state[2:]]],
+    }  # fmt: skip
     (tmp / "state.json").write_text(json.dumps(info, default=_json_default) + "\n", encoding="utf-8")
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
@@ -334,27 +334,75 @@ def save_checkpoint(directory, model, optimizer, scheduler, generator, state: Tr
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _flatten_optimizer(state_dict: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimiser state dict as (tensors for safetensors, everything else for JSON)."""
+    tensors, plain = {}, {}
+    for index, values in state_dict["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}/{key}"] = value.detach().clone().contiguous()
+            else:
+                plain[f"{index}/{key}"] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "state": plain}
+
+
+def _unflatten_optimizer(tensors: Mapping[str, torch.Tensor], saved: Mapping) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in [*tensors.items(), *saved["state"].items()]:
+        index, key = name.split("/", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": saved["param_groups"]}
+
+
 def _json_default(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, tuple):
+        return list(value)
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
+def _checkpoint_folder(directory: Path) -> Path | None:
+    """The folder holding a checkpoint (``directory`` or its ``.old`` sibling after a crash mid-swap)."""
+    for folder in (directory, directory.with_name(directory.name + ".old")):
+        if (folder / "state.json").exists():
+            return folder
+    return None
+
+
 def load_checkpoint(directory, fingerprint: str):
-    """The checkpoint's parts if ``directory`` holds one for this fingerprint, else None."""
-    directory = Path(directory)
-    if not (directory / "state.json").exists():
-        old = directory.with_name(directory.name + ".old")
-        if not (old / "state.json").exists():
-            return None
-        directory = old
-    info = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+    """``(state, parts)`` if ``directory`` holds a checkpoint for this fingerprint, else None.
+
+    Only safetensors and JSON are read. A folder holding anything else (e.g. a pickle ``.pt``) is
+    refused before any file is opened: unpickling can run code.
+    """
+    from safetensors.torch import load_file
+
+    folder = _checkpoint_folder(Path(directory))
+    if folder is None:
+        return None
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in CHECKPOINT_FILES)
+    if foreign:
+        raise ValueError(
+            f"{folder}: not a rarerank checkpoint, it holds {', '.join(foreign)} (pickles are never loaded: they can "
+            "run code); delete the folder to start afresh"
+        )
+    info = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     if info.get("fingerprint") != fingerprint:
-        log.warning("checkpoint %s is for other inputs or settings; starting afresh", directory)
+        log.warning("checkpoint %s is for other inputs or settings; starting afresh", folder)
         return None
     best_score = info["best_score"] if info["best_score"] is not None else float("-inf")
-    state = TrainState(info["step"], best_score, info["best_step"], info["rows"])
-    parts = {name: torch.load(directory / f"{name}.pt", weights_only=False) for name in ("trainable", "best_trainable", "optimizer", "scheduler", "rng")}
+    state = TrainState(info["step"], best_score, info["best_step"], info["rows"], info["cursor"])
+    weights = load_file(folder / "weights.safetensors")
+    python_rng = info["python_rng"]
+    parts = {
+        "trainable": {n[len("trainable/") :]: t for n, t in weights.items() if n.startswith("trainable/")},
+        "best_trainable": {n[len("best/") :]: t for n, t in weights.items() if n.startswith("best/")} if info["has_best"] else None,
+        "optimizer": _unflatten_optimizer(load_file(folder / "optimizer.safetensors"), info["optimizer"]),
+        "rng": load_file(folder / "rng.safetensors"),
+        "python_rng": (python_rng[0], tuple(python_rng[1]), python_rng[2]),
+        "numpy_rng": (info["numpy_rng"][0], np.asarray(info["numpy_rng"][1], dtype=np.uint32), *info["numpy_rng"][2:]),
+    }
     return state, parts
 
 
@@ -373,16 +421,209 @@ def _order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def batch_indices(step: int, n: int, per_step: int, seed: int) -> list[int]:
-    """Training cases of ``step``: consecutive slices of a per-epoch permutation (pure function of step)."""
+def stream_indices(position: int, count: int, n: int, seed: int) -> list[int]:
+    """``count`` training cases from ``position`` on in the case stream: epoch after epoch, each a
+    seeded permutation of the ``n`` cases (a pure function of the position)."""
     out = []
-    position = step * per_step
-    while len(out) < per_step:
+    while len(out) < count:
         epoch, offset = divmod(position, n)
-        take = min(per_step - len(out), n - offset)
+        take = min(count - len(out), n - offset)
         out.extend(_order(n, seed, epoch)[offset : offset + take].tolist())
         position += take
     return out
+
+
+@dataclass
+class Groups:
+    """Sampled groups of one step: prompts, lists, rewards (rows prompt-major, ``group_size`` per prompt)."""
+
+    prompts: list[list[int]]
+    genes: list[str]  # true gene per prompt
+    cases: list[int | None]  # training case index per prompt (None: a synthetic patient)
+    choices: torch.Tensor  # [P*G, L]
+    logprobs: torch.Tensor  # [P*G, L] at sampling time
+    rewards: torch.Tensor  # [P*G]
+
+    def take(self, keep: Sequence[int], group_size: int) -> "Groups":
+        rows = [p * group_size + g for p in keep for g in range(group_size)]
+        pick = [self.prompts[p] for p in keep], [self.genes[p] for p in keep], [self.cases[p] for p in keep]
+        return Groups(*pick, self.choices[rows], self.logprobs[rows], self.rewards[rows])
+
+    @staticmethod
+    def join(parts: Sequence["Groups"]) -> "Groups":
+        return Groups(
+            [p for g in parts for p in g.prompts], [x for g in parts for x in g.genes], [x for g in parts for x in g.cases],
+            torch.cat([g.choices for g in parts]), torch.cat([g.logprobs for g in parts]), torch.cat([g.rewards for g in parts]),
+        )  # fmt: skip
+
+
+class GRPORun:
+    """The parts of one GRPO run and its phases: restore, next_batch, step, evaluate, checkpoint."""
+
+    def __init__(self, model, task: RFTTask, config: RFTConfig, grader: GraderConfig, checkpoint_dir, fingerprint: str):
+        check_symbols(task.symbols)
+        self.task, self.config, self.grader = task, config, grader
+        self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
+        self.n_synthetic = round(config.cases_per_step * config.synthetic_fraction)
+        self.n_real = config.cases_per_step - self.n_synthetic
+        self._check_task()
+        self.total = config.total_steps(len(task.train_genes))
+        self.device = next(model.parameters()).device
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        # the starting model, for the KL (logged always, penalised when kl_coef > 0)
+        self.reference = copy.deepcopy(model).eval().requires_grad_(False) if config.adapter == "full" else None
+        self.model = prepare_model(model, config).eval()  # no dropout: the policy that samples is the one that learns
+        self.scorer = task.scorer(self.model, self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr(0, self.total), weight_decay=config.weight_decay)
+        self.rewards = build_rewards(config.rewards, grader, config.hit_k)
+        self.top1_only = build_rewards({"top1": 1.0}, grader)
+        self.sample_k = task.decode_k if config.list_sampling == "ranking" else config.list_length
+        n_val = len(task.val_prompts) if config.eval_cases is None else min(config.eval_cases, len(task.val_prompts))
+        pick = sorted(np.random.default_rng([config.seed, 10**6]).permutation(len(task.val_prompts))[:n_val].tolist())
+        self.val_prompts, self.val_genes = [task.val_prompts[i] for i in pick], [task.val_genes[i] for i in pick]
+        self.state, self.best = TrainState(), None
+
+    def _check_task(self) -> None:
+        task, config = self.task, self.config
+        if self.n_synthetic and task.sample_synthetic is None:
+            raise ValueError("rft.synthetic_fraction > 0 needs synthetic patients: give the ontology and gene annotations")
+        if self.n_synthetic and task.train_columns:
+            raise ValueError("extra reward columns (train_columns) are not available for synthetic patients; set synthetic_fraction 0")
+        if config.list_length > len(task.allowed_ids):
+            raise ValueError(f"list_length {config.list_length} > {len(task.allowed_ids)} allowed genes; lower rft.list_length")
+
+    # -- restore ---------------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Continue from a matching checkpoint, else score the starting weights (step 0)."""
+        resumed = load_checkpoint(self.checkpoint_dir, self.fingerprint) if self.checkpoint_dir else None
+        if resumed:
+            self.state, parts = resumed
+            load_trainable(self.model, parts["trainable"])
+            self.best = parts["best_trainable"]
+            self.optimizer.load_state_dict(parts["optimizer"])
+            self.generator.set_state(parts["rng"]["sampler"])
+            torch.set_rng_state(parts["rng"]["torch"])
+            random.setstate(parts["python_rng"])
+            np.random.set_state(parts["numpy_rng"])
+            log.info("resumed from %s at step %d/%d", self.checkpoint_dir, self.state.step, self.total)
+        if self.state.step == 0 and not self.state.rows:
+            row = {"step": 0, "lr": self.config.lr(0, self.total)}
+            self.evaluate(row)
+            self.state.rows.append(row)
+
+    # -- next batch --------------------------------------------------------------------------------
+    def _draw(self, step: int, round_: int) -> tuple[list[list[int]], list[str], list[int | None]]:
+        """The next real cases of the stream plus fresh synthetic patients."""
+        rng = np.random.default_rng([self.config.seed, 7, step, round_])
+        idx = stream_indices(self.state.cursor, self.n_real, len(self.task.train_genes), self.config.seed)
+        self.state.cursor += self.n_real
+        prompts = [self.task.encode_train(i, rng) for i in idx]
+        genes, cases = [self.task.train_genes[i] for i in idx], list(idx)
+        if self.n_synthetic:
+            for prompt, gene in self.task.sample_synthetic(rng, self.n_synthetic):
+                prompts.append(prompt)
+                genes.append(gene)
+                cases.append(None)
+        return prompts, genes, cases
+
+    def _sample(self, prompts, genes, cases) -> Groups:
+        G = self.config.group_size
+        ids, mask = left_pad(prompts, self.task.pad_id)
+        lists = sample_lists(self.scorer, ids.to(self.device), mask.to(self.device), self.config.list_length, G,
+                             self.sample_k, self.config.temperature, self.generator)  # fmt: skip
+        completions = lists_as_text(lists.genes.cpu(), self.task.symbols)
+        columns = {"gene": [gene for gene in genes for _ in range(G)]}
+        for name, values in self.task.train_columns.items():
+            columns[name] = [values[i] for i in cases for _ in range(G)]
+        reward = torch.tensor(combined_reward(self.rewards, completions, **columns))
+        return Groups(list(prompts), list(genes), list(cases), lists.genes, lists.logprobs, reward)
+
+    def next_batch(self, step: int) -> tuple[Groups | None, dict]:
+        """Groups to learn from. With ``filter_groups`` groups without reward spread are dropped and
+        further cases drawn (up to ``max_sample_rounds`` draws) until ``cases_per_step`` groups carry signal."""
+        config, G = self.config, self.config.group_size
+        kept, sampled = [], []
+        for round_ in range(config.max_sample_rounds if config.filter_groups else 1):
+            groups = self._sample(*self._draw(step, round_))
+            sampled.append(groups)
+            if config.filter_groups:
+                spread = groups.rewards.view(-1, G)
+                groups = groups.take([p for p, r in enumerate(spread) if float(r.max() - r.min()) > 1e-12], G)
+            kept.append(groups)
+            if sum(len(g.prompts) for g in kept) >= config.cases_per_step:
+                break
+        everything = Groups.join(sampled)
+        stats = {
+            "reward_mean": float(everything.rewards.mean()),
+            "reward_std": float(everything.rewards.std(unbiased=False)),
+            "zero_variance_fraction": group_advantages(everything.rewards, G)[2],
+            "top1_sampled": float(np.mean(combined_reward(self.top1_only, lists_as_text(everything.choices.cpu(), self.task.symbols), gene=[g for g in everything.genes for _ in range(G)]))),
+            "cases_seen": self.state.cursor,
+        }  # fmt: skip
+        batch = Groups.join(kept)
+        if not batch.prompts:
+            return None, {**stats, "groups_used": 0}
+        batch = batch.take(range(min(len(batch.prompts), config.cases_per_step)), G)
+        return batch, {**stats, "groups_used": len(batch.prompts)}
+
+    # -- step --------------------------------------------------------------------------------------
+    def _logprobs(self, batch: Groups, ids, mask, reference: bool = False) -> torch.Tensor:
+        config = self.config
+        args = (ids, mask, batch.choices, config.group_size, self.sample_k, config.temperature)
+        if not reference:
+            return list_logprobs(self.scorer, *args)
+        if self.reference is not None:
+            return list_logprobs(self.task.scorer(self.reference, self.device), *args)
+        with self.model.disable_adapter():
+            return list_logprobs(self.scorer, *args)
+
+    def step(self, batch: Groups | None) -> dict:
+        """One optimiser update on the batch (none when no group carries signal)."""
+        config, G = self.config, self.config.group_size
+        lr = config.lr(self.state.step, self.total)
+        if batch is None:
+            return {"lr": lr}
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        ids, mask = (t.to(self.device) for t in left_pad(batch.prompts, self.task.pad_id))
+        advantages, _, _ = group_advantages(batch.rewards.to(self.device), G, config.scale_rewards)
+        weights = None
+        if config.credit == "until_hit":
+            index = {s: j for j, s in enumerate(self.task.symbols)}
+            targets = torch.tensor([index.get(g, -1) for g in batch.genes for _ in range(G)], device=self.device)
+            weights = until_hit_weights(batch.choices, targets)
+        with torch.no_grad():
+            ref_logp = self._logprobs(batch, ids, mask, reference=True)
+        for _ in range(config.updates_per_batch):
+            logp = self._logprobs(batch, ids, mask)
+            loss, stats = grpo_loss(logp, batch.logprobs, advantages, config.clip_range, ref_logp, config.kl_coef, weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm))
+            self.optimizer.step()
+        return {"lr": lr, "loss": loss.item(), "kl": stats["kl"], "clip_fraction": stats["clip_fraction"], "grad_norm": grad_norm}
+
+    # -- evaluate ----------------------------------------------------------------------------------
+    def evaluate(self, row: dict) -> None:
+        """Score the ranking on the validation subset; keep the weights when they are the best so far."""
+        if not self.val_prompts:
+            return
+        t = self.task
+        score, top1, _ = evaluate(self.scorer, self.val_prompts, self.val_genes, t.symbols, t.pad_id, self.grader, t.decode_k)
+        row["val_grader"], row["val_top1"] = score, top1
+        if score > self.state.best_score:
+            self.state.best_score, self.state.best_step = score, row["step"]
+            self.best = trainable_state(self.model)
+
+    # -- checkpoint --------------------------------------------------------------------------------
+    def checkpoint(self, log_path) -> None:
+        save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.generator, self.state, self.best, self.fingerprint)
+        if log_path is not None:
+            write_log(log_path, self.state.rows, LOG_COLUMNS)
 
 
 def train(
@@ -390,6 +631,7 @@ def train(
     task: RFTTask,
     config: RFTConfig,
     grader: GraderConfig = GraderConfig(),
+    *,
     checkpoint_dir: str | os.PathLike | None = None,
     fingerprint: str = "",
     stop_after: int | None = None,
@@ -406,175 +648,42 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    check_symbols(task.symbols)
-    n_synthetic = round(config.cases_per_step * config.synthetic_fraction)
-    n_real = config.cases_per_step - n_synthetic
-    if n_synthetic and task.sample_synthetic is None:
-        raise ValueError("rft.synthetic_fraction > 0 needs synthetic patients: give the ontology and gene annotations")
-    if n_synthetic and task.train_columns:
-        raise ValueError("extra reward columns (train_columns) are not available for synthetic patients; set synthetic_fraction 0")
-    if config.list_length > len(task.allowed_ids):
-        raise ValueError(f"list_length {config.list_length} > {len(task.allowed_ids)} allowed genes; lower rft.list_length")
-    n_train = len(task.train_genes)
-    total = config.total_steps(n_train)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-
-    reference = ref_head = None  # the starting model, for the KL (logged always, penalised when kl_coef > 0)
-    if config.adapter == "full":
-        reference = copy.deepcopy(model).eval().requires_grad_(False)
-        ref_head = AllowedHead(reference, task.allowed_ids)
-    model = prepare_model(model, config)
-    model.eval()  # no dropout anywhere: the policy that samples is the policy that learns
-    head = AllowedHead(model, task.allowed_ids)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, config.warmup_steps, config.lr_schedule)
-    )
-    rewards = build_rewards(config.rewards, grader, config.hit_k)
-    rank_only = build_rewards({"top1": 1.0}, grader)
-    val_n = len(task.val_prompts) if config.eval_cases is None else min(config.eval_cases, len(task.val_prompts))
-    val_pick = sorted(np.random.default_rng([config.seed, 10**6]).permutation(len(task.val_prompts))[:val_n].tolist())
-    val_prompts = [task.val_prompts[i] for i in val_pick]
-    val_genes = [task.val_genes[i] for i in val_pick]
-
-    state, best = TrainState(), None
-    resumed = load_checkpoint(checkpoint_dir, fingerprint) if checkpoint_dir else None
-    if resumed:
-        state, parts = resumed
-        load_trainable(model, parts["trainable"])
-        best = parts["best_trainable"]
-        optimizer.load_state_dict(parts["optimizer"])
-        scheduler.load_state_dict(parts["scheduler"])
-        generator.set_state(parts["rng"]["sampler"])
-        torch.set_rng_state(parts["rng"]["torch"])
-        random.setstate(parts["rng"]["python"])
-        np.random.set_state(parts["rng"]["numpy"])
-        log.info("resumed from %s at step %d/%d", checkpoint_dir, state.step, total)
-
-    def run_eval(step: int, row: dict) -> None:
-        if not val_prompts:
-            return
-        score, top1, _ = evaluate(model, head, val_prompts, val_genes, task.symbols, task.pad_id, grader, config.list_length)
-        row["val_grader"], row["val_top1"] = score, top1
-        nonlocal best
-        if score > state.best_score:
-            state.best_score, state.best_step = score, step
-            best = trainable_state(model)
-
-    def write_log() -> None:
-        if log_path is not None:
-            write_training_log(log_path, state.rows)
-
-    if state.step == 0 and not state.rows:
-        row = {"step": 0, "lr": scheduler.get_last_lr()[0]}
-        run_eval(0, row)
-        state.rows.append(row)
-
+    run = GRPORun(model, task, config, grader, checkpoint_dir, fingerprint)
+    run.restore()
+    state = run.state
     started = time.perf_counter()
     elapsed_before = float(state.rows[-1].get("elapsed_s") or 0.0) if state.rows else 0.0
-    bar = tqdm(total=total, initial=state.step, disable=not progress, desc="rft", unit="step",
+    bar = tqdm(total=run.total, initial=state.step, disable=not progress, desc="rft", unit="step",
                mininterval=0.5 if sys.stderr.isatty() else 10.0)  # fmt: skip
     interrupted = False
-    G = config.group_size
-    gene_index = {symbol: j for j, symbol in enumerate(task.symbols)}
-    while state.step < total:
+    while state.step < run.total:
         step_start = time.perf_counter()
-        step = state.step
-        rng = np.random.default_rng([config.seed, 7, step])
-        idx = batch_indices(step, n_train, n_real, config.seed)
-        prompt_ids = [task.encode_train(i, rng) for i in idx]
-        genes = [task.train_genes[i] for i in idx]
-        if n_synthetic:
-            for prompt, gene in task.sample_synthetic(rng, n_synthetic):
-                prompt_ids.append(prompt)
-                genes.append(gene)
-        prompts = Prompts.pad(prompt_ids, task.pad_id)
-        sample = sample_groups(model, prompts, head, G, config.list_length, config.temperature, generator)
-        completions = lists_as_text(sample.choices, task.symbols)
-        columns = {"gene": [gene for gene in genes for _ in range(G)]}
-        for name, values in task.train_columns.items():
-            columns[name] = [values[i] for i in idx for _ in range(G)]
-        reward = torch.tensor(combined_reward(rewards, completions, **columns))
-        top1_sampled = float(np.mean(combined_reward(rank_only, completions, **columns)))
-        advantages, _, zero_var = group_advantages(reward, G, config.scale_rewards)
-        weights = None
-        if config.credit == "until_hit":
-            targets = torch.tensor([gene_index.get(gene, -1) for gene in columns["gene"]])
-            weights = until_hit_weights(sample.choices, targets)
-
-        with torch.no_grad():
-            if reference is not None:
-                ref_logp = sequence_logprobs(reference, prompts, ref_head, sample.choices, G, config.temperature)
-            else:
-                with model.disable_adapter():
-                    ref_logp = sequence_logprobs(model, prompts, head, sample.choices, G, config.temperature)
-        stats = {}
-        for _ in range(config.updates_per_batch):
-            logp = sequence_logprobs(model, prompts, head, sample.choices, G, config.temperature)
-            loss, stats = grpo_loss(logp, sample.logprobs, advantages, config.clip_range, ref_logp, config.kl_coef, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-            optimizer.step()
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
+        batch, row = run.next_batch(state.step)  # sample groups, grade them, keep those with signal
+        row.update(run.step(batch))  # one clipped policy-gradient update
         state.step += 1
-        seconds = time.perf_counter() - step_start
-        row = {
-            "step": state.step,
-            "reward_mean": float(reward.mean()),
-            "reward_std": float(reward.std(unbiased=False)),
-            "zero_variance_fraction": zero_var,
-            "kl": stats["kl"],
-            "lr": lr,
-            "loss": loss.item(),
-            "clip_fraction": stats["clip_fraction"],
-            "grad_norm": grad_norm,
-            "top1_sampled": top1_sampled,
-        }
+        row["step"] = state.step
         if log_timing:
-            row["completions_per_s"] = len(completions) / seconds
-        if state.step % config.eval_interval == 0 or state.step == total:
-            run_eval(state.step, row)
+            row["completions_per_s"] = config.group_size * config.cases_per_step / (time.perf_counter() - step_start)
+        if state.step % config.eval_interval == 0 or state.step == run.total:
+            run.evaluate(row)
         if log_timing:
             row["elapsed_s"] = elapsed_before + time.perf_counter() - started
         state.rows.append(row)
         bar.update(1)
         # refresh=False: the bar redraws at its own interval, so a log file gets a line per 10 s, not per step
-        bar.set_postfix(
-            reward=f"{row['reward_mean']:.3f}", val=f"{row.get('val_grader', float('nan')):.3f}", refresh=False
-        )
-        stopping = stop_after is not None and state.step >= stop_after and state.step < total
-        if checkpoint_dir and (state.step % config.checkpoint_interval == 0 or state.step == total or stopping):
-            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, generator, state, best, fingerprint)
-            write_log()
+        bar.set_postfix(reward=f"{row['reward_mean']:.3f}", val=f"{row.get('val_grader', float('nan')):.3f}", refresh=False)
+        stopping = stop_after is not None and state.step >= stop_after and state.step < run.total
+        if checkpoint_dir and (state.step % config.checkpoint_interval == 0 or state.step == run.total or stopping):
+            run.checkpoint(log_path)
         if stopping:
             interrupted = True
             break
     bar.close()
-    write_log()
-    if not interrupted and best is not None:
-        load_trainable(model, best)
-    return RFTResult(model, state, interrupted)
-
-
-def write_training_log(path, rows: Sequence[Mapping]) -> None:
-    """The training log TSV: ``LOG_COLUMNS``, empty cells where a value was not measured at that step."""
-    with atomic_write(path) as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(LOG_COLUMNS)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else _fmt(row[c]) for c in LOG_COLUMNS])
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+    if log_path is not None:
+        write_log(log_path, state.rows, LOG_COLUMNS)
+    if not interrupted and run.best is not None:
+        load_trainable(run.model, run.best)
+    return RFTResult(run.model, state, interrupted)
 
 
 def merged(model):
@@ -594,6 +703,7 @@ def run_rft(
     validation_path: str | os.PathLike,
     outdir: str | os.PathLike,
     log_path: str | os.PathLike,
+    *,
     config: RFTConfig = RFTConfig(),
     grader: GraderConfig = GraderConfig(),
     checkpoint_dir: str | os.PathLike | None = None,
@@ -606,6 +716,7 @@ def run_rft(
     ontology_path: str | os.PathLike | None = None,
     annotations_path: str | os.PathLike | None = None,
     synthetic: Mapping | None = None,
+    device: str | torch.device = "auto",
 ) -> dict:
     """GRPO from the policy in ``model_dir`` on the cases in ``train_path``; best weights to ``outdir``.
 
@@ -613,72 +724,32 @@ def run_rft(
     ``stop_after`` the run stops early with a checkpoint and writes no model (resume by running
     again); a finished run deletes its checkpoint unless ``keep_checkpoint``. With
     ``config.synthetic_fraction`` > 0, synthetic patients (``synthetic`` settings of
-    :class:`rarerank.synthetic.SyntheticConfig`) are drawn from the HPO files given.
+    :class:`rarerank.synthetic.SyntheticConfig`) are drawn from the HPO files given. ``device``:
+    auto | cpu | cuda (:func:`rarerank.device.resolve_device`).
     """
-    from rarerank.cases import read_cases
-    from rarerank.policy import gene_token_ids, load_policy, prompt_token_ids
-    from rarerank.sft import subsample
+    from rarerank.policy import load_policy
 
     started = time.perf_counter()
-    policy = load_policy(model_dir)
-    policy.model = merged(policy.model)
-    tokenizer, pcfg = policy.tokenizer, policy.config
-    vocab = set(policy.genes)
     if max_train_cases is not None and max_train_cases < 1:
         raise ValueError(f"max_train_cases must be at least 1, not {max_train_cases}")
-    # The same seeded subset as SFT with max_train_cases (data-efficiency runs pair SFT_n with RFT_n).
-    train_cases = subsample(read_cases(train_path), max_train_cases, config.seed)
-    usable = [c for c in train_cases if c.gene in vocab]
-    if len(usable) < len(train_cases):
-        log.warning("%d of %d training cases have a gene outside the model's vocabulary; skipped", len(train_cases) - len(usable), len(train_cases))
-    if not usable:
-        raise ValueError(f"{train_path}: no training case has a gene in the model's vocabulary")
-    val_cases = read_cases(validation_path)
-
-    def encode(case, rng=None) -> list[int]:
-        return prompt_token_ids(
-            tokenizer, case.present, case.absent, rng, present_only, pcfg.max_present_terms, pcfg.max_absent_terms
-        )
-
-    task = RFTTask(
-        allowed_ids=gene_token_ids(tokenizer).tolist(),
-        symbols=policy.genes,
-        pad_id=tokenizer.pad_token_id,
-        encode_train=lambda i, rng: encode(usable[i], rng),
-        train_genes=[c.gene for c in usable],
-        val_prompts=[encode(c) for c in val_cases],
-        val_genes=[c.gene for c in val_cases],
-        sample_synthetic=_synthetic_sampler(policy, encode, ontology_path, annotations_path, synthetic)
-        if config.synthetic_fraction > 0
-        else None,
-    )
+    policy = load_policy(model_dir)
+    policy.model = merged(policy.model).to(resolve_device(device))
+    task, n_val = _task(policy, train_path, validation_path, config, present_only, max_train_cases,
+                        _synthetic_inputs(ontology_path, annotations_path, synthetic))  # fmt: skip
     settings = {
         "rft": config.to_dict(), "grader": asdict(grader), "present_only": present_only, "max_train_cases": max_train_cases,
         "torch_threads": torch.get_num_threads(), "synthetic": dict(synthetic or {}) if config.synthetic_fraction else None,
     }  # fmt: skip
-    inputs = [model_dir, train_path, validation_path]
-    if config.synthetic_fraction:
-        inputs += [ontology_path, annotations_path]
+    inputs = [model_dir, train_path, validation_path] + ([ontology_path, annotations_path] if config.synthetic_fraction else [])
     fingerprint = hashlib.sha256((json.dumps(settings, sort_keys=True) + file_digest(inputs)).encode()).hexdigest()
-    result = train(
-        policy.model, task, config, grader, checkpoint_dir, fingerprint, stop_after, progress, log_path, log_timing
-    )
-    rows = result.state.rows
-    summary = {
-        "steps": result.state.step,
-        "train_cases": len(usable),
-        "validation_cases": len(val_cases),
-        "start_val_grader": rows[0].get("val_grader"),
-        "start_val_top1": rows[0].get("val_top1"),
-        "best_val_grader": result.state.best_score if math.isfinite(result.state.best_score) else None,
-        "best_step": result.state.best_step,
-        "interrupted": result.interrupted,
-    }
+    result = train(policy.model, task, config, grader, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+                   stop_after=stop_after, progress=progress, log_path=log_path, log_timing=log_timing)  # fmt: skip
+    summary = _summary(result, len(task.train_genes), n_val)
     if log_timing:
         summary["seconds"] = time.perf_counter() - started
     if result.interrupted:
         return summary
-    policy.model = merged(result.model)
+    policy.model = merged(result.model).to("cpu")
     policy.save(
         outdir, stage="rft", start_model=str(model_dir), train=str(train_path), validation=str(validation_path),
         settings=settings, summary=summary,
@@ -688,7 +759,52 @@ def run_rft(
     return summary
 
 
-def _synthetic_sampler(policy, encode, ontology_path, annotations_path, synthetic):
+def _synthetic_inputs(ontology_path, annotations_path, synthetic) -> dict:
+    return {"ontology_path": ontology_path, "annotations_path": annotations_path, "synthetic": synthetic}
+
+
+def _task(policy, train_path, validation_path, config: RFTConfig, present_only: bool, max_train_cases, synthetic: dict):
+    """The :class:`RFTTask` of a stage run (training cases: the same seeded subset as SFT) and the validation size."""
+    from rarerank.cases import read_cases
+    from rarerank.policy import prompt_token_ids
+    from rarerank.training import in_vocabulary, subsample
+
+    tokenizer, pcfg = policy.tokenizer, policy.config
+    # The same seeded subset as SFT with max_train_cases (data-efficiency runs pair SFT_n with RFT_n).
+    usable = in_vocabulary(subsample(read_cases(train_path), max_train_cases, config.seed), policy.genes)
+    val_cases = read_cases(validation_path)
+
+    def encode(case, rng=None) -> list[int]:
+        return prompt_token_ids(
+            tokenizer, case.present, case.absent, rng, present_only, pcfg.max_present_terms, pcfg.max_absent_terms
+        )
+
+    sampler = _synthetic_sampler(policy, encode, **synthetic) if config.synthetic_fraction > 0 else None
+    task = RFTTask(
+        allowed_ids=policy.gene_ids.tolist(), symbols=policy.genes, pad_id=tokenizer.pad_token_id,
+        encode_train=lambda i, rng: encode(usable[i], rng), train_genes=[c.gene for c in usable],
+        val_prompts=[encode(c) for c in val_cases], val_genes=[c.gene for c in val_cases],
+        sample_synthetic=sampler, decode_k=pcfg.decode_k,
+    )  # fmt: skip
+    return task, len(val_cases)
+
+
+def _summary(result: RFTResult, n_train: int, n_val: int) -> dict:
+    rows, state = result.state.rows, result.state
+    return {
+        "steps": state.step,
+        "train_cases": n_train,
+        "cases_seen": state.cursor,
+        "validation_cases": n_val,
+        "start_val_grader": rows[0].get("val_grader"),
+        "start_val_top1": rows[0].get("val_top1"),
+        "best_val_grader": state.best_score if math.isfinite(state.best_score) else None,
+        "best_step": state.best_step,
+        "interrupted": result.interrupted,
+    }
+
+
+def _synthetic_sampler(policy, encode, ontology_path=None, annotations_path=None, synthetic=None):
     """(rng, n) -> n synthetic patients of annotated genes in the model's vocabulary, as (prompt ids, gene)."""
     from rarerank.annotations import GeneAnnotations
     from rarerank.ontology import Ontology

@@ -23,7 +23,17 @@ from rarerank.annotations import GeneAnnotations
 from rarerank.ontology import Ontology
 from rarerank.policy import Policy, load_policy
 from rarerank.synthetic import PatientSampler, SyntheticConfig
-from rarerank.training import Example, TrainingLog, evaluate_cases, length_grouped, lr_at, make_example, run_loop
+from rarerank.training import (
+    Example,
+    TrainingLog,
+    evaluate_cases,
+    in_vocabulary,
+    length_grouped,
+    lr_at,
+    make_example,
+    run_loop,
+    subsample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +84,6 @@ class SFTConfig:
         if unknown:
             raise ValueError(f"unknown sft setting(s): {', '.join(sorted(unknown))}")
         return cls(**values)
-
-
-def subsample(cases: Sequence, n: int | None, seed: int) -> list:
-    """A deterministic subset of ``n`` cases (all when n is None or >= len), in input order."""
-    if n is None or n >= len(cases):
-        return list(cases)
-    keep = np.sort(np.random.default_rng([seed, 5]).choice(len(cases), size=n, replace=False))
-    return [cases[i] for i in keep]
 
 
 def sft_batches(policy: Policy, cases: Sequence, sampler: PatientSampler | None, config: SFTConfig, seed: int):
@@ -135,13 +137,8 @@ def sft(
     policy = load_policy(base_dir)
     if hasattr(policy.model, "peft_config"):
         raise ValueError(f"{base_dir}: SFT starts from a full model directory, not a LoRA adapter")
-    vocab = policy.tokenizer.get_vocab()
     train_cases = subsample(train_cases, config.max_train_cases, seed)
-    usable = [c for c in train_cases if c.gene in vocab]
-    if len(usable) < len(train_cases):
-        log.warning("%d of %d training cases have a gene outside the vocabulary; skipped", len(train_cases) - len(usable), len(train_cases))
-    if not usable:
-        raise ValueError("no training case has a gene in the model's vocabulary")
+    usable = in_vocabulary(train_cases, policy.genes)
     if not validation_cases:
         raise ValueError("SFT needs validation cases for early stopping")
     sampler = None

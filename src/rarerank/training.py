@@ -1,7 +1,7 @@
 """Supervised training machinery shared by knowledge pretraining and SFT.
 
-Models floor: imports policy (and fileio). A training example is a prompt plus a completion whose
-target tokens carry the loss (the true gene and ``<eos>``; an optional prefix of distractor genes
+Models floor: imports policy, decoding (left padding) and fileio. A training example is a prompt
+plus a completion whose target tokens carry the loss (the true gene and ``<eos>``; an optional prefix of distractor genes
 before the true gene carries none). The loss is next-token cross-entropy computed only at target
 positions (the output layer runs on two positions per sequence, not on every prompt token) and over
 the answer vocabulary (gene tokens and ``<eos>``).
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from rarerank.fileio import atomic_write
+from rarerank.decoding import left_pad
 from rarerank.policy import (
     EOS,
     Policy,
     backbone,
     hidden_states,
-    left_pad,
     prompt_token_ids,
     token_vocab,
     true_gene_ranks,
@@ -137,12 +137,43 @@ def lm_loss(model, batch: dict[str, torch.Tensor], gene_ids: torch.LongTensor, e
     return torch.nn.functional.cross_entropy(logits.float(), index), int(index.numel())
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up to ``peak``, then cosine decay to ``peak * min_ratio`` at ``total``."""
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float = 0.0, schedule: str = "cosine") -> float:
+    """The learning rate at 0-based ``step`` (a pure function of the step; every stage uses it).
+
+    Linear warm-up to ``peak`` over ``warmup`` steps, then ``schedule`` until ``total``: constant,
+    or a linear or cosine decay to ``peak * min_ratio``.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if step < warmup:
         return peak * (step + 1) / warmup
+    if schedule == "constant":
+        return peak
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    shape = 1.0 - progress if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+    return peak * (min_ratio + (1 - min_ratio) * shape)
+
+
+def subsample(cases: Sequence, n: int | None, seed: int) -> list:
+    """A deterministic subset of ``n`` cases (all when n is None or >= len), in input order."""
+    if n is None or n >= len(cases):
+        return list(cases)
+    keep = np.sort(np.random.default_rng([seed, 5]).choice(len(cases), size=n, replace=False))
+    return [cases[i] for i in keep]
+
+
+def in_vocabulary(cases: Sequence, genes, source: str = "training cases") -> list:
+    """The cases whose gene the model can name (a warning counts the others; none at all is an error)."""
+    genes = genes if isinstance(genes, (set, frozenset, dict)) else set(genes)
+    usable = [c for c in cases if c.gene in genes]
+    if len(usable) < len(cases):
+        log.warning("%d of %d %s have a gene outside the model's vocabulary; skipped", len(cases) - len(usable), len(cases), source)
+    if not usable:
+        raise ValueError(f"no {source[:-1] if source.endswith('s') else source} has a gene in the model's vocabulary")
+    return usable
 
 
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -187,17 +218,27 @@ class TrainingLog:
         self.rows.append(row)
 
     def write(self, path) -> None:
-        columns: list[str] = []
-        for row in self.rows:
+        write_log(path, self.rows)
+
+
+def write_log(path, rows: Sequence[dict], columns: Sequence[str] | None = None) -> None:
+    """The training-log TSV of every stage: ``columns`` (default: every key, in first-seen order),
+    one row per dict, an empty cell where a value was not measured."""
+    if columns is None:
+        columns = []
+        for row in rows:
             columns += [c for c in row if c not in columns]
-        with atomic_write(path) as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(columns)
-            for row in self.rows:
-                writer.writerow([_fmt(row.get(c, "")) for c in columns])
+    with atomic_write(path) as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_fmt(row.get(c, "")) for c in columns])
 
 
 def _fmt(value) -> str:
+    """A log cell: floats to 6 significant digits, None as empty."""
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)

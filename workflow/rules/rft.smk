@@ -4,6 +4,8 @@
 #   rft_from_base     the knowledge-pretrained base model (experiments.smk)
 #   rft_n{N}          sft_n{N} (SFT on N training cases), the same N cases (experiments.smk)
 #   rft_present_only  sft_present_only, absent terms removed in training and ranking (experiments.smk)
+#   any of them + _seed{N}: started from the same SFT method + _seed{N}, trained with seed N (seed studies)
+# One rule, policy_predict, ranks with every policy model (base, SFT and RFT variants), with provenance.
 
 
 # synthetic_settings() (synthetic patients for replay) comes from train.smk.
@@ -34,7 +36,7 @@ rule rft:
         grader=grader_settings,
         synthetic=synthetic_settings,
         train_cases=rft_train_cases,
-        present_only=present_only_flag,
+        present_only=policy_present_only,
         checkpoint=lambda wildcards: f"{RFT}/{wildcards.method}/{wildcards.strategy}/checkpoint",
     shell:
         "rarerank rft --model {input.model:q} --train {input.train:q} --validation {input.validation:q} "
@@ -44,24 +46,26 @@ rule rft:
         "--summary {output.summary:q} 2> {log:q}"
 
 
-rule rft_predict:
+rule policy_predict:
     input:
-        model="results/models/{method}/{strategy}",
+        model=policy_model,
         cases="results/sets/{strategy}/{set}.tsv",
     output:
-        "results/predictions/{method}/{strategy}/{set}.tsv",
+        predictions="results/predictions/{method}/{strategy}/{set}.tsv",
+        provenance="results/predictions/{method}/{strategy}/{set}.provenance.json",
     log:
-        "logs/rft_predict/{method}/{strategy}/{set}.log",
+        "logs/policy_predict/{method}/{strategy}/{set}.log",
     wildcard_constraints:
-        method=RFT_METHOD,
+        method=f"{POLICY_METHOD}|{RFT_METHOD}",
     conda:
         ENV
     threads: 1
     params:
-        present_only=present_only_flag,
+        present_only=policy_present_only,
     shell:
         "rarerank predict --model {input.model:q} --cases {input.cases:q} {params.present_only} "
-        "--threads {threads} --no-progress -o {output:q} 2> {log:q}"
+        "--threads {threads} --no-progress -o {output.predictions:q} --provenance {output.provenance:q} "
+        "2> {log:q}"
 
 
 rule rft_training_figure:

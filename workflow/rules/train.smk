@@ -58,23 +58,5 @@ rule sft:
         "--no-progress -o {output.model:q} 2> {log:q}"
 
 
-rule policy_predict:
-    input:
-        model=policy_model,
-        cases="results/sets/{strategy}/{set}.tsv",
-    output:
-        predictions="results/predictions/{method}/{strategy}/{set}.tsv",
-        provenance="results/predictions/{method}/{strategy}/{set}.provenance.json",
-    log:
-        "logs/policy_predict/{method}/{strategy}/{set}.log",
-    wildcard_constraints:
-        method=POLICY_METHOD,
-    conda:
-        ENV
-    threads: 1
-    params:
-        present_only=policy_present_only,
-    shell:
-        "rarerank predict --model {input.model:q} --cases {input.cases:q} {params.present_only} "
-        "--threads {threads} --no-progress -o {output.predictions:q} --provenance {output.provenance:q} "
-        "2> {log:q}"
+
+# The predictions of every policy model (base, SFT and RFT variants): rule policy_predict in rft.smk.
