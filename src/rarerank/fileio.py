@@ -21,6 +21,21 @@ def is_url(source: str | os.PathLike) -> bool:
     return str(source).startswith(("http://", "https://", "ftp://"))
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike) -> None:
+    """Give a file or folder made by ``mkstemp``/``mkdtemp`` (always 0600/0700) the mode a plain
+    ``open``/``mkdir`` would have had: 0666 (files) or 0777 (folders) minus the umask, so colleagues
+    sharing a results folder can read outputs when the umask allows it."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -37,6 +52,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
     try:
         with open(tmp, mode, **kwargs) as handle:
             yield handle
+        honour_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -54,6 +70,8 @@ def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Pa
         tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
         try:
             yield tmp
+            if tmp.exists():
+                honour_umask(tmp)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

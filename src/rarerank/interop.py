@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from rarerank.cases import Case
-from rarerank.fileio import atomic_write
+from rarerank.fileio import atomic_write, honour_umask
 from rarerank.grader import GraderConfig
 from rarerank.ontology import Ontology
 from rarerank.rankings import RankedGene
@@ -89,6 +89,7 @@ def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[Rank
             written += 1
         if outdir.exists():
             outdir.rmdir()  # empty (checked above)
+        honour_umask(tmp)
         os.replace(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
