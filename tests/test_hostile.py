@@ -3,13 +3,32 @@ data stay inside their output folder, zip bombs and corrupt members become QC ro
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import struct
+import tracemalloc
+import zipfile
 from pathlib import Path
 
 import pytest
+from test_cases import ingest, packet, qc_by_file
 
-from rarerank.fileio import atomic_path, atomic_write
+from rarerank.cases import (
+    FILE_TOO_LARGE,
+    PARSE_ERROR,
+    UNSAFE_PATH,
+    iter_zip,
+    read_phenopackets,
+)
+from rarerank.fileio import (
+    BROKEN_LINK,
+    LINK_LOOP,
+    atomic_path,
+    atomic_write,
+    read_bounded,
+    scan_folder,
+)
 
 
 @pytest.fixture
@@ -36,3 +55,122 @@ def test_atomic_outputs_follow_the_umask(tmp_path, umask_022):
     with atomic_write(tmp_path / "c.tsv") as handle:
         handle.write("x\n")
     assert mode(tmp_path / "c.tsv") == 0o600
+
+
+# ---------------------------------------------------------------------------------------------
+# Zip members: unsafe names, size caps (zip bombs), corrupt deflate streams.
+
+
+def corrupt_deflate(path: Path, member: str) -> None:
+    """Overwrite the middle of one deflated member's compressed bytes (its CRC/stream breaks)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    middle = start + info.compress_size // 2
+    raw[middle : middle + 8] = b"\xff" * 8
+    path.write_bytes(bytes(raw))
+
+
+def test_zip_member_paths_cannot_name_cohorts_outside(tmp_path, ontology):
+    members = {"v1/FBN1/good.json": packet("good"), "../../evil.json": packet("evil"), "/abs/x/y.json": packet("abs"),
+               "v1/..\\..\\win.json": packet("win")}
+    result = ingest(tmp_path, ontology, members)
+    assert [c.case_id for c in result.cases] == ["good"]
+    rows = qc_by_file(result)
+    assert {rows[name].reason for name in ("../../evil.json", "/abs/x/y.json", "v1/..\\..\\win.json")} == {UNSAFE_PATH}
+    assert all(c.cohort == "FBN1" for c in result.cases)
+
+
+def test_zip_bomb_member_is_not_read(tmp_path, ontology):
+    """A 64 MiB member (64 kB compressed) against a 1 MB cap: a QC row naming it, memory stays small."""
+    path = tmp_path / "release.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("v1/FBN1/good.json", json.dumps(packet("good")))
+        with archive.open("v1/FBN1/bomb.json", "w") as member:
+            for _ in range(64):
+                member.write(b" " * (1 << 20))
+    assert path.stat().st_size < 1_000_000
+    tracemalloc.start()
+    try:
+        result = read_phenopackets(path, ontology, max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"peak {peak:,} bytes while reading a zip bomb"
+    assert [c.case_id for c in result.cases] == ["good"]
+    row = qc_by_file(result)["v1/FBN1/bomb.json"]
+    assert row.reason == FILE_TOO_LARGE and "67,108,864" in row.detail and "ingest.max_file_bytes" in row.detail
+
+
+def test_member_larger_than_its_header_says_is_cut_off(tmp_path):
+    """The bound holds while reading too, not only on the declared size (a forged header)."""
+    path = tmp_path / "texts.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.txt", b"x" * 5_000)
+    entries = list(iter_zip(path, 4_000))
+    assert [(e.name, e.reason) for e in entries] == [("a.txt", FILE_TOO_LARGE)]
+    with zipfile.ZipFile(path) as archive, archive.open("a.txt") as handle:
+        assert read_bounded(handle, 4_000) is None
+    with zipfile.ZipFile(path) as archive, archive.open("a.txt") as handle:
+        assert read_bounded(handle, 5_000) == b"x" * 5_000
+
+
+def test_corrupt_deflate_member_is_a_qc_row(tmp_path, ontology):
+    path = tmp_path / "release.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("v1/FBN1/good.json", json.dumps(packet("good")))
+        archive.writestr("v1/FBN1/bad.json", json.dumps(packet("bad")) * 20)
+    corrupt_deflate(path, "v1/FBN1/bad.json")
+    result = read_phenopackets(path, ontology)
+    assert [c.case_id for c in result.cases] == ["good"]
+    row = qc_by_file(result)["v1/FBN1/bad.json"]
+    assert row.reason == PARSE_ERROR and "unreadable zip member" in row.detail
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON that Python's parser refuses: each a QC row naming the file, never an aborted run.
+
+
+def test_huge_integer_and_deep_nesting_are_qc_rows(tmp_path, ontology):
+    huge = json.dumps(packet("huge"))[:-1] + ', "n": ' + "9" * 5000 + "}"
+    deep = '{"id": "deep", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    result = ingest(tmp_path, ontology, {"v1/A/good.json": packet("good"), "v1/A/huge.json": huge, "v1/A/deep.json": deep})
+    assert [c.case_id for c in result.cases] == ["good"]
+    rows = qc_by_file(result)
+    assert rows["v1/A/huge.json"].reason == PARSE_ERROR and "out of range" in rows["v1/A/huge.json"].detail
+    assert rows["v1/A/deep.json"].reason == PARSE_ERROR and "nested too deeply" in rows["v1/A/deep.json"].detail
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbolic links: followed once, loops and dangling links reported.
+
+
+def test_symlinked_cohort_folder_and_files_are_followed(tmp_path, ontology):
+    elsewhere = tmp_path / "elsewhere" / "FBN1"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "P1.json").write_text(json.dumps(packet("P1")))
+    (tmp_path / "P2.json").write_text(json.dumps(packet("P2")))
+    release = tmp_path / "release" / "v1"
+    release.mkdir(parents=True)
+    (release / "FBN1").symlink_to(elsewhere, target_is_directory=True)
+    (release / "NF1").mkdir()
+    (release / "NF1" / "P2.json").symlink_to(tmp_path / "P2.json")
+    (release / "NF1" / "gone.json").symlink_to(tmp_path / "missing.json")
+    (release / "NF1" / "loop").symlink_to(release, target_is_directory=True)
+    result = read_phenopackets(tmp_path / "release", ontology)
+    assert [(c.case_id, c.cohort) for c in result.cases] == [("P1", "FBN1"), ("P2", "NF1")]
+    rows = qc_by_file(result)
+    assert rows["v1/NF1/gone.json"].reason == BROKEN_LINK and "missing.json" in rows["v1/NF1/gone.json"].detail
+    assert rows["v1/NF1/loop"].reason == LINK_LOOP
+    assert len(result.cases) + len(result.qc) == result.n_inputs == 4
+
+
+def test_folder_scan_reports_empty_folders_below_links(tmp_path):
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "f.txt").write_text("x")
+    (tmp_path / "e" / "f").mkdir(parents=True)
+    scan = scan_folder(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.files] == ["a/f.txt"]
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.empty_folders] == ["a/b", "a/b/c", "e", "e/f"]

@@ -72,13 +72,21 @@ def _add_cases(sub):
         "--download-dir", type=Path, help="where a URL source is downloaded and kept (default: a temp folder, removed after)"
     )
     p.add_argument("--provenance", type=Path, help="JSON provenance record (code, package and HPO versions, source)")
+    _add_max_file_bytes(p)
     p.set_defaults(func=_run_cases)
+
+
+def _add_max_file_bytes(p):
+    from rarerank.cases import MAX_FILE_BYTES
+
+    p.add_argument("--max-file-bytes", type=int, default=MAX_FILE_BYTES,
+                   help="a larger phenopacket file or zip member becomes a file_too_large QC row, unread (config ingest.max_file_bytes)")
 
 
 def _run_cases(args):
     import tempfile
 
-    from rarerank.cases import read_phenopackets, resolve_source, write_cases, write_qc, write_summary, write_tsv, TERM_QC_COLUMNS
+    from rarerank.cases import IngestConfig, read_phenopackets, resolve_source, write_cases, write_qc, write_summary, write_tsv, TERM_QC_COLUMNS
     from rarerank.provenance import write_provenance
     from rarerank.reference import load_ontology
 
@@ -87,7 +95,7 @@ def _run_cases(args):
         if not source.exists():  # fail before the (slower) ontology load
             raise FileNotFoundError(f"phenopacket source not found: {source}")
         ontology = load_ontology(args.ontology)
-        result = read_phenopackets(source, ontology)
+        result = read_phenopackets(source, ontology, IngestConfig(args.max_file_bytes).max_file_bytes)
     write_cases(args.output, result.cases)
     write_qc(args.qc, result.qc)
     if args.term_qc:
@@ -753,10 +761,12 @@ def _add_cohort(sub):
     p.add_argument("-o", "--outdir", required=True, type=Path,
                    help="folder to write cases.tsv, qc.tsv, term_qc.tsv, evidence.tsv, summary.json, provenance.json")
     _add_text_options(p)
+    _add_max_file_bytes(p)
     p.set_defaults(func=_run_cohort)
 
 
 def _run_cohort(args):
+    from rarerank.cases import IngestConfig
     from rarerank.cohorts import CohortSpec, ingest_cohort, write_cohort
     from rarerank.provenance import write_provenance
     from rarerank.reference import load_ontology
@@ -766,7 +776,7 @@ def _run_cohort(args):
     ontology = load_ontology(args.ontology)
     extractor = _extractor(args, ontology) if args.type != "phenopackets" else None
     spec = CohortSpec(args.name, args.type, str(args.source))
-    result, evidence = ingest_cohort(spec, args.source, ontology, extractor)
+    result, evidence = ingest_cohort(spec, args.source, ontology, extractor, IngestConfig(args.max_file_bytes))
     summary = result.summary() | {"hpo_version": ontology.version, "cohort": args.name, "type": args.type}
     write_cohort(args.outdir, result, evidence, summary)
     settings = vars(extractor.config) if extractor else {}
