@@ -16,6 +16,9 @@ from test_cases import ingest, packet, qc_by_file
 
 from rarerank.cases import (
     FILE_TOO_LARGE,
+    INVALID_FIELD,
+    MULTIPLE_GENES,
+    NO_GENE,
     PARSE_ERROR,
     UNSAFE_PATH,
     iter_zip,
@@ -174,3 +177,37 @@ def test_folder_scan_reports_empty_folders_below_links(tmp_path):
     scan = scan_folder(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in scan.files] == ["a/f.txt"]
     assert [p.relative_to(tmp_path).as_posix() for p in scan.empty_folders] == ["a/b", "a/b/c", "e", "e/f"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Phenopacket schema v1: negated features are excluded; the top-level genes list names the gene.
+
+
+def v1_packet(case_id: str, genes: list[dict]) -> dict:
+    return {
+        "id": case_id,
+        "subject": {"id": case_id},
+        "phenotypicFeatures": [
+            {"type": {"id": "HP:0001166", "label": "Arachnodactyly"}},
+            {"type": {"id": "HP:0001083", "label": "Ectopia lentis"}, "negated": True},
+        ],
+        "genes": genes,
+        "metaData": {"phenopacketSchemaVersion": "1.0", "externalReferences": [{"id": "PMID:42"}]},
+    }
+
+
+def test_phenopacket_v1_negation_and_genes(tmp_path, ontology):
+    members = {
+        "v1/FBN1/ok.json": v1_packet("ok", [{"id": "HGNC:3603", "symbol": "FBN1"}]),
+        "v1/FBN1/none.json": v1_packet("none", []),
+        "v1/FBN1/two.json": v1_packet("two", [{"id": "HGNC:3603", "symbol": "FBN1"}, {"id": "HGNC:7765", "symbol": "NF1"}]),
+        "v1/FBN1/bad.json": v1_packet("bad", []) | {"phenotypicFeatures": [{"type": {"id": "HP:0001166"}, "negated": "yes"}]},
+    }
+    result = ingest(tmp_path, ontology, members)
+    (case,) = result.cases
+    assert (case.case_id, case.gene, case.gene_id, case.pmid) == ("ok", "FBN1", "HGNC:3603", "PMID:42")
+    assert case.present == ("HP:0001166",) and case.absent == ("HP:0001083",)  # negated -> excluded, not observed
+    rows = qc_by_file(result)
+    assert rows["v1/FBN1/none.json"].reason == NO_GENE and "phenopacket schema 1.0" in rows["v1/FBN1/none.json"].detail
+    assert rows["v1/FBN1/two.json"].reason == MULTIPLE_GENES
+    assert rows["v1/FBN1/bad.json"].reason == INVALID_FIELD and "negated" in rows["v1/FBN1/bad.json"].detail

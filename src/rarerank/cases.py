@@ -336,6 +336,23 @@ def _causal_genes(packet: dict) -> dict[str, str]:
     return genes
 
 
+def _v1_genes(packet: dict) -> dict[str, str]:
+    """Schema v1: the top-level ``genes`` list (``{id, symbol}``), which names the case's gene."""
+    genes: dict[str, str] = {}
+    for where, gene in _objects(packet, "genes", "phenopacket"):
+        symbol = gene.get("symbol")
+        if not isinstance(symbol, str) or not symbol.strip():
+            raise InvalidRecord(INVALID_FIELD, f"{where}: gene without a symbol")
+        genes.setdefault(symbol.strip(), str(gene.get("id", "")).strip())
+    return genes
+
+
+def schema_version(packet: dict) -> str:
+    meta = packet.get("metaData")
+    version = meta.get("phenopacketSchemaVersion") if isinstance(meta, dict) else None
+    return str(version).strip() if version is not None else ""
+
+
 def _disease_id(packet: dict) -> str:
     for where, interpretation in _objects(packet, "interpretations", "phenopacket"):
         diagnosis = _optional_object(interpretation, "diagnosis", where)
@@ -365,8 +382,11 @@ def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) 
         term_type = _require(feature, "type", dict, where)
         raw = _require(term_type, "id", str, where + ".type")
         excluded = feature.get("excluded", False)
-        if not isinstance(excluded, bool):
-            raise InvalidRecord(INVALID_FIELD, f"{where}.excluded should be true or false")
+        negated = feature.get("negated", False)  # the schema v1 name of excluded
+        for key, value in (("excluded", excluded), ("negated", negated)):
+            if not isinstance(value, bool):
+                raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be true or false")
+        excluded = excluded or negated
         term, how = ontology.resolve(raw)
         if term is not None and not ontology.is_phenotypic_abnormality(term):
             how, term = "not_phenotypic_abnormality", None
@@ -403,13 +423,14 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
     if not case_id:
         raise InvalidRecord(INVALID_FIELD, "phenopacket.id is empty")
     try:
-        genes = _causal_genes(packet)
+        genes = _causal_genes(packet) or _v1_genes(packet)
         present, absent = _terms(packet, case_id, ontology, term_qc)
         pmid, disease_id = _pmid(packet), _disease_id(packet)
     except InvalidRecord as error:
         raise InvalidRecord(error.reason, f"{case_id}: {error.detail}", case_id) from None
     if not genes:
-        raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations", case_id)
+        version = f" (phenopacket schema {schema_version(packet)})" if schema_version(packet) else ""
+        raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations or genes{version}", case_id)
     if len(genes) > 1:
         raise InvalidRecord(
             MULTIPLE_GENES, f"{case_id}: {len(genes)} causal genes: {', '.join(sorted(genes))}", case_id
