@@ -4,6 +4,7 @@ data stay inside their output folder, zip bombs and corrupt members become QC ro
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import struct
@@ -21,9 +22,13 @@ from rarerank.cases import (
     NO_GENE,
     PARSE_ERROR,
     UNSAFE_PATH,
+    Case,
     iter_zip,
+    read_cases,
     read_phenopackets,
+    write_cases,
 )
+from rarerank.cli import main
 from rarerank.fileio import (
     BROKEN_LINK,
     LINK_LOOP,
@@ -211,3 +216,88 @@ def test_phenopacket_v1_negation_and_genes(tmp_path, ontology):
     assert rows["v1/FBN1/none.json"].reason == NO_GENE and "phenopacket schema 1.0" in rows["v1/FBN1/none.json"].detail
     assert rows["v1/FBN1/two.json"].reason == MULTIPLE_GENES
     assert rows["v1/FBN1/bad.json"].reason == INVALID_FIELD and "negated" in rows["v1/FBN1/bad.json"].detail
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: one line naming the file and the problem; clashing outputs refused; all outputs or none.
+
+
+def cases_tsv(path: Path) -> Path:
+    write_cases(path, [Case(f"P{i}", "c", "", g, "", "", ("HP:0001166",)) for i, g in enumerate(["FBN1", "NF1", "PAH"] * 4)])
+    return path
+
+
+def run_cli(caplog, *argv) -> tuple[int, str]:
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="rarerank"):
+        code = main(["-q", *map(str, argv)])
+    return code, caplog.text
+
+
+def test_cli_errors_are_one_line_naming_the_file(tmp_path, caplog):
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes(cases_tsv(tmp_path / "c.tsv").read_bytes().replace(b"P1\t", "Pé\t".encode("latin-1")))
+    code, text = run_cli(caplog, "split", latin1, "-o", tmp_path / "s.tsv")
+    assert code == 1 and f"{latin1}: not UTF-8 text (byte 0xe9" in text and "Traceback" not in text
+    no_present = tmp_path / "nopresent.tsv"
+    no_present.write_text("case_id\tgene\nP1\tFBN1\n")
+    code, text = run_cli(caplog, "split", no_present, "-o", tmp_path / "s.tsv")
+    assert code == 1 and f"{no_present}: not a cases table, missing column(s) present" in text
+    code, text = run_cli(caplog, "cases", no_present, "-o", tmp_path / "x.tsv", "--qc", tmp_path / "q.tsv")
+    assert code == 1 and "not a phenopacket source" in text and "rarerank cohort --type tsv" in text
+    long_field = tmp_path / "long.tsv"
+    long_field.write_text("case_id\tgene\tpresent\nP1\tFBN1\t" + "x" * 200_000 + "\n")
+    code, text = run_cli(caplog, "split", long_field, "-o", tmp_path / "s.tsv")
+    assert code == 1 and f"{long_field}, line 2: malformed TSV row" in text
+    assert not (tmp_path / "s.tsv").exists()
+
+
+def test_a_byte_order_mark_is_fine(tmp_path):
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes(b"\xef\xbb\xbf" + cases_tsv(tmp_path / "c.tsv").read_bytes())
+    assert main(["-q", "split", str(bom), "-o", str(tmp_path / "s.tsv")]) == 0
+    assert len(read_cases(bom)) == 12
+
+
+def test_verbose_keeps_the_traceback(tmp_path, caplog):
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="rarerank"):
+        assert main(["-v", "split", str(tmp_path / "none.tsv"), "-o", str(tmp_path / "s.tsv")]) == 1
+    assert caplog.records[-1].exc_info is not None
+
+
+def test_clashing_output_paths_are_refused_before_any_work(tmp_path, caplog, monkeypatch):
+    import rarerank.reference
+
+    monkeypatch.setattr(rarerank.reference, "load_ontology", lambda *a: pytest.fail("read before the paths were checked"))
+    source = tmp_path / "p.json"
+    source.write_text("{}")
+    same = tmp_path / "out.tsv"
+    code, text = run_cli(caplog, "cases", source, "-o", same, "--qc", same)
+    assert code == 1 and "given for both -o/--output and --qc" in text
+    code, text = run_cli(caplog, "cases", source, "-o", same, "--qc", tmp_path / "q.tsv", "--term-qc", tmp_path / "q.tsv")
+    assert code == 1 and "--qc and --term-qc" in text
+    code, text = run_cli(caplog, "extract", source, "-o", tmp_path / "x.tsv", "--evidence", tmp_path / "x.qc.tsv")
+    assert code == 1 and "--qc and --evidence" in text  # the default QC path x.qc.tsv
+    code, text = run_cli(caplog, "cases", source, "-o", tmp_path, "--qc", tmp_path / "q.tsv")
+    assert code == 1 and "is a folder" in text
+    cases = cases_tsv(tmp_path / "c.tsv")
+    before = cases.read_bytes()
+    code, text = run_cli(caplog, "split", cases, "-o", cases)
+    assert code == 1 and "both an input and the -o/--output output" in text and cases.read_bytes() == before
+    assert not same.exists() and not (tmp_path / "q.tsv").exists()
+
+
+def test_a_failing_output_leaves_no_other_output(tmp_path, caplog):
+    cases = cases_tsv(tmp_path / "c.tsv")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is needed")
+    old = tmp_path / "old_splits.tsv"
+    old.write_text("stale\n")
+    code, text = run_cli(caplog, "split", cases, "-o", tmp_path / "splits.tsv", "--summary", blocker / "summary.json")
+    assert code == 1 and "blocker" in text
+    assert not (tmp_path / "splits.tsv").exists()  # written first, removed when the summary failed
+    code, _ = run_cli(caplog, "split", cases, "-o", old, "--summary", blocker / "summary.json")
+    assert code == 1 and not old.exists()  # none: not a new table beside a failed summary
+    assert main(["-q", "split", str(cases), "-o", str(tmp_path / "splits.tsv"), "--summary", str(tmp_path / "s.json")]) == 0
+    assert (tmp_path / "splits.tsv").exists() and (tmp_path / "s.json").exists()

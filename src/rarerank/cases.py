@@ -177,8 +177,9 @@ def iter_source(source: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> I
     elif path.suffix.lower() == ".zip":
         raise ValueError(f"{path}: not a zip archive (a failed or partial download?)")
     elif path.suffix.lower() != ".json":
+        hint = " (a cases TSV is read by `rarerank cohort --type tsv`)" if path.suffix.lower() in (".tsv", ".txt") else ""
         raise ValueError(
-            f"{path}: not a phenopacket source: expected a release .zip, a folder, or one phenopacket .json file"
+            f"{path}: not a phenopacket source: expected a release .zip, a folder, or one phenopacket .json file{hint}"
         )
     else:
         yield read_file(path, path.name, path.parent.name or "default", max_bytes)
@@ -504,35 +505,56 @@ def write_qc(path: str | os.PathLike, rows: Iterable[QCRow]) -> None:
     write_tsv(path, QC_COLUMNS, (asdict(r) for r in rows))
 
 
+def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a UTF-8 TSV (a byte-order mark is fine); ValueError naming the file and the
+    line for text that is not UTF-8 or a malformed row."""
+    path = Path(path)
+    line_no = 1
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t")
+            header = list(reader.fieldnames or [])
+            rows = []
+            for row in reader:
+                line_no = reader.line_num
+                rows.append(row)
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} near line {line_no + 1}); re-save it as UTF-8"
+        ) from None
+    except csv.Error as error:
+        raise ValueError(f"{path}, line {line_no + 1}: malformed TSV row ({error})") from None
+    return header, rows
+
+
 def read_cases(path: str | os.PathLike) -> list[Case]:
     """Read a cases TSV (columns as written by :func:`write_cases`; ``source`` optional)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"cases file not found: {path}")
     required = [f.name for f in fields(Case) if f.name not in ("absent", "source", "cohort", "pmid", "gene_id", "disease_id")]
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not a cases table, missing column(s) {', '.join(missing)}")
-        cases = []
-        for line_no, row in enumerate(reader, start=2):
-            present = split_list(row.get("present"))
-            if not row.get("case_id") or not present:
-                raise ValueError(f"{path}, line {line_no}: a case needs a case_id and at least one present term")
-            cases.append(
-                Case(
-                    case_id=row["case_id"],
-                    cohort=row.get("cohort") or "",
-                    pmid=row.get("pmid") or "",
-                    gene=row.get("gene") or "",
-                    gene_id=row.get("gene_id") or "",
-                    disease_id=row.get("disease_id") or "",
-                    present=tuple(present),
-                    absent=tuple(split_list(row.get("absent"))),
-                    source=row.get("source") or "",
-                )
+    header, rows = read_table(path)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(f"{path}: not a cases table, missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})")
+    cases = []
+    for line_no, row in enumerate(rows, start=2):
+        present = split_list(row.get("present"))
+        if not row.get("case_id") or not present:
+            raise ValueError(f"{path}, line {line_no}: a case needs a case_id and at least one present term")
+        cases.append(
+            Case(
+                case_id=row["case_id"],
+                cohort=row.get("cohort") or "",
+                pmid=row.get("pmid") or "",
+                gene=row.get("gene") or "",
+                gene_id=row.get("gene_id") or "",
+                disease_id=row.get("disease_id") or "",
+                present=tuple(present),
+                absent=tuple(split_list(row.get("absent"))),
+                source=row.get("source") or "",
             )
+        )
     return cases
 
 

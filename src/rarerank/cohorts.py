@@ -36,6 +36,7 @@ from rarerank.cases import (
     iter_zip,
     read_cases,
     read_file,
+    read_table,
     read_phenopackets,
     write_cases,
     write_qc,
@@ -284,8 +285,7 @@ def write_cohort(outdir: str | os.PathLike, result: IngestResult, evidence: list
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+    return read_table(path)[1]
 
 
 def read_cohort_dir(folder: str | os.PathLike) -> IngestResult:

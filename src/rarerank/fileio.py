@@ -64,6 +64,44 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
         raise
 
 
+@contextlib.contextmanager
+def output_set(outputs: dict[str, str | os.PathLike | None], inputs: tuple = ()) -> Iterator[None]:
+    """All outputs of one command, or none: refuse up front two options naming the same file, an
+    output that is an input or a folder; when the block fails, remove every output it wrote.
+
+    ``outputs`` maps option names (for the message) to paths; None entries are ignored.
+    """
+    given = {name: Path(path) for name, path in outputs.items() if path is not None}
+    seen: dict[Path, str] = {}
+    for name, path in given.items():
+        resolved = path.resolve()
+        if resolved in seen:
+            raise ValueError(f"{path}: given for both {seen[resolved]} and {name}; each output needs its own file")
+        if path.is_dir():
+            raise ValueError(f"{path}: {name} is a folder; give a file path")
+        seen[resolved] = name
+    for source in inputs:
+        if source is not None and Path(source).resolve() in seen:
+            raise ValueError(f"{source}: is both an input and the {seen[Path(source).resolve()]} output; it would be overwritten")
+    before = {path: _signature(path) for path in given.values()}
+    try:
+        yield
+    except BaseException:
+        for path, signature in before.items():
+            if _signature(path) != signature:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        raise
+
+
+def _signature(path: Path) -> tuple | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
 def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
     """Like :func:`atomic_write` for writers that want a path (savefig, save_pretrained of a file)."""
 
