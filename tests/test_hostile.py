@@ -3,6 +3,7 @@ data stay inside their output folder, zip bombs and corrupt members become QC ro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from test_cases import ingest, packet, qc_by_file
 
 from rarerank.cases import (
@@ -37,6 +39,8 @@ from rarerank.fileio import (
     read_bounded,
     scan_folder,
 )
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "phenopackets"
 
 
 @pytest.fixture
@@ -301,3 +305,35 @@ def test_a_failing_output_leaves_no_other_output(tmp_path, caplog):
     assert code == 1 and not old.exists()  # none: not a new table beside a failed summary
     assert main(["-q", "split", str(cases), "-o", str(tmp_path / "splits.tsv"), "--summary", str(tmp_path / "s.json")]) == 0
     assert (tmp_path / "splits.tsv").exists() and (tmp_path / "s.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings that could only fail at run time fail at `snakemake -n`, all in one message.
+
+
+def _step_key(cls) -> str:
+    """The stage's step-count setting (``max_steps`` after the settings-vocabulary rename)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return "max_steps" if "max_steps" in names else "steps"
+
+
+def test_run_time_settings_fail_at_dry_run(tmp_path):
+    workflow = pytest.importorskip("test_workflow")
+    if not workflow.SNAKEMAKE.exists():
+        pytest.skip("snakemake is not installed")
+    from rarerank.pretrain import PretrainConfig
+    from rarerank.rft import RFTConfig
+
+    pretrain_steps, rft_steps = _step_key(PretrainConfig), _step_key(RFTConfig)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "policy": {"hidden_size": 33, "num_heads": 2},
+        "pretrain": {pretrain_steps: 10, "warmup_steps": 10},
+        "rft": {rft_steps: 10, "epochs": 1.0},
+    }))  # fmt: skip
+    done = workflow.snakemake(tmp_path, "-n", "--config", f"phenopackets={FIXTURE}", extra_config=bad)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-3000:]
+    assert "config settings that would fail when their stage runs" in output, output[-3000:]
+    for named in ("policy: ", "hidden_size (33)", "pretrain: ", "warmup_steps", "rft: ", "epochs"):
+        assert named in output, (named, output[-3000:])
