@@ -59,11 +59,19 @@ def check_stage_settings(config):
         ("sft", SFTConfig, config["sft"]),
         ("rft", RFTConfig, {**config["rft"], "seed": config["seed"]}),
         ("grader", GraderConfig, config["grader"]),
-        ("text", TextmineConfig, {"scopes": tuple(text["synonym_scopes"]), "max_bytes": text["max_bytes"]}),
+        (
+            "text",
+            TextmineConfig,
+            {"scopes": tuple(text["synonym_scopes"]), "max_bytes": text["max_bytes"]},
+        ),
     ]
     splits = config["splits"]
     checks += [
-        ("splits", SplitConfig, {"strategy": s, "validation": splits["validation"], "test": splits["test"]})
+        (
+            "splits",
+            SplitConfig,
+            {"strategy": s, "validation": splits["validation"], "test": splits["test"]},
+        )
         for s in splits["strategies"][:1]
     ]
     problems = []
