@@ -48,6 +48,8 @@ DUPLICATE_ID = "duplicate_id"
 NOT_JSON = "not_a_json_file"
 EMPTY_COHORT = "empty_cohort"
 
+MAX_ID_CHARS = 1_000  # longer ids, symbols or PMIDs are invalid_field (real ones are < 100)
+
 # genomicInterpretation statuses that name the causal gene.
 CAUSAL_STATUSES = {"CAUSATIVE", "UNKNOWN_STATUS", None}
 
@@ -289,6 +291,13 @@ def _require(obj: dict, key: str, kind: type, where: str):
     return value
 
 
+def _short(value: str, where: str) -> str:
+    """An identifier of sane length (a longer one is garbage, and a table cell csv cannot read back)."""
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRecord(INVALID_FIELD, f"{where} is {len(value):,} characters; an identifier has at most {MAX_ID_CHARS:,}")
+    return value
+
+
 def _optional_list(obj: dict, key: str, where: str) -> list:
     value = obj.get(key)
     if value is None:
@@ -321,7 +330,10 @@ def _causal_genes(packet: dict) -> dict[str, str]:
     for where_i, interpretation in _objects(packet, "interpretations", "phenopacket"):
         diagnosis = _optional_object(interpretation, "diagnosis", where_i)
         for where, gi in _objects(diagnosis, "genomicInterpretations", where_i + ".diagnosis"):
-            if gi.get("interpretationStatus") not in CAUSAL_STATUSES:
+            status = gi.get("interpretationStatus")
+            if status is not None and not isinstance(status, str):
+                raise InvalidRecord(INVALID_FIELD, f"{where}.interpretationStatus should be a string, not a {type(status).__name__}")
+            if status not in CAUSAL_STATUSES:
                 continue
             descriptor = _optional_object(gi, "gene", where)
             if not descriptor:
@@ -333,7 +345,7 @@ def _causal_genes(packet: dict) -> dict[str, str]:
             symbol = descriptor.get("symbol")
             if not isinstance(symbol, str) or not symbol.strip():
                 raise InvalidRecord(INVALID_FIELD, f"{where}: gene without a symbol")
-            genes.setdefault(symbol.strip(), str(descriptor.get("valueId", "")).strip())
+            genes.setdefault(_short(symbol.strip(), where + ".symbol"), str(descriptor.get("valueId", "")).strip())
     return genes
 
 
@@ -344,7 +356,7 @@ def _v1_genes(packet: dict) -> dict[str, str]:
         symbol = gene.get("symbol")
         if not isinstance(symbol, str) or not symbol.strip():
             raise InvalidRecord(INVALID_FIELD, f"{where}: gene without a symbol")
-        genes.setdefault(symbol.strip(), str(gene.get("id", "")).strip())
+        genes.setdefault(_short(symbol.strip(), where + ".symbol"), str(gene.get("id", "")).strip())
     return genes
 
 
@@ -381,7 +393,7 @@ def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) 
     absent: set[str] = set()
     for where, feature in _objects(packet, "phenotypicFeatures", "phenopacket"):
         term_type = _require(feature, "type", dict, where)
-        raw = _require(term_type, "id", str, where + ".type")
+        raw = _short(_require(term_type, "id", str, where + ".type"), where + ".type.id")
         excluded = feature.get("excluded", False)
         negated = feature.get("negated", False)  # the schema v1 name of excluded
         for key, value in (("excluded", excluded), ("negated", negated)):
@@ -423,6 +435,7 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
     case_id = _require(packet, "id", str, "phenopacket").strip()
     if not case_id:
         raise InvalidRecord(INVALID_FIELD, "phenopacket.id is empty")
+    _short(case_id, "phenopacket.id")
     try:
         genes = _causal_genes(packet) or _v1_genes(packet)
         present, absent = _terms(packet, case_id, ontology, term_qc)
@@ -439,6 +452,11 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
     if not present:
         raise InvalidRecord(NO_PRESENT_TERMS, f"{case_id}: no observed HPO term known to the ontology", case_id)
     (gene, gene_id), = genes.items()
+    try:
+        for name, value in (("gene symbol", gene), ("gene id", gene_id), ("disease id", disease_id), ("PMID", pmid)):
+            _short(value, name)
+    except InvalidRecord as error:
+        raise InvalidRecord(error.reason, f"{case_id}: {error.detail}", case_id) from None
     return Case(case_id, cohort, pmid, gene, gene_id, disease_id, tuple(present), tuple(absent), source)
 
 
