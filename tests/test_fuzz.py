@@ -14,7 +14,6 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from rarerank.cases import (
     TERM_QC_COLUMNS,

@@ -31,6 +31,7 @@ from rarerank.cases import (
     write_cases,
 )
 from rarerank.cli import main
+from rarerank.cohorts import iter_texts
 from rarerank.fileio import (
     BROKEN_LINK,
     LINK_LOOP,
@@ -39,6 +40,8 @@ from rarerank.fileio import (
     read_bounded,
     scan_folder,
 )
+from rarerank.interop import export_pheval
+from rarerank.rankings import RankedGene
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "phenopackets"
 
@@ -63,6 +66,9 @@ def test_atomic_outputs_follow_the_umask(tmp_path, umask_022):
         tmp.write_bytes(b"png")
     assert mode(tmp_path / "a.tsv") == 0o644
     assert mode(tmp_path / "b.png") == 0o644
+    export_pheval([Case("P1", "c", "", "FBN1", "", "", ("HP:0001166",))], {"P1": [RankedGene(1, "FBN1", "", 1.0)]},
+                  tmp_path / "pheval")  # fmt: skip
+    assert mode(tmp_path / "pheval") == 0o755 and mode(tmp_path / "pheval" / "P1.tsv") == 0o644
     os.umask(0o077)
     with atomic_write(tmp_path / "c.tsv") as handle:
         handle.write("x\n")
@@ -127,6 +133,20 @@ def test_member_larger_than_its_header_says_is_cut_off(tmp_path):
         assert read_bounded(handle, 4_000) is None
     with zipfile.ZipFile(path) as archive, archive.open("a.txt") as handle:
         assert read_bounded(handle, 5_000) == b"x" * 5_000
+
+
+def test_corrupt_deflate_text_member_is_a_qc_entry(tmp_path):
+    """`extract` reads text zips through the same bounded reader: the member comes back with a reason."""
+    path = tmp_path / "texts.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("good.txt", "Marfan syndrome, FBN1. " * 50)
+        archive.writestr("bad.txt", "Tall stature and arachnodactyly. " * 100)
+        archive.writestr("huge.txt", "x" * 5_000)
+    corrupt_deflate(path, "bad.txt")
+    entries = {e.name: e for e in iter_texts(path, max_bytes=4_000)}
+    assert entries["good.txt"].data.startswith(b"Marfan") and not entries["good.txt"].reason
+    assert entries["bad.txt"].reason == PARSE_ERROR and "unreadable zip member" in entries["bad.txt"].detail
+    assert entries["huge.txt"].reason == FILE_TOO_LARGE and "text.max_bytes" in entries["huge.txt"].detail
 
 
 def test_corrupt_deflate_member_is_a_qc_row(tmp_path, ontology):

@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from rarerank.cohorts import DEFAULT_COHORT, cohort_specs
-from rarerank.fileio import is_url
+from rarerank.fileio import is_url, safe_filename
 
 ENV = "../envs/rarerank.yaml"
 STRATEGIES = config["splits"]["strategies"]
@@ -107,7 +107,7 @@ def cohort_input(wildcards):
         name = Path(spec.source.split("?", 1)[0]).name
         if not name:
             raise ValueError(f"cohort {spec.name}: the URL {spec.source} names no file")
-        return f"data/cohorts/{spec.name}/{name}"
+        return f"data/cohorts/{spec.name}/{safe_filename(name)}"
     path = Path(spec.source)
     beside = Path(workflow.basedir) / path
     if not path.is_absolute() and not path.exists() and beside.exists():
