@@ -1,7 +1,7 @@
 """Ingest speed and counts: the HPO load, phenopacket ingest and splits on the real snapshot and the fixture.
 
 Run from the repository root (numbers go to stdout; nothing is written):
-    python benchmarks/bench_ingest.py [--zip ../shared/data/all_phenopackets.zip] [--repeat 3]
+    python benchmarks/bench_ingest.py [--zip ../shared/data/all_phenopackets.zip] [--repeat 3] [--folders 10000]
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from rarerank.cases import read_phenopackets
+from rarerank.cases import iter_source, read_phenopackets
+from rarerank.fileio import scan_folder
 from rarerank.ontology import Ontology, default_hpo_dir
 from rarerank.splits import STRATEGIES, SplitConfig, assign, split_summary
 
@@ -58,10 +59,28 @@ def report(name: str, source: Path, ontology: Ontology, repeat: int) -> None:
         )
 
 
+def folder_scan(folders: int, repeat: int) -> None:
+    """Scan time of a folder source with ``folders`` cohort folders of one phenopacket each (plus one
+    empty folder per hundred): the scan alone, and the scan with every file read (no parsing)."""
+    packet = next(FIXTURE.rglob("*.json")).read_bytes()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "release"
+        for i in range(folders):
+            folder = root / "v1" / f"cohort{i:05d}"
+            folder.mkdir(parents=True)
+            if i % 100:
+                (folder / f"case{i:05d}.json").write_bytes(packet)
+        scan, scan_seconds = timed(lambda: scan_folder(root), repeat)
+        entries, read_seconds = timed(lambda: list(iter_source(root)), repeat)
+    print(f"\n== folder scan: {folders:,} folders, {len(scan.files):,} files, {len(scan.empty_folders):,} empty")
+    print(f"scan {scan_seconds:.2f} s; scan + read {read_seconds:.2f} s ({len(entries):,} inputs) (best of {repeat})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zip", type=Path, default=DEFAULT_ZIP, help="phenopacket-store release zip")
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (the best is reported)")
+    parser.add_argument("--folders", type=int, default=10_000, help="cohort folders in the folder-scan benchmark (0: skip)")
     args = parser.parse_args()
 
     ontology, seconds = timed(lambda: Ontology.load(default_hpo_dir() / "hp.obo"), 1)
@@ -73,6 +92,8 @@ def main() -> None:
             for path in sorted(FIXTURE.rglob("*.json")):
                 archive.write(path, path.relative_to(FIXTURE).as_posix())
         report("fixture release", fixture_zip, ontology, args.repeat)
+    if args.folders:
+        folder_scan(args.folders, args.repeat)
     if args.zip.exists():
         report("real snapshot", args.zip, ontology, args.repeat)
     else:

@@ -179,14 +179,14 @@ def test_unreadable_file_in_a_folder(tmp_path, ontology, monkeypatch):
     folder.mkdir(parents=True)
     (folder / "good.json").write_text(json.dumps(packet("good")))
     (folder / "locked.json").write_text(json.dumps(packet("locked")))
-    real_read = Path.read_bytes
+    real_open = Path.open
 
-    def read_bytes(self):
+    def open_(self, *args, **kwargs):
         if self.name == "locked.json":
             raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self)
+        return real_open(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(Path, "open", open_)
     result = read_phenopackets(tmp_path / "release", ontology)
     assert [c.case_id for c in result.cases] == ["good"]
     row = qc_by_file(result)["v1/FBN1/locked.json"]

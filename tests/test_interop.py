@@ -56,7 +56,7 @@ def test_pheval_export_refuses_non_empty_folder_and_duplicate_stems(tmp_path):
     with pytest.raises(ValueError, match="not empty"):
         export_pheval([case("P1")], {"P1": genes((1, "FBN1", 1.0))}, tmp_path / "full")
     twins = [case("A", source="x/same.json"), case("B", source="y/same.json")]
-    with pytest.raises(ValueError, match="share the phenopacket file stem"):
+    with pytest.raises(ValueError, match="share the result file name"):
         export_pheval(twins, {"A": genes((1, "FBN1", 1.0)), "B": genes((1, "FBN1", 1.0))}, tmp_path / "twins")
     assert not (tmp_path / "twins").exists()  # nothing left behind
     (tmp_path / "empty").mkdir()
@@ -105,3 +105,23 @@ def test_export_cli(tmp_path):
     assert json.loads((tmp_path / "grader.json").read_text())["name"] == "rarerank_linear_rank"
     assert main(["-q", "export-rft", "--grader", str(tmp_path / "g2.json")]) == 0
     assert main(["-q", "export-rft", "--cases", str(cases_path)]) == 1  # JSONL needs -o
+
+
+def test_pheval_export_keeps_escaping_ids_inside_the_folder(tmp_path, monkeypatch):
+    """A case id used as a file name (no source) can never write outside the export folder."""
+    work = tmp_path / "a" / "b" / "c"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    absolute = tmp_path / "abs" / "X"
+    ids = ["../../../X", str(absolute), "..", ".hidden", "a\\b"]
+    cases = [case(i, source="") for i in ids]
+    predictions = {i: genes((1, "FBN1", 1.0)) for i in ids}
+    before = sorted(p for p in tmp_path.rglob("*"))
+    assert export_pheval(cases, predictions, "out") == len(ids)
+    written = sorted(p for p in tmp_path.rglob("*") if p not in before)
+    out = (work / "out").resolve()
+    assert out in written and all(p == out or p.parent == out for p in written)  # nothing else anywhere
+    assert not absolute.with_suffix(".tsv").exists() and not (tmp_path / "X.tsv").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(["___.._.._X.tsv", absolute.as_posix().replace("/", "_") + ".tsv",
+                                                            "__.tsv", "_hidden.tsv", "a_b.tsv"])
+    assert read_tsv(out / "__.tsv")[0]["gene_symbol"] == "FBN1"

@@ -20,7 +20,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
-from rarerank.fileio import atomic_write, fetch, is_url, join_list, split_list
+from rarerank.fileio import (
+    atomic_write,
+    fetch,
+    is_url,
+    join_list,
+    path_inside,
+    read_bounded,
+    scan_folder,
+    split_list,
+)
 from rarerank.ontology import ALT_ID, CURRENT, MALFORMED, OBSOLETE, REPLACED, UNKNOWN, Ontology
 
 CASE_COLUMNS = ("case_id", "cohort", "pmid", "gene", "gene_id", "disease_id", "present", "absent", "source")
@@ -38,6 +47,8 @@ NO_PRESENT_TERMS = "no_present_terms"
 DUPLICATE_ID = "duplicate_id"
 NOT_JSON = "not_a_json_file"
 EMPTY_COHORT = "empty_cohort"
+
+MAX_ID_CHARS = 1_000  # longer ids, symbols or PMIDs are invalid_field (real ones are < 100)
 
 # genomicInterpretation statuses that name the causal gene.
 CAUSAL_STATUSES = {"CAUSATIVE", "UNKNOWN_STATUS", None}
@@ -119,11 +130,42 @@ class InvalidRecord(Exception):
 class SourceEntry:
     name: str  # path shown in QC rows (relative to the source)
     cohort: str
-    data: bytes | None  # None for an empty cohort folder
-    error: str = ""  # set when the input exists but cannot be read (e.g. a corrupt zip member)
+    data: bytes | None  # None for an empty cohort folder (or when ``reason`` is set)
+    reason: str = ""  # QC reason when the input exists but was not read: parse_error, file_too_large,
+    # unsafe_path, broken_link, symlink_loop, not_a_regular_file, unreadable
+    detail: str = ""
 
 
-def iter_source(source: str | os.PathLike) -> Iterator[SourceEntry]:
+# QC reasons of inputs that exist but were not read (besides parse_error and the fileio scan reasons).
+FILE_TOO_LARGE = "file_too_large"
+UNSAFE_PATH = "unsafe_path"
+MAX_FILE_BYTES = 10_000_000  # the largest real phenopacket is ~70 kB; see IngestConfig
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Phenopacket ingest settings (config section ``ingest``)."""
+
+    max_file_bytes: int = MAX_FILE_BYTES  # a larger file or zip member becomes a file_too_large QC row, unread
+
+    def __post_init__(self):
+        if not isinstance(self.max_file_bytes, int) or self.max_file_bytes < 1:
+            raise ValueError(f"ingest.max_file_bytes must be a positive integer, not {self.max_file_bytes!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> IngestConfig:
+        values = dict(values or {})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ingest setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def _too_large(size: int, max_bytes: int, setting: str) -> str:
+    return f"{size:,} bytes or more, above the limit of {max_bytes:,} ({setting}); not read"
+
+
+def iter_source(source: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Iterator[SourceEntry]:
     """Yield every input of a phenopacket source (zip, directory or file) in a stable order."""
     if is_url(source):
         raise ValueError(f"{source} is a URL: download it first (resolve_source) and read the local copy")
@@ -131,66 +173,100 @@ def iter_source(source: str | os.PathLike) -> Iterator[SourceEntry]:
     if not path.exists():
         raise FileNotFoundError(f"phenopacket source not found: {path}")
     if path.is_dir():
-        yield from _iter_directory(path)
+        yield from iter_folder(path, max_bytes)
     elif zipfile.is_zipfile(path):
-        yield from _iter_zip(path)
+        yield from iter_zip(path, max_bytes, release=True)
     elif path.suffix.lower() == ".zip":
         raise ValueError(f"{path}: not a zip archive (a failed or partial download?)")
     elif path.suffix.lower() != ".json":
+        hint = " (a cases TSV is read by `rarerank cohort --type tsv`)" if path.suffix.lower() in (".tsv", ".txt") else ""
         raise ValueError(
-            f"{path}: not a phenopacket source: expected a release .zip, a folder, or one phenopacket .json file"
+            f"{path}: not a phenopacket source: expected a release .zip, a folder, or one phenopacket .json file{hint}"
         )
     else:
-        yield SourceEntry(path.name, path.parent.name or "default", path.read_bytes())
+        yield read_file(path, path.name, path.parent.name or "default", max_bytes)
 
 
-def _iter_directory(root: Path) -> Iterator[SourceEntry]:
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    for file in files:
+def read_file(file: Path, name: str, cohort: str, max_bytes: int, setting: str = "ingest.max_file_bytes") -> SourceEntry:
+    try:
+        with file.open("rb") as handle:
+            data = read_bounded(handle, max_bytes)
+    except OSError as error:  # permissions, a broken network mount
+        return SourceEntry(name, cohort, None, PARSE_ERROR, f"unreadable file: {error}")
+    if data is None:
+        return SourceEntry(name, cohort, None, FILE_TOO_LARGE, _too_large(max_bytes + 1, max_bytes, setting))
+    return SourceEntry(name, cohort, data)
+
+
+def iter_folder(root: Path, max_bytes: int, setting: str = "ingest.max_file_bytes") -> Iterator[SourceEntry]:
+    """Every file below ``root`` (symlinks followed, loops and dangling links reported), then one
+    entry with ``data=None`` per folder without any file; the cohort is the file's folder name."""
+    scan = scan_folder(root)
+    for file in scan.files:
         cohort = file.parent.name if file.parent != root else root.name
-        name = file.relative_to(root).as_posix()
-        try:
-            data = file.read_bytes()
-        except OSError as error:  # permissions, a broken network mount
-            yield SourceEntry(name, cohort, b"", error=f"unreadable file: {error}")
-            continue
-        yield SourceEntry(name, cohort, data)
-    folders_with_files = {f.parent for f in files}
-    for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
-        if not any(parent == folder or folder in parent.parents for parent in folders_with_files):
-            yield SourceEntry(folder.relative_to(root).as_posix() + "/", folder.name, None)
+        yield read_file(file, file.relative_to(root).as_posix(), cohort, max_bytes, setting)
+    for path, reason, detail in scan.problems:
+        yield SourceEntry(path.relative_to(root).as_posix(), path.parent.name, None, reason, detail)
+    for folder in scan.empty_folders:
+        yield SourceEntry(folder.relative_to(root).as_posix() + "/", folder.name, None)
 
 
-def _iter_zip(path: Path) -> Iterator[SourceEntry]:
+def unsafe_member(name: str) -> bool:
+    """A zip member name that would leave its folder if extracted (absolute, ``..``, backslashes)."""
+    parts = PurePosixPath(name).parts
+    return name.startswith("/") or "\\" in name or ".." in parts or any(":" in p for p in parts[:1])
+
+
+def iter_zip(
+    path: Path, max_bytes: int, release: bool = False, setting: str = "ingest.max_file_bytes"
+) -> Iterator[SourceEntry]:
+    """Every member of a zip, each read with a size bound (declared sizes are checked before
+    reading, actual bytes while reading); ``release`` requires the <tag>/<cohort>/<id>.json layout."""
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, OSError) as error:
         raise ValueError(f"{path}: not a readable zip archive ({error})") from error
     with archive:
-        names = sorted(archive.namelist())
-        files = [n for n in names if not n.endswith("/")]
-        release_files = [n for n in files if n.endswith(".json") and len(PurePosixPath(n).parts) >= 3]
-        if not release_files:
+        infos = sorted(archive.infolist(), key=lambda i: i.filename)
+        files = [i for i in infos if not i.is_dir()]
+        if release and not any(
+            i.filename.endswith(".json") and len(PurePosixPath(i.filename).parts) >= 3 for i in files
+        ):
             raise ValueError(
                 f"{path}: not a phenopacket-store release: expected JSON files laid out as "
                 f"<tag>/<cohort>/<id>.json, found {len(files)} file(s) and none in that layout"
             )
-        for name in files:
+        for info in files:
+            name = info.filename
             parts = PurePosixPath(name).parts
             cohort = parts[-2] if len(parts) >= 2 else path.stem
+            if unsafe_member(name):
+                yield SourceEntry(name, "", None, UNSAFE_PATH, "member path is absolute or has '..': refused")
+                continue
+            if info.file_size > max_bytes:
+                yield SourceEntry(name, cohort, None, FILE_TOO_LARGE, _too_large(info.file_size, max_bytes, setting))
+                continue
             try:
-                data = archive.read(name)
+                with archive.open(info) as handle:
+                    data = read_bounded(handle, max_bytes)
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as error:
-                # CRC error, truncated or encrypted member, unsupported compression
-                yield SourceEntry(name, cohort, b"", error=f"unreadable zip member: {error}")
+                # CRC error, truncated, corrupt deflate stream or encrypted member, unsupported compression
+                yield SourceEntry(name, cohort, None, PARSE_ERROR, f"unreadable zip member: {error}")
+                continue
+            if data is None:  # the header understated the size
+                yield SourceEntry(name, cohort, None, FILE_TOO_LARGE, _too_large(max_bytes + 1, max_bytes, setting))
                 continue
             yield SourceEntry(name, cohort, data)
-        dirs_with_files = {str(PurePosixPath(n).parent) for n in files}
-        for name in names:
-            if name.endswith("/") and len(PurePosixPath(name).parts) >= 2:
-                folder = name.rstrip("/")
-                if not any(d == folder or d.startswith(folder + "/") for d in dirs_with_files):
-                    yield SourceEntry(name, PurePosixPath(folder).name, None)
+        dirs_with_files = set()
+        for info in files:  # every folder above a file (linear: stops at folders already marked)
+            folder = PurePosixPath(info.filename).parent
+            while str(folder) not in dirs_with_files and str(folder) != ".":
+                dirs_with_files.add(str(folder))
+                folder = folder.parent
+        for info in infos:
+            folder = info.filename.rstrip("/")
+            if info.is_dir() and len(PurePosixPath(folder).parts) >= 2 and folder not in dirs_with_files:
+                yield SourceEntry(info.filename, PurePosixPath(folder).name, None)
 
 
 def resolve_source(source: str | os.PathLike, download_dir: str | os.PathLike | None = None) -> Path:
@@ -199,7 +275,7 @@ def resolve_source(source: str | os.PathLike, download_dir: str | os.PathLike | 
         return Path(source)
     folder = Path(download_dir) if download_dir else Path(tempfile.mkdtemp(prefix="rarerank-"))
     name = PurePosixPath(str(source).split("?", 1)[0]).name or "phenopackets.zip"
-    return fetch(source, folder / name)
+    return fetch(source, path_inside(folder, name))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +288,13 @@ def _require(obj: dict, key: str, kind: type, where: str):
     value = obj[key]
     if not isinstance(value, kind):
         raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be a {kind.__name__}, not a {type(value).__name__}")
+    return value
+
+
+def _short(value: str, where: str) -> str:
+    """An identifier of sane length (a longer one is garbage, and a table cell csv cannot read back)."""
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRecord(INVALID_FIELD, f"{where} is {len(value):,} characters; an identifier has at most {MAX_ID_CHARS:,}")
     return value
 
 
@@ -247,7 +330,10 @@ def _causal_genes(packet: dict) -> dict[str, str]:
     for where_i, interpretation in _objects(packet, "interpretations", "phenopacket"):
         diagnosis = _optional_object(interpretation, "diagnosis", where_i)
         for where, gi in _objects(diagnosis, "genomicInterpretations", where_i + ".diagnosis"):
-            if gi.get("interpretationStatus") not in CAUSAL_STATUSES:
+            status = gi.get("interpretationStatus")
+            if status is not None and not isinstance(status, str):
+                raise InvalidRecord(INVALID_FIELD, f"{where}.interpretationStatus should be a string, not a {type(status).__name__}")
+            if status not in CAUSAL_STATUSES:
                 continue
             descriptor = _optional_object(gi, "gene", where)
             if not descriptor:
@@ -259,8 +345,25 @@ def _causal_genes(packet: dict) -> dict[str, str]:
             symbol = descriptor.get("symbol")
             if not isinstance(symbol, str) or not symbol.strip():
                 raise InvalidRecord(INVALID_FIELD, f"{where}: gene without a symbol")
-            genes.setdefault(symbol.strip(), str(descriptor.get("valueId", "")).strip())
+            genes.setdefault(_short(symbol.strip(), where + ".symbol"), str(descriptor.get("valueId", "")).strip())
     return genes
+
+
+def _v1_genes(packet: dict) -> dict[str, str]:
+    """Schema v1: the top-level ``genes`` list (``{id, symbol}``), which names the case's gene."""
+    genes: dict[str, str] = {}
+    for where, gene in _objects(packet, "genes", "phenopacket"):
+        symbol = gene.get("symbol")
+        if not isinstance(symbol, str) or not symbol.strip():
+            raise InvalidRecord(INVALID_FIELD, f"{where}: gene without a symbol")
+        genes.setdefault(_short(symbol.strip(), where + ".symbol"), str(gene.get("id", "")).strip())
+    return genes
+
+
+def schema_version(packet: dict) -> str:
+    meta = packet.get("metaData")
+    version = meta.get("phenopacketSchemaVersion") if isinstance(meta, dict) else None
+    return str(version).strip() if version is not None else ""
 
 
 def _disease_id(packet: dict) -> str:
@@ -290,10 +393,13 @@ def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) 
     absent: set[str] = set()
     for where, feature in _objects(packet, "phenotypicFeatures", "phenopacket"):
         term_type = _require(feature, "type", dict, where)
-        raw = _require(term_type, "id", str, where + ".type")
+        raw = _short(_require(term_type, "id", str, where + ".type"), where + ".type.id")
         excluded = feature.get("excluded", False)
-        if not isinstance(excluded, bool):
-            raise InvalidRecord(INVALID_FIELD, f"{where}.excluded should be true or false")
+        negated = feature.get("negated", False)  # the schema v1 name of excluded
+        for key, value in (("excluded", excluded), ("negated", negated)):
+            if not isinstance(value, bool):
+                raise InvalidRecord(INVALID_FIELD, f"{where}.{key} should be true or false")
+        excluded = excluded or negated
         term, how = ontology.resolve(raw)
         if term is not None and not ontology.is_phenotypic_abnormality(term):
             how, term = "not_phenotypic_abnormality", None
@@ -318,6 +424,10 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
         raise InvalidRecord(PARSE_ERROR, f"not UTF-8 text: {error}") from error
     except json.JSONDecodeError as error:
         raise InvalidRecord(PARSE_ERROR, f"invalid JSON: {error}") from error
+    except RecursionError:
+        raise InvalidRecord(PARSE_ERROR, "JSON nested too deeply to read") from None
+    except ValueError as error:  # an integer with more digits than Python converts (sys.set_int_max_str_digits)
+        raise InvalidRecord(PARSE_ERROR, f"JSON value out of range: {error}") from None
     if not isinstance(packet, dict):
         raise InvalidRecord(NOT_A_PHENOPACKET, f"top-level JSON is a {type(packet).__name__}, not an object")
     if "proband" in packet or "members" in packet:
@@ -325,14 +435,16 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
     case_id = _require(packet, "id", str, "phenopacket").strip()
     if not case_id:
         raise InvalidRecord(INVALID_FIELD, "phenopacket.id is empty")
+    _short(case_id, "phenopacket.id")
     try:
-        genes = _causal_genes(packet)
+        genes = _causal_genes(packet) or _v1_genes(packet)
         present, absent = _terms(packet, case_id, ontology, term_qc)
         pmid, disease_id = _pmid(packet), _disease_id(packet)
     except InvalidRecord as error:
         raise InvalidRecord(error.reason, f"{case_id}: {error.detail}", case_id) from None
     if not genes:
-        raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations", case_id)
+        version = f" (phenopacket schema {schema_version(packet)})" if schema_version(packet) else ""
+        raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations or genes{version}", case_id)
     if len(genes) > 1:
         raise InvalidRecord(
             MULTIPLE_GENES, f"{case_id}: {len(genes)} causal genes: {', '.join(sorted(genes))}", case_id
@@ -340,24 +452,30 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
     if not present:
         raise InvalidRecord(NO_PRESENT_TERMS, f"{case_id}: no observed HPO term known to the ontology", case_id)
     (gene, gene_id), = genes.items()
+    try:
+        for name, value in (("gene symbol", gene), ("gene id", gene_id), ("disease id", disease_id), ("PMID", pmid)):
+            _short(value, name)
+    except InvalidRecord as error:
+        raise InvalidRecord(error.reason, f"{case_id}: {error.detail}", case_id) from None
     return Case(case_id, cohort, pmid, gene, gene_id, disease_id, tuple(present), tuple(absent), source)
 
 
-def read_phenopackets(source: str | os.PathLike, ontology: Ontology) -> IngestResult:
-    """Read every phenopacket of a zip/directory/file; cases plus a QC row for each other input.
+def read_phenopackets(source: str | os.PathLike, ontology: Ontology, max_bytes: int = MAX_FILE_BYTES) -> IngestResult:
+    """Read every phenopacket of a zip/directory/file; cases plus a QC row for each other input
+    (files above ``max_bytes`` are not read).
 
     Raises FileNotFoundError for a missing source and ValueError for a source that is not a
     phenopacket release, folder or JSON file, or that holds no inputs at all.
     """
     result = IngestResult()
     seen: dict[str, str] = {}
-    for entry in iter_source(source):
+    for entry in iter_source(source, max_bytes):
         result.n_inputs += 1
+        if entry.reason:
+            result.qc.append(QCRow(entry.name, "", entry.reason, entry.detail))
+            continue
         if entry.data is None:
             result.qc.append(QCRow(entry.name, "", EMPTY_COHORT, f"cohort folder {entry.cohort!r} has no files"))
-            continue
-        if entry.error:
-            result.qc.append(QCRow(entry.name, "", PARSE_ERROR, entry.error))
             continue
         if not entry.name.lower().endswith(".json"):
             result.qc.append(QCRow(entry.name, "", NOT_JSON, "not a .json file"))
@@ -405,35 +523,56 @@ def write_qc(path: str | os.PathLike, rows: Iterable[QCRow]) -> None:
     write_tsv(path, QC_COLUMNS, (asdict(r) for r in rows))
 
 
+def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a UTF-8 TSV (a byte-order mark is fine); ValueError naming the file and the
+    line for text that is not UTF-8 or a malformed row."""
+    path = Path(path)
+    line_no = 1
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t")
+            header = list(reader.fieldnames or [])
+            rows = []
+            for row in reader:
+                line_no = reader.line_num
+                rows.append(row)
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} near line {line_no + 1}); re-save it as UTF-8"
+        ) from None
+    except csv.Error as error:
+        raise ValueError(f"{path}, line {line_no + 1}: malformed TSV row ({error})") from None
+    return header, rows
+
+
 def read_cases(path: str | os.PathLike) -> list[Case]:
     """Read a cases TSV (columns as written by :func:`write_cases`; ``source`` optional)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"cases file not found: {path}")
     required = [f.name for f in fields(Case) if f.name not in ("absent", "source", "cohort", "pmid", "gene_id", "disease_id")]
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not a cases table, missing column(s) {', '.join(missing)}")
-        cases = []
-        for line_no, row in enumerate(reader, start=2):
-            present = split_list(row.get("present"))
-            if not row.get("case_id") or not present:
-                raise ValueError(f"{path}, line {line_no}: a case needs a case_id and at least one present term")
-            cases.append(
-                Case(
-                    case_id=row["case_id"],
-                    cohort=row.get("cohort") or "",
-                    pmid=row.get("pmid") or "",
-                    gene=row.get("gene") or "",
-                    gene_id=row.get("gene_id") or "",
-                    disease_id=row.get("disease_id") or "",
-                    present=tuple(present),
-                    absent=tuple(split_list(row.get("absent"))),
-                    source=row.get("source") or "",
-                )
+    header, rows = read_table(path)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(f"{path}: not a cases table, missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})")
+    cases = []
+    for line_no, row in enumerate(rows, start=2):
+        present = split_list(row.get("present"))
+        if not row.get("case_id") or not present:
+            raise ValueError(f"{path}, line {line_no}: a case needs a case_id and at least one present term")
+        cases.append(
+            Case(
+                case_id=row["case_id"],
+                cohort=row.get("cohort") or "",
+                pmid=row.get("pmid") or "",
+                gene=row.get("gene") or "",
+                gene_id=row.get("gene_id") or "",
+                disease_id=row.get("disease_id") or "",
+                present=tuple(present),
+                absent=tuple(split_list(row.get("absent"))),
+                source=row.get("source") or "",
             )
+        )
     return cases
 
 

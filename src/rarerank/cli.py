@@ -8,8 +8,10 @@ import time.
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import sys
+import zipfile
 from pathlib import Path
 
 from rarerank import __version__
@@ -72,13 +74,21 @@ def _add_cases(sub):
         "--download-dir", type=Path, help="where a URL source is downloaded and kept (default: a temp folder, removed after)"
     )
     p.add_argument("--provenance", type=Path, help="JSON provenance record (code, package and HPO versions, source)")
-    p.set_defaults(func=_run_cases)
+    _add_max_file_bytes(p)
+    p.set_defaults(func=_run_cases, outputs=("output", "qc", "term_qc", "summary", "provenance"), inputs=("source",))
+
+
+def _add_max_file_bytes(p):
+    from rarerank.cases import MAX_FILE_BYTES
+
+    p.add_argument("--max-file-bytes", type=int, default=MAX_FILE_BYTES,
+                   help="a larger phenopacket file or zip member becomes a file_too_large QC row, unread (config ingest.max_file_bytes)")
 
 
 def _run_cases(args):
     import tempfile
 
-    from rarerank.cases import read_phenopackets, resolve_source, write_cases, write_qc, write_summary, write_tsv, TERM_QC_COLUMNS
+    from rarerank.cases import IngestConfig, read_phenopackets, resolve_source, write_cases, write_qc, write_summary, write_tsv, TERM_QC_COLUMNS
     from rarerank.provenance import write_provenance
     from rarerank.reference import load_ontology
 
@@ -87,7 +97,7 @@ def _run_cases(args):
         if not source.exists():  # fail before the (slower) ontology load
             raise FileNotFoundError(f"phenopacket source not found: {source}")
         ontology = load_ontology(args.ontology)
-        result = read_phenopackets(source, ontology)
+        result = read_phenopackets(source, ontology, IngestConfig(args.max_file_bytes).max_file_bytes)
     write_cases(args.output, result.cases)
     write_qc(args.qc, result.qc)
     if args.term_qc:
@@ -120,7 +130,7 @@ def _add_split(sub):
     p.add_argument("--seed", type=int, default=42, help="seed of the hash that assigns groups")
     p.add_argument("--summary", type=Path, help="JSON summary of split sizes")
     p.add_argument("--provenance", type=Path, help="JSON provenance record (code and package versions, seed)")
-    p.set_defaults(func=_run_split)
+    p.set_defaults(func=_run_split, outputs=("output", "summary", "provenance"), inputs=("cases",))
 
 
 def _run_split(args):
@@ -156,7 +166,7 @@ def _add_subset(sub):
     p.add_argument("--splits", required=True, type=Path, help="splits TSV from `rarerank split`")
     p.add_argument("--split", required=True, choices=("train", "validation", "test"), help="which split to keep")
     p.add_argument("-o", "--output", required=True, type=Path, help="cases TSV to write")
-    p.set_defaults(func=_run_subset)
+    p.set_defaults(func=_run_subset, outputs=("output",), inputs=("cases", "splits"))
 
 
 def _run_subset(args):
@@ -323,7 +333,7 @@ def _add_baseline(sub):
     p.add_argument("--unknown-frequency", type=float, help="phenomizer_absent: frequency assumed where HPO gives none (default 0.5)")
     p.add_argument("--seed", type=int, help="random: seed of the per-case permutations (default 42)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
-    p.set_defaults(func=_run_baseline)
+    p.set_defaults(func=_run_baseline, outputs=("output", "provenance"), inputs=("cases", "train"))
 
 
 def _run_baseline(args):
@@ -518,7 +528,7 @@ def _add_export_rft(sub):
     p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
     p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
     p.add_argument("--grader-half-life", type=float, default=1.0, help="exponential grader half-life in ranks")
-    p.set_defaults(func=_run_export_rft)
+    p.set_defaults(func=_run_export_rft, outputs=("output", "grader"), inputs=("cases",))
 
 
 def _run_export_rft(args):
@@ -747,7 +757,18 @@ def _add_extract(sub):
     p.add_argument("--cohort", default="text", help="cohort name written in the cases table")
     p.add_argument("--allow-no-gene", action="store_true", help="keep cases whose gene is missing or ambiguous (gene left empty)")
     _add_text_options(p)
-    p.set_defaults(func=_run_extract)
+    p.set_defaults(func=_run_extract, outputs=_extract_outputs, inputs=("source",))
+
+
+def _extract_outputs(args) -> dict:
+    """The files `rarerank extract` writes (QC and evidence default to names beside -o)."""
+    return {
+        "-o/--output": args.output,
+        "--qc": args.qc or args.output.with_name(args.output.stem + ".qc.tsv"),
+        "--evidence": args.evidence or args.output.with_name(args.output.stem + ".evidence.tsv"),
+        "--summary": args.summary,
+        "--provenance": args.provenance,
+    }
 
 
 def _run_extract(args):
@@ -762,8 +783,8 @@ def _run_extract(args):
     ontology = load_ontology(args.ontology)
     extractor = _extractor(args, ontology, require_gene=not args.allow_no_gene)
     result, evidence = read_text_cohort(args.source, extractor, args.cohort)
-    qc = args.qc or args.output.with_name(args.output.stem + ".qc.tsv")
-    evidence_path = args.evidence or args.output.with_name(args.output.stem + ".evidence.tsv")
+    outputs = _extract_outputs(args)
+    qc, evidence_path = outputs["--qc"], outputs["--evidence"]
     write_cases(args.output, result.cases)
     write_qc(qc, result.qc)
     write_tsv(evidence_path, EVIDENCE_COLUMNS, evidence)
@@ -785,10 +806,12 @@ def _add_cohort(sub):
     p.add_argument("-o", "--outdir", required=True, type=Path,
                    help="folder to write cases.tsv, qc.tsv, term_qc.tsv, evidence.tsv, summary.json, provenance.json")
     _add_text_options(p)
+    _add_max_file_bytes(p)
     p.set_defaults(func=_run_cohort)
 
 
 def _run_cohort(args):
+    from rarerank.cases import IngestConfig
     from rarerank.cohorts import CohortSpec, ingest_cohort, write_cohort
     from rarerank.provenance import write_provenance
     from rarerank.reference import load_ontology
@@ -798,7 +821,7 @@ def _run_cohort(args):
     ontology = load_ontology(args.ontology)
     extractor = _extractor(args, ontology) if args.type != "phenopackets" else None
     spec = CohortSpec(args.name, args.type, str(args.source))
-    result, evidence = ingest_cohort(spec, args.source, ontology, extractor)
+    result, evidence = ingest_cohort(spec, args.source, ontology, extractor, IngestConfig(args.max_file_bytes))
     summary = result.summary() | {"hpo_version": ontology.version, "cohort": args.name, "type": args.type}
     write_cohort(args.outdir, result, evidence, summary)
     settings = vars(extractor.config) if extractor else {}
@@ -816,7 +839,7 @@ def _add_merge_cohorts(sub):
     p.add_argument("--term-qc", required=True, type=Path, help="merged term-QC TSV")
     p.add_argument("--summary", required=True, type=Path, help="JSON summary of the merged cases")
     p.add_argument("--provenance", type=Path, help="JSON provenance record")
-    p.set_defaults(func=_run_merge_cohorts)
+    p.set_defaults(func=_run_merge_cohorts, outputs=("output", "qc", "term_qc", "summary", "provenance"), inputs=("folders",))
 
 
 def _run_merge_cohorts(args):
@@ -849,7 +872,7 @@ def _add_eval_set(sub):
     p.add_argument("cases", type=Path, help="the eval cohort's cases TSV")
     p.add_argument("--exclude", required=True, type=Path, help="training cases TSV: ids found there are dropped (leakage)")
     p.add_argument("-o", "--output", required=True, type=Path, help="case set TSV to write")
-    p.set_defaults(func=_run_eval_set)
+    p.set_defaults(func=_run_eval_set, outputs=("output",), inputs=("cases", "exclude"))
 
 
 def _run_eval_set(args):
@@ -885,16 +908,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_set(args) -> dict:
+    """The output files a subcommand declared (``set_defaults(outputs=...)``: option names or a function)."""
+    spec = getattr(args, "outputs", ())
+    if callable(spec):
+        return spec(args)
+    return {"-o/--output" if dest == "output" else "--" + dest.replace("_", "-"): getattr(args, dest) for dest in spec}
+
+
+def _input_paths(args) -> tuple:
+    values = [getattr(args, dest) for dest in getattr(args, "inputs", ())]
+    return tuple(p for v in values for p in (v if isinstance(v, list) else [v]) if p is not None)
+
+
+# Errors that bad input produces (missing or unreadable files, wrong formats, unreachable URLs): one
+# line naming the file and the problem, exit 1; anything else is a bug and keeps its traceback.
+INPUT_ERRORS = (OSError, ValueError, csv.Error, zipfile.BadZipFile, EOFError, RecursionError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from rarerank.fileio import output_set
+
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose > 1 else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        args.func(args)
-    except (OSError, ValueError) as error:  # bad input, missing file, unreachable URL: a message, not a traceback
-        log.error("%s", error)
+        with output_set(_output_set(args), _input_paths(args)):  # all outputs or none; clashing paths refused
+            args.func(args)
+    except INPUT_ERRORS as error:
+        log.error("%s", _describe(error), exc_info=args.verbose > 0)  # -v: with the traceback
         return 1
     return 0
+
+
+def _describe(error: BaseException) -> str:
+    """One line for an input error; OSError's file name is added when its message lacks it."""
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in str(error):
+        return f"{error.filename}: {error.strerror or error}"
+    if isinstance(error, RecursionError):
+        return f"input nested too deeply to read ({error})"
+    return str(error) or type(error).__name__
 
 
 if __name__ == "__main__":

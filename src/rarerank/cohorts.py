@@ -22,15 +22,21 @@ from typing import Iterable, Iterator, Sequence
 
 from rarerank.cases import (
     DUPLICATE_ID,
+    FILE_TOO_LARGE,
     INVALID_FIELD,
     MISSING_FIELD,
-    PARSE_ERROR,
     TERM_QC_COLUMNS,
     Case,
+    IngestConfig,
     IngestResult,
     InvalidRecord,
     QCRow,
+    SourceEntry,
+    iter_folder,
+    iter_zip,
     read_cases,
+    read_file,
+    read_table,
     read_phenopackets,
     write_cases,
     write_qc,
@@ -39,7 +45,13 @@ from rarerank.cases import (
 )
 from rarerank.fileio import split_list
 from rarerank.ontology import CURRENT, Ontology
-from rarerank.textmine import EVIDENCE_COLUMNS, Extractor, decode_text, extract_case
+from rarerank.textmine import (
+    EVIDENCE_COLUMNS,
+    TEXT_TOO_LARGE,
+    Extractor,
+    decode_text,
+    extract_case,
+)
 
 COHORT_TYPES = ("phenopackets", "tsv", "text")
 ROLES = ("train", "eval")
@@ -50,6 +62,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 NOT_TEXT = "not_a_text_file"
 TEXT_SUFFIXES = (".txt",)
+TEXT_SETTING = "text.max_bytes"  # the setting named in text_too_large QC rows
 
 
 @dataclass(frozen=True)
@@ -96,30 +109,19 @@ def cohort_specs(default_source: str, cohorts: Sequence[dict] | None) -> list[Co
 # Text cohorts: a folder, zip or single file of .txt case reports (case_id = file stem).
 
 
-@dataclass(frozen=True)
-class TextEntry:
-    name: str  # path shown in QC rows
-    data: bytes | None
-    error: str = ""
-
-
-def iter_texts(source: str | os.PathLike) -> Iterator[TextEntry]:
-    """Every file of a text source in a stable order (non-.txt files too: they become QC rows)."""
+def iter_texts(source: str | os.PathLike, max_bytes: int) -> Iterator[SourceEntry]:
+    """Every file of a text source in a stable order (non-.txt files too: they become QC rows), each
+    read only up to ``max_bytes`` (a larger one comes with reason file_too_large and no data)."""
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"text source not found: {path}")
     if path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            yield TextEntry(file.relative_to(path).as_posix(), file.read_bytes())
+        entries = iter_folder(path, max_bytes, TEXT_SETTING)
     elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            for name in sorted(n for n in archive.namelist() if not n.endswith("/")):
-                try:
-                    yield TextEntry(name, archive.read(name))
-                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as error:
-                    yield TextEntry(name, None, f"unreadable zip member: {error}")
+        entries = iter_zip(path, max_bytes, setting=TEXT_SETTING)
     else:
-        yield TextEntry(path.name, path.read_bytes())
+        entries = iter([read_file(path, path.name, "", max_bytes, TEXT_SETTING)])
+    yield from (e for e in entries if e.reason or e.data is not None)  # not the empty-folder entries
 
 
 def read_text_cohort(
@@ -129,14 +131,15 @@ def read_text_cohort(
     result = IngestResult()
     evidence: list[dict[str, str]] = []
     seen: dict[str, str] = {}
-    for entry in iter_texts(source):
+    for entry in iter_texts(source, extractor.config.max_bytes):
         result.n_inputs += 1
         case_id = PurePosixPath(entry.name).stem
         if PurePosixPath(entry.name).name.startswith(".") or not entry.name.lower().endswith(TEXT_SUFFIXES):
             result.qc.append(QCRow(entry.name, "", NOT_TEXT, f"not a {'/'.join(TEXT_SUFFIXES)} file"))
             continue
-        if entry.error:
-            result.qc.append(QCRow(entry.name, case_id, PARSE_ERROR, entry.error))
+        if entry.reason:
+            reason = TEXT_TOO_LARGE if entry.reason == FILE_TOO_LARGE else entry.reason
+            result.qc.append(QCRow(entry.name, case_id, reason, entry.detail))
             continue
         try:
             text = decode_text(entry.data, extractor.config.max_bytes)
@@ -257,11 +260,12 @@ def read_tsv_cohort(
 
 
 def ingest_cohort(
-    spec: CohortSpec, source: str | os.PathLike, ontology: Ontology, extractor: Extractor | None
+    spec: CohortSpec, source: str | os.PathLike, ontology: Ontology, extractor: Extractor | None,
+    settings: IngestConfig | None = None,
 ) -> tuple[IngestResult, list[dict[str, str]]]:
     """Read one cohort of any type from a local ``source``."""
     if spec.type == "phenopackets":
-        return read_phenopackets(source, ontology), []
+        return read_phenopackets(source, ontology, (settings or IngestConfig()).max_file_bytes), []
     if extractor is None:
         raise ValueError(f"cohort {spec.name}: a {spec.type} cohort needs gene annotations for text mining")
     if spec.type == "text":
@@ -281,8 +285,7 @@ def write_cohort(outdir: str | os.PathLike, result: IngestResult, evidence: list
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+    return read_table(path)[1]
 
 
 def read_cohort_dir(folder: str | os.PathLike) -> IngestResult:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from rarerank.cases import Case
-from rarerank.fileio import atomic_write
+from rarerank.fileio import atomic_write, honour_umask, path_inside
 from rarerank.grader import GraderConfig
 from rarerank.ontology import Ontology
 from rarerank.rankings import RankedGene
@@ -76,12 +76,15 @@ def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[Rank
             if not ranked:
                 continue  # PhEval itself records a case without results as not found
             stem = phenopacket_stem(case)
-            if stem in stems:
-                raise ValueError(f"cases {stems[stem]} and {case.case_id} share the phenopacket file stem {stem!r}")
-            stems[stem] = case.case_id
+            target = path_inside(tmp, stem, ".tsv")  # a case id such as ../../X or /abs/X stays inside
+            if target.name != f"{stem}.tsv":
+                log.warning("case %s: file name %r is not a plain file name; written as %s", case.case_id, stem, target.name)
+            if target.name in stems:
+                raise ValueError(f"cases {stems[target.name]} and {case.case_id} share the result file name {target.name!r}")
+            stems[target.name] = case.case_id
             use_rank = not _consistent(ranked)
             rescored += use_rank
-            with atomic_write(tmp / f"{stem}.tsv") as handle:
+            with atomic_write(target) as handle:
                 handle.write("\t".join(PHEVAL_COLUMNS) + "\n")
                 for gene in ranked:
                     score = 1.0 / gene.rank if use_rank else gene.score
@@ -89,6 +92,7 @@ def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[Rank
             written += 1
         if outdir.exists():
             outdir.rmdir()  # empty (checked above)
+        honour_umask(tmp)
         os.replace(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

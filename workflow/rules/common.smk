@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from rarerank.cohorts import DEFAULT_COHORT, cohort_specs
-from rarerank.fileio import is_url
+from rarerank.fileio import is_url, safe_filename
 
 ENV = "../envs/rarerank.yaml"
 STRATEGIES = config["splits"]["strategies"]
@@ -30,6 +30,64 @@ COHORTS = {
     c.name: c for c in cohort_specs(config["phenopackets"], config.get("cohorts"))
 }
 TRAIN_COHORTS = [name for name, c in COHORTS.items() if c.role == "train"]
+
+
+def check_stage_settings(config):
+    """Build every stage's settings from its config section as the stage's command will, so
+    settings that could only fail at run time (the cross-field rules each stage dataclass owns:
+    warm-up below the step count, steps or epochs, hidden size divisible by heads, ...) fail at
+    `snakemake -n`, all of them in one message. Key names come from the dataclasses themselves.
+    """
+    from rarerank.cases import IngestConfig
+    from rarerank.grader import GraderConfig
+    from rarerank.policy import PolicyConfig
+    from rarerank.pretrain import PretrainConfig
+    from rarerank.rft import RFTConfig
+    from rarerank.sft import SFTConfig
+    from rarerank.splits import SplitConfig
+    from rarerank.textmine import TextmineConfig
+
+    def build(cls, values):
+        loader = getattr(cls, "from_dict", None) or getattr(cls, "from_mapping", None)
+        return loader(values) if loader else cls(**values)
+
+    text = config["text"]
+    checks = [
+        ("ingest", IngestConfig, config["ingest"]),
+        ("policy", PolicyConfig, config["policy"]),
+        ("pretrain", PretrainConfig, config["pretrain"]),
+        ("sft", SFTConfig, config["sft"]),
+        ("rft", RFTConfig, {**config["rft"], "seed": config["seed"]}),
+        ("grader", GraderConfig, config["grader"]),
+        (
+            "text",
+            TextmineConfig,
+            {"scopes": tuple(text["synonym_scopes"]), "max_bytes": text["max_bytes"]},
+        ),
+    ]
+    splits = config["splits"]
+    checks += [
+        (
+            "splits",
+            SplitConfig,
+            {"strategy": s, "validation": splits["validation"], "test": splits["test"]},
+        )
+        for s in splits["strategies"][:1]
+    ]
+    problems = []
+    for section, cls, values in checks:
+        try:
+            build(cls, values)
+        except (TypeError, ValueError) as error:
+            problems.append(f"{section}: {error}")
+    if problems:
+        raise ValueError(
+            "config settings that would fail when their stage runs (fix them in your config):\n  "
+            + "\n  ".join(problems)
+        )
+
+
+check_stage_settings(config)
 EVAL_COHORTS = [name for name, c in COHORTS.items() if c.role == "eval"]
 
 
@@ -49,7 +107,7 @@ def cohort_input(wildcards):
         name = Path(spec.source.split("?", 1)[0]).name
         if not name:
             raise ValueError(f"cohort {spec.name}: the URL {spec.source} names no file")
-        return f"data/cohorts/{spec.name}/{name}"
+        return f"data/cohorts/{spec.name}/{safe_filename(name)}"
     path = Path(spec.source)
     beside = Path(workflow.basedir) / path
     if not path.is_absolute() and not path.exists() and beside.exists():

@@ -1,0 +1,359 @@
+"""Hostile and careless input (issue 13): outputs honour the umask, file names derived from input
+data stay inside their output folder, zip bombs and corrupt members become QC rows, symlinks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import stat
+import struct
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from test_cases import ingest, packet, qc_by_file
+
+from rarerank.cases import (
+    FILE_TOO_LARGE,
+    INVALID_FIELD,
+    MULTIPLE_GENES,
+    NO_GENE,
+    PARSE_ERROR,
+    UNSAFE_PATH,
+    Case,
+    iter_zip,
+    read_cases,
+    read_phenopackets,
+    write_cases,
+)
+from rarerank.cli import main
+from rarerank.cohorts import iter_texts
+from rarerank.fileio import (
+    BROKEN_LINK,
+    LINK_LOOP,
+    atomic_path,
+    atomic_write,
+    read_bounded,
+    scan_folder,
+)
+from rarerank.interop import export_pheval
+from rarerank.rankings import RankedGene
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "phenopackets"
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_atomic_outputs_follow_the_umask(tmp_path, umask_022):
+    with atomic_write(tmp_path / "a.tsv") as handle:
+        handle.write("x\n")
+    with atomic_path(tmp_path / "b.png") as tmp:
+        tmp.write_bytes(b"png")
+    assert mode(tmp_path / "a.tsv") == 0o644
+    assert mode(tmp_path / "b.png") == 0o644
+    export_pheval([Case("P1", "c", "", "FBN1", "", "", ("HP:0001166",))], {"P1": [RankedGene(1, "FBN1", "", 1.0)]},
+                  tmp_path / "pheval")  # fmt: skip
+    assert mode(tmp_path / "pheval") == 0o755 and mode(tmp_path / "pheval" / "P1.tsv") == 0o644
+    os.umask(0o077)
+    with atomic_write(tmp_path / "c.tsv") as handle:
+        handle.write("x\n")
+    assert mode(tmp_path / "c.tsv") == 0o600
+
+
+# ---------------------------------------------------------------------------------------------
+# Zip members: unsafe names, size caps (zip bombs), corrupt deflate streams.
+
+
+def corrupt_deflate(path: Path, member: str) -> None:
+    """Overwrite the middle of one deflated member's compressed bytes (its CRC/stream breaks)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    middle = start + info.compress_size // 2
+    raw[middle : middle + 8] = b"\xff" * 8
+    path.write_bytes(bytes(raw))
+
+
+def test_zip_member_paths_cannot_name_cohorts_outside(tmp_path, ontology):
+    members = {"v1/FBN1/good.json": packet("good"), "../../evil.json": packet("evil"), "/abs/x/y.json": packet("abs"),
+               "v1/..\\..\\win.json": packet("win")}
+    result = ingest(tmp_path, ontology, members)
+    assert [c.case_id for c in result.cases] == ["good"]
+    rows = qc_by_file(result)
+    assert {rows[name].reason for name in ("../../evil.json", "/abs/x/y.json", "v1/..\\..\\win.json")} == {UNSAFE_PATH}
+    assert all(c.cohort == "FBN1" for c in result.cases)
+
+
+def test_zip_bomb_member_is_not_read(tmp_path, ontology):
+    """A 64 MiB member (64 kB compressed) against a 1 MB cap: a QC row naming it, memory stays small."""
+    path = tmp_path / "release.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("v1/FBN1/good.json", json.dumps(packet("good")))
+        with archive.open("v1/FBN1/bomb.json", "w") as member:
+            for _ in range(64):
+                member.write(b" " * (1 << 20))
+    assert path.stat().st_size < 1_000_000
+    tracemalloc.start()
+    try:
+        result = read_phenopackets(path, ontology, max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"peak {peak:,} bytes while reading a zip bomb"
+    assert [c.case_id for c in result.cases] == ["good"]
+    row = qc_by_file(result)["v1/FBN1/bomb.json"]
+    assert row.reason == FILE_TOO_LARGE and "67,108,864" in row.detail and "ingest.max_file_bytes" in row.detail
+
+
+def test_member_larger_than_its_header_says_is_cut_off(tmp_path):
+    """The bound holds while reading too, not only on the declared size (a forged header)."""
+    path = tmp_path / "texts.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.txt", b"x" * 5_000)
+    entries = list(iter_zip(path, 4_000))
+    assert [(e.name, e.reason) for e in entries] == [("a.txt", FILE_TOO_LARGE)]
+    with zipfile.ZipFile(path) as archive, archive.open("a.txt") as handle:
+        assert read_bounded(handle, 4_000) is None
+    with zipfile.ZipFile(path) as archive, archive.open("a.txt") as handle:
+        assert read_bounded(handle, 5_000) == b"x" * 5_000
+
+
+def test_corrupt_deflate_text_member_is_a_qc_entry(tmp_path):
+    """`extract` reads text zips through the same bounded reader: the member comes back with a reason."""
+    path = tmp_path / "texts.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("good.txt", "Marfan syndrome, FBN1. " * 50)
+        archive.writestr("bad.txt", "Tall stature and arachnodactyly. " * 100)
+        archive.writestr("huge.txt", "x" * 5_000)
+    corrupt_deflate(path, "bad.txt")
+    entries = {e.name: e for e in iter_texts(path, max_bytes=4_000)}
+    assert entries["good.txt"].data.startswith(b"Marfan") and not entries["good.txt"].reason
+    assert entries["bad.txt"].reason == PARSE_ERROR and "unreadable zip member" in entries["bad.txt"].detail
+    assert entries["huge.txt"].reason == FILE_TOO_LARGE and "text.max_bytes" in entries["huge.txt"].detail
+
+
+def test_corrupt_deflate_member_is_a_qc_row(tmp_path, ontology):
+    path = tmp_path / "release.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("v1/FBN1/good.json", json.dumps(packet("good")))
+        archive.writestr("v1/FBN1/bad.json", json.dumps(packet("bad")) * 20)
+    corrupt_deflate(path, "v1/FBN1/bad.json")
+    result = read_phenopackets(path, ontology)
+    assert [c.case_id for c in result.cases] == ["good"]
+    row = qc_by_file(result)["v1/FBN1/bad.json"]
+    assert row.reason == PARSE_ERROR and "unreadable zip member" in row.detail
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON that Python's parser refuses: each a QC row naming the file, never an aborted run.
+
+
+def test_huge_integer_and_deep_nesting_are_qc_rows(tmp_path, ontology):
+    huge = json.dumps(packet("huge"))[:-1] + ', "n": ' + "9" * 5000 + "}"
+    deep = '{"id": "deep", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    result = ingest(tmp_path, ontology, {"v1/A/good.json": packet("good"), "v1/A/huge.json": huge, "v1/A/deep.json": deep})
+    assert [c.case_id for c in result.cases] == ["good"]
+    rows = qc_by_file(result)
+    assert rows["v1/A/huge.json"].reason == PARSE_ERROR and "out of range" in rows["v1/A/huge.json"].detail
+    assert rows["v1/A/deep.json"].reason == PARSE_ERROR and "nested too deeply" in rows["v1/A/deep.json"].detail
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbolic links: followed once, loops and dangling links reported.
+
+
+def test_symlinked_cohort_folder_and_files_are_followed(tmp_path, ontology):
+    elsewhere = tmp_path / "elsewhere" / "FBN1"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "P1.json").write_text(json.dumps(packet("P1")))
+    (tmp_path / "P2.json").write_text(json.dumps(packet("P2")))
+    release = tmp_path / "release" / "v1"
+    release.mkdir(parents=True)
+    (release / "FBN1").symlink_to(elsewhere, target_is_directory=True)
+    (release / "NF1").mkdir()
+    (release / "NF1" / "P2.json").symlink_to(tmp_path / "P2.json")
+    (release / "NF1" / "gone.json").symlink_to(tmp_path / "missing.json")
+    (release / "NF1" / "loop").symlink_to(release, target_is_directory=True)
+    result = read_phenopackets(tmp_path / "release", ontology)
+    assert [(c.case_id, c.cohort) for c in result.cases] == [("P1", "FBN1"), ("P2", "NF1")]
+    rows = qc_by_file(result)
+    assert rows["v1/NF1/gone.json"].reason == BROKEN_LINK and "missing.json" in rows["v1/NF1/gone.json"].detail
+    assert rows["v1/NF1/loop"].reason == LINK_LOOP
+    assert len(result.cases) + len(result.qc) == result.n_inputs == 4
+
+
+def test_folder_scan_reports_empty_folders_below_links(tmp_path):
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "f.txt").write_text("x")
+    (tmp_path / "e" / "f").mkdir(parents=True)
+    scan = scan_folder(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.files] == ["a/f.txt"]
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.empty_folders] == ["a/b", "a/b/c", "e", "e/f"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Phenopacket schema v1: negated features are excluded; the top-level genes list names the gene.
+
+
+def v1_packet(case_id: str, genes: list[dict]) -> dict:
+    return {
+        "id": case_id,
+        "subject": {"id": case_id},
+        "phenotypicFeatures": [
+            {"type": {"id": "HP:0001166", "label": "Arachnodactyly"}},
+            {"type": {"id": "HP:0001083", "label": "Ectopia lentis"}, "negated": True},
+        ],
+        "genes": genes,
+        "metaData": {"phenopacketSchemaVersion": "1.0", "externalReferences": [{"id": "PMID:42"}]},
+    }
+
+
+def test_phenopacket_v1_negation_and_genes(tmp_path, ontology):
+    members = {
+        "v1/FBN1/ok.json": v1_packet("ok", [{"id": "HGNC:3603", "symbol": "FBN1"}]),
+        "v1/FBN1/none.json": v1_packet("none", []),
+        "v1/FBN1/two.json": v1_packet("two", [{"id": "HGNC:3603", "symbol": "FBN1"}, {"id": "HGNC:7765", "symbol": "NF1"}]),
+        "v1/FBN1/bad.json": v1_packet("bad", []) | {"phenotypicFeatures": [{"type": {"id": "HP:0001166"}, "negated": "yes"}]},
+    }
+    result = ingest(tmp_path, ontology, members)
+    (case,) = result.cases
+    assert (case.case_id, case.gene, case.gene_id, case.pmid) == ("ok", "FBN1", "HGNC:3603", "PMID:42")
+    assert case.present == ("HP:0001166",) and case.absent == ("HP:0001083",)  # negated -> excluded, not observed
+    rows = qc_by_file(result)
+    assert rows["v1/FBN1/none.json"].reason == NO_GENE and "phenopacket schema 1.0" in rows["v1/FBN1/none.json"].detail
+    assert rows["v1/FBN1/two.json"].reason == MULTIPLE_GENES
+    assert rows["v1/FBN1/bad.json"].reason == INVALID_FIELD and "negated" in rows["v1/FBN1/bad.json"].detail
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: one line naming the file and the problem; clashing outputs refused; all outputs or none.
+
+
+def cases_tsv(path: Path) -> Path:
+    write_cases(path, [Case(f"P{i}", "c", "", g, "", "", ("HP:0001166",)) for i, g in enumerate(["FBN1", "NF1", "PAH"] * 4)])
+    return path
+
+
+def run_cli(caplog, *argv) -> tuple[int, str]:
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="rarerank"):
+        code = main(["-q", *map(str, argv)])
+    return code, caplog.text
+
+
+def test_cli_errors_are_one_line_naming_the_file(tmp_path, caplog):
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes(cases_tsv(tmp_path / "c.tsv").read_bytes().replace(b"P1\t", "Pé\t".encode("latin-1")))
+    code, text = run_cli(caplog, "split", latin1, "-o", tmp_path / "s.tsv")
+    assert code == 1 and f"{latin1}: not UTF-8 text (byte 0xe9" in text and "Traceback" not in text
+    no_present = tmp_path / "nopresent.tsv"
+    no_present.write_text("case_id\tgene\nP1\tFBN1\n")
+    code, text = run_cli(caplog, "split", no_present, "-o", tmp_path / "s.tsv")
+    assert code == 1 and f"{no_present}: not a cases table, missing column(s) present" in text
+    code, text = run_cli(caplog, "cases", no_present, "-o", tmp_path / "x.tsv", "--qc", tmp_path / "q.tsv")
+    assert code == 1 and "not a phenopacket source" in text and "rarerank cohort --type tsv" in text
+    long_field = tmp_path / "long.tsv"
+    long_field.write_text("case_id\tgene\tpresent\nP1\tFBN1\t" + "x" * 200_000 + "\n")
+    code, text = run_cli(caplog, "split", long_field, "-o", tmp_path / "s.tsv")
+    assert code == 1 and f"{long_field}, line 2: malformed TSV row" in text
+    assert not (tmp_path / "s.tsv").exists()
+
+
+def test_a_byte_order_mark_is_fine(tmp_path):
+    bom = tmp_path / "bom.tsv"
+    bom.write_bytes(b"\xef\xbb\xbf" + cases_tsv(tmp_path / "c.tsv").read_bytes())
+    assert main(["-q", "split", str(bom), "-o", str(tmp_path / "s.tsv")]) == 0
+    assert len(read_cases(bom)) == 12
+
+
+def test_verbose_keeps_the_traceback(tmp_path, caplog):
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="rarerank"):
+        assert main(["-v", "split", str(tmp_path / "none.tsv"), "-o", str(tmp_path / "s.tsv")]) == 1
+    assert caplog.records[-1].exc_info is not None
+
+
+def test_clashing_output_paths_are_refused_before_any_work(tmp_path, caplog, monkeypatch):
+    import rarerank.reference
+
+    monkeypatch.setattr(rarerank.reference, "load_ontology", lambda *a: pytest.fail("read before the paths were checked"))
+    source = tmp_path / "p.json"
+    source.write_text("{}")
+    same = tmp_path / "out.tsv"
+    code, text = run_cli(caplog, "cases", source, "-o", same, "--qc", same)
+    assert code == 1 and "given for both -o/--output and --qc" in text
+    code, text = run_cli(caplog, "cases", source, "-o", same, "--qc", tmp_path / "q.tsv", "--term-qc", tmp_path / "q.tsv")
+    assert code == 1 and "--qc and --term-qc" in text
+    code, text = run_cli(caplog, "extract", source, "-o", tmp_path / "x.tsv", "--evidence", tmp_path / "x.qc.tsv")
+    assert code == 1 and "--qc and --evidence" in text  # the default QC path x.qc.tsv
+    code, text = run_cli(caplog, "cases", source, "-o", tmp_path, "--qc", tmp_path / "q.tsv")
+    assert code == 1 and "is a folder" in text
+    cases = cases_tsv(tmp_path / "c.tsv")
+    before = cases.read_bytes()
+    code, text = run_cli(caplog, "split", cases, "-o", cases)
+    assert code == 1 and "both an input and the -o/--output output" in text and cases.read_bytes() == before
+    assert not same.exists() and not (tmp_path / "q.tsv").exists()
+
+
+def test_a_failing_output_leaves_no_other_output(tmp_path, caplog):
+    cases = cases_tsv(tmp_path / "c.tsv")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is needed")
+    old = tmp_path / "old_splits.tsv"
+    old.write_text("stale\n")
+    code, text = run_cli(caplog, "split", cases, "-o", tmp_path / "splits.tsv", "--summary", blocker / "summary.json")
+    assert code == 1 and "blocker" in text
+    assert not (tmp_path / "splits.tsv").exists()  # written first, removed when the summary failed
+    code, _ = run_cli(caplog, "split", cases, "-o", old, "--summary", blocker / "summary.json")
+    assert code == 1 and not old.exists()  # none: not a new table beside a failed summary
+    assert main(["-q", "split", str(cases), "-o", str(tmp_path / "splits.tsv"), "--summary", str(tmp_path / "s.json")]) == 0
+    assert (tmp_path / "splits.tsv").exists() and (tmp_path / "s.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings that could only fail at run time fail at `snakemake -n`, all in one message.
+
+
+def _step_key(cls) -> str:
+    """The stage's step-count setting (``max_steps`` after the settings-vocabulary rename)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return "max_steps" if "max_steps" in names else "steps"
+
+
+def test_run_time_settings_fail_at_dry_run(tmp_path):
+    workflow = pytest.importorskip("test_workflow")
+    if not workflow.SNAKEMAKE.exists():
+        pytest.skip("snakemake is not installed")
+    from rarerank.pretrain import PretrainConfig
+    from rarerank.rft import RFTConfig
+
+    pretrain_steps, rft_steps = _step_key(PretrainConfig), _step_key(RFTConfig)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "policy": {"hidden_size": 33, "num_heads": 2},
+        "pretrain": {pretrain_steps: 10, "warmup_steps": 10},
+        "rft": {rft_steps: 10, "epochs": 1.0},
+    }))  # fmt: skip
+    done = workflow.snakemake(tmp_path, "-n", "--config", f"phenopackets={FIXTURE}", extra_config=bad)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-3000:]
+    assert "config settings that would fail when their stage runs" in output, output[-3000:]
+    for named in ("policy: ", "hidden_size (33)", "pretrain: ", "warmup_steps", "rft: ", "epochs"):
+        assert named in output, (named, output[-3000:])
