@@ -310,8 +310,13 @@ def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) 
     return sorted(present), sorted(absent - present)
 
 
-def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology, term_qc: list[dict]) -> Case:
-    """Turn the bytes of one phenopacket JSON into a Case, or raise InvalidRecord with a QC reason."""
+def parse_phenopacket(
+    data: bytes, cohort: str, source: str, ontology: Ontology, term_qc: list[dict], require_gene: bool = True
+) -> Case:
+    """Turn the bytes of one phenopacket JSON into a Case, or raise InvalidRecord with a QC reason.
+
+    ``require_gene=False`` reads an undiagnosed patient (no or several causal genes: gene left empty).
+    """
     try:
         packet = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
@@ -331,6 +336,8 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
         pmid, disease_id = _pmid(packet), _disease_id(packet)
     except InvalidRecord as error:
         raise InvalidRecord(error.reason, f"{case_id}: {error.detail}", case_id) from None
+    if not require_gene and len(genes) != 1:
+        genes = {"": ""}
     if not genes:
         raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations", case_id)
     if len(genes) > 1:
@@ -343,8 +350,10 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
     return Case(case_id, cohort, pmid, gene, gene_id, disease_id, tuple(present), tuple(absent), source)
 
 
-def read_phenopackets(source: str | os.PathLike, ontology: Ontology) -> IngestResult:
+def read_phenopackets(source: str | os.PathLike, ontology: Ontology, require_gene: bool = True) -> IngestResult:
     """Read every phenopacket of a zip/directory/file; cases plus a QC row for each other input.
+
+    ``require_gene=False`` (ranking patients, not training): phenopackets without a causal gene count.
 
     Raises FileNotFoundError for a missing source and ValueError for a source that is not a
     phenopacket release, folder or JSON file, or that holds no inputs at all.
@@ -364,7 +373,7 @@ def read_phenopackets(source: str | os.PathLike, ontology: Ontology) -> IngestRe
             continue
         case_term_qc: list[dict] = []
         try:
-            case = parse_phenopacket(entry.data, entry.cohort, entry.name, ontology, case_term_qc)
+            case = parse_phenopacket(entry.data, entry.cohort, entry.name, ontology, case_term_qc, require_gene)
         except InvalidRecord as error:
             result.qc.append(QCRow(entry.name, error.case_id, error.reason, error.detail))
             continue
