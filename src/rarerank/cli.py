@@ -318,12 +318,13 @@ def _add_baseline(sub):
     p.add_argument("--absent-weight", type=float, help="phenomizer_absent: penalty weight of an excluded feature (default 1.0)")
     p.add_argument("--unknown-frequency", type=float, help="phenomizer_absent: frequency assumed where HPO gives none (default 0.5)")
     p.add_argument("--seed", type=int, help="random: seed of the per-case permutations (default 42)")
+    p.add_argument("--genes", type=Path, help="candidate genes (one symbol per line or a TSV gene_symbol column): rank only these")
     p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
     p.set_defaults(func=_run_baseline)
 
 
 def _run_baseline(args):
-    from rarerank.baselines import METHODS, BaselineConfig, HpoIndex, run_baseline
+    from rarerank.baselines import METHODS, BaselineConfig, HpoIndex, rank_cases, run_baseline
     from rarerank.cases import read_cases
     from rarerank.provenance import write_provenance
 
@@ -336,11 +337,45 @@ def _run_baseline(args):
     index = HpoIndex.load(args.index)
     cases = read_cases(args.cases)
     train = read_cases(args.train) if args.train else None
-    rows = run_baseline(args.method, index, cases, args.output, config, train)
+    if args.genes:  # rank every gene, keep the candidates, rank them again among themselves
+        from dataclasses import replace
+
+        from rarerank.panels import CutWatch, match_genes, read_gene_list, restrict_ranking
+        from rarerank.rankings import write_predictions
+
+        genes = set(match_genes(read_gene_list(args.genes), index.genes.tolist(), str(args.genes)))
+        watch = CutWatch(config.top_k, len(genes))
+        predictions = [(c, watch.check(c, restrict_ranking(r, genes, config.top_k), restrict_ranking(r, genes, None)))
+                       for c, r in rank_cases(args.method, index, cases, replace(config, top_k=index.n_genes), train)]
+        write_predictions(args.output, predictions)
+        rows = sum(len(r) for _, r in predictions)
+    else:
+        rows = run_baseline(args.method, index, cases, args.output, config, train)
+        watch = _short_rankings(args.output, args.method, index, cases, config, train)
+    watch.warn(f"{args.method} ranking")
     if args.provenance:
         write_provenance(args.provenance, stage="baseline", method=args.method, cases=str(args.cases),
                          train=str(args.train) if args.train else None, hpo_version=index.hpo_version, config=vars(config))
     log.info("%s: %d cases, %d rows -> %s", args.method, len(cases), rows, args.output)
+
+
+def _short_rankings(path, method, index, cases, config, train):
+    """A CutWatch over a written predictions file: cases a tie at the cut-off left short or empty
+    (the first few ranked again without a cut-off, to say how far their tie reaches)."""
+    from dataclasses import replace
+
+    from rarerank.baselines import rank_cases
+    from rarerank.panels import CutWatch
+    from rarerank.rankings import read_predictions
+
+    written = read_predictions(path)
+    watch = CutWatch(config.top_k, index.n_genes)
+    for case in cases:
+        watch.check(case.case_id, written.get(case.case_id, ()))
+    short = {c for c, _ in watch.short[:5]}
+    for case_id, full in rank_cases(method, index, [c for c in cases if c.case_id in short], replace(config, top_k=index.n_genes), train):
+        watch.reach(case_id, full)
+    return watch
 
 
 def _add_evaluate(sub):

@@ -88,18 +88,28 @@ class CutWatch:
     top_k: int
     available: int  # genes that could be ranked (the cut-off cannot ask for more)
     short: list[tuple[str, int]] = field(default_factory=list)  # (case_id, rows kept)
+    needed: dict[str, int] = field(default_factory=dict)  # case_id -> the --top-k that keeps the tied block
 
-    def check(self, case_id: str, ranked: Sequence[RankedGene]) -> Sequence[RankedGene]:
+    def check(self, case_id: str, ranked: Sequence[RankedGene], full: Sequence[RankedGene] | None = None) -> Sequence[RankedGene]:
+        """Note a ranking cut short; ``full`` (the uncut ranking, when at hand) tells how far the tie reaches."""
         if len(ranked) < min(self.top_k, self.available):
             self.short.append((case_id, len(ranked)))
+            self.reach(case_id, full or ())
         return ranked
+
+    def reach(self, case_id: str, full: Sequence[RankedGene]) -> None:
+        """Record the --top-k that would keep the tie cut from a case's ranking (``full``: uncut)."""
+        beyond = [g.rank for g in full if g.rank > self.top_k]
+        if beyond:
+            self.needed[case_id] = min(beyond)
 
     def warn(self, what: str = "ranking") -> None:
         """One warning that names the cases and says why their rankings are short or empty."""
         if not self.short:
             return
         empty = [c for c, n in self.short if n == 0]
-        examples = ", ".join(f"{c} ({n} rows)" for c, n in self.short[:5])
+        examples = ", ".join(f"{c} ({n} rows" + (f"; --top-k {self.needed[c]} keeps the tie)" if c in self.needed else ")")
+                             for c, n in self.short[:5])  # fmt: skip
         log.warning(
             "%d %s(s) have fewer than %d genes because genes tied at the cut-off are left out whole (a tie takes "
             "the worse rank), %d of them with no gene at all: %s. Raise --top-k to see the tied genes.",
