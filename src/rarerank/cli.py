@@ -739,6 +739,24 @@ def _explainer(args, ontology):
     return Explainer(ontology, annotations, index)
 
 
+def _add_model_card(sub):
+    p = sub.add_parser("model-card", help="(re)write a model folder's README.md model card, optionally with evaluation metrics")
+    p.add_argument("--model", required=True, type=Path, help="saved model directory")
+    p.add_argument("--summary", type=Path, help="evaluation summary.tsv (results/metrics/summary.tsv) to add as a metrics table")
+    p.add_argument("--method", help="the model's method name in the summary (e.g. sft, rft)")
+    p.add_argument("--strategy", help="the split strategy of the model in the summary (e.g. random, publication, gene)")
+    p.set_defaults(func=_run_model_card)
+
+
+def _run_model_card(args):
+    from rarerank.model_card import read_summary_metrics, refresh_model_card
+
+    if args.summary and not (args.method and args.strategy):
+        raise ValueError("--summary needs --method and --strategy (which rows of the summary describe this model)")
+    metrics = read_summary_metrics(args.summary, args.method, args.strategy) if args.summary else ()
+    log.info("model card -> %s", refresh_model_card(args.model, metrics))
+
+
 def _case_from_text(args, ontology):
     """predict --text: extract one case report's terms (no gene needed), log them, optionally write evidence."""
     from rarerank.cases import write_tsv
@@ -918,7 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft, _add_data_efficiency_figure,
                 _add_baseline_index, _add_baseline, _add_evaluate, _add_metrics_table, _add_absent_audit, _add_figures, _add_training_figure,
                 _add_export_pheval, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
-                _add_pretrain, _add_sft, _add_predict):
+                _add_pretrain, _add_sft, _add_predict, _add_model_card):
         add(sub)
     return parser
 

@@ -81,7 +81,10 @@ class Explainer:
 
     def _direct_below(self, gene: str, term: str) -> str:
         """The gene's most informative direct annotation at or below ``term``."""
-        below = [a for a in self.annotations.terms.get(gene, {}) if term in self.ontology.ancestors(a)]
+        direct = self.annotations.terms.get(gene, {})
+        if term in direct:
+            return term
+        below = [a for a in direct if term in self.ontology.ancestors(a)]
         if not below:
             return ""
         pos = self.index.term_pos

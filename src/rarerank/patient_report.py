@@ -43,11 +43,6 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _probability(score: float) -> float | None:
-    """A model score is a log-probability; anything outside (-inf, 0] is shown as a relative bar only."""
-    return math.exp(score) if score <= 0 else None
-
-
 def _terms_table(terms: Sequence[str], label: Callable[[str], str], empty: str) -> str:
     if not terms:
         return f"<p class='meta'>{_e(empty)}</p>"
@@ -56,20 +51,22 @@ def _terms_table(terms: Sequence[str], label: Callable[[str], str], empty: str) 
 
 
 def _gene_rows(genes: Sequence[RankedGene]) -> str:
+    """Bars: for log-probability scores (<= 0, the model) the likelihood relative to gene 1,
+    exp(score - best); for other scores (baselines) the score relative to the best."""
     top = max((g.score for g in genes), default=0.0)
-    probabilities = [_probability(g.score) for g in genes]
-    absolute = all(p is not None for p in probabilities)
+    log_scale = all(g.score <= 0 for g in genes)
     rows = []
-    for g, p in zip(genes, probabilities):
-        if absolute:
-            width, shown = 100 * p / max(probabilities[0] or 1e-12, 1e-12), f"{100 * p:.1f}%"
-        else:  # baseline scores: relative to the best
-            width, shown = (100 * g.score / top if top > 0 else 0), f"{g.score:.3g}"
+    for g in genes:
+        if log_scale:
+            width = 100 * math.exp(g.score - top)
+        else:
+            width = 100 * g.score / top if top > 0 else 0.0
         rows.append(
             f"<tr><td>{g.rank}</td><td><b>{_e(g.gene_symbol)}</b></td><td class='id'>{_e(g.gene_identifier)}</td>"
-            f"<td class='barcell'><div class='bar' style='width:{max(width, 0.5):.1f}%'></div></td><td>{_e(shown)}</td></tr>"
+            f"<td class='barcell'><div class='bar' style='width:{max(width, 0.5):.1f}%'></div></td><td>{g.score:.3g}</td></tr>"
         )
-    head = "<tr><th>rank</th><th>gene</th><th>identifier</th><th></th><th>" + ("probability" if absolute else "score") + "</th></tr>"
+    scale = "likelihood relative to rank 1" if log_scale else "score relative to rank 1"
+    head = f"<tr><th>rank</th><th>gene</th><th>identifier</th><th>{scale}</th><th>score</th></tr>"
     return f"<table id='genes'>{head}{''.join(rows)}</table>"
 
 
