@@ -353,3 +353,12 @@ def test_device_cpu_runs_end_to_end(model_dir, tmp_path):
     assert predict(model_dir, "--hpo", "HP:0001250", "--device", "tpu") == 1
     if not torch.cuda.is_available():
         assert predict(model_dir, "--hpo", "HP:0001250", "--device", "cuda") == 1
+
+
+def test_the_readme_shows_the_model_card_snippet():
+    from pathlib import Path
+
+    from rarerank.model_card import SNIPPET
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert SNIPPET.format(path="results/models/sft/gene") in readme  # the snippet the card test runs against predict

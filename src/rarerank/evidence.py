@@ -20,8 +20,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import IO, Iterable, Sequence
+from typing import IO
 
 import numpy as np
 

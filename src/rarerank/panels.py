@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from rarerank.grader import normalise_symbol
 from rarerank.rankings import RankedGene, rank_with_ties

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rarerank.evidence import AGAINST, CONSISTENT, NO_MATCH, NOT_ANNOTATED, SUPPORTS, TermEvidence
 from rarerank.rankings import RankedGene

@@ -24,9 +24,9 @@ import sys
 import unicodedata
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -409,7 +409,7 @@ class OutputPlan:
             tmp.unlink(missing_ok=True)
         self.staged.clear()
 
-    def __enter__(self) -> "OutputPlan":
+    def __enter__(self) -> OutputPlan:
         return self
 
     def __exit__(self, kind, error, tb) -> None:
