@@ -91,11 +91,20 @@ class Explainer:
         pos = self.index.term_pos
         return max(below, key=lambda a: (self.index.ic[pos[a]] if a in pos else 0.0, a))
 
+    def _matched(self, row: dict, effect: str, gene: str, g: int, via: int) -> TermEvidence:
+        """A row for a term that meets the gene's annotations at term position ``via``."""
+        via_term = str(self.index.terms[via])
+        annotation = self._direct_below(gene, via_term)
+        return TermEvidence(**row, effect=effect, matched_annotation=annotation,
+                            matched_annotation_label=self.label(annotation) if annotation else "",
+                            via_term=via_term, via_label=self.label(via_term), ic=float(self.index.ic[via]),
+                            frequency=self._frequency(via, g))  # fmt: skip
+
     def explain(self, case_id: str, present: Sequence[str], absent: Sequence[str], rank: int, gene: str) -> list[TermEvidence]:
         """One row per patient term (observed first, then excluded) for one ranked gene."""
         idx, rows = self.index, []
         g = idx.gene_pos.get(gene)
-        base = dict(case_id=case_id, rank=rank, gene_symbol=gene)
+        base = {"case_id": case_id, "rank": rank, "gene_symbol": gene}
         for term in present:
             row = dict(base, term_id=term, term_label=self.label(term), excluded=False)
             t = idx.term_pos.get(term)
@@ -105,27 +114,14 @@ class Explainer:
             ancestors = idx.anc_index[idx.anc_ptr[t] : idx.anc_ptr[t + 1]]
             via = next((int(a) for a in sorted(ancestors.tolist(), key=lambda a: (-idx.ic[a], a))
                         if idx.ic[a] > 0 and g in self._genes_of(a)), None)  # fmt: skip
-            if via is None:
-                rows.append(TermEvidence(**row, effect=NO_MATCH))
-                continue
-            via_term = str(idx.terms[via])
-            annotation = self._direct_below(gene, via_term)
-            rows.append(TermEvidence(**row, effect=SUPPORTS, matched_annotation=annotation,
-                                     matched_annotation_label=self.label(annotation) if annotation else "",
-                                     via_term=via_term, via_label=self.label(via_term), ic=float(idx.ic[via]),
-                                     frequency=self._frequency(via, g)))  # fmt: skip
+            rows.append(TermEvidence(**row, effect=NO_MATCH) if via is None else self._matched(row, SUPPORTS, gene, g, via))
         for term in absent:
             row = dict(base, term_id=term, term_label=self.label(term), excluded=True)
             t = idx.term_pos.get(term)
             if g is None or t is None:
                 rows.append(TermEvidence(**row, effect=NOT_ANNOTATED if g is None else CONSISTENT))
-                continue
-            if g in self._genes_of(t):
-                annotation = self._direct_below(gene, term)
-                rows.append(TermEvidence(**row, effect=AGAINST, matched_annotation=annotation,
-                                         matched_annotation_label=self.label(annotation) if annotation else "",
-                                         via_term=term, via_label=self.label(term), ic=float(idx.ic[t]),
-                                         frequency=self._frequency(t, g)))  # fmt: skip
+            elif g in self._genes_of(t):
+                rows.append(self._matched(row, AGAINST, gene, g, t))
             else:
                 rows.append(TermEvidence(**row, effect=CONSISTENT, ic=float(idx.ic[t])))
         return rows
