@@ -698,7 +698,8 @@ def _run_predict(args):
     if args.absent and not args.hpo:
         raise ValueError("--absent goes with --hpo (a cases file carries its own absent terms)")
     outputs = Outputs(args.output, args.qc, args.gene_evidence, args.html, args.provenance)
-    with outputs.plan([args.cases, args.text, args.genes, args.evidence]) as plan:
+    with outputs.plan([args.cases, args.text, args.genes]) as plan:
+        plan.add(args.evidence, "--evidence")
         ontology_loader = functools.lru_cache(maxsize=1)(lambda: load_ontology(args.ontology or "bundled"))
         policy = load_model(args.model, resolve_device(args.device))
         genes = match_genes(read_gene_list(args.genes), policy.genes, str(args.genes)) if args.genes else None
@@ -708,7 +709,7 @@ def _run_predict(args):
         if args.hpo is not None:
             cases = [screen.one(single_case(args.hpo, args.absent, args.case_id), "--hpo")]
         elif args.text:
-            cases = [screen.one(_case_from_text(args, ontology_loader()), str(args.text))]
+            cases = [screen.one(_case_from_text(args, ontology_loader(), plan.stage(args.evidence) if args.evidence else None), str(args.text))]
         else:
             cases = read_patients(args.cases, ontology_loader)
         if args.hpo is not None or args.text:
@@ -757,7 +758,7 @@ def _run_model_card(args):
     log.info("model card -> %s", refresh_model_card(args.model, metrics))
 
 
-def _case_from_text(args, ontology):
+def _case_from_text(args, ontology, evidence_path=None):
     """predict --text: extract one case report's terms (no gene needed), log them, optionally write evidence."""
     from rarerank.cases import write_tsv
     from rarerank.textmine import EVIDENCE_COLUMNS, Extractor, HPOMatcher, extract_text_file
@@ -765,8 +766,8 @@ def _case_from_text(args, ontology):
     case, extraction = extract_text_file(args.text, Extractor(HPOMatcher.build(ontology)), args.case_id)
     log.info("%s: present %s; absent %s", args.text, ", ".join(f"{t} {ontology.label(t)}" for t in case.present),
              ", ".join(f"{t} {ontology.label(t)}" for t in case.absent) or "none")
-    if args.evidence:
-        write_tsv(args.evidence, EVIDENCE_COLUMNS, extraction.evidence_rows(case.case_id, ontology.labels))
+    if evidence_path:
+        write_tsv(evidence_path, EVIDENCE_COLUMNS, extraction.evidence_rows(case.case_id, ontology.labels))
     return case
 
 
