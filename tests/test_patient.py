@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import re
 import shutil
 import subprocess
@@ -164,6 +165,23 @@ def test_broken_model_folders_are_named_errors(model_dir, tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         assert predict(truncated, "--hpo", "HP:0001250") == 1
     assert f"{truncated}: cannot load the model" in caplog.text
+    pickled = tmp_path / "pickled"
+    shutil.copytree(model_dir, pickled)
+    (pickled / "model.safetensors").unlink()
+    marker = tmp_path / "code-ran"
+    (pickled / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _RunsCode(str(marker))}))
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert predict(pickled, "--hpo", "HP:0001250") == 1
+    assert not marker.exists() and f"{pickled}: cannot load the model" in caplog.text and "could run code" in caplog.text
+
+
+class _RunsCode:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))  # would create a file if unpickled
 
 
 def test_clashing_outputs_are_refused_and_a_failed_run_writes_nothing(model_dir, tmp_path, caplog):

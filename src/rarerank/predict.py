@@ -255,6 +255,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> P
         raise
     except Exception as error:  # safetensors, torch and transformers raise their own types
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "Weights only load failed" in first:  # torch refused a pickle that holds more than tensors
+            first = "a pickled weights file holds objects other than tensors and was not loaded (it could run code); use safetensors"
         raise ValueError(f"{path}: cannot load the model ({type(error).__name__}: {first})") from error
 
 
