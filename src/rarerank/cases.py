@@ -416,8 +416,13 @@ def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) 
     return sorted(present), sorted(absent - present)
 
 
-def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology, term_qc: list[dict]) -> Case:
-    """Turn the bytes of one phenopacket JSON into a Case, or raise InvalidRecord with a QC reason."""
+def parse_phenopacket(
+    data: bytes, cohort: str, source: str, ontology: Ontology, term_qc: list[dict], require_gene: bool = True
+) -> Case:
+    """Turn the bytes of one phenopacket JSON into a Case, or raise InvalidRecord with a QC reason.
+
+    ``require_gene=False`` reads an undiagnosed patient (no or several causal genes: gene left empty).
+    """
     try:
         packet = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as error:
@@ -442,6 +447,8 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
         pmid, disease_id = _pmid(packet), _disease_id(packet)
     except InvalidRecord as error:
         raise InvalidRecord(error.reason, f"{case_id}: {error.detail}", case_id) from None
+    if not require_gene and len(genes) != 1:
+        genes = {"": ""}
     if not genes:
         version = f" (phenopacket schema {schema_version(packet)})" if schema_version(packet) else ""
         raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations or genes{version}", case_id)
@@ -460,9 +467,13 @@ def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology,
     return Case(case_id, cohort, pmid, gene, gene_id, disease_id, tuple(present), tuple(absent), source)
 
 
-def read_phenopackets(source: str | os.PathLike, ontology: Ontology, max_bytes: int = MAX_FILE_BYTES) -> IngestResult:
+def read_phenopackets(
+    source: str | os.PathLike, ontology: Ontology, max_bytes: int = MAX_FILE_BYTES, require_gene: bool = True
+) -> IngestResult:
     """Read every phenopacket of a zip/directory/file; cases plus a QC row for each other input
     (files above ``max_bytes`` are not read).
+
+    ``require_gene=False`` (ranking patients, not training): phenopackets without a causal gene count.
 
     Raises FileNotFoundError for a missing source and ValueError for a source that is not a
     phenopacket release, folder or JSON file, or that holds no inputs at all.
@@ -482,7 +493,7 @@ def read_phenopackets(source: str | os.PathLike, ontology: Ontology, max_bytes: 
             continue
         case_term_qc: list[dict] = []
         try:
-            case = parse_phenopacket(entry.data, entry.cohort, entry.name, ontology, case_term_qc)
+            case = parse_phenopacket(entry.data, entry.cohort, entry.name, ontology, case_term_qc, require_gene)
         except InvalidRecord as error:
             result.qc.append(QCRow(entry.name, error.case_id, error.reason, error.detail))
             continue

@@ -332,12 +332,13 @@ def _add_baseline(sub):
     p.add_argument("--absent-weight", type=float, help="phenomizer_absent: penalty weight of an excluded feature (default 1.0)")
     p.add_argument("--unknown-frequency", type=float, help="phenomizer_absent: frequency assumed where HPO gives none (default 0.5)")
     p.add_argument("--seed", type=int, help="random: seed of the per-case permutations (default 42)")
+    p.add_argument("--genes", type=Path, help="candidate genes (one symbol per line or a TSV gene_symbol column): rank only these")
     p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
     p.set_defaults(func=_run_baseline, outputs=("output", "provenance"), inputs=("cases", "train"))
 
 
 def _run_baseline(args):
-    from rarerank.baselines import METHODS, BaselineConfig, HpoIndex, run_baseline
+    from rarerank.baselines import METHODS, BaselineConfig, HpoIndex, rank_cases, run_baseline
     from rarerank.cases import read_cases
     from rarerank.provenance import write_provenance
 
@@ -350,11 +351,45 @@ def _run_baseline(args):
     index = HpoIndex.load(args.index)
     cases = read_cases(args.cases)
     train = read_cases(args.train) if args.train else None
-    rows = run_baseline(args.method, index, cases, args.output, config, train)
+    if args.genes:  # rank every gene, keep the candidates, rank them again among themselves
+        from dataclasses import replace
+
+        from rarerank.panels import CutWatch, match_genes, read_gene_list, restrict_ranking
+        from rarerank.rankings import write_predictions
+
+        genes = set(match_genes(read_gene_list(args.genes), index.genes.tolist(), str(args.genes)))
+        watch = CutWatch(config.top_k, len(genes))
+        predictions = [(c, watch.check(c, restrict_ranking(r, genes, config.top_k), restrict_ranking(r, genes, None)))
+                       for c, r in rank_cases(args.method, index, cases, replace(config, top_k=index.n_genes), train)]
+        write_predictions(args.output, predictions)
+        rows = sum(len(r) for _, r in predictions)
+    else:
+        rows = run_baseline(args.method, index, cases, args.output, config, train)
+        watch = _short_rankings(args.output, args.method, index, cases, config, train)
+    watch.warn(f"{args.method} ranking")
     if args.provenance:
         write_provenance(args.provenance, stage="baseline", method=args.method, cases=str(args.cases),
                          train=str(args.train) if args.train else None, hpo_version=index.hpo_version, config=vars(config))
     log.info("%s: %d cases, %d rows -> %s", args.method, len(cases), rows, args.output)
+
+
+def _short_rankings(path, method, index, cases, config, train):
+    """A CutWatch over a written predictions file: cases a tie at the cut-off left short or empty
+    (the first few ranked again without a cut-off, to say how far their tie reaches)."""
+    from dataclasses import replace
+
+    from rarerank.baselines import rank_cases
+    from rarerank.panels import CutWatch
+    from rarerank.rankings import read_predictions
+
+    written = read_predictions(path)
+    watch = CutWatch(config.top_k, index.n_genes)
+    for case in cases:
+        watch.check(case.case_id, written.get(case.case_id, ()))
+    short = {c for c, _ in watch.short[:5]}
+    for case_id, full in rank_cases(method, index, [c for c in cases if c.case_id in short], replace(config, top_k=index.n_genes), train):
+        watch.reach(case_id, full)
+    return watch
 
 
 def _add_evaluate(sub):
@@ -644,26 +679,46 @@ def _run_sft(args):
     log.info("SFT model -> %s", args.outdir)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _add_predict(sub):
-    p = sub.add_parser("predict", help="rank candidate genes with a trained model for cases, phenopackets or HPO ids")
+    from rarerank.device import CHOICES
+
+    p = sub.add_parser("predict", help="rank candidate genes with a trained model for patients (TSV, phenopackets, HPO ids or text)")
     p.add_argument("--model", required=True, type=Path, help="model directory (saved policy, or a peft LoRA adapter directory)")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--cases", type=Path, help="cases TSV, or a phenopacket JSON file, folder or release zip")
-    source.add_argument("--hpo", help="observed HPO ids of one patient, comma-separated (e.g. HP:0001250,HP:0001263)")
+    source.add_argument("--cases", type=Path, help="patients TSV (case_id, present[, absent]; no gene needed), or a phenopacket "
+                        "JSON file, folder or release zip (diagnosed or not)")
+    source.add_argument("--hpo", help="observed HPO ids of one patient, separated by commas, semicolons or spaces "
+                        "(e.g. 'HP:0001250 HP:0001263'; hp:1250 is read as HP:0001250)")
     source.add_argument("--text", type=Path, help="a free-text case report (.txt): present/absent HPO terms are extracted "
                         "(negation, family history) and ranked")
     p.add_argument("--evidence", type=Path, help="with --text: TSV of what was extracted (span, sentence, rule)")
-    p.add_argument("--absent", help="excluded HPO ids of that patient, comma-separated (with --hpo)")
+    p.add_argument("--absent", help="excluded HPO ids of that patient, like --hpo (with --hpo)")
     p.add_argument("--case-id", default="patient", help="case_id of the --hpo / --text patient in the output")
     p.add_argument("-o", "--output", type=Path, help="predictions TSV to write (default: standard output)")
+    p.add_argument("--qc", type=Path, help="TSV of the inputs that were not ranked, with the reason (no usable term, duplicate id, ...)")
+    p.add_argument("--genes", type=Path, help="candidate genes (a panel, or genes with candidate variants): one symbol per line "
+                   "or a TSV column gene_symbol/gene/symbol; the ranking is restricted to them and renormalised")
+    p.add_argument("--gene-evidence", type=Path, help="per ranked gene (top 10), the patient terms that support it or count "
+                   "against it: TSV, or JSON when the name ends in .json")
+    p.add_argument("--html", type=Path, help="folder for one self-contained HTML report per patient (terms, top genes, evidence)")
+    p.add_argument("--gene-annotations", default="bundled", help="genes_to_phenotype.txt for --gene-evidence/--html: 'bundled' or a path")
+    p.add_argument("--index", type=Path, help="HPO index from `rarerank baseline-index` (speeds up --gene-evidence/--html)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record (model, input, settings, unknown terms)")
-    p.add_argument("--top-k", type=int, help="genes per case in the output (default: the model's output_k)")
-    p.add_argument("--decode-k", type=int, help="genes ranked by greedy constrained decoding before first-step order (default: the model's decode_k)")
+    p.add_argument("--top-k", type=_positive_int, help="genes per case in the output (default: the model's output_k)")
+    p.add_argument("--decode-k", type=_positive_int, help="genes ranked by greedy constrained decoding before first-step order (default: the model's decode_k)")
     p.add_argument("--ontology", help="hp.obo for reading phenopackets and mapping alt/obsolete ids: 'bundled', a path or a URL "
-                   "(default: 'bundled' for phenopackets and --hpo; a cases TSV is used as written unless given)")
+                   "(default: 'bundled' for phenopackets, --hpo and reports; a cases TSV is used as written unless given)")
     p.add_argument("--present-only", action="store_true", help="ignore absent terms (ablation)")
-    p.add_argument("--batch-size", type=int, default=64, help="cases per forward pass")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="cases per forward pass")
+    p.add_argument("--device", default="auto", help=f"where the model runs: {', '.join(CHOICES)} or cuda:N (auto: a GPU when visible)")
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, even on long inputs")
     p.set_defaults(func=_run_predict)
 
@@ -673,45 +728,79 @@ def _run_predict(args):
 
     import torch
 
-    from rarerank.policy import load_policy
-    from rarerank.predict import is_cases_table, load_cases, rank_cases, resolve_terms, single_case, write_table
+    from rarerank.device import resolve_device
+    from rarerank.panels import match_genes, read_gene_list
+    from rarerank.policy import term_tokens
+    from rarerank.predict import (Outputs, Screen, is_cases_table, load_model, model_facts,
+                                  read_patients, run_predict, single_case)
     from rarerank.reference import load_ontology
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.absent and not args.hpo:
         raise ValueError("--absent goes with --hpo (a cases file carries its own absent terms)")
-    ontology_loader = functools.lru_cache(maxsize=1)(lambda: load_ontology(args.ontology or "bundled"))
-    policy = load_policy(args.model)
-    if args.hpo:
-        cases = [single_case(args.hpo, args.absent, args.case_id)]
-    elif args.text:
-        cases = [_case_from_text(args, ontology_loader())]
-    else:
-        cases = load_cases(args.cases, ontology_loader)
-    if args.ontology or args.hpo or args.text or not is_cases_table(args.cases):
-        cases, unresolved = resolve_terms(cases, ontology_loader())
-    else:
-        unresolved = {}
-    if unresolved:
-        log.warning("%d HPO id occurrence(s) unknown to the ontology were skipped: %s", sum(unresolved.values()),
-                    ", ".join(sorted(unresolved)[:10]))
-    predictions = rank_cases(
-        policy, cases, args.top_k, args.decode_k, args.batch_size, args.present_only, False if args.no_progress else None
-    )
-    write_table(args.output, predictions)
-    if args.provenance:
-        from rarerank.provenance import write_provenance
-
-        write_provenance(
-            args.provenance, stage="predict", model=str(args.model), input=str(args.cases or "--hpo"), cases=len(cases),
-            present_only=args.present_only, top_k=args.top_k or policy.config.output_k,
-            decode_k=args.decode_k or policy.config.decode_k, unresolved_terms=dict(unresolved),
+    outputs = Outputs(args.output, args.qc, args.gene_evidence, args.html, args.provenance)
+    with outputs.plan([args.cases, args.text, args.genes]) as plan:
+        plan.add(args.evidence, "--evidence")
+        ontology_loader = functools.lru_cache(maxsize=1)(lambda: load_ontology(args.ontology or "bundled"))
+        policy = load_model(args.model, resolve_device(args.device))
+        genes = match_genes(read_gene_list(args.genes), policy.genes, str(args.genes)) if args.genes else None
+        explain = args.gene_evidence or args.html
+        use_ontology = args.ontology or args.hpo is not None or args.text or explain or not is_cases_table(args.cases)
+        screen = Screen(set(term_tokens(policy.tokenizer)), ontology_loader() if use_ontology else None)
+        if args.hpo is not None:
+            cases = [screen.one(single_case(args.hpo, args.absent, args.case_id), "--hpo")]
+        elif args.text:
+            cases = [screen.one(_case_from_text(args, ontology_loader(), plan.stage(args.evidence) if args.evidence else None), str(args.text))]
+        else:
+            cases = read_patients(args.cases, ontology_loader)
+        if args.hpo is not None or args.text:
+            screen = Screen(screen.known_terms, None)  # already screened and resolved
+        explainer = _explainer(args, ontology_loader()) if explain else None
+        progress = args.cases is not None and not args.no_progress
+        counts = run_predict(
+            policy, cases, screen, outputs, plan, top_k=args.top_k, decode_k=args.decode_k, batch_size=args.batch_size,
+            present_only=args.present_only, genes=genes, explainer=explainer, facts=model_facts(args.model, policy),
+            progress=progress,
+            provenance_fields=dict(stage="predict", model=str(args.model), input=str(args.cases or args.text or "--hpo"),
+                                   present_only=args.present_only, top_k=args.top_k or policy.config.output_k,
+                                   decode_k=args.decode_k or policy.config.decode_k, device=str(resolve_device(args.device))),
         )  # fmt: skip
-    log.info("%d case(s) ranked -> %s", len(cases), args.output or "stdout")
+    log.info("%d case(s) ranked, %d not ranked -> %s", counts["cases"], counts["qc"], args.output or "stdout")
 
 
-def _case_from_text(args, ontology):
+def _explainer(args, ontology):
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.baselines import HpoIndex
+    from rarerank.evidence import Explainer
+    from rarerank.reference import GENE_ANNOTATION_FILE, source_path
+
+    annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
+    index = HpoIndex.load(args.index) if args.index else None
+    if index is not None and index.hpo_version != ontology.version:
+        log.warning("--index is HPO %s but the ontology is %s: evidence uses the index's IC", index.hpo_version, ontology.version)
+    return Explainer(ontology, annotations, index)
+
+
+def _add_model_card(sub):
+    p = sub.add_parser("model-card", help="(re)write a model folder's README.md model card, optionally with evaluation metrics")
+    p.add_argument("--model", required=True, type=Path, help="saved model directory")
+    p.add_argument("--summary", type=Path, help="evaluation summary.tsv (results/metrics/summary.tsv) to add as a metrics table")
+    p.add_argument("--method", help="the model's method name in the summary (e.g. sft, rft)")
+    p.add_argument("--strategy", help="the split strategy of the model in the summary (e.g. random, publication, gene)")
+    p.set_defaults(func=_run_model_card)
+
+
+def _run_model_card(args):
+    from rarerank.model_card import read_summary_metrics, refresh_model_card
+
+    if args.summary and not (args.method and args.strategy):
+        raise ValueError("--summary needs --method and --strategy (which rows of the summary describe this model)")
+    metrics = read_summary_metrics(args.summary, args.method, args.strategy) if args.summary else ()
+    log.info("model card -> %s", refresh_model_card(args.model, metrics))
+
+
+def _case_from_text(args, ontology, evidence_path=None):
     """predict --text: extract one case report's terms (no gene needed), log them, optionally write evidence."""
     from rarerank.cases import write_tsv
     from rarerank.textmine import EVIDENCE_COLUMNS, Extractor, HPOMatcher, extract_text_file
@@ -719,8 +808,8 @@ def _case_from_text(args, ontology):
     case, extraction = extract_text_file(args.text, Extractor(HPOMatcher.build(ontology)), args.case_id)
     log.info("%s: present %s; absent %s", args.text, ", ".join(f"{t} {ontology.label(t)}" for t in case.present),
              ", ".join(f"{t} {ontology.label(t)}" for t in case.absent) or "none")
-    if args.evidence:
-        write_tsv(args.evidence, EVIDENCE_COLUMNS, extraction.evidence_rows(case.case_id, ontology.labels))
+    if evidence_path:
+        write_tsv(evidence_path, EVIDENCE_COLUMNS, extraction.evidence_rows(case.case_id, ontology.labels))
     return case
 
 
@@ -903,7 +992,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft, _add_data_efficiency_figure,
                 _add_baseline_index, _add_baseline, _add_evaluate, _add_metrics_table, _add_seeds_table, _add_absent_audit, _add_figures, _add_training_figure,
                 _add_export_pheval, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
-                _add_pretrain, _add_sft, _add_predict):
+                _add_pretrain, _add_sft, _add_predict, _add_model_card):
         add(sub)
     return parser
 

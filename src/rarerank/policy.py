@@ -200,6 +200,7 @@ class Policy:
         """
         import shutil
 
+        from rarerank.model_card import write_model_card
         from rarerank.provenance import write_provenance
 
         path = Path(path)
@@ -216,6 +217,7 @@ class Policy:
         _write_genes(tmp / GENES_FILE, self.genes, self.identifiers)
         settings = {"format_version": FORMAT_VERSION, "policy": asdict(self.config)}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_model_card(tmp, asdict(self.config), len(self.genes), len(term_tokens(self.tokenizer)), provenance_fields)
         if provenance_fields:
             write_provenance(tmp / "provenance.json", **provenance_fields)
         if path.exists():

@@ -60,10 +60,12 @@ rule policy_predict:
     conda:
         ENV
     threads: 1
+    resources:
+        gpu=0,  # GPUs for this job: a profile sets 1 (set-resources) and `--device auto` then uses it
     params:
         present_only=policy_present_only,
     shell:
-        "rarerank predict --model {input.model:q} --cases {input.cases:q} {params.present_only} "
+        "rarerank predict --model {input.model:q} --cases {input.cases:q} {params.present_only} --device auto "
         "--threads {threads} --no-progress -o {output.predictions:q} --provenance {output.provenance:q} "
         "2> {log:q}"
 

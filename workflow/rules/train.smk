@@ -58,5 +58,4 @@ rule sft:
         "--no-progress -o {output.model:q} 2> {log:q}"
 
 
-
 # The predictions of every policy model (base, SFT and RFT variants): rule policy_predict in rft.smk.
