@@ -486,6 +486,9 @@ def _add_export_rft(sub):
     p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
     p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
     p.add_argument("--grader-half-life", type=float, default=1.0, help="exponential grader half-life in ranks")
+    p.add_argument("--universe", default="bundled",
+                   help="gene symbols the grader counts (a TSV with a gene_symbol column, e.g. the baseline universe.tsv, "
+                   "or 'bundled': the genes of the bundled HPO annotations); other words in an answer take no rank")
     p.set_defaults(func=_run_export_rft)
 
 
@@ -493,12 +496,14 @@ def _run_export_rft(args):
     from rarerank.cases import read_cases
     from rarerank.grader import GraderConfig
     from rarerank.interop import export_rft_jsonl, write_python_grader
-    from rarerank.reference import load_ontology
+    from rarerank.metrics import read_universe
+    from rarerank.reference import GENE_ANNOTATION_FILE, load_ontology, source_path
 
     if (args.cases is None) != (args.output is None) or (args.output is None and args.grader is None):
         raise ValueError("export-rft needs --cases with -o (the JSONL), and/or --grader (the grader JSON)")
     if args.grader:
-        write_python_grader(args.grader, GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life))
+        universe = read_universe(source_path(args.universe, GENE_ANNOTATION_FILE))
+        write_python_grader(args.grader, GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life), universe)
         log.info("Python grader -> %s", args.grader)
     if args.output:
         written = export_rft_jsonl(read_cases(args.cases), args.output, load_ontology(args.ontology))

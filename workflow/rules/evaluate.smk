@@ -102,6 +102,8 @@ rule export_rft:
 
 
 rule rft_grader:
+    input:
+        universe=rules.baseline_index.output.universe,
     output:
         f"{EXPORT}/openai_rft/grader.json",
     log:
@@ -111,4 +113,4 @@ rule rft_grader:
     params:
         grader=grader_options,
     shell:
-        "rarerank export-rft --grader {output:q} {params.grader} 2> {log:q}"
+        "rarerank export-rft --grader {output:q} {params.grader} --universe {input.universe:q} 2> {log:q}"
