@@ -4,7 +4,7 @@ The real run executes whatever ``rule all`` requests under config/test.yaml (eve
 section tiny there), in a temporary working directory, then re-runs the foundation targets in a
 second directory and checks that cases, QC and split files are byte-identical.
 
-Paths: ``configfile: "config/config.yaml"`` in the Snakefile resolves against the working
+Paths: ``configfile: "config/config.yaml"`` in workflow/Snakefile resolves against the working
 directory, while ``validate()`` and ``include:`` resolve against the Snakefile. So a run in another
 directory passes ``--snakefile`` and both config files explicitly (config.yaml, then test.yaml on
 top — the same merge as ``snakemake --configfile config/test.yaml`` from the repository root), and
@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
 FIXTURE = REPO / "tests" / "data" / "phenopackets"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 SNAKEFMT = Path(sys.executable).with_name("snakefmt")
@@ -73,7 +74,7 @@ def snakemake(
     configs += [str(extra_config)] if extra_config else []
     # Targets and flags first: --configfile and --config take every value that follows them.
     command = [
-        str(SNAKEMAKE), *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        str(SNAKEMAKE), *args, "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
         "--configfile", *configs,
     ]  # fmt: skip
     return _run(command, cwd=workdir, timeout=timeout)
@@ -100,7 +101,7 @@ def _tools():
 def test_snakefmt_is_clean():
     if not SNAKEFMT.exists():
         pytest.skip("snakefmt is not installed (pip install -e '.[dev]')")
-    done = _run([str(SNAKEFMT), "--check", "Snakefile", "workflow/rules"], cwd=REPO)
+    done = _run([str(SNAKEFMT), "--check", "workflow/Snakefile", "workflow/rules"], cwd=REPO)
     assert done.returncode == 0, _explain(done)
 
 

@@ -30,6 +30,8 @@ rule experiment_evaluate:
         provenance=f"{EXPERIMENTS}/{{family}}/metrics/provenance.json",
     log:
         "logs/experiment_evaluate/{family}.log",
+    benchmark:
+        "results/benchmarks/experiment_evaluate/{family}.tsv"
     wildcard_constraints:
         family="|".join(FAMILIES),
     conda:

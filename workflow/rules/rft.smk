@@ -52,6 +52,8 @@ rule rft_predict:
         "results/predictions/{method}/{strategy}/{set}.tsv",
     log:
         "logs/rft_predict/{method}/{strategy}/{set}.log",
+    benchmark:
+        "results/benchmarks/predict/{method}/{strategy}/{set}.tsv"
     wildcard_constraints:
         method=RFT_METHOD,
     conda:
