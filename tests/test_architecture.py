@@ -12,7 +12,7 @@ FLOORS = [
     {"cases", "annotations", "metrics", "rankings", "reference"},  # the data and the measures
     {"policy", "baselines", "textmine", "splits", "figures", "synthetic", "interop", "grpo", "training"},
     {"pretrain", "sft", "rft", "predict", "cohorts"},  # stages
-    {"cli", "__main__"},
+    {"cli", "__main__", "pheval_runner"},
 ]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,8 +58,11 @@ DETERMINISTIC = [
 
 
 def _env() -> dict[str, str]:
+    """The caller's environment without this Python's bin folder on PATH: the workflow itself must
+    find the rarerank CLI beside the Python Snakemake runs in (`.venv/bin/snakemake` unactivated)."""
     env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # the rarerank CLI
+    here = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != here)
     return env
 
 
@@ -212,6 +216,37 @@ def test_nothing_left_to_do_after_a_run(first_run):
     done = snakemake(first_run, "-n", "--config", _fixture_source())
     assert done.returncode == 0, _explain(done)
     assert "Nothing to be done" in done.stdout + done.stderr, _explain(done)
+
+
+def _make(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The Makefile's run commands on ``workdir`` with the test config and this environment (make's
+    own environment target is taken as done: -o)."""
+    venv = Path(sys.executable).parent.parent
+    command = ["make", "--no-print-directory", "-o", f"{venv}/.installed", *args, f"VENV={venv}",
+               f"WORKDIR={workdir}", "CONFIG=config/test.yaml"]  # fmt: skip
+    return _run(command, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_make_report_after_a_run_runs_nothing(first_run):
+    """`make reproduce PHENOPACKETS=...` remembers the source, so `make report` (no PHENOPACKETS)
+    describes that run: its dry run shows nothing to do and the report is written; with another
+    source remembered the report stops before running anything."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = _make(first_run, "reproduce", f"PHENOPACKETS={FIXTURE}")
+    assert done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr, _explain(done)
+    assert (first_run / "results/.phenopackets").read_text().strip() == str(FIXTURE)
+    done = _make(first_run, "report")
+    assert done.returncode == 0, _explain(done)
+    assert (first_run / "results/report.html").stat().st_size > 10_000
+    assert "Finished job" not in done.stdout + done.stderr, _explain(done)
+    (first_run / "results/report.html").unlink()
+    (first_run / "results/.phenopackets").write_text("https://example.org/releases/download/v9/all_phenopackets.zip\n")
+    done = _make(first_run, "report")
+    assert done.returncode != 0 and "run 'make reproduce'" in done.stdout + done.stderr, _explain(done)
+    assert not (first_run / "results/report.html").exists() and not (first_run / "data").exists()
+    (first_run / "results/.phenopackets").write_text(f"{FIXTURE}\n")
 
 
 @pytest.mark.slow

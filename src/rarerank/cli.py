@@ -477,6 +477,25 @@ def _run_export_pheval(args):
     log.info("%d PhEval gene result files -> %s", written, args.outdir)
 
 
+def _add_export_phenopackets(sub):
+    p = sub.add_parser("export-phenopackets", help="the phenopacket files of a case set in one flat folder (PhEval test data)")
+    p.add_argument("--cases", required=True, type=Path, help="cases TSV (its source column names each case's file)")
+    p.add_argument("--source", required=True, help="the phenopacket source the cases were read from (release zip or folder)")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="folder to create: <phenopacket stem>.json per case")
+    p.set_defaults(func=_run_export_phenopackets)
+
+
+def _run_export_phenopackets(args):
+    from rarerank.cases import read_cases
+    from rarerank.interop import export_phenopackets
+
+    written, missing = export_phenopackets(read_cases(args.cases), args.source, args.outdir)
+    if missing:
+        log.warning("%d case(s) have no file in %s (another cohort's cases?): %s", len(missing), args.source,
+                    ", ".join(missing[:10]))
+    log.info("%d phenopacket file(s) -> %s", written, args.outdir)
+
+
 def _add_export_rft(sub):
     p = sub.add_parser("export-rft", help="cases as OpenAI-RFT-style JSONL (messages + reference_answer) and/or a matching grader")
     p.add_argument("--cases", type=Path, help="cases TSV (with -o)")
@@ -852,7 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft, _add_data_efficiency_figure,
                 _add_baseline_index, _add_baseline, _add_evaluate, _add_metrics_table, _add_absent_audit, _add_figures, _add_training_figure,
-                _add_export_pheval, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
+                _add_export_pheval, _add_export_phenopackets, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
                 _add_pretrain, _add_sft, _add_predict):
         add(sub)
     return parser
