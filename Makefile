@@ -14,10 +14,10 @@ VENV ?= .venv
 CORES ?= 2
 SNAKEMAKE_ARGS ?=
 REPORT_TARGETS ?= all
-# Extra config file on top of config/config.yaml (e.g. config/test.yaml), and the working
-# directory of the run (results/, logs/ and the remembered source live there).
-CONFIG ?=
+# The working directory of the run (results/, logs/ and the remembered source live there), and an
+# extra config file on top of config/config.yaml (e.g. config/test.yaml; remembered like the source).
 WORKDIR ?= .
+CONFIG ?= $(shell cat '$(WORKDIR)/results/.config' 2>/dev/null)
 
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -35,8 +35,9 @@ TORCH_LOCAL_CPU ?= $(shell $(PYTHON) -m pip install --dry-run --no-index --no-de
 # of NVIDIA libraries), so add the CPU wheel index; its `+cpu` build sorts above the plain version.
 TORCH_INDEX ?= $(if $(filter cpu,$(TORCH)),$(if $(filter-out 0,$(TORCH_LOCAL_CPU)),,--extra-index-url $(TORCH_CPU_INDEX)))
 
-# --- the phenopacket source. `make reproduce` remembers it in $(SOURCE_FILE), so `make experiments`
-# and `make report` use the source of the last run (never the download URL of another release).
+# --- the phenopacket source. `make reproduce` remembers it in $(SOURCE_FILE) (and CONFIG in
+# results/.config), so `make experiments` and `make report` use the data and config of the last run
+# (never the download URL of another release).
 RELEASE_URL := https://github.com/monarch-initiative/phenopacket-store/releases/latest/download/all_phenopackets.zip
 SOURCE_FILE = $(WORKDIR)/results/.phenopackets
 PHENOPACKETS ?= $(or $(shell cat '$(SOURCE_FILE)' 2>/dev/null),$(RELEASE_URL))
@@ -62,7 +63,8 @@ $(VENV)/.installed: pyproject.toml
 # The source is remembered before the run, so a later report or experiment matches it even if
 # the run was interrupted (Snakemake then says what is incomplete).
 reproduce: env
-	mkdir -p $(WORKDIR)/results && printf '%s\n' '$(PHENOPACKETS)' > $(SOURCE_FILE)
+	mkdir -p $(WORKDIR)/results && printf '%s\n' '$(PHENOPACKETS)' > $(SOURCE_FILE) \
+		&& printf '%s\n' '$(CONFIG)' > $(WORKDIR)/results/.config
 	$(SNAKEMAKE) --cores $(CORES) $(SNAKEMAKE_ARGS)
 
 experiments: env

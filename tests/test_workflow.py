@@ -219,22 +219,21 @@ def test_nothing_left_to_do_after_a_run(first_run):
 
 
 def _make(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """The Makefile's run commands on ``workdir`` with the test config and this environment (make's
-    own environment target is taken as done: -o)."""
+    """The Makefile's run commands on ``workdir`` with this environment (make's own environment
+    target is taken as done: -o)."""
     venv = Path(sys.executable).parent.parent
-    command = ["make", "--no-print-directory", "-o", f"{venv}/.installed", *args, f"VENV={venv}",
-               f"WORKDIR={workdir}", "CONFIG=config/test.yaml"]  # fmt: skip
+    command = ["make", "--no-print-directory", "-o", f"{venv}/.installed", *args, f"VENV={venv}", f"WORKDIR={workdir}"]
     return _run(command, cwd=REPO)
 
 
 @pytest.mark.slow
 def test_make_report_after_a_run_runs_nothing(first_run):
-    """`make reproduce PHENOPACKETS=...` remembers the source, so `make report` (no PHENOPACKETS)
+    """`make reproduce PHENOPACKETS=... CONFIG=...` remembers both, so `make report` (neither given)
     describes that run: its dry run shows nothing to do and the report is written; with another
     source remembered the report stops before running anything."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    done = _make(first_run, "reproduce", f"PHENOPACKETS={FIXTURE}")
+    done = _make(first_run, "reproduce", f"PHENOPACKETS={FIXTURE}", "CONFIG=config/test.yaml")
     assert done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr, _explain(done)
     assert (first_run / "results/.phenopackets").read_text().strip() == str(FIXTURE)
     done = _make(first_run, "report")
