@@ -21,6 +21,7 @@ grader config sets its own ``k``, a cut-off at the 10 genes the prompt asks for 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,7 +29,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from rarerank.cases import Case, iter_source
 from rarerank.fileio import atomic_write
@@ -101,36 +102,43 @@ def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[Rank
     return written
 
 
-def export_phenopackets(cases: Sequence[Case], source: str | os.PathLike, outdir: str | os.PathLike) -> tuple[int, list[str]]:
-    """Copy the phenopacket file of every case from ``source`` (release zip or folder) into one flat
-    folder, ``outdir/<phenopacket stem>.json`` (PhEval's ``testdata/phenopackets``). Returns the files
-    written and the ids of cases whose file is not in ``source`` (e.g. cases of a TSV cohort)."""
-    wanted: dict[str, Case] = {case.source: case for case in cases if case.source}
+@contextlib.contextmanager
+def staged_folder(outdir: str | os.PathLike, what: str) -> Iterator[Path]:
+    """A temporary folder beside ``outdir`` that replaces it when the block succeeds (a failure
+    leaves nothing); ``outdir`` must not exist or be empty."""
     outdir = Path(outdir)
     if outdir.exists() and any(outdir.iterdir()):
-        raise ValueError(f"{outdir}: phenopacket export folder is not empty; remove it or choose another")
+        raise ValueError(f"{outdir}: {what} folder is not empty; remove it or choose another")
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=outdir.parent, prefix=f".{outdir.name}."))
-    stems: dict[str, str] = {}
-    found: set[str] = set()
     try:
-        for entry in iter_source(source):
-            case = wanted.get(entry.name)
-            if case is None or entry.data is None:
-                continue
-            stem = phenopacket_stem(case)
-            if stem in stems:
-                raise ValueError(f"cases {stems[stem]} and {case.case_id} share the phenopacket file stem {stem!r}")
-            stems[stem] = case.case_id
-            with atomic_write(tmp / f"{stem}.json", "wb") as handle:
-                handle.write(entry.data)
-            found.add(entry.name)
+        yield tmp
         if outdir.exists():
             outdir.rmdir()  # empty (checked above)
         os.replace(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def export_phenopackets(cases: Sequence[Case], source: str | os.PathLike, outdir: str | os.PathLike) -> tuple[int, list[str]]:
+    """Copy the phenopacket file of every case from ``source`` (release zip or folder) into one flat
+    folder, ``outdir/<phenopacket stem>.json`` (PhEval's ``testdata/phenopackets``). Returns the files
+    written and the ids of cases whose file is not in ``source`` (e.g. cases of a TSV cohort)."""
+    wanted: dict[str, Case] = {case.source: case for case in cases if case.source}
+    stems: dict[str, str] = {}
+    found: set[str] = set()
+    with staged_folder(outdir, "phenopacket export") as tmp:
+        for entry in iter_source(source):
+            case = wanted.get(entry.name)
+            if case is None or entry.data is None:
+                continue
+            stem = phenopacket_stem(case)
+            if stems.setdefault(stem, case.case_id) != case.case_id:
+                raise ValueError(f"cases {stems[stem]} and {case.case_id} share the phenopacket file stem {stem!r}")
+            with atomic_write(tmp / f"{stem}.json", "wb") as handle:
+                handle.write(entry.data)
+            found.add(entry.name)
     missing = [case.case_id for case in cases if case.source not in found]
     return len(found), missing
 
