@@ -177,7 +177,8 @@ def test_missing_local_source_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("run1")
-    done = snakemake(workdir, "--cores", "2", "--config", _fixture_source())
+    # A generous timeout: the run takes minutes on 2 idle cores, far longer on a loaded machine.
+    done = snakemake(workdir, "--cores", "2", "--config", _fixture_source(), timeout=1800)
     assert done.returncode == 0, _explain(done)
     return workdir
 
@@ -258,7 +259,7 @@ def test_runs_do_not_write_into_the_repository(first_run):
 @pytest.mark.slow
 def test_experiments_target_runs_on_the_test_config(first_run):
     """`snakemake experiments` after the default run: RFT from base, data efficiency, present-only."""
-    done = snakemake(first_run, "--cores", "2", "experiments", "--config", _fixture_source())
+    done = snakemake(first_run, "--cores", "2", "experiments", "--config", _fixture_source(), timeout=1800)
     assert done.returncode == 0, _explain(done)
     sizes = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["experiments"]["train_sizes"]
     expected = {
