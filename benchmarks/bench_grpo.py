@@ -11,12 +11,15 @@ Prints completions/s and seconds per optimiser step for
 Usage (2 cores; the default model is the SFT model of the gene split when it exists, else a freshly
 built policy of the default size):
     python benchmarks/bench_grpo.py [--model results/models/sft/gene] [--steps 8] [--skip-trl]
+The TRL comparison needs the optional extra: pip install -e '.[bench]' (trl, accelerate, datasets);
+without it, pass --skip-trl.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import logging
 import os
 import sys
@@ -133,6 +136,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--skip-trl", action="store_true", help="skip TRL's GRPOTrainer")
     args = parser.parse_args(argv)
+    if not args.skip_trl and not all(importlib.util.find_spec(m) for m in ("trl", "datasets", "accelerate")):
+        parser.error("the TRL comparison needs pip install -e '.[bench]' (trl, accelerate, datasets); or pass --skip-trl")
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)

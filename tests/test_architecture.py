@@ -13,7 +13,7 @@ FLOORS = [
     {"policy", "decoding", "baselines", "textmine", "splits", "figures", "synthetic", "interop", "grpo", "training",
      "evidence", "patient_report", "model_card"},
     {"pretrain", "sft", "rft", "predict", "cohorts"},  # stages
-    {"cli", "__main__"},
+    {"cli", "__main__", "pheval_runner"},
 ]
 
 

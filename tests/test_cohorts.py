@@ -261,7 +261,7 @@ def test_workflow_ingests_cohorts_and_writes_eval_sets(tmp_path):
     targets = ["results/cases/cases.tsv"] + [f"results/sets/{s}/{c}.tsv" for s in strategies for c in ("reports", "lab")]
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     command = [
-        str(snakemake), *targets, "--cores", "2", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+        str(snakemake), *targets, "--cores", "2", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(tmp_path),
         "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "test.yaml"),
         "--config", f"phenopackets={REPO / 'tests' / 'data' / 'phenopackets'}",
     ]  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 from rarerank.cases import Case, write_cases
 from rarerank.cli import main
 from rarerank.grader import GraderConfig, grade
-from rarerank.interop import PHEVAL_COLUMNS, export_pheval, export_rft_jsonl, python_grader, rft_prompt
+from rarerank.interop import PHEVAL_COLUMNS, export_pheval, export_rft_jsonl, hosted_config, python_grader, rft_prompt
 from rarerank.rankings import RankedGene, write_predictions
 
 
@@ -88,8 +88,38 @@ def test_python_grader_matches_ours(config):
     completions = ['["TGFBR1", "FBN1", "NF1"]', "FBN1, PAH", "PAH NF1 SCN1A TGFBR2 COL1A1 FBN1", "nothing useful",
                    '["fbn1"]', "1. **TGFBR2** - aortic\n2. FBN1 (Marfan)", '[{"gene": "NF1"}, {"gene": "FBN1"}]']  # fmt: skip
     for text in completions:
-        ours = grade(text, "FBN1", config)
+        ours = grade(text, "FBN1", hosted_config(config))
         assert namespace["grade"]({"output_text": text}, {"reference_answer": "FBN1"}) == pytest.approx(ours), text
+
+
+GENES = [f"GENE{i}" for i in range(1, 30)] + ["ABCA4", "FBN1", "NF1", "TGFBR1"]
+
+
+def hosted_grade(text: str, answer: str, config: GraderConfig = GraderConfig(), universe=GENES) -> float:
+    namespace: dict = {}
+    exec(python_grader(config, universe)["source"], namespace)  # noqa: S102 - our own generated source
+    return namespace["grade"]({"output_text": text}, {"reference_answer": answer})
+
+
+def test_hosted_grader_counts_only_known_genes():
+    """Prose words are not genes: "I think ABCA4" puts ABCA4 first (it scored 1/3 as the third 'symbol')."""
+    assert hosted_grade("I think ABCA4", "ABCA4") == 1.0
+    assert hosted_grade("I think ABCA4", "ABCA4", universe=None) == pytest.approx(1 / 3)  # what it was without one
+    assert hosted_grade("The most likely gene is FBN1, then maybe TGFBR1.", "TGFBR1") == 0.5
+    assert hosted_grade("1. Marfan syndrome: FBN1\n2. NF1 (neurofibromatosis)", "NF1") == 0.5
+    assert hosted_grade("No idea, sorry.", "FBN1") == 0.0
+    assert hosted_grade('["fbn1", "NOTAGENE", "NF1"]', "NF1") == 0.5  # lower case known; unknown takes no rank
+
+
+def test_hosted_grader_cuts_off_long_lists_at_the_answer_length():
+    ten = " ".join(GENES[:9] + ["FBN1"])
+    assert hosted_grade(ten, "FBN1") == pytest.approx(0.1)  # rank 10: still in the answer asked for
+    eleven = " ".join(GENES[:10] + ["FBN1"])
+    assert hosted_grade(eleven, "FBN1") == 0.0  # rank 11: beyond the 10 genes the prompt asks for
+    assert hosted_grade(" ".join(GENES + ["FBN1"]), "FBN1") == 0.0  # listing every gene earns nothing
+    assert hosted_config(GraderConfig()).k == 10
+    assert hosted_config(GraderConfig("linear", k=20)).k == 20  # a configured cut-off is kept (same as local)
+    assert hosted_grade(eleven, "FBN1", GraderConfig("linear", k=20)) == pytest.approx(1 - 10 / 20)
 
 
 def test_export_cli(tmp_path):
@@ -103,6 +133,12 @@ def test_export_cli(tmp_path):
                  "--grader", str(tmp_path / "grader.json"), "--grader-shape", "linear", "--grader-k", "10"]) == 0  # fmt: skip
     assert len((tmp_path / "rft.jsonl").read_text().splitlines()) == 2
     assert json.loads((tmp_path / "grader.json").read_text())["name"] == "rarerank_linear_rank"
+    universe = tmp_path / "universe.tsv"
+    universe.write_text("gene_symbol\tgene_id\nFBN1\tNCBIGene:2200\nNF1\tNCBIGene:4763\n")
+    assert main(["-q", "export-rft", "--grader", str(tmp_path / "g1.json"), "--universe", str(universe)]) == 0
+    namespace: dict = {}
+    exec(json.loads((tmp_path / "g1.json").read_text())["source"], namespace)  # noqa: S102 - our own generated source
+    assert namespace["grade"]({"output_text": "Probably NF1, else FBN1"}, {"reference_answer": "FBN1"}) == 0.5
     assert main(["-q", "export-rft", "--grader", str(tmp_path / "g2.json")]) == 0
     assert main(["-q", "export-rft", "--cases", str(cases_path)]) == 1  # JSONL needs -o
 

@@ -4,7 +4,7 @@ The real run executes whatever ``rule all`` requests under config/test.yaml (eve
 section tiny there), in a temporary working directory, then re-runs the foundation targets in a
 second directory and checks that cases, QC and split files are byte-identical.
 
-Paths: ``configfile: "config/config.yaml"`` in the Snakefile resolves against the working
+Paths: ``configfile: "config/config.yaml"`` in workflow/Snakefile resolves against the working
 directory, while ``validate()`` and ``include:`` resolve against the Snakefile. So a run in another
 directory passes ``--snakefile`` and both config files explicitly (config.yaml, then test.yaml on
 top — the same merge as ``snakemake --configfile config/test.yaml`` from the repository root), and
@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
 FIXTURE = REPO / "tests" / "data" / "phenopackets"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 SNAKEFMT = Path(sys.executable).with_name("snakefmt")
@@ -56,8 +58,11 @@ DETERMINISTIC = [
 
 
 def _env() -> dict[str, str]:
+    """The caller's environment without this Python's bin folder on PATH: the workflow itself must
+    find the rarerank CLI beside the Python Snakemake runs in (`.venv/bin/snakemake` unactivated)."""
     env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # the rarerank CLI
+    here = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != here)
     return env
 
 
@@ -73,7 +78,7 @@ def snakemake(
     configs += [str(extra_config)] if extra_config else []
     # Targets and flags first: --configfile and --config take every value that follows them.
     command = [
-        str(SNAKEMAKE), *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        str(SNAKEMAKE), *args, "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
         "--configfile", *configs,
     ]  # fmt: skip
     return _run(command, cwd=workdir, timeout=timeout)
@@ -100,7 +105,7 @@ def _tools():
 def test_snakefmt_is_clean():
     if not SNAKEFMT.exists():
         pytest.skip("snakefmt is not installed (pip install -e '.[dev]')")
-    done = _run([str(SNAKEFMT), "--check", "Snakefile", "workflow/rules"], cwd=REPO)
+    done = _run([str(SNAKEFMT), "--check", "workflow/Snakefile", "workflow/rules"], cwd=REPO)
     assert done.returncode == 0, _explain(done)
 
 
@@ -172,7 +177,8 @@ def test_missing_local_source_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("run1")
-    done = snakemake(workdir, "--cores", "2", "--config", _fixture_source())
+    # A generous timeout: the run takes minutes on 2 idle cores, far longer on a loaded machine.
+    done = snakemake(workdir, "--cores", "2", "--config", _fixture_source(), timeout=1800)
     assert done.returncode == 0, _explain(done)
     return workdir
 
@@ -213,6 +219,36 @@ def test_nothing_left_to_do_after_a_run(first_run):
     assert "Nothing to be done" in done.stdout + done.stderr, _explain(done)
 
 
+def _make(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The Makefile's run commands on ``workdir`` with this environment (make's own environment
+    target is taken as done: -o)."""
+    venv = Path(sys.executable).parent.parent
+    command = ["make", "--no-print-directory", "-o", f"{venv}/.installed", *args, f"VENV={venv}", f"WORKDIR={workdir}"]
+    return _run(command, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_make_report_after_a_run_runs_nothing(first_run):
+    """`make reproduce PHENOPACKETS=... CONFIG=...` remembers both, so `make report` (neither given)
+    describes that run: its dry run shows nothing to do and the report is written; with another
+    source remembered the report stops before running anything."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = _make(first_run, "reproduce", f"PHENOPACKETS={FIXTURE}", "CONFIG=config/test.yaml")
+    assert done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr, _explain(done)
+    assert (first_run / "results/.phenopackets").read_text().strip() == str(FIXTURE)
+    done = _make(first_run, "report")
+    assert done.returncode == 0, _explain(done)
+    assert (first_run / "results/report.html").stat().st_size > 10_000
+    assert "Finished job" not in done.stdout + done.stderr, _explain(done)
+    (first_run / "results/report.html").unlink()
+    (first_run / "results/.phenopackets").write_text("https://example.org/releases/download/v9/all_phenopackets.zip\n")
+    done = _make(first_run, "report")
+    assert done.returncode != 0 and "run 'make reproduce'" in done.stdout + done.stderr, _explain(done)
+    assert not (first_run / "results/report.html").exists() and not (first_run / "data").exists()
+    (first_run / "results/.phenopackets").write_text(f"{FIXTURE}\n")
+
+
 @pytest.mark.slow
 def test_runs_do_not_write_into_the_repository(first_run):
     """Outputs and logs go to the working directory, never beside the Snakefile or the fixture."""
@@ -223,7 +259,7 @@ def test_runs_do_not_write_into_the_repository(first_run):
 @pytest.mark.slow
 def test_experiments_target_runs_on_the_test_config(first_run):
     """`snakemake experiments` after the default run: RFT from base, data efficiency, present-only."""
-    done = snakemake(first_run, "--cores", "2", "experiments", "--config", _fixture_source())
+    done = snakemake(first_run, "--cores", "2", "experiments", "--config", _fixture_source(), timeout=1800)
     assert done.returncode == 0, _explain(done)
     sizes = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["experiments"]["train_sizes"]
     expected = {

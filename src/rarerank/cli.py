@@ -554,6 +554,25 @@ def _run_export_pheval(args):
     log.info("%d PhEval gene result files -> %s", written, args.outdir)
 
 
+def _add_export_phenopackets(sub):
+    p = sub.add_parser("export-phenopackets", help="the phenopacket files of a case set in one flat folder (PhEval test data)")
+    p.add_argument("--cases", required=True, type=Path, help="cases TSV (its source column names each case's file)")
+    p.add_argument("--source", required=True, help="the phenopacket source the cases were read from (release zip or folder)")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="folder to create: <phenopacket stem>.json per case")
+    p.set_defaults(func=_run_export_phenopackets)
+
+
+def _run_export_phenopackets(args):
+    from rarerank.cases import read_cases
+    from rarerank.interop import export_phenopackets
+
+    written, missing = export_phenopackets(read_cases(args.cases), args.source, args.outdir)
+    if missing:
+        log.warning("%d case(s) have no file in %s (another cohort's cases?): %s", len(missing), args.source,
+                    ", ".join(missing[:10]))
+    log.info("%d phenopacket file(s) -> %s", written, args.outdir)
+
+
 def _add_export_rft(sub):
     p = sub.add_parser("export-rft", help="cases as OpenAI-RFT-style JSONL (messages + reference_answer) and/or a matching grader")
     p.add_argument("--cases", type=Path, help="cases TSV (with -o)")
@@ -563,6 +582,9 @@ def _add_export_rft(sub):
     p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
     p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
     p.add_argument("--grader-half-life", type=float, default=1.0, help="exponential grader half-life in ranks")
+    p.add_argument("--universe", default="bundled",
+                   help="gene symbols the grader counts (a TSV with a gene_symbol column, e.g. the baseline universe.tsv, "
+                   "or 'bundled': the genes of the bundled HPO annotations); other words in an answer take no rank")
     p.set_defaults(func=_run_export_rft, outputs=("output", "grader"), inputs=("cases",))
 
 
@@ -570,12 +592,14 @@ def _run_export_rft(args):
     from rarerank.cases import read_cases
     from rarerank.grader import GraderConfig
     from rarerank.interop import export_rft_jsonl, write_python_grader
-    from rarerank.reference import load_ontology
+    from rarerank.metrics import read_universe
+    from rarerank.reference import GENE_ANNOTATION_FILE, load_ontology, source_path
 
     if (args.cases is None) != (args.output is None) or (args.output is None and args.grader is None):
         raise ValueError("export-rft needs --cases with -o (the JSONL), and/or --grader (the grader JSON)")
     if args.grader:
-        write_python_grader(args.grader, GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life))
+        universe = read_universe(source_path(args.universe, GENE_ANNOTATION_FILE))
+        write_python_grader(args.grader, GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life), universe)
         log.info("Python grader -> %s", args.grader)
     if args.output:
         written = export_rft_jsonl(read_cases(args.cases), args.output, load_ontology(args.ontology))
@@ -991,7 +1015,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft, _add_data_efficiency_figure,
                 _add_baseline_index, _add_baseline, _add_evaluate, _add_metrics_table, _add_seeds_table, _add_absent_audit, _add_figures, _add_training_figure,
-                _add_export_pheval, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
+                _add_export_pheval, _add_export_phenopackets, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
                 _add_pretrain, _add_sft, _add_predict, _add_model_card):
         add(sub)
     return parser

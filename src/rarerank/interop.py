@@ -14,20 +14,24 @@ otherwise ``1 / rank`` is written so PhEval recovers the same ranks.
 OpenAI reinforcement fine-tuning. One JSON object per line with ``messages`` (a single user
 message: the phenotype in words with HPO ids, and the answer format) plus the reference fields a
 grader reads as ``item.*``: ``reference_answer`` (the causal gene symbol), ``gene_id``,
-``case_id``. ``grader.json`` is a Python grader that runs our own grader code with the configured shape.
+``case_id``. ``grader.json`` is a Python grader that runs our own grader code with the configured shape,
+the gene universe (only known gene symbols take a rank, so prose words are not genes) and, unless the
+grader config sets its own ``k``, a cut-off at the 10 genes the prompt asks for (nothing past rank 10).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
-from rarerank.cases import Case
+from rarerank.cases import Case, iter_source
 from rarerank.fileio import atomic_write, honour_umask, path_inside
 from rarerank.grader import GraderConfig
 from rarerank.ontology import Ontology
@@ -102,6 +106,47 @@ def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[Rank
     return written
 
 
+@contextlib.contextmanager
+def staged_folder(outdir: str | os.PathLike, what: str) -> Iterator[Path]:
+    """A temporary folder beside ``outdir`` that replaces it when the block succeeds (a failure
+    leaves nothing); ``outdir`` must not exist or be empty."""
+    outdir = Path(outdir)
+    if outdir.exists() and any(outdir.iterdir()):
+        raise ValueError(f"{outdir}: {what} folder is not empty; remove it or choose another")
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=outdir.parent, prefix=f".{outdir.name}."))
+    try:
+        yield tmp
+        if outdir.exists():
+            outdir.rmdir()  # empty (checked above)
+        os.replace(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_phenopackets(cases: Sequence[Case], source: str | os.PathLike, outdir: str | os.PathLike) -> tuple[int, list[str]]:
+    """Copy the phenopacket file of every case from ``source`` (release zip or folder) into one flat
+    folder, ``outdir/<phenopacket stem>.json`` (PhEval's ``testdata/phenopackets``). Returns the files
+    written and the ids of cases whose file is not in ``source`` (e.g. cases of a TSV cohort)."""
+    wanted: dict[str, Case] = {case.source: case for case in cases if case.source}
+    stems: dict[str, str] = {}
+    found: set[str] = set()
+    with staged_folder(outdir, "phenopacket export") as tmp:
+        for entry in iter_source(source):
+            case = wanted.get(entry.name)
+            if case is None or entry.data is None:
+                continue
+            stem = phenopacket_stem(case)
+            if stems.setdefault(stem, case.case_id) != case.case_id:
+                raise ValueError(f"cases {stems[stem]} and {case.case_id} share the phenopacket file stem {stem!r}")
+            with atomic_write(tmp / f"{stem}.json", "wb") as handle:
+                handle.write(entry.data)
+            found.add(entry.name)
+    missing = [case.case_id for case in cases if case.source not in found]
+    return len(found), missing
+
+
 # ---------------------------------------------------------------------------------------------
 # OpenAI-RFT-style JSONL.
 
@@ -157,25 +202,39 @@ _GRADER_WRAPPER = """
 # --- hosted-grader entry point (appended by rarerank.interop) ---
 _rarerank_grade = grade
 _CONFIG = GraderConfig(shape={shape!r}, k={k!r}, half_life={half_life!r})
+_UNIVERSE = frozenset(json.loads({universe!r})) or None  # known gene symbols (None: any symbol)
 
 
 def grade(sample, item):
-    return _rarerank_grade(sample.get("output_text") or "", str(item["reference_answer"]), _CONFIG)
+    return _rarerank_grade(sample.get("output_text") or "", str(item["reference_answer"]), _CONFIG, _UNIVERSE)
 """
 
 
-def python_grader(config: GraderConfig = GraderConfig()) -> dict:
+def hosted_config(config: GraderConfig = GraderConfig(), answer_length: int = ANSWER_LENGTH) -> GraderConfig:
+    """The hosted grader's settings: ours, with the cut-off at the answer length the prompt asks for
+    when ours has none (a configured k is kept, so hosted and local scores stay the same)."""
+    return config if config.k is not None else dataclasses.replace(config, k=answer_length)
+
+
+def python_grader(config: GraderConfig = GraderConfig(), universe: Iterable[str] | None = None) -> dict:
     """A hosted-RFT Python grader: the source of :mod:`rarerank.grader` (standard library only) plus a
-    ``grade(sample, item)`` entry point with our configured shape, so hosted and local rewards agree."""
+    ``grade(sample, item)`` entry point with our configured shape, cut off at the answer length
+    (:func:`hosted_config`), and counting only the gene symbols of ``universe`` when given."""
     import inspect
 
     from rarerank import grader
 
-    source = inspect.getsource(grader) + _GRADER_WRAPPER.format(shape=config.shape, k=config.k, half_life=config.half_life)
+    config = hosted_config(config)
+    known = json.dumps(sorted({grader.normalise_symbol(s) for s in universe} if universe is not None else ()))
+    source = inspect.getsource(grader) + _GRADER_WRAPPER.format(
+        shape=config.shape, k=config.k, half_life=config.half_life, universe=known
+    )
     return {"type": "python", "name": f"rarerank_{config.shape}_rank", "source": source}
 
 
-def write_python_grader(path: str | os.PathLike, config: GraderConfig = GraderConfig()) -> None:
+def write_python_grader(
+    path: str | os.PathLike, config: GraderConfig = GraderConfig(), universe: Iterable[str] | None = None
+) -> None:
     with atomic_write(path) as handle:
-        json.dump(python_grader(config), handle, indent=2, sort_keys=True)
+        json.dump(python_grader(config, universe), handle, indent=2, sort_keys=True)
         handle.write("\n")

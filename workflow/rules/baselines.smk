@@ -14,6 +14,8 @@ rule baseline_index:
         universe="results/baselines/universe.tsv",
     log:
         "logs/baseline_index/baseline_index.log",
+    benchmark:
+        "results/benchmarks/baseline_index.tsv"
     conda:
         ENV
     shell:

@@ -1,11 +1,36 @@
 # Helpers shared by every stage: input functions and the list of final targets.
+import os
 import re
+import sys
 from pathlib import Path
 
 from rarerank.cohorts import DEFAULT_COHORT, cohort_specs
 from rarerank.fileio import is_url, safe_filename
 
 ENV = "../envs/rarerank.yaml"
+# The repository checkout (the Snakefile is workflow/Snakefile): repository fixtures named by a
+# relative path are found here, and the conda environment (ENV) installs the package from here.
+REPOSITORY = Path(workflow.basedir).parent
+if REPOSITORY.is_dir():
+    os.environ.setdefault("RARERANK_SOURCE", str(REPOSITORY))
+# Shell rules call the `rarerank` CLI of the environment Snakemake runs in (e.g. .venv/bin/snakemake
+# run without activating .venv); under --use-conda the activated environment comes first.
+os.environ.update(
+    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+)
+
+
+def local_source(source):
+    """A relative path that does not exist in the working directory is looked up in the
+    repository (its fixtures, e.g. tests/data/phenopackets); anything else is returned as given.
+    """
+    path = Path(source)
+    beside = REPOSITORY / path
+    if not path.is_absolute() and not path.exists() and beside.exists():
+        return str(beside)
+    return source
+
+
 STRATEGIES = config["splits"]["strategies"]
 REFERENCE = "results/reference"
 
@@ -20,7 +45,7 @@ def phenopacket_input(wildcards=None):
                 f"config key phenopackets: a URL must end in a release .zip file name, not {source}"
             )
         return f"data/phenopackets/{name}"
-    return source
+    return local_source(source)
 
 
 # Case sources: the default phenopacket cohort (config key phenopackets) plus config `cohorts:`,
@@ -97,9 +122,7 @@ def names_regex(names):
 
 
 def cohort_input(wildcards):
-    """A cohort's local source: its path, or the download of its URL. A relative path that does
-    not exist in the working directory is looked up beside the Snakefile (repository fixtures).
-    """
+    """A cohort's local source: its path (see local_source), or the download of its URL."""
     spec = COHORTS[wildcards.cohort]
     if spec.name == DEFAULT_COHORT:
         return phenopacket_input()
@@ -108,11 +131,7 @@ def cohort_input(wildcards):
         if not name:
             raise ValueError(f"cohort {spec.name}: the URL {spec.source} names no file")
         return f"data/cohorts/{spec.name}/{safe_filename(name)}"
-    path = Path(spec.source)
-    beside = Path(workflow.basedir) / path
-    if not path.is_absolute() and not path.exists() and beside.exists():
-        return str(beside)
-    return spec.source
+    return local_source(spec.source)
 
 
 # Case sets that every method is evaluated on, per strategy: results/sets/{strategy}/{set}.tsv.

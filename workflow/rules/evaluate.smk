@@ -76,6 +76,22 @@ rule export_pheval:
         "rarerank export-pheval --cases {input.cases:q} --predictions {input.predictions:q} -o {output:q} 2> {log:q}"
 
 
+# PhEval test data: the set's phenopacket files in one flat folder (testdata/phenopackets), for
+# `pheval run --runner rarerankphevalrunner` (src/rarerank/pheval_runner.py).
+rule export_pheval_testdata:
+    input:
+        cases="results/sets/{strategy}/{set}.tsv",
+        source=phenopacket_input,
+    output:
+        directory(f"{EXPORT}/pheval_testdata/{{strategy}}/{{set}}/phenopackets"),
+    log:
+        "logs/export_pheval_testdata/{strategy}/{set}.log",
+    conda:
+        ENV
+    shell:
+        "rarerank export-phenopackets --cases {input.cases:q} --source {input.source:q} -o {output:q} 2> {log:q}"
+
+
 rule export_rft:
     input:
         cases="results/sets/{strategy}/{split}.tsv",
@@ -91,6 +107,8 @@ rule export_rft:
 
 
 rule rft_grader:
+    input:
+        universe=rules.baseline_index.output.universe,
     output:
         f"{EXPORT}/openai_rft/grader.json",
     log:
@@ -100,4 +118,4 @@ rule rft_grader:
     params:
         grader=grader_options,
     shell:
-        "rarerank export-rft --grader {output:q} {params.grader} 2> {log:q}"
+        "rarerank export-rft --grader {output:q} {params.grader} --universe {input.universe:q} 2> {log:q}"

@@ -108,6 +108,11 @@ def evaluation_targets():
         set=config["interop"]["pheval_sets"],
     )
     targets += expand(
+        f"{EXPORT}/pheval_testdata/{{strategy}}/{{set}}/phenopackets",
+        strategy=STRATEGIES,
+        set=config["interop"]["pheval_sets"],
+    )
+    targets += expand(
         f"{EXPORT}/openai_rft/{{strategy}}/{{split}}.jsonl",
         strategy=STRATEGIES,
         split=config["interop"]["rft_splits"],

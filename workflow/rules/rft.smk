@@ -55,6 +55,8 @@ rule policy_predict:
         provenance="results/predictions/{method}/{strategy}/{set}.provenance.json",
     log:
         "logs/policy_predict/{method}/{strategy}/{set}.log",
+    benchmark:
+        "results/benchmarks/predict/{method}/{strategy}/{set}.tsv"
     wildcard_constraints:
         method=f"{POLICY_METHOD}|{RFT_METHOD}",
     conda:
