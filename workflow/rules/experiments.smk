@@ -144,28 +144,11 @@ use rule sft as seed_sft with:
         seed=lambda wildcards: wildcards.seed,
 
 
-use rule rft as seed_rft with:
-    input:
-        model=seed_rft_start,
-        train="results/sets/{strategy}/train.tsv",
-        validation="results/sets/{strategy}/validation.tsv",
-        obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
-    output:
-        model=directory("results/models/rft_seed{seed}/{strategy}"),
-        log=f"{RFT}/rft_seed{{seed}}/{{strategy}}/training_log.tsv",
-        summary=f"{RFT}/rft_seed{{seed}}/{{strategy}}/summary.json",
-    log:
-        "logs/seed_rft/{seed}/{strategy}.log",
-    benchmark:
-        "results/benchmarks/seed_rft/{seed}/{strategy}.tsv"
-    wildcard_constraints:
-        seed=r"\d+",
-    params:
-        settings=seed_rft_settings,
-        train_cases="",
-        present_only="",
-        checkpoint=lambda wildcards: f"{RFT}/rft_seed{wildcards.seed}/{wildcards.strategy}/checkpoint",
+# RFT of a seed (method rft_seed{N}) is rule rft itself: it starts from sft_seed{N} and takes N as its seed.
+
+
+# rft_seed{N} predictions also match rule policy_predict; the seed rule knows which model to read.
+ruleorder: seed_predict > policy_predict
 
 
 use rule policy_predict as seed_predict with:
@@ -177,6 +160,8 @@ use rule policy_predict as seed_predict with:
         provenance=f"{PREDICTIONS}/{{stage}}_seed{{seed}}/{{strategy}}/{{set}}.provenance.json",
     log:
         "logs/seed_predict/{stage}_seed{seed}/{strategy}/{set}.log",
+    benchmark:
+        "results/benchmarks/seed_predict/{stage}_seed{seed}/{strategy}/{set}.tsv"
     wildcard_constraints:
         stage="|".join(SEED_STAGES),
         seed=r"\d+",

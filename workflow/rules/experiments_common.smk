@@ -143,17 +143,6 @@ def seed_sft_start(wildcards):
     return seed_model_path("base", wildcards.seed, wildcards.strategy)
 
 
-def seed_rft_start(wildcards):
-    return seed_model_path("sft", wildcards.seed, wildcards.strategy)
-
-
-def seed_rft_settings(wildcards):
-    """The rft: settings of the default run with this seed."""
-    return json.dumps(
-        {**json.loads(rft_settings()), "seed": int(wildcards.seed)}, sort_keys=True
-    )
-
-
 def seed_targets(wildcards=None):
     if SEED_STRATEGY not in STRATEGIES:
         raise ValueError(
