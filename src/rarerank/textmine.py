@@ -66,6 +66,8 @@ class TextmineConfig:
     negation_window: int = 12  # tokens a pre-negation trigger ("no", "without") reaches within a clause
     post_negation_window: int = 6  # tokens after a mention in which "was not observed" / "absent" count
     require_gene: bool = True  # a text without a clear gene becomes a QC row (False for predict --text)
+    nested: bool = False  # also report terms inside a longer match ("colitis" in "ulcerative colitis")
+    coordination: bool = True  # expand "palmar and plantar pits" -> palmar pits + plantar pits
 
     def __post_init__(self):
         unknown = set(self.scopes) - set(SYNONYM_SCOPES)
@@ -114,6 +116,13 @@ IRREGULAR = {
     "rickets": "rickets", "mumps": "mumps", "measles": "measles", "caries": "caries", "scabies": "scabies",
     "pes": "pes", "genitalia": "genitalia", "hallux": "hallux", "thorax": "thorax", "larynx": "larynx",
     "pharynx": "pharynx", "cortex": "cortex", "lids": "lid",
+    # General words for "abnormal" and organ adjectives -> one stem, so "ear anomalies", "abnormality
+    # of the ear" and "otic abnormalities" share a key (a short, general list; not per document).
+    "anomaly": "abnormal", "anomalies": "abnormal", "abnormality": "abnormal", "abnormalities": "abnormal",
+    "anomalous": "abnormal", "malformation": "abnormal", "malformations": "abnormal", "manifestation": "abnormal",
+    "manifestations": "abnormal",
+    "otic": "ear", "aural": "ear", "ocular": "eye", "renal": "kidney", "cutaneous": "skin", "cardiac": "heart",
+    "hepatic": "liver", "dental": "tooth", "axonal": "axon", "bloody": "blood", "preterm": "premature",
 }
 
 # Adjective and noun forms of the same abnormality (suffix -> common suffix).
@@ -242,7 +251,19 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 # ---------------------------------------------------------------------------------------------
 # The dictionary matcher.
 
-PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4}
+PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4, "curated": 5}
+
+# Everyday phrasings HPO lacks, added at the lowest priority (an HPO label or synonym with the same
+# key wins). General clinical language, not words of any one document.
+CURATED_SYNONYMS = (
+    ("skin lesion", "HP:0011355"), ("skin lesions", "HP:0011355"),
+    ("cutaneous manifestations", "HP:0000951"), ("skin manifestations", "HP:0000951"),
+    ("preterm infant", "HP:0001622"), ("premature infant", "HP:0001622"), ("born prematurely", "HP:0001622"),
+    ("born preterm", "HP:0001622"), ("premature baby", "HP:0001622"),
+    ("bloody stools", "HP:0002573"), ("blood in the stool", "HP:0002573"),
+    ("developmental delays", "HP:0001263"), ("delayed development", "HP:0001263"),
+    ("learning difficulties", "HP:0001328"), ("mental retardation", "HP:0001249"),
+)
 _ABBREVIATION = re.compile(r"^[A-Z][A-Z0-9-]{1,7}$")
 
 
@@ -270,6 +291,9 @@ class HPOMatcher:
     max_key_length: int
     labels: dict[str, str]
     hpo_version: str = "unknown"
+    ancestors: dict[str, frozenset[str]] = field(default_factory=dict)  # of every dictionary term
+    # one-word keys whose plural names another term: "lipomas" = Multiple lipomas, "lipoma" = Lipoma
+    plural_keys: dict[tuple[str, ...], str] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
 
     @classmethod
@@ -279,6 +303,8 @@ class HPOMatcher:
         abbreviations: dict[str, set[str]] = {}
         absence_of: set[tuple[str, ...]] = set()
         skipped = Counter()
+        extra: dict[tuple[str, ...], set[str]] = {}  # derived keys, used where no real entry has the key
+        plural: dict[tuple[str, ...], set[str]] = {}  # one-word synonyms written as plurals
         for term, label in ontology.labels.items():
             if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
                 continue
@@ -287,6 +313,9 @@ class HPOMatcher:
             ]
             for text, how in entries:
                 stripped = text.strip()
+                last = stripped.rsplit(None, 1)[-1]
+                if how != "label" and last[1:].islower() and last.endswith("s") and stem(last) != last.lower() and " " not in stripped:
+                    plural.setdefault(dictionary_key(stripped), set()).add(term)  # "Lipomas" (Multiple lipomas)
                 if _ABBREVIATION.match(stripped) and how != "label":
                     abbreviations.setdefault(stripped, set()).add(term)
                     continue
@@ -295,6 +324,8 @@ class HPOMatcher:
                     skipped["too_short"] += 1
                     continue
                 variants = [key]
+                if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
+                    extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
                 if "absent" in key:  # "Absent corpus callosum" also as "absence of the corpus callosum"
                     variants.append(tuple(sorted("absence" if s == "absent" else s for s in key)))
                     absence_of.add(variants[-1])
@@ -303,14 +334,27 @@ class HPOMatcher:
                 for variant in variants:
                     best = candidates.setdefault(variant, {})
                     best[term] = min(best.get(term, 99), PRIORITY[how])
+        for phrase, term in CURATED_SYNONYMS:
+            if term in ontology.labels:
+                candidates.setdefault(dictionary_key(phrase), {}).setdefault(term, PRIORITY["curated"])
+        for key, terms in extra.items():
+            if key not in candidates and len(terms) == 1:
+                candidates[key] = {next(iter(terms)): PRIORITY["EXACT"]}
         keys = {}
         ambiguous_keys = 0
         for key, terms in candidates.items():
             ranked = sorted(terms.items(), key=lambda item: (item[1], item[0]))
-            if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-                ambiguous_keys += 1  # same phrase names two terms equally: the lower id wins, counted
             term, priority = ranked[0]
+            tied = [t for t, p in ranked if p == priority]
+            if len(tied) > 1:
+                # the same phrase names two terms equally: the most general one (an ancestor of the
+                # others) wins ("ear anomalies" = Abnormality of the ear, not of the outer ear), else
+                # the lower id; counted
+                ambiguous_keys += 1
+                general = [t for t in tied if all(t in ontology.ancestors(o) for o in tied)]
+                term = general[0] if general else tied[0]
             keys[key] = (term, next(k for k, v in PRIORITY.items() if v == priority))
+        plural_keys = {k: next(iter(t)) for k, t in plural.items() if len(t) == 1 and k in keys and keys[k][0] not in t}
         unique = {a: next(iter(t)) for a, t in abbreviations.items() if len(t) == 1}
         ambiguous = frozenset(a for a, t in abbreviations.items() if len(t) > 1)
         vocabulary = frozenset(s for key in keys for s in key)
@@ -320,8 +364,10 @@ class HPOMatcher:
             ambiguous_abbreviations=ambiguous,
             vocabulary=vocabulary,
             absence_of_keys=frozenset(absence_of),
+            plural_keys=plural_keys,
             max_key_length=max(len(k) for k in keys),
             labels=dict(ontology.labels),
+            ancestors={t: ontology.ancestors(t) for t in {t for t, _ in keys.values()}},
             hpo_version=ontology.version,
             stats={
                 "keys": len(keys),
@@ -334,24 +380,99 @@ class HPOMatcher:
             },
         )
 
-    def match_sentence(self, tokens: Sequence[Token], defined: dict[str, str] | None = None) -> list[Match]:
-        """Longest non-overlapping dictionary matches among the tokens of one sentence.
-
-        Coordinations ("sparse pubic and axillary hair") are not expanded: dropping one conjunct
-        gained recall but lost as much precision on the annotated reports (measured, then removed)."""
+    def match_sentence(self, tokens: Sequence[Token], defined: dict[str, str] | None = None,
+                       nested: bool = False, coordination: bool = False) -> list[Match]:
+        """Longest non-overlapping dictionary matches among the tokens of one sentence; with
+        ``nested`` also the other terms found inside a chosen match ("colitis" in "ulcerative
+        colitis"), with ``coordination`` the terms a coordination implies ("palmar and plantar pits"
+        -> Palmar pits beside Plantar pits)."""
         found = self._candidates(tokens, defined)
         n = len(tokens)
         found.sort()
         taken = [False] * n
         matches = []
+        chosen: list[tuple[int, int]] = []
         for _, first, last, term, how in found:
             if any(taken[first : last + 1]):
                 continue
             for k in range(first, last + 1):
                 taken[k] = True
+            chosen.append((first, last))
             matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how))
+        terms = {m.term for m in matches}
+        if nested:  # the head of a longer match, when it names a more general term ("ulcerative colitis")
+            outer = {(m.first, m.last): m.term for m in matches}
+            for _, first, last, term, how in found:
+                heads = [t for (a, b), t in outer.items() if a < first and last == b]
+                if term not in terms and heads and all(term in self.ancestors.get(t, ()) for t in heads):
+                    terms.add(term)
+                    matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how + "+nested"))
+        if coordination:
+            for first, last, term in self._coordinated(tokens, matches):
+                if term not in terms:
+                    terms.add(term)
+                    matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, "coordination"))
         matches.sort(key=lambda m: (m.start, m.end))
         return matches
+
+    def _lookup(self, stems: Iterable[str]) -> str | None:
+        hit = self.keys.get(tuple(sorted(stems)))
+        return hit[0] if hit else None
+
+    def _coordinated(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
+        """Terms implied by a coordination: a shared head after the conjuncts ("palmar and plantar
+        pits", "branchial, otic and renal anomalies", "sparse pubic and axillary hair") or before them
+        ("hypoplasia of the radius and ulna"). Only whole dictionary keys count."""
+        n = len(tokens)
+        out = []
+        for c in range(1, n - 1):
+            if tokens[c].text.lower() not in ("and", "or") or tokens[c].break_before or tokens[c + 1].stop:
+                continue
+            # Shared head after: conjuncts to the left of "and", comma-separated single words.
+            conjuncts, k = [], c - 1
+            while k >= 0 and not tokens[k].stop:
+                conjuncts.append(k)
+                if tokens[k].break_before and k >= 1 and not tokens[k - 1].stop and len(conjuncts) < 6:
+                    k -= 1
+                    continue
+                break
+            lead = conjuncts[-1] if conjuncts else None
+            modifier = (lead - 1 if lead is not None and lead >= 1 and not tokens[lead].break_before
+                        and not tokens[lead - 1].stop and not tokens[lead - 1].break_before else None)
+            rest: list[str] = []
+            for j in range(c + 1, min(n, c + 1 + self.max_key_length)):
+                if j > c + 1 and (tokens[j].break_before or tokens[j].stop):
+                    break
+                if j > c + 1:
+                    rest.append(tokens[j].stem)
+                if not rest:
+                    continue
+                for k in conjuncts:
+                    term = self._lookup([tokens[k].stem] + rest)
+                    first = k
+                    if term is None and modifier is not None:
+                        term = self._lookup([tokens[modifier].stem, tokens[k].stem] + rest)
+                        first = modifier
+                    if term:
+                        out.append((first, j, term))
+                if modifier is not None:
+                    term = self._lookup([tokens[modifier].stem, tokens[c + 1].stem] + rest)
+                    if term:
+                        out.append((c + 1, j, term))
+        # Shared head before: a match ends right before "and"/"or" + one word ("... radius and ulna").
+        for m in matches:
+            c = m.last + 1
+            if not (c + 1 < n and tokens[c].text.lower() in ("and", "or") and m.last > m.first) \
+                    or tokens[c + 1].stop or tokens[c + 1].break_before:
+                continue
+            if c + 2 < n and not (tokens[c + 2].stop or tokens[c + 2].break_before):
+                continue  # "X of the radius and ulnar deviation": the word after "and" starts a phrase
+            others = [t.stem for t in tokens[m.first : m.last] if not t.stop]
+            if tokens[c + 1].stem != tokens[m.last].stem:
+                term = self._lookup(others + [tokens[c + 1].stem])
+                if term:
+                    out.append((m.first, c + 1, term))
+        return out
 
     def _candidates(self, tokens: Sequence[Token], defined: dict[str, str] | None) -> list[tuple[int, int, int, str, str]]:
         found: list[tuple[int, int, int, str, str]] = []  # (-content, first, last, term, how)
@@ -384,7 +505,10 @@ class HPOMatcher:
                 key = tuple(sorted(content))
                 hit = self.keys.get(key)
                 if hit and not (has_absence_of and key not in self.absence_of_keys):
-                    found.append((-len(content), i, j, hit[0], hit[1]))
+                    term, how = hit
+                    if i == j and key in self.plural_keys and t.text.lower() != t.stem and t.text.lower().endswith("s"):
+                        term, how = self.plural_keys[key], "plural"
+                    found.append((-len(content), i, j, term, how))
         return found
 
 
@@ -422,6 +546,7 @@ RELATIVES = frozenset(
     "grandfather grandparent niece nephew twin relative mom dad family member kindred".split()
 )
 RELATIVE_PREPOSITIONS = frozenset("to of from by between".split())
+SHARED_SUBJECT = frozenset("and both like as".split())  # "the patient and her sister", "like his father"
 PROBAND = frozenset("she he proband patient boy girl child infant neonate newborn index man woman".split())
 
 
@@ -469,6 +594,13 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
             elif (stems[k] in RELATIVES or words[k] in ("relatives", "siblings", "sibs", "parents")) and not inside[k]:
                 # "born to healthy parents", "the second child of ..." name the family, not the subject
                 after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
+                # "This patient and his younger brother exhibited X", "she, like her mother, had X":
+                # the patient shares the subject, so the feature is the patient's too
+                shared = any(stems[p] in PROBAND for p in range(max(lo, k - 6), k)) and any(
+                    words[p] in SHARED_SUBJECT for p in range(max(lo, k - 6), k))
+                if shared:
+                    family_rule = None
+                    break
                 if not after_preposition and not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
                     family_rule = f"relative_subject:{words[k]}"
             elif stems[k] in PROBAND and family_rule and family_rule.startswith("relative"):
@@ -675,7 +807,7 @@ class Extractor:
         mentions: list[Mention] = []
         for s_index, (s_start, s_end) in enumerate(sentences):
             tokens = tokenize(folded[s_start:s_end], s_start)
-            matches = self.matcher.match_sentence(tokens, defined)
+            matches = self.matcher.match_sentence(tokens, defined, self.config.nested, self.config.coordination)
             for m in matches:  # "atrial septal defect (ASD)" defines ASD for the rest of the text
                 definition = _DEFINITION.match(folded, m.end)
                 if definition and m.how not in ("abbreviation", "defined_abbreviation"):
