@@ -1,9 +1,9 @@
 """Benchmark of free-text HPO extraction on the shared development corpora (GSC+ dev abstracts,
 JAX full-text case reports) and on our own 50 reports.
 
-Prints document-level, micro-averaged precision / recall / F1 of the HPO ids found per document
-(present + absent, polarity ignored, as the corpora annotate mentions / curate the patient's
-terms), strict and ancestor-tolerant, plus the dictionary build time and throughput
+Prints document-level, micro-averaged precision / recall / F1 of the HPO ids the extractor gives
+the patient per document (present + absent, polarity ignored, as the corpora annotate mentions /
+curate the patient's terms), strict and ancestor-tolerant, plus the dictionary build time and throughput
 (abstracts per second after the build).
 
 Each shared corpus is split once, before anyone looked at a document, by a hash of the document
@@ -11,7 +11,7 @@ id into a ``dev`` half (tuned on) and a ``heldout`` half (scored at the end only
 ``--errors`` prints false positives / negatives and refuses the held-out half.
 
     python benchmarks/bench_textmine_corpora.py [--split dev|heldout|all] [--corpus gsc jax own]
-        [--errors] [--mode patient|whole] [--library-json FILE ...]
+        [--errors] [--set patient_sections=false ...] [--library-json FILE ...]
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _related(ontology):
     return related
 
 
-def run_rarerank(corpora: dict[str, list[dict]], mode: str, settings: dict, ontology, annotations):
+def run_rarerank(corpora: dict[str, list[dict]], settings: dict, ontology, annotations):
     from rarerank.textmine import Extractor, TextmineConfig
 
     t0 = time.perf_counter()
@@ -118,16 +118,8 @@ def run_rarerank(corpora: dict[str, list[dict]], mode: str, settings: dict, onto
         predicted[name] = {}
         for d in docs:
             x = extractor.extract(d["text"])
-            terms = _patient_terms(x) if mode == "patient" else set(x.present) | set(x.absent)
-            predicted[name][d["doc"]] = terms
+            predicted[name][d["doc"]] = set(x.present) | set(x.absent)
     return extractor, build, predicted
-
-
-def _patient_terms(extraction) -> set[str]:
-    patient = getattr(extraction, "patient_terms", None)
-    if patient is not None:
-        return set(patient)
-    return set(extraction.present) | set(extraction.absent)
 
 
 def throughput(extractor, docs: list[dict], rounds: int = 3) -> float:
@@ -166,8 +158,6 @@ def main(argv=None):
     parser.add_argument("--split", default="dev", choices=("dev", "heldout", "all"), help="which half of each corpus")
     parser.add_argument("--corpus", nargs="+", default=["gsc", "jax", "own"], choices=("gsc", "jax", "own"),
                         help="gsc: GSC+ dev abstracts; jax: full-text case reports; own: tests/data/text")
-    parser.add_argument("--mode", default="patient", choices=("patient", "whole"),
-                        help="patient: the extractor's patient-level terms; whole: every present/absent term of the text")
     parser.add_argument("--errors", action="store_true", help="print false positives / negatives (dev half only)")
     parser.add_argument("--library-json", nargs="*", default=[], type=Path,
                         help="predictions of a field library: {method, predictions: {doc: [HPO ids]}}, scored the same way")
@@ -187,7 +177,7 @@ def main(argv=None):
     annotations = GeneAnnotations.load(default_hpo_dir() / "genes_to_phenotype.txt", ontology)
     load_s = time.perf_counter() - t0
     corpora = {name: load_corpus(name, args.split, ontology, args.corpora_dir) for name in args.corpus}
-    extractor, build, predicted = run_rarerank(corpora, args.mode, settings, ontology, annotations)
+    extractor, build, predicted = run_rarerank(corpora, settings, ontology, annotations)
     methods = [("rarerank", predicted)]
     for path in args.library_json:
         method, preds = load_library(path, ontology)
@@ -196,7 +186,7 @@ def main(argv=None):
     if args.errors:
         for name, docs in corpora.items():
             print_errors(name, docs, predicted[name], ontology.labels)
-    print(f"split {args.split}; mode {args.mode}; settings {settings or 'default'}; document level, micro-averaged, present+absent ids")
+    print(f"split {args.split}; settings {settings or 'default'}; document level, micro-averaged, present+absent ids")
     print(f"{'corpus':<8}{'docs':>5}  {'method':<20}{'P':>6}{'R':>6}{'F1':>6}   {'tolerant P':>10}{'R':>6}{'F1':>6}")
     for name, docs in corpora.items():
         for method, preds in methods:

@@ -26,16 +26,18 @@ Every decision keeps its evidence (span, sentence, rule) for the per-case proven
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from rarerank.cases import Case, InvalidRecord, NO_GENE, NO_PRESENT_TERMS
 from rarerank.ontology import Ontology
+from rarerank.textmine_sections import CASE, Section, find_sections, patient_marker
 
 # QC reasons for text inputs (one per text that did not become a case).
 EMPTY_TEXT = "empty_text"
@@ -68,6 +70,8 @@ class TextmineConfig:
     require_gene: bool = True  # a text without a clear gene becomes a QC row (False for predict --text)
     nested: bool = False  # also report terms inside a longer match ("colitis" in "ulcerative colitis")
     coordination: bool = True  # expand "palmar and plantar pits" -> palmar pits + plantar pits
+    patient_sections: bool = True  # a paper with headings: only its case description gives the patient's terms
+    general_term_descendants: int = 50  # in a paper, a term this general yields to a descendant found (0 = never)
 
     def __post_init__(self):
         unknown = set(self.scopes) - set(SYNONYM_SCOPES)
@@ -277,6 +281,14 @@ class Match:
     how: str  # label / EXACT / RELATED / abbreviation / defined_abbreviation
 
 
+def _descendant_counts(ontology: Ontology) -> dict[str, int]:
+    counts: Counter = Counter()
+    for term in ontology.labels:
+        for ancestor in ontology.ancestors(term, include_self=False):
+            counts[ancestor] += 1
+    return dict(counts)
+
+
 @dataclass
 class HPOMatcher:
     """Bag-of-stems dictionary over HPO labels and synonyms. Build with :meth:`build`."""
@@ -292,6 +304,7 @@ class HPOMatcher:
     labels: dict[str, str]
     hpo_version: str = "unknown"
     ancestors: dict[str, frozenset[str]] = field(default_factory=dict)  # of every dictionary term
+    descendants: dict[str, int] = field(default_factory=dict)  # how many terms each dictionary term subsumes
     # one-word keys whose plural names another term: "lipomas" = Multiple lipomas, "lipoma" = Lipoma
     plural_keys: dict[tuple[str, ...], str] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
@@ -368,6 +381,7 @@ class HPOMatcher:
             max_key_length=max(len(k) for k in keys),
             labels=dict(ontology.labels),
             ancestors={t: ontology.ancestors(t) for t in {t for t, _ in keys.values()}},
+            descendants=_descendant_counts(ontology),
             hpo_version=ontology.version,
             stats={
                 "keys": len(keys),
@@ -559,6 +573,8 @@ class Mention:
     end: int
     sentence_index: int
     how: str
+    section: str = "case"  # kind of the paper section the mention sits in (textmine_sections)
+    patient: str = ""  # the patient a multi-patient paper is describing there ("" = not said)
 
 
 def _find(stems: Sequence[str], phrase: tuple[str, ...], at: int) -> bool:
@@ -755,8 +771,10 @@ class Extraction:
     sentences: list[tuple[int, int]]
     mentions: list[Mention]
     gene: GeneCall
-    present: tuple[str, ...]
+    present: tuple[str, ...]  # the patient's terms (in a paper with sections: its case description)
     absent: tuple[str, ...]
+    sections: list = field(default_factory=list)  # textmine_sections.Section, in order
+    patients: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)  # label -> (present, absent)
 
     def evidence_rows(self, case_id: str, labels: dict[str, str]) -> list[dict[str, str]]:
         rows = []
@@ -764,7 +782,9 @@ class Extraction:
             s_start, s_end = self.sentences[m.sentence_index]
             rows.append({
                 "case_id": case_id, "kind": "phenotype", "id": m.term, "label": labels.get(m.term, ""),
-                "status": m.status, "rule": f"{m.how};{m.rule}", "start": m.start, "end": m.end,
+                "status": m.status if m.section == CASE else f"{m.status}_outside_case",
+                "rule": f"{m.how};{m.rule};section={m.section}" + (f";patient={m.patient}" if m.patient else ""),
+                "start": m.start, "end": m.end,
                 "span": self.text[m.start : m.end], "sentence_index": m.sentence_index,
                 "sentence": self.text[s_start:s_end].strip(),
             })
@@ -814,13 +834,53 @@ class Extractor:
                     defined.setdefault(definition.group(1), m.term)
             for m, (status, rule) in zip(matches, classify(tokens, matches, self.config)):
                 mentions.append(Mention(m.term, status, rule, m.start, m.end, s_index, m.how))
+        sections = find_sections(folded) if self.config.patient_sections else [Section(0, len(folded), CASE, "")]
+        mentions = self._locate(folded, sentences, sections, mentions)
+        in_case = [m for m in mentions if m.section == CASE]
+        present, absent = self._terms(in_case, len(sections) > 1)
+        patients = {}
+        labels = sorted({m.patient for m in in_case if m.patient})
+        if len(labels) > 1:  # a paper about several patients: shared sentences count for each
+            for label in labels:
+                patients[label] = self._terms([m for m in in_case if m.patient in ("", label)], True)
+        gene = detect_gene(gene_mentions(folded, sentences, self.genes)) if self.genes else GeneCall("", "none", {}, ())
+        return Extraction(text, sentences, mentions, gene, present, absent, sections, patients)
+
+    @staticmethod
+    def _locate(folded: str, sentences, sections, mentions: list[Mention]) -> list[Mention]:
+        """Each mention with its section kind and (in a case section) the patient being described."""
+        starts = [s.start for s in sections]
+        patient_of_sentence: dict[int, str] = {}
+        current, current_section = "", -1
+        for s_index, (s_start, s_end) in enumerate(sentences):
+            k = max(0, bisect.bisect_right(starts, s_start) - 1)
+            if k != current_section and sections[k].kind == CASE:
+                current_section = k
+                current = patient_marker(sections[k].heading) or current
+            marker = patient_marker(folded[s_start:s_end])
+            if marker and sections[k].kind == CASE:
+                current = marker
+            patient_of_sentence[s_index] = current
+        return [
+            replace(m, section=sections[max(0, bisect.bisect_right(starts, m.start) - 1)].kind,
+                    patient=patient_of_sentence.get(m.sentence_index, ""))
+            for m in mentions
+        ]
+
+    def _terms(self, mentions: Sequence[Mention], prune_general: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(present, absent) of some mentions; in a paper, general terms ("Abnormal facial shape")
+        give way to a more specific term found beside them."""
         statuses: dict[str, set[str]] = {}
         for m in mentions:
             statuses.setdefault(m.term, set()).add(m.status)
-        present = tuple(sorted(t for t, s in statuses.items() if PRESENT in s))
-        absent = tuple(sorted(t for t, s in statuses.items() if ABSENT in s and PRESENT not in s))
-        gene = detect_gene(gene_mentions(folded, sentences, self.genes)) if self.genes else GeneCall("", "none", {}, ())
-        return Extraction(text, sentences, mentions, gene, present, absent)
+        present = {t for t, s in statuses.items() if PRESENT in s}
+        absent = {t for t, s in statuses.items() if ABSENT in s and PRESENT not in s}
+        limit = self.config.general_term_descendants
+        if prune_general and limit:
+            ancestors = self.matcher.ancestors
+            general = {a for t in present for a in ancestors.get(t, ()) if a != t}
+            present = {t for t in present if not (t in general and self.matcher.descendants.get(t, 0) >= limit)}
+        return tuple(sorted(present)), tuple(sorted(absent))
 
 
 def decode_text(data: bytes, max_bytes: int) -> str:
