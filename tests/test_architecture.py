@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rarerank"
 FLOORS = [
     {"ontology", "grader", "fileio", "provenance", "device"},  # foundations
     {"cases", "annotations", "metrics", "rankings", "reference"},  # the data and the measures
-    {"policy", "baselines", "textmine", "splits", "figures", "synthetic", "interop", "grpo", "training"},
+    {"policy", "baselines", "textmine", "textmine_sections", "textmine_genes", "splits", "figures", "synthetic", "interop",
+     "grpo", "training"},
     {"pretrain", "sft", "rft", "predict", "cohorts"},  # stages
     {"cli", "__main__"},
 ]

@@ -32,12 +32,14 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from rarerank.cases import Case, InvalidRecord, NO_GENE, NO_PRESENT_TERMS
 from rarerank.ontology import Ontology
-from rarerank.textmine_sections import CASE, Section, find_sections, patient_marker
+from rarerank.textmine_genes import GeneCall, detect_gene, gene_mentions
+from rarerank.textmine_sections import CASE, Section, find_sections, patient_marker, table_row_absent
 
 # QC reasons for text inputs (one per text that did not become a case).
 EMPTY_TEXT = "empty_text"
@@ -137,6 +139,7 @@ DERIVATIONS = (
 )
 
 
+@lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
     """Canonical lower-case form of one word: plural, UK spelling and adjective forms merged."""
     w = word.lower()
@@ -269,6 +272,7 @@ CURATED_SYNONYMS = (
     ("learning difficulties", "HP:0001328"), ("mental retardation", "HP:0001249"),
 )
 _ABBREVIATION = re.compile(r"^[A-Z][A-Z0-9-]{1,7}$")
+_FIGURE_LIKE = re.compile(r"^[A-Z]\d{1,2}$")
 
 
 @dataclass(frozen=True)
@@ -368,8 +372,9 @@ class HPOMatcher:
                 term = general[0] if general else tied[0]
             keys[key] = (term, next(k for k, v in PRIORITY.items() if v == priority))
         plural_keys = {k: next(iter(t)) for k, t in plural.items() if len(t) == 1 and k in keys and keys[k][0] not in t}
-        unique = {a: next(iter(t)) for a, t in abbreviations.items() if len(t) == 1}
-        ambiguous = frozenset(a for a, t in abbreviations.items() if len(t) > 1)
+        # "S3" (third heart sound) is also "Table S3": letter+digit abbreviations need a definition
+        unique = {a: next(iter(t)) for a, t in abbreviations.items() if len(t) == 1 and not _FIGURE_LIKE.match(a)}
+        ambiguous = frozenset(a for a in abbreviations if a not in unique)
         vocabulary = frozenset(s for key in keys for s in key)
         return cls(
             keys=keys,
@@ -532,7 +537,7 @@ class HPOMatcher:
 
 PRE_NEGATION = (
     ("no",), ("not",), ("without",), ("lacked",), ("denied",), ("denies",), ("negative", "for"), ("free", "of"),
-    ("neither",), ("nor",), ("never",), ("rule", "out"), ("ruled", "out"), ("exclusion", "of"), ("excluded",),
+    ("neither",), ("nor",), ("never",), ("none",), ("rule", "out"), ("ruled", "out"), ("exclusion", "of"), ("excluded",),
 )
 # Adjective-like triggers that negate only the phrase right after them ("absent reflexes, ataxia":
 # ataxia is present). When they are part of a matched term ("absent speech") they do not negate.
@@ -544,7 +549,7 @@ POST_NEGATION = (
 )
 # A post-mention trigger counts only after a verb ("seizures were not observed", "X was absent"),
 # not as the adjective of the next phrase ("sparse hair, absent sweating").
-COPULA = frozenset("was were is are be been has have had did does do also yet still always completely entirely".split())
+COPULA = frozenset("was were is are be been has have had did does do also yet still always completely entirely all both".split())
 # Phrases that look like negation but are not ("not only X but also Y", "seizures no longer occur").
 PSEUDO_NEGATION = (
     ("not", "only"), ("no", "longer"), ("not", "necessarily"), ("no", "change"), ("no", "increase"),
@@ -577,6 +582,12 @@ class Mention:
     patient: str = ""  # the patient a multi-patient paper is describing there ("" = not said)
 
 
+_PRE_FIRST = frozenset(t[0] for t in PRE_NEGATION)
+_NARROW_FIRST = frozenset(t[0] for t in NARROW_PRE_NEGATION)
+_POST_FIRST = frozenset(t[0] for t in POST_NEGATION)
+_PSEUDO_FIRST = frozenset(t[0] for t in PSEUDO_NEGATION)
+
+
 def _find(stems: Sequence[str], phrase: tuple[str, ...], at: int) -> bool:
     return tuple(stems[at : at + len(phrase)]) == phrase
 
@@ -599,6 +610,14 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
         if words[k] in TERMINATORS or t.clause_before:
             start = k
         clause_start[k] = start
+    # Triggers found at each position, computed once per sentence (the mention loops only look up).
+    n = len(tokens)
+    pseudo = [words[k] in _PSEUDO_FIRST and _is_pseudo(stems, k) for k in range(n)]
+    pre_at = [[t for t in PRE_NEGATION if _find(words, t, k)] if words[k] in _PRE_FIRST else [] for k in range(n)]
+    narrow_at = [[t for t in NARROW_PRE_NEGATION if _find(words, t, k)] if words[k] in _NARROW_FIRST else []
+                 for k in range(n)]
+    post_at = [next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None
+               for k in range(n)]
     results = []
     for m in matches:
         lo = clause_start[m.first]
@@ -633,16 +652,15 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
             continue
         rule = None
         for k in range(max(lo, m.first - config.negation_window), m.first):
-            if inside[k] or _is_pseudo(stems, k):
+            if inside[k] or pseudo[k]:
                 continue
-            for trigger in PRE_NEGATION:
-                if _find(words, trigger, k) and k + len(trigger) <= m.first:
+            for trigger in pre_at[k]:
+                if k + len(trigger) <= m.first:
                     rule = "pre:" + " ".join(trigger)
-            for trigger in NARROW_PRE_NEGATION:
+            for trigger in narrow_at[k]:
                 end = k + len(trigger)
                 if (
-                    _find(words, trigger, k)
-                    and end <= m.first <= end + NARROW_SCOPE
+                    end <= m.first <= end + NARROW_SCOPE
                     and not any(inside[end : m.first])
                     and not any(t.break_before for t in tokens[end : m.first + 1])
                 ):
@@ -652,113 +670,14 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
             for k in range(m.last + 1, stop):
                 if words[k] in TERMINATORS or tokens[k].clause_before:
                     break
-                if inside[k] or _is_pseudo(stems, k):
+                if inside[k] or pseudo[k]:
                     continue
-                trigger = next((p for p in POST_NEGATION if _find(words, p, k)), None)
+                trigger = post_at[k]
                 if trigger and words[k - 1] in COPULA:
                     rule = "post:" + " ".join(trigger)
                     break
         results.append((ABSENT, rule) if rule else (PRESENT, "affirmed"))
     return results
-
-
-# ---------------------------------------------------------------------------------------------
-# Gene mentions.
-
-VARIANT_CUES = frozenset(
-    "variant variants mutation mutations pathogenic likely de novo homozygous heterozygous hemizygous "
-    "compound biallelic monoallelic frameshift nonsense missense splice splicing deletion deletions "
-    "duplication insertion truncating stop substitution expansion genotype genotyping sequencing exome "
-    "genome allele alleles carrier carried gene exon intron"
-    .split()
-)
-_HGVS = re.compile(r"\b[cgpm]\.\(?[-*A-Z0-9]")
-_GENE_TOKEN = re.compile(r"(?<![A-Za-z0-9-])[A-Z][A-Za-z0-9]*[A-Z0-9](?:-[A-Z0-9]+)?(?![A-Za-z0-9])")
-# Symbols that are English words, units or common clinical abbreviations: they count as a gene only
-# next to gene/variant language ("a homozygous HR variant", not "HR at rest was 92").
-AMBIGUOUS_SYMBOLS = frozenset(
-    "AR AD CP HR FH PC GK CAT MAX SET WAS KIT REST MET ATM SMS IDS INS CAST ACE CAD GAL HAL DES FAS LAT "
-    "MAG TNF CA CD IQ MR ALS APP COMP TANK CLOCK CAPS CHAT FAT FOS GLA KL KY PIGS POLE SPR TTR HBB CRH "
-    "MS DMD AMH EPO LH FSH GH TSH PTH ALB AFP CRP BMP CT ECG EEG EMG MRI NMR PET LCT LPL CEL ASL APC DCC "
-    "GSS ADA CBS ERG FLG HFE HPD GAN IVD LIPA NPC PTEN SDS".split()
-) - {"PTEN", "DMD", "GLA", "TTR", "HBB"}  # unambiguous in case reports, kept out of the list
-
-
-@dataclass(frozen=True)
-class GeneMention:
-    symbol: str
-    start: int
-    end: int
-    sentence_index: int
-    weight: float
-    rule: str
-
-
-@dataclass(frozen=True)
-class GeneCall:
-    symbol: str  # "" when no gene was chosen
-    status: str  # chosen / none / ambiguous
-    scores: dict[str, float]
-    mentions: tuple[GeneMention, ...]
-
-
-def gene_mentions(text: str, sentences: Sequence[tuple[int, int]], genes: frozenset[str]) -> list[GeneMention]:
-    """Every occurrence of a universe gene symbol, weighted by variant language nearby."""
-    found = []
-    for s_index, (s_start, s_end) in enumerate(sentences):
-        sentence = text[s_start:s_end]
-        lowered_words = [w.lower() for w in _TOKEN.findall(sentence)]
-        has_hgvs = bool(_HGVS.search(sentence))
-        cue_words = sum(1 for w in lowered_words if w in VARIANT_CUES)
-        negated = bool(re.search(r"\b(not|no|negative|normal|unremarkable|excluded|unaffected)\b", sentence, re.I))
-        for match in _GENE_TOKEN.finditer(sentence):
-            symbol = match.group()
-            if symbol not in genes:
-                symbol = symbol.split("-")[0]
-                if symbol not in genes:
-                    continue
-            before = sentence[max(0, match.start() - 40) : match.start()].lower()
-            after = sentence[match.end() : match.end() + 40]
-            adjacent = bool(
-                re.match(r"\s*(gene|variant|variants|mutation|mutations|c\.|p\.|exon|deletion|splice|frameshift|"
-                         r"missense|nonsense|polyalanine|genotyping|stop|glycine|repeat|full|:)", after, re.I)
-                or re.search(r"(variants?|mutations?|deletion|homozygous|heterozygous|hemizygous|sequencing|analysis|"
-                             r"testing) (in|of) (the )?$", before)
-                or re.search(r"(heterozygous|homozygous|hemizygous|de novo|truncating|germline|missense|nonsense|"
-                             r"frameshift|splice|recurrent|biallelic|including|of|in) $", before)
-                or re.search(r"(heterozygous|homozygous|hemizygous|biallelic|truncating|germline) (\w+ )?(\w+ )?$", before)
-            )
-            context = has_hgvs or cue_words > 0
-            ambiguous = symbol in AMBIGUOUS_SYMBOLS or len(symbol) <= 2
-            local_negation = negated and re.search(
-                r"\b(not|no|negative|normal|unremarkable|excluded)\b", before[-30:] + " " + after[:30].lower()
-            )
-            if local_negation and not (has_hgvs and adjacent):
-                weight, rule = 0.0, "negated_clause"
-            elif ambiguous and not adjacent:
-                weight, rule = 0.0, "ambiguous_symbol_without_gene_context"
-            else:
-                weight = 1.0 + (2.0 if adjacent else 0.0) + (1.0 if has_hgvs else 0.0) + min(cue_words, 3) * 0.5
-                rule = "+".join(
-                    r for r, on in (("adjacent_variant_word", adjacent), ("hgvs_in_sentence", has_hgvs),
-                                    ("variant_words", cue_words > 0)) if on
-                ) or "symbol_only"
-            found.append(GeneMention(symbol, s_start + match.start(), s_start + match.end(), s_index, weight, rule))
-    return found
-
-
-def detect_gene(mentions: Sequence[GeneMention], margin: float = 2.0) -> GeneCall:
-    """The gene the evidence points to; ``ambiguous`` when two candidates are close."""
-    scores: Counter = Counter()
-    for m in mentions:
-        if m.weight > 0:
-            scores[m.symbol] += m.weight
-    if not scores:
-        return GeneCall("", "none", {}, tuple(mentions))
-    ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-    if len(ranked) > 1 and ranked[0][1] < margin * ranked[1][1]:
-        return GeneCall("", "ambiguous", dict(ranked), tuple(mentions))
-    return GeneCall(ranked[0][0], "chosen", dict(ranked), tuple(mentions))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -835,6 +754,8 @@ class Extractor:
             for m, (status, rule) in zip(matches, classify(tokens, matches, self.config)):
                 mentions.append(Mention(m.term, status, rule, m.start, m.end, s_index, m.how))
         sections = find_sections(folded) if self.config.patient_sections else [Section(0, len(folded), CASE, "")]
+        mentions = [replace(m, status=ABSENT, rule="table_row_no") if m.status == PRESENT
+                    and table_row_absent(text, m.start, m.end) else m for m in mentions]
         mentions = self._locate(folded, sentences, sections, mentions)
         in_case = [m for m in mentions if m.section == CASE]
         present, absent = self._terms(in_case, len(sections) > 1)

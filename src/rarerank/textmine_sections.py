@@ -191,3 +191,20 @@ def patient_marker(sentence: str) -> str | None:
         return None
     label = next(g for g in match.groups() if g)
     return label.upper().replace(":", "-").replace(".", "-")
+
+
+# ---------------------------------------------------------------------------------------------
+# Table rows: "Polyuria<TAB>No<TAB>No" is a feature recorded as absent in every column.
+
+_NEGATIVE_CELL = re.compile(r"^(no|n|-|\u2212|\u2013|absent|negative|none|0|0/\d+|0 ?%)$", re.I)
+
+
+def table_row_absent(text: str, start: int, end: int) -> bool:
+    """True when a mention labels a tab-separated table row whose every other cell says no."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    if "\t" not in text[end:line_end] or "\t" in text[line_start:start]:
+        return False
+    cells = [c.strip() for c in text[end:line_end].split("\t")[1:] if c.strip()]
+    return bool(cells) and all(_NEGATIVE_CELL.match(c) for c in cells)
