@@ -631,8 +631,11 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
                 after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
                 # "This patient and his younger brother exhibited X", "she, like her mother, had X":
                 # the patient shares the subject, so the feature is the patient's too
-                shared = any(stems[p] in PROBAND for p in range(max(lo, k - 6), k)) and any(
-                    words[p] in SHARED_SUBJECT for p in range(max(lo, k - 6), k))
+                # "Patient 2, his sister, had X": an apposition names the patient
+                before = range(max(lo, k - 6), k)
+                shared = any(stems[p] in PROBAND for p in before) and (
+                    any(words[p] in SHARED_SUBJECT for p in before) or any(tokens[p].break_before for p in before)
+                    or tokens[k].break_before)
                 if shared:
                     family_rule = None
                     break
@@ -874,6 +877,16 @@ def extract_case(
         source=source,
     )
     return case, extraction
+
+
+def patient_cases(case: Case, extraction: Extraction) -> list[tuple[Case, str]]:
+    """One case per patient of a paper that describes several (``<case_id>_<patient>``), each with
+    an empty QC reason, or ``no_present_terms`` when none of its terms is stated as present."""
+    out = []
+    for label, (present, absent) in sorted(extraction.patients.items()):
+        patient = replace(case, case_id=f"{case.case_id}_{label}", present=present, absent=absent)
+        out.append((patient, "" if present else NO_PRESENT_TERMS))
+    return out
 
 
 def extract_text_file(

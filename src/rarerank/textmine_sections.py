@@ -178,7 +178,7 @@ def sentence_cues(sentence: str) -> tuple[bool, bool]:
 # Patients of a multi-patient paper.
 
 _MARKER = re.compile(
-    r"\b(?:patient|case|proband|individual|subject)\s*(?:no\.?\s*)?(\d{1,2}|[IVX]{1,4}(?:[-:.]\d{1,2})?|[A-H])\b"
+    r"\b(?i:patient|case|proband|individual|subject)\s*(?:no\.?\s*)?(\d{1,2}|[IVX]{1,4}(?:[-:.]\d{1,2})?|[A-H])\b"
     r"|\bP(\d{1,2})\b|\b([IVX]{1,4}[-:.]\d{1,2})\b",
 )
 
