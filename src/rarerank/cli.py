@@ -693,6 +693,11 @@ def _add_text_options(p):
     p.add_argument("--synonym-scopes", nargs="+", default=["EXACT", "RELATED"], choices=("EXACT", "RELATED", "BROAD", "NARROW"),
                    help="HPO synonym scopes indexed besides labels")
     p.add_argument("--max-bytes", type=int, default=1_000_000, help="larger text files become a text_too_large QC row")
+    p.add_argument("--nested", action="store_true",
+                   help="also report the more general head of a match (\"colitis\" in \"ulcerative colitis\")")
+    p.add_argument("--whole-text", action="store_true",
+                   help="every mention counts, also in a paper's introduction and discussion (default: a paper "
+                        "with headings gives only its case description's terms)")
 
 
 def _extractor(args, ontology, require_gene: bool = True):
@@ -700,7 +705,8 @@ def _extractor(args, ontology, require_gene: bool = True):
     from rarerank.reference import GENE_ANNOTATION_FILE, source_path
     from rarerank.textmine import Extractor, TextmineConfig
 
-    config = TextmineConfig(scopes=tuple(args.synonym_scopes), max_bytes=args.max_bytes, require_gene=require_gene)
+    config = TextmineConfig(scopes=tuple(args.synonym_scopes), max_bytes=args.max_bytes, require_gene=require_gene,
+                            nested=args.nested, patient_sections=not args.whole_text)
     annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
     return Extractor.from_reference(ontology, annotations, config)
 

@@ -1,25 +1,29 @@
 """Free-text case reports -> present / absent HPO terms and the target gene, with evidence.
 
-Floor: models and methods (imports cases, annotations, ontology; nothing above).
+Floor: models and methods (imports cases, annotations, ontology, textmine_sections, textmine_genes).
 
-Three parts, each a small pure function of the text:
+Four parts, each a small pure function of the text:
 
 * **Concept recognition** (:class:`HPOMatcher`): a dictionary of HPO labels and synonyms, each
   reduced to a bag of normalised word stems (lower case, accents and hyphens removed, plurals and
-  adjective/noun forms merged: "hypoplastic nails" and "nail hypoplasia" give the same key).
-  Contiguous spans of a sentence (function words like "of the" or "were" allowed inside) are looked
-  up by their bag of stems; overlapping matches resolve to the longest. All-caps abbreviations
-  from the ontology ("VSD") match case-sensitively, ambiguous ones ("ASD") only when the text
-  defines them ("atrial septal defect (ASD)").
+  adjective/noun forms merged: "hypoplastic nails" and "nail hypoplasia" give the same key; the
+  general words "anomaly", "malformation", "abnormality" and a few organ adjectives — "renal",
+  "ocular", "otic" — share a stem with their nouns). Contiguous spans of a sentence (function
+  words like "of the" or "were" allowed inside) are looked up by their bag of stems; overlapping
+  matches resolve to the longest; coordinations add the terms they imply ("palmar and plantar
+  pits"); optionally the more general head of a match too ("colitis" in "ulcerative colitis").
+  All-caps abbreviations from the ontology ("VSD") match case-sensitively, ambiguous ones ("ASD")
+  only when the text defines them ("atrial septal defect (ASD)").
 * **Context** (:func:`classify`): NegEx-style triggers before ("no", "without", "absence of") or
   after ("was not observed", "were absent") a mention within its clause make it absent; a trigger
   that is part of the matched phrase ("absence of the corpus callosum" = agenesis) does not count;
   pseudo-negations ("not only", "no longer") are skipped. Mentions attributed to a relative ("her
-  brother had seizures", "no family history of epilepsy") are dropped with the reason.
-* **Gene** (:func:`detect_gene`): HGNC symbols from the annotation universe, matched case-sensitively;
-  each mention is weighted by nearby variant language (c./p. notation, "variant", "de novo",
-  "homozygous"); symbols that are English words or clinical abbreviations (SET, CAT, WAS, HR) count
-  only in variant context; mentions in a negated clause ("SET was not affected") do not count.
+  brother had seizures", "no family history of epilepsy") are dropped with the reason, unless the
+  patient shares the subject ("the patient and his brother had X").
+* **Location** (:mod:`rarerank.textmine_sections`): in a paper with headings only the case
+  description gives the patient's terms (introductions and discussions describe the disease);
+  "Patient 1" / "Patient 2" split it into per-patient sets.
+* **Gene** (:mod:`rarerank.textmine_genes`): the HGNC symbol the variant language points to.
 
 Every decision keeps its evidence (span, sentence, rule) for the per-case provenance table.
 """
