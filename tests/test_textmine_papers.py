@@ -14,6 +14,7 @@ from rarerank.textmine import FAMILY, PRESENT, Extractor, HPOMatcher, TextmineCo
 from rarerank.textmine_sections import (
     CASE, DISCUSSION, INTRO, METHODS, find_sections, patient_marker, sentence_cues, table_row_absent,
 )
+from test_textmine import statuses as terms  # term -> statuses of its mentions
 
 PALMAR_PITS, PLANTAR_PITS = "HP:0010610", "HP:0010612"
 SPARSE_PUBIC, SPARSE_AXILLARY = "HP:0002225", "HP:0002215"
@@ -33,13 +34,6 @@ def matcher(ontology) -> HPOMatcher:
 @pytest.fixture(scope="module")
 def extractor(matcher) -> Extractor:
     return Extractor(matcher)
-
-
-def terms(extractor, text) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for m in extractor.extract(text).mentions:
-        found.setdefault(m.term, set()).add(m.status)
-    return found
 
 
 # ---------------------------------------------------------------------------------------------
