@@ -143,11 +143,13 @@ def print_errors(name: str, docs: list[dict], predicted: dict[str, set[str]], la
 
 
 def load_library(path: Path, ontology) -> tuple[str, dict[str, set[str]]]:
-    """Predictions of a field library (JSON ``{method, predictions: {doc: [ids]}}``), mapped to
-    current phenotypic-abnormality ids."""
+    """Predictions of a field library (JSON ``{method, predictions: {doc: [ids] or {present, absent}}}``,
+    as benchmarks/textmine_libraries.py writes), mapped to current phenotypic-abnormality ids."""
     data = json.loads(path.read_text(encoding="utf-8"))
     out = {}
     for doc, ids in data["predictions"].items():
+        if isinstance(ids, dict):  # textmine_libraries.py: {present: [...], absent: [...]}
+            ids = ids.get("present", []) + ids.get("absent", [])
         mapped = {ontology.resolve(i)[0] for i in ids}
         out[doc] = {t for t in mapped if t and ontology.is_phenotypic_abnormality(t)}
     return data["method"], out

@@ -131,6 +131,12 @@ def test_paper_terms_come_from_the_case_description(extractor, matcher):
     assert {ATAXIA, MICROCEPHALY} <= set(whole.present)
 
 
+def test_paper_without_a_case_section_keeps_every_mention():
+    text = ("Title line\nIntroduction\n" + "The boy had ptosis and scoliosis since early childhood, we think. " * 2 +
+            "\nDiscussion\n" + "Ptosis is a common feature of the syndrome in most reported patients. " * 2)
+    assert [s.kind for s in find_sections(text)] == [CASE]
+
+
 def test_literature_table_heading_is_not_the_case():
     text = ("Title line\nCase presentation\n" + "The patient had ptosis and a long history of problems. " * 2 +
             "\nSummary of previously reported patients\n" + "Ataxia was seen in most of the reported cases here. " * 2)

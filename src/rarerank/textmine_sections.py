@@ -135,6 +135,8 @@ def find_sections(text: str) -> list[Section]:
         sections = [Section(s.start, s.end, CASE, s.heading)
                     if s.kind == RESULTS or (s.kind == ABSTRACT and s.end - s.start > LONG_OPENING) else s
                     for s in sections]
+    if not any(s.kind == CASE for s in sections):
+        return [Section(0, len(text), CASE, "")]  # no case found anywhere: every mention counts, as without headings
     return sections
 
 
