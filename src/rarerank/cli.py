@@ -102,7 +102,8 @@ def _run_cases(args):
     write_qc(args.qc, result.qc)
     if args.term_qc:
         write_tsv(args.term_qc, TERM_QC_COLUMNS, result.term_qc)
-    summary = result.summary() | {"hpo_version": ontology.version}
+    summary = result.summary() | {"hpo_version": ontology.version,
+                                  "cases_without_gene": sum(1 for c in result.cases if not c.gene)}
     if args.summary:
         write_summary(args.summary, summary)
     if args.provenance:
@@ -847,6 +848,11 @@ def _add_text_options(p):
     p.add_argument("--synonym-scopes", nargs="+", default=["EXACT", "RELATED"], choices=("EXACT", "RELATED", "BROAD", "NARROW"),
                    help="HPO synonym scopes indexed besides labels")
     p.add_argument("--max-bytes", type=int, default=1_000_000, help="larger text files become a text_too_large QC row")
+    p.add_argument("--nested", action="store_true",
+                   help="also report the more general head of a match (\"colitis\" in \"ulcerative colitis\")")
+    p.add_argument("--whole-text", action="store_true",
+                   help="every mention counts, also in a paper's introduction and discussion (default: a paper "
+                        "with headings gives only its case description's terms)")
 
 
 def _extractor(args, ontology, require_gene: bool = True):
@@ -854,7 +860,8 @@ def _extractor(args, ontology, require_gene: bool = True):
     from rarerank.reference import GENE_ANNOTATION_FILE, source_path
     from rarerank.textmine import Extractor, TextmineConfig
 
-    config = TextmineConfig(scopes=tuple(args.synonym_scopes), max_bytes=args.max_bytes, require_gene=require_gene)
+    config = TextmineConfig(scopes=tuple(args.synonym_scopes), max_bytes=args.max_bytes, require_gene=require_gene,
+                            nested=args.nested, patient_sections=not args.whole_text)
     annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
     return Extractor.from_reference(ontology, annotations, config)
 
@@ -868,7 +875,11 @@ def _add_extract(sub):
     p.add_argument("--summary", type=Path, help="JSON summary of counts")
     p.add_argument("--provenance", type=Path, help="JSON provenance record (code, HPO version, extractor settings)")
     p.add_argument("--cohort", default="text", help="cohort name written in the cases table")
-    p.add_argument("--allow-no-gene", action="store_true", help="keep cases whose gene is missing or ambiguous (gene left empty)")
+    p.add_argument("--require-gene", action="store_true",
+                   help="drop texts without one clear gene (QC no_gene / ambiguous_gene), as a training cohort does; "
+                        "by default they are kept with the gene empty and counted in the summary")
+    p.add_argument("--per-patient", action="store_true",
+                   help="one case per patient of a paper that describes several (case_id = <file stem>_<patient>)")
     _add_text_options(p)
     p.set_defaults(func=_run_extract, outputs=_extract_outputs, inputs=("source",))
 
@@ -894,21 +905,23 @@ def _run_extract(args):
     if not Path(args.source).exists():
         raise FileNotFoundError(f"text source not found: {args.source}")
     ontology = load_ontology(args.ontology)
-    extractor = _extractor(args, ontology, require_gene=not args.allow_no_gene)
-    result, evidence = read_text_cohort(args.source, extractor, args.cohort)
+    extractor = _extractor(args, ontology, require_gene=args.require_gene)
+    result, evidence = read_text_cohort(args.source, extractor, args.cohort, per_patient=args.per_patient)
     outputs = _extract_outputs(args)
     qc, evidence_path = outputs["--qc"], outputs["--evidence"]
     write_cases(args.output, result.cases)
     write_qc(qc, result.qc)
     write_tsv(evidence_path, EVIDENCE_COLUMNS, evidence)
-    summary = result.summary() | {"hpo_version": ontology.version}
+    summary = result.summary() | {"hpo_version": ontology.version,
+                                  "cases_without_gene": sum(1 for c in result.cases if not c.gene)}
     if args.summary:
         write_summary(args.summary, summary)
     if args.provenance:
         write_provenance(args.provenance, stage="extract", source=str(args.source), hpo_version=ontology.version,
                          textmine=vars(extractor.config), dictionary=extractor.matcher.stats)
-    log.info("%d texts -> %d cases, %d QC rows %s (QC %s, evidence %s)", summary["inputs"], summary["cases"],
-             summary["qc_rows"], summary["qc_by_reason"], qc, evidence_path)
+    log.info("%d texts -> %d cases (%d without a gene), %d QC rows %s (QC %s, evidence %s)", summary["inputs"],
+             summary["cases"], summary["cases_without_gene"], summary["qc_rows"], summary["qc_by_reason"], qc,
+             evidence_path)
 
 
 def _add_cohort(sub):

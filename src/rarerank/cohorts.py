@@ -51,6 +51,7 @@ from rarerank.textmine import (
     Extractor,
     decode_text,
     extract_case,
+    patient_cases,
 )
 
 COHORT_TYPES = ("phenopackets", "tsv", "text")
@@ -125,9 +126,10 @@ def iter_texts(source: str | os.PathLike, max_bytes: int) -> Iterator[SourceEntr
 
 
 def read_text_cohort(
-    source: str | os.PathLike, extractor: Extractor, cohort: str
+    source: str | os.PathLike, extractor: Extractor, cohort: str, per_patient: bool = False
 ) -> tuple[IngestResult, list[dict[str, str]]]:
-    """Cases (one per .txt file) plus QC rows and per-mention evidence rows."""
+    """Cases (one per .txt file; with ``per_patient`` one per patient of a paper that describes
+    several, ids ``<file stem>_<patient>``) plus QC rows and per-mention evidence rows."""
     result = IngestResult()
     evidence: list[dict[str, str]] = []
     seen: dict[str, str] = {}
@@ -151,8 +153,15 @@ def read_text_cohort(
             result.qc.append(QCRow(entry.name, case_id, DUPLICATE_ID, f"{case_id}: also in {seen[case_id]}"))
             continue
         seen[case_id] = entry.name
-        result.cases.append(case)
         evidence.extend(extraction.evidence_rows(case_id, extractor.matcher.labels))
+        if not (per_patient and extraction.patients):
+            result.cases.append(case)
+            continue
+        for patient, qc in patient_cases(case, extraction):
+            if qc:
+                result.qc.append(QCRow(entry.name, patient.case_id, qc, f"{patient.case_id}: no phenotype stated as present"))
+            else:
+                result.cases.append(patient)
     result.cases.sort(key=lambda c: c.case_id)
     return result, evidence
 

@@ -1,41 +1,49 @@
 """Free-text case reports -> present / absent HPO terms and the target gene, with evidence.
 
-Floor: models and methods (imports cases, annotations, ontology; nothing above).
+Floor: models and methods (imports cases, annotations, ontology, textmine_sections, textmine_genes).
 
-Three parts, each a small pure function of the text:
+Four parts, each a small pure function of the text:
 
 * **Concept recognition** (:class:`HPOMatcher`): a dictionary of HPO labels and synonyms, each
   reduced to a bag of normalised word stems (lower case, accents and hyphens removed, plurals and
-  adjective/noun forms merged: "hypoplastic nails" and "nail hypoplasia" give the same key).
-  Contiguous spans of a sentence (function words like "of the" or "were" allowed inside) are looked
-  up by their bag of stems; overlapping matches resolve to the longest. All-caps abbreviations
-  from the ontology ("VSD") match case-sensitively, ambiguous ones ("ASD") only when the text
-  defines them ("atrial septal defect (ASD)").
+  adjective/noun forms merged: "hypoplastic nails" and "nail hypoplasia" give the same key; the
+  general words "anomaly", "malformation", "abnormality" and a few organ adjectives — "renal",
+  "ocular", "otic" — share a stem with their nouns). Contiguous spans of a sentence (function
+  words like "of the" or "were" allowed inside) are looked up by their bag of stems; overlapping
+  matches resolve to the longest; coordinations add the terms they imply ("palmar and plantar
+  pits"); optionally the more general head of a match too ("colitis" in "ulcerative colitis").
+  All-caps abbreviations from the ontology ("VSD") match case-sensitively, ambiguous ones ("ASD")
+  only when the text defines them ("atrial septal defect (ASD)").
 * **Context** (:func:`classify`): NegEx-style triggers before ("no", "without", "absence of") or
   after ("was not observed", "were absent") a mention within its clause make it absent; a trigger
   that is part of the matched phrase ("absence of the corpus callosum" = agenesis) does not count;
   pseudo-negations ("not only", "no longer") are skipped. Mentions attributed to a relative ("her
-  brother had seizures", "no family history of epilepsy") are dropped with the reason.
-* **Gene** (:func:`detect_gene`): HGNC symbols from the annotation universe, matched case-sensitively;
-  each mention is weighted by nearby variant language (c./p. notation, "variant", "de novo",
-  "homozygous"); symbols that are English words or clinical abbreviations (SET, CAT, WAS, HR) count
-  only in variant context; mentions in a negated clause ("SET was not affected") do not count.
+  brother had seizures", "no family history of epilepsy") are dropped with the reason, unless the
+  patient shares the subject ("the patient and his brother had X").
+* **Location** (:mod:`rarerank.textmine_sections`): in a paper with headings only the case
+  description gives the patient's terms (introductions and discussions describe the disease);
+  "Patient 1" / "Patient 2" split it into per-patient sets.
+* **Gene** (:mod:`rarerank.textmine_genes`): the HGNC symbol the variant language points to.
 
 Every decision keeps its evidence (span, sentence, rule) for the per-case provenance table.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from rarerank.cases import Case, InvalidRecord, NO_GENE, NO_PRESENT_TERMS
 from rarerank.ontology import Ontology
+from rarerank.textmine_genes import GeneCall, detect_gene, gene_mentions
+from rarerank.textmine_sections import CASE, Section, find_sections, patient_marker, table_row_absent
 
 # QC reasons for text inputs (one per text that did not become a case).
 EMPTY_TEXT = "empty_text"
@@ -66,6 +74,10 @@ class TextmineConfig:
     negation_window: int = 12  # tokens a pre-negation trigger ("no", "without") reaches within a clause
     post_negation_window: int = 6  # tokens after a mention in which "was not observed" / "absent" count
     require_gene: bool = True  # a text without a clear gene becomes a QC row (False for predict --text)
+    nested: bool = False  # also report terms inside a longer match ("colitis" in "ulcerative colitis")
+    coordination: bool = True  # expand "palmar and plantar pits" -> palmar pits + plantar pits
+    patient_sections: bool = True  # a paper with headings: only its case description gives the patient's terms
+    general_term_descendants: int = 50  # in a paper, a term this general yields to a descendant found (0 = never)
 
     def __post_init__(self):
         unknown = set(self.scopes) - set(SYNONYM_SCOPES)
@@ -114,6 +126,13 @@ IRREGULAR = {
     "rickets": "rickets", "mumps": "mumps", "measles": "measles", "caries": "caries", "scabies": "scabies",
     "pes": "pes", "genitalia": "genitalia", "hallux": "hallux", "thorax": "thorax", "larynx": "larynx",
     "pharynx": "pharynx", "cortex": "cortex", "lids": "lid",
+    # General words for "abnormal" and organ adjectives -> one stem, so "ear anomalies", "abnormality
+    # of the ear" and "otic abnormalities" share a key (a short, general list; not per document).
+    "anomaly": "abnormal", "anomalies": "abnormal", "abnormality": "abnormal", "abnormalities": "abnormal",
+    "anomalous": "abnormal", "malformation": "abnormal", "malformations": "abnormal", "manifestation": "abnormal",
+    "manifestations": "abnormal",
+    "otic": "ear", "aural": "ear", "ocular": "eye", "renal": "kidney", "cutaneous": "skin", "cardiac": "heart",
+    "hepatic": "liver", "dental": "tooth", "axonal": "axon", "bloody": "blood", "preterm": "premature",
 }
 
 # Adjective and noun forms of the same abnormality (suffix -> common suffix).
@@ -124,6 +143,7 @@ DERIVATIONS = (
 )
 
 
+@lru_cache(maxsize=1 << 16)
 def stem(word: str) -> str:
     """Canonical lower-case form of one word: plural, UK spelling and adjective forms merged."""
     w = word.lower()
@@ -242,8 +262,21 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 # ---------------------------------------------------------------------------------------------
 # The dictionary matcher.
 
-PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4}
+PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4, "curated": 5}
+
+# Everyday phrasings HPO lacks, added at the lowest priority (an HPO label or synonym with the same
+# key wins). General clinical language, not words of any one document.
+CURATED_SYNONYMS = (
+    ("skin lesion", "HP:0011355"), ("skin lesions", "HP:0011355"),
+    ("cutaneous manifestations", "HP:0000951"), ("skin manifestations", "HP:0000951"),
+    ("preterm infant", "HP:0001622"), ("premature infant", "HP:0001622"), ("born prematurely", "HP:0001622"),
+    ("born preterm", "HP:0001622"), ("premature baby", "HP:0001622"),
+    ("bloody stools", "HP:0002573"), ("blood in the stool", "HP:0002573"),
+    ("developmental delays", "HP:0001263"), ("delayed development", "HP:0001263"),
+    ("learning difficulties", "HP:0001328"), ("mental retardation", "HP:0001249"),
+)
 _ABBREVIATION = re.compile(r"^[A-Z][A-Z0-9-]{1,7}$")
+_FIGURE_LIKE = re.compile(r"^[A-Z]\d{1,2}$")
 
 
 @dataclass(frozen=True)
@@ -254,6 +287,14 @@ class Match:
     first: int  # token indices in the sentence (inclusive)
     last: int
     how: str  # label / EXACT / RELATED / abbreviation / defined_abbreviation
+
+
+def _descendant_counts(ontology: Ontology) -> dict[str, int]:
+    counts: Counter = Counter()
+    for term in ontology.labels:
+        for ancestor in ontology.ancestors(term, include_self=False):
+            counts[ancestor] += 1
+    return dict(counts)
 
 
 @dataclass
@@ -270,6 +311,10 @@ class HPOMatcher:
     max_key_length: int
     labels: dict[str, str]
     hpo_version: str = "unknown"
+    ancestors: dict[str, frozenset[str]] = field(default_factory=dict)  # of every dictionary term
+    descendants: dict[str, int] = field(default_factory=dict)  # how many terms each dictionary term subsumes
+    # one-word keys whose plural names another term: "lipomas" = Multiple lipomas, "lipoma" = Lipoma
+    plural_keys: dict[tuple[str, ...], str] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
 
     @classmethod
@@ -279,6 +324,8 @@ class HPOMatcher:
         abbreviations: dict[str, set[str]] = {}
         absence_of: set[tuple[str, ...]] = set()
         skipped = Counter()
+        extra: dict[tuple[str, ...], set[str]] = {}  # derived keys, used where no real entry has the key
+        plural: dict[tuple[str, ...], set[str]] = {}  # one-word synonyms written as plurals
         for term, label in ontology.labels.items():
             if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
                 continue
@@ -287,6 +334,9 @@ class HPOMatcher:
             ]
             for text, how in entries:
                 stripped = text.strip()
+                last = stripped.rsplit(None, 1)[-1]
+                if how != "label" and last[1:].islower() and last.endswith("s") and stem(last) != last.lower() and " " not in stripped:
+                    plural.setdefault(dictionary_key(stripped), set()).add(term)  # "Lipomas" (Multiple lipomas)
                 if _ABBREVIATION.match(stripped) and how != "label":
                     abbreviations.setdefault(stripped, set()).add(term)
                     continue
@@ -295,6 +345,8 @@ class HPOMatcher:
                     skipped["too_short"] += 1
                     continue
                 variants = [key]
+                if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
+                    extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
                 if "absent" in key:  # "Absent corpus callosum" also as "absence of the corpus callosum"
                     variants.append(tuple(sorted("absence" if s == "absent" else s for s in key)))
                     absence_of.add(variants[-1])
@@ -303,16 +355,30 @@ class HPOMatcher:
                 for variant in variants:
                     best = candidates.setdefault(variant, {})
                     best[term] = min(best.get(term, 99), PRIORITY[how])
+        for phrase, term in CURATED_SYNONYMS:
+            if term in ontology.labels:
+                candidates.setdefault(dictionary_key(phrase), {}).setdefault(term, PRIORITY["curated"])
+        for key, terms in extra.items():
+            if key not in candidates and len(terms) == 1:
+                candidates[key] = {next(iter(terms)): PRIORITY["EXACT"]}
         keys = {}
         ambiguous_keys = 0
         for key, terms in candidates.items():
             ranked = sorted(terms.items(), key=lambda item: (item[1], item[0]))
-            if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-                ambiguous_keys += 1  # same phrase names two terms equally: the lower id wins, counted
             term, priority = ranked[0]
+            tied = [t for t, p in ranked if p == priority]
+            if len(tied) > 1:
+                # the same phrase names two terms equally: the most general one (an ancestor of the
+                # others) wins ("ear anomalies" = Abnormality of the ear, not of the outer ear), else
+                # the lower id; counted
+                ambiguous_keys += 1
+                general = [t for t in tied if all(t in ontology.ancestors(o) for o in tied)]
+                term = general[0] if general else tied[0]
             keys[key] = (term, next(k for k, v in PRIORITY.items() if v == priority))
-        unique = {a: next(iter(t)) for a, t in abbreviations.items() if len(t) == 1}
-        ambiguous = frozenset(a for a, t in abbreviations.items() if len(t) > 1)
+        plural_keys = {k: next(iter(t)) for k, t in plural.items() if len(t) == 1 and k in keys and keys[k][0] not in t}
+        # "S3" (third heart sound) is also "Table S3": letter+digit abbreviations need a definition
+        unique = {a: next(iter(t)) for a, t in abbreviations.items() if len(t) == 1 and not _FIGURE_LIKE.match(a)}
+        ambiguous = frozenset(a for a in abbreviations if a not in unique)
         vocabulary = frozenset(s for key in keys for s in key)
         return cls(
             keys=keys,
@@ -320,8 +386,11 @@ class HPOMatcher:
             ambiguous_abbreviations=ambiguous,
             vocabulary=vocabulary,
             absence_of_keys=frozenset(absence_of),
+            plural_keys=plural_keys,
             max_key_length=max(len(k) for k in keys),
             labels=dict(ontology.labels),
+            ancestors={t: ontology.ancestors(t) for t in {t for t, _ in keys.values()}},
+            descendants=_descendant_counts(ontology),
             hpo_version=ontology.version,
             stats={
                 "keys": len(keys),
@@ -334,24 +403,99 @@ class HPOMatcher:
             },
         )
 
-    def match_sentence(self, tokens: Sequence[Token], defined: dict[str, str] | None = None) -> list[Match]:
-        """Longest non-overlapping dictionary matches among the tokens of one sentence.
-
-        Coordinations ("sparse pubic and axillary hair") are not expanded: dropping one conjunct
-        gained recall but lost as much precision on the annotated reports (measured, then removed)."""
+    def match_sentence(self, tokens: Sequence[Token], defined: dict[str, str] | None = None,
+                       nested: bool = False, coordination: bool = False) -> list[Match]:
+        """Longest non-overlapping dictionary matches among the tokens of one sentence; with
+        ``nested`` also the other terms found inside a chosen match ("colitis" in "ulcerative
+        colitis"), with ``coordination`` the terms a coordination implies ("palmar and plantar pits"
+        -> Palmar pits beside Plantar pits)."""
         found = self._candidates(tokens, defined)
         n = len(tokens)
         found.sort()
         taken = [False] * n
         matches = []
+        chosen: list[tuple[int, int]] = []
         for _, first, last, term, how in found:
             if any(taken[first : last + 1]):
                 continue
             for k in range(first, last + 1):
                 taken[k] = True
+            chosen.append((first, last))
             matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how))
+        terms = {m.term for m in matches}
+        if nested:  # the head of a longer match, when it names a more general term ("ulcerative colitis")
+            outer = {(m.first, m.last): m.term for m in matches}
+            for _, first, last, term, how in found:
+                heads = [t for (a, b), t in outer.items() if a < first and last == b]
+                if term not in terms and heads and all(term in self.ancestors.get(t, ()) for t in heads):
+                    terms.add(term)
+                    matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how + "+nested"))
+        if coordination:
+            for first, last, term in self._coordinated(tokens, matches):
+                if term not in terms:
+                    terms.add(term)
+                    matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, "coordination"))
         matches.sort(key=lambda m: (m.start, m.end))
         return matches
+
+    def _lookup(self, stems: Iterable[str]) -> str | None:
+        hit = self.keys.get(tuple(sorted(stems)))
+        return hit[0] if hit else None
+
+    def _coordinated(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
+        """Terms implied by a coordination: a shared head after the conjuncts ("palmar and plantar
+        pits", "branchial, otic and renal anomalies", "sparse pubic and axillary hair") or before them
+        ("hypoplasia of the radius and ulna"). Only whole dictionary keys count."""
+        n = len(tokens)
+        out = []
+        for c in range(1, n - 1):
+            if tokens[c].text.lower() not in ("and", "or") or tokens[c].break_before or tokens[c + 1].stop:
+                continue
+            # Shared head after: conjuncts to the left of "and", comma-separated single words.
+            conjuncts, k = [], c - 1
+            while k >= 0 and not tokens[k].stop:
+                conjuncts.append(k)
+                if tokens[k].break_before and k >= 1 and not tokens[k - 1].stop and len(conjuncts) < 6:
+                    k -= 1
+                    continue
+                break
+            lead = conjuncts[-1] if conjuncts else None
+            modifier = (lead - 1 if lead is not None and lead >= 1 and not tokens[lead].break_before
+                        and not tokens[lead - 1].stop and not tokens[lead - 1].break_before else None)
+            rest: list[str] = []
+            for j in range(c + 1, min(n, c + 1 + self.max_key_length)):
+                if j > c + 1 and (tokens[j].break_before or tokens[j].stop):
+                    break
+                if j > c + 1:
+                    rest.append(tokens[j].stem)
+                if not rest:
+                    continue
+                for k in conjuncts:
+                    term = self._lookup([tokens[k].stem] + rest)
+                    first = k
+                    if term is None and modifier is not None:
+                        term = self._lookup([tokens[modifier].stem, tokens[k].stem] + rest)
+                        first = modifier
+                    if term:
+                        out.append((first, j, term))
+                if modifier is not None:
+                    term = self._lookup([tokens[modifier].stem, tokens[c + 1].stem] + rest)
+                    if term:
+                        out.append((c + 1, j, term))
+        # Shared head before: a match ends right before "and"/"or" + one word ("... radius and ulna").
+        for m in matches:
+            c = m.last + 1
+            if not (c + 1 < n and tokens[c].text.lower() in ("and", "or") and m.last > m.first) \
+                    or tokens[c + 1].stop or tokens[c + 1].break_before:
+                continue
+            if c + 2 < n and not (tokens[c + 2].stop or tokens[c + 2].break_before):
+                continue  # "X of the radius and ulnar deviation": the word after "and" starts a phrase
+            others = [t.stem for t in tokens[m.first : m.last] if not t.stop]
+            if tokens[c + 1].stem != tokens[m.last].stem:
+                term = self._lookup(others + [tokens[c + 1].stem])
+                if term:
+                    out.append((m.first, c + 1, term))
+        return out
 
     def _candidates(self, tokens: Sequence[Token], defined: dict[str, str] | None) -> list[tuple[int, int, int, str, str]]:
         found: list[tuple[int, int, int, str, str]] = []  # (-content, first, last, term, how)
@@ -384,7 +528,10 @@ class HPOMatcher:
                 key = tuple(sorted(content))
                 hit = self.keys.get(key)
                 if hit and not (has_absence_of and key not in self.absence_of_keys):
-                    found.append((-len(content), i, j, hit[0], hit[1]))
+                    term, how = hit
+                    if i == j and key in self.plural_keys and t.text.lower() != t.stem and t.text.lower().endswith("s"):
+                        term, how = self.plural_keys[key], "plural"
+                    found.append((-len(content), i, j, term, how))
         return found
 
 
@@ -394,7 +541,7 @@ class HPOMatcher:
 
 PRE_NEGATION = (
     ("no",), ("not",), ("without",), ("lacked",), ("denied",), ("denies",), ("negative", "for"), ("free", "of"),
-    ("neither",), ("nor",), ("never",), ("rule", "out"), ("ruled", "out"), ("exclusion", "of"), ("excluded",),
+    ("neither",), ("nor",), ("never",), ("none",), ("rule", "out"), ("ruled", "out"), ("exclusion", "of"), ("excluded",),
 )
 # Adjective-like triggers that negate only the phrase right after them ("absent reflexes, ataxia":
 # ataxia is present). When they are part of a matched term ("absent speech") they do not negate.
@@ -406,7 +553,7 @@ POST_NEGATION = (
 )
 # A post-mention trigger counts only after a verb ("seizures were not observed", "X was absent"),
 # not as the adjective of the next phrase ("sparse hair, absent sweating").
-COPULA = frozenset("was were is are be been has have had did does do also yet still always completely entirely".split())
+COPULA = frozenset("was were is are be been has have had did does do also yet still always completely entirely all both".split())
 # Phrases that look like negation but are not ("not only X but also Y", "seizures no longer occur").
 PSEUDO_NEGATION = (
     ("not", "only"), ("no", "longer"), ("not", "necessarily"), ("no", "change"), ("no", "increase"),
@@ -422,6 +569,7 @@ RELATIVES = frozenset(
     "grandfather grandparent niece nephew twin relative mom dad family member kindred".split()
 )
 RELATIVE_PREPOSITIONS = frozenset("to of from by between".split())
+SHARED_SUBJECT = frozenset("and both like as".split())  # "the patient and her sister", "like his father"
 PROBAND = frozenset("she he proband patient boy girl child infant neonate newborn index man woman".split())
 
 
@@ -434,6 +582,14 @@ class Mention:
     end: int
     sentence_index: int
     how: str
+    section: str = "case"  # kind of the paper section the mention sits in (textmine_sections)
+    patient: str = ""  # the patient a multi-patient paper is describing there ("" = not said)
+
+
+_PRE_FIRST = frozenset(t[0] for t in PRE_NEGATION)
+_NARROW_FIRST = frozenset(t[0] for t in NARROW_PRE_NEGATION)
+_POST_FIRST = frozenset(t[0] for t in POST_NEGATION)
+_PSEUDO_FIRST = frozenset(t[0] for t in PSEUDO_NEGATION)
 
 
 def _find(stems: Sequence[str], phrase: tuple[str, ...], at: int) -> bool:
@@ -458,6 +614,14 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
         if words[k] in TERMINATORS or t.clause_before:
             start = k
         clause_start[k] = start
+    # Triggers found at each position, computed once per sentence (the mention loops only look up).
+    n = len(tokens)
+    pseudo = [words[k] in _PSEUDO_FIRST and _is_pseudo(stems, k) for k in range(n)]
+    pre_at = [[t for t in PRE_NEGATION if _find(words, t, k)] if words[k] in _PRE_FIRST else [] for k in range(n)]
+    narrow_at = [[t for t in NARROW_PRE_NEGATION if _find(words, t, k)] if words[k] in _NARROW_FIRST else []
+                 for k in range(n)]
+    post_at = [next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None
+               for k in range(n)]
     results = []
     for m in matches:
         lo = clause_start[m.first]
@@ -469,6 +633,16 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
             elif (stems[k] in RELATIVES or words[k] in ("relatives", "siblings", "sibs", "parents")) and not inside[k]:
                 # "born to healthy parents", "the second child of ..." name the family, not the subject
                 after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
+                # "This patient and his younger brother exhibited X", "she, like her mother, had X":
+                # the patient shares the subject, so the feature is the patient's too
+                # "Patient 2, his sister, had X": an apposition names the patient
+                before = range(max(lo, k - 6), k)
+                shared = any(stems[p] in PROBAND for p in before) and (
+                    any(words[p] in SHARED_SUBJECT for p in before) or any(tokens[p].break_before for p in before)
+                    or tokens[k].break_before)
+                if shared:
+                    family_rule = None
+                    break
                 if not after_preposition and not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
                     family_rule = f"relative_subject:{words[k]}"
             elif stems[k] in PROBAND and family_rule and family_rule.startswith("relative"):
@@ -485,16 +659,15 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
             continue
         rule = None
         for k in range(max(lo, m.first - config.negation_window), m.first):
-            if inside[k] or _is_pseudo(stems, k):
+            if inside[k] or pseudo[k]:
                 continue
-            for trigger in PRE_NEGATION:
-                if _find(words, trigger, k) and k + len(trigger) <= m.first:
+            for trigger in pre_at[k]:
+                if k + len(trigger) <= m.first:
                     rule = "pre:" + " ".join(trigger)
-            for trigger in NARROW_PRE_NEGATION:
+            for trigger in narrow_at[k]:
                 end = k + len(trigger)
                 if (
-                    _find(words, trigger, k)
-                    and end <= m.first <= end + NARROW_SCOPE
+                    end <= m.first <= end + NARROW_SCOPE
                     and not any(inside[end : m.first])
                     and not any(t.break_before for t in tokens[end : m.first + 1])
                 ):
@@ -504,113 +677,14 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
             for k in range(m.last + 1, stop):
                 if words[k] in TERMINATORS or tokens[k].clause_before:
                     break
-                if inside[k] or _is_pseudo(stems, k):
+                if inside[k] or pseudo[k]:
                     continue
-                trigger = next((p for p in POST_NEGATION if _find(words, p, k)), None)
+                trigger = post_at[k]
                 if trigger and words[k - 1] in COPULA:
                     rule = "post:" + " ".join(trigger)
                     break
         results.append((ABSENT, rule) if rule else (PRESENT, "affirmed"))
     return results
-
-
-# ---------------------------------------------------------------------------------------------
-# Gene mentions.
-
-VARIANT_CUES = frozenset(
-    "variant variants mutation mutations pathogenic likely de novo homozygous heterozygous hemizygous "
-    "compound biallelic monoallelic frameshift nonsense missense splice splicing deletion deletions "
-    "duplication insertion truncating stop substitution expansion genotype genotyping sequencing exome "
-    "genome allele alleles carrier carried gene exon intron"
-    .split()
-)
-_HGVS = re.compile(r"\b[cgpm]\.\(?[-*A-Z0-9]")
-_GENE_TOKEN = re.compile(r"(?<![A-Za-z0-9-])[A-Z][A-Za-z0-9]*[A-Z0-9](?:-[A-Z0-9]+)?(?![A-Za-z0-9])")
-# Symbols that are English words, units or common clinical abbreviations: they count as a gene only
-# next to gene/variant language ("a homozygous HR variant", not "HR at rest was 92").
-AMBIGUOUS_SYMBOLS = frozenset(
-    "AR AD CP HR FH PC GK CAT MAX SET WAS KIT REST MET ATM SMS IDS INS CAST ACE CAD GAL HAL DES FAS LAT "
-    "MAG TNF CA CD IQ MR ALS APP COMP TANK CLOCK CAPS CHAT FAT FOS GLA KL KY PIGS POLE SPR TTR HBB CRH "
-    "MS DMD AMH EPO LH FSH GH TSH PTH ALB AFP CRP BMP CT ECG EEG EMG MRI NMR PET LCT LPL CEL ASL APC DCC "
-    "GSS ADA CBS ERG FLG HFE HPD GAN IVD LIPA NPC PTEN SDS".split()
-) - {"PTEN", "DMD", "GLA", "TTR", "HBB"}  # unambiguous in case reports, kept out of the list
-
-
-@dataclass(frozen=True)
-class GeneMention:
-    symbol: str
-    start: int
-    end: int
-    sentence_index: int
-    weight: float
-    rule: str
-
-
-@dataclass(frozen=True)
-class GeneCall:
-    symbol: str  # "" when no gene was chosen
-    status: str  # chosen / none / ambiguous
-    scores: dict[str, float]
-    mentions: tuple[GeneMention, ...]
-
-
-def gene_mentions(text: str, sentences: Sequence[tuple[int, int]], genes: frozenset[str]) -> list[GeneMention]:
-    """Every occurrence of a universe gene symbol, weighted by variant language nearby."""
-    found = []
-    for s_index, (s_start, s_end) in enumerate(sentences):
-        sentence = text[s_start:s_end]
-        lowered_words = [w.lower() for w in _TOKEN.findall(sentence)]
-        has_hgvs = bool(_HGVS.search(sentence))
-        cue_words = sum(1 for w in lowered_words if w in VARIANT_CUES)
-        negated = bool(re.search(r"\b(not|no|negative|normal|unremarkable|excluded|unaffected)\b", sentence, re.I))
-        for match in _GENE_TOKEN.finditer(sentence):
-            symbol = match.group()
-            if symbol not in genes:
-                symbol = symbol.split("-")[0]
-                if symbol not in genes:
-                    continue
-            before = sentence[max(0, match.start() - 40) : match.start()].lower()
-            after = sentence[match.end() : match.end() + 40]
-            adjacent = bool(
-                re.match(r"\s*(gene|variant|variants|mutation|mutations|c\.|p\.|exon|deletion|splice|frameshift|"
-                         r"missense|nonsense|polyalanine|genotyping|stop|glycine|repeat|full|:)", after, re.I)
-                or re.search(r"(variants?|mutations?|deletion|homozygous|heterozygous|hemizygous|sequencing|analysis|"
-                             r"testing) (in|of) (the )?$", before)
-                or re.search(r"(heterozygous|homozygous|hemizygous|de novo|truncating|germline|missense|nonsense|"
-                             r"frameshift|splice|recurrent|biallelic|including|of|in) $", before)
-                or re.search(r"(heterozygous|homozygous|hemizygous|biallelic|truncating|germline) (\w+ )?(\w+ )?$", before)
-            )
-            context = has_hgvs or cue_words > 0
-            ambiguous = symbol in AMBIGUOUS_SYMBOLS or len(symbol) <= 2
-            local_negation = negated and re.search(
-                r"\b(not|no|negative|normal|unremarkable|excluded)\b", before[-30:] + " " + after[:30].lower()
-            )
-            if local_negation and not (has_hgvs and adjacent):
-                weight, rule = 0.0, "negated_clause"
-            elif ambiguous and not adjacent:
-                weight, rule = 0.0, "ambiguous_symbol_without_gene_context"
-            else:
-                weight = 1.0 + (2.0 if adjacent else 0.0) + (1.0 if has_hgvs else 0.0) + min(cue_words, 3) * 0.5
-                rule = "+".join(
-                    r for r, on in (("adjacent_variant_word", adjacent), ("hgvs_in_sentence", has_hgvs),
-                                    ("variant_words", cue_words > 0)) if on
-                ) or "symbol_only"
-            found.append(GeneMention(symbol, s_start + match.start(), s_start + match.end(), s_index, weight, rule))
-    return found
-
-
-def detect_gene(mentions: Sequence[GeneMention], margin: float = 2.0) -> GeneCall:
-    """The gene the evidence points to; ``ambiguous`` when two candidates are close."""
-    scores: Counter = Counter()
-    for m in mentions:
-        if m.weight > 0:
-            scores[m.symbol] += m.weight
-    if not scores:
-        return GeneCall("", "none", {}, tuple(mentions))
-    ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-    if len(ranked) > 1 and ranked[0][1] < margin * ranked[1][1]:
-        return GeneCall("", "ambiguous", dict(ranked), tuple(mentions))
-    return GeneCall(ranked[0][0], "chosen", dict(ranked), tuple(mentions))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,8 +697,10 @@ class Extraction:
     sentences: list[tuple[int, int]]
     mentions: list[Mention]
     gene: GeneCall
-    present: tuple[str, ...]
+    present: tuple[str, ...]  # the patient's terms (in a paper with sections: its case description)
     absent: tuple[str, ...]
+    sections: list = field(default_factory=list)  # textmine_sections.Section, in order
+    patients: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)  # label -> (present, absent)
 
     def evidence_rows(self, case_id: str, labels: dict[str, str]) -> list[dict[str, str]]:
         rows = []
@@ -632,7 +708,9 @@ class Extraction:
             s_start, s_end = self.sentences[m.sentence_index]
             rows.append({
                 "case_id": case_id, "kind": "phenotype", "id": m.term, "label": labels.get(m.term, ""),
-                "status": m.status, "rule": f"{m.how};{m.rule}", "start": m.start, "end": m.end,
+                "status": m.status if m.section == CASE else f"{m.status}_outside_case",
+                "rule": f"{m.how};{m.rule};section={m.section}" + (f";patient={m.patient}" if m.patient else ""),
+                "start": m.start, "end": m.end,
                 "span": self.text[m.start : m.end], "sentence_index": m.sentence_index,
                 "sentence": self.text[s_start:s_end].strip(),
             })
@@ -675,20 +753,62 @@ class Extractor:
         mentions: list[Mention] = []
         for s_index, (s_start, s_end) in enumerate(sentences):
             tokens = tokenize(folded[s_start:s_end], s_start)
-            matches = self.matcher.match_sentence(tokens, defined)
+            matches = self.matcher.match_sentence(tokens, defined, self.config.nested, self.config.coordination)
             for m in matches:  # "atrial septal defect (ASD)" defines ASD for the rest of the text
                 definition = _DEFINITION.match(folded, m.end)
                 if definition and m.how not in ("abbreviation", "defined_abbreviation"):
                     defined.setdefault(definition.group(1), m.term)
             for m, (status, rule) in zip(matches, classify(tokens, matches, self.config)):
                 mentions.append(Mention(m.term, status, rule, m.start, m.end, s_index, m.how))
+        sections = find_sections(folded) if self.config.patient_sections else [Section(0, len(folded), CASE, "")]
+        mentions = [replace(m, status=ABSENT, rule="table_row_no") if m.status == PRESENT
+                    and table_row_absent(text, m.start, m.end) else m for m in mentions]
+        mentions = self._locate(folded, sentences, sections, mentions)
+        in_case = [m for m in mentions if m.section == CASE]
+        present, absent = self._terms(in_case, len(sections) > 1)
+        patients = {}
+        labels = sorted({m.patient for m in in_case if m.patient})
+        if len(labels) > 1:  # a paper about several patients: shared sentences count for each
+            for label in labels:
+                patients[label] = self._terms([m for m in in_case if m.patient in ("", label)], True)
+        gene = detect_gene(gene_mentions(folded, sentences, self.genes)) if self.genes else GeneCall("", "none", {}, ())
+        return Extraction(text, sentences, mentions, gene, present, absent, sections, patients)
+
+    @staticmethod
+    def _locate(folded: str, sentences, sections, mentions: list[Mention]) -> list[Mention]:
+        """Each mention with its section kind and (in a case section) the patient being described."""
+        starts = [s.start for s in sections]
+        patient_of_sentence: dict[int, str] = {}
+        current, current_section = "", -1
+        for s_index, (s_start, s_end) in enumerate(sentences):
+            k = max(0, bisect.bisect_right(starts, s_start) - 1)
+            if k != current_section and sections[k].kind == CASE:
+                current_section = k
+                current = patient_marker(sections[k].heading) or current
+            marker = patient_marker(folded[s_start:s_end])
+            if marker and sections[k].kind == CASE:
+                current = marker
+            patient_of_sentence[s_index] = current
+        return [
+            replace(m, section=sections[max(0, bisect.bisect_right(starts, m.start) - 1)].kind,
+                    patient=patient_of_sentence.get(m.sentence_index, ""))
+            for m in mentions
+        ]
+
+    def _terms(self, mentions: Sequence[Mention], prune_general: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(present, absent) of some mentions; in a paper, general terms ("Abnormal facial shape")
+        give way to a more specific term found beside them."""
         statuses: dict[str, set[str]] = {}
         for m in mentions:
             statuses.setdefault(m.term, set()).add(m.status)
-        present = tuple(sorted(t for t, s in statuses.items() if PRESENT in s))
-        absent = tuple(sorted(t for t, s in statuses.items() if ABSENT in s and PRESENT not in s))
-        gene = detect_gene(gene_mentions(folded, sentences, self.genes)) if self.genes else GeneCall("", "none", {}, ())
-        return Extraction(text, sentences, mentions, gene, present, absent)
+        present = {t for t, s in statuses.items() if PRESENT in s}
+        absent = {t for t, s in statuses.items() if ABSENT in s and PRESENT not in s}
+        limit = self.config.general_term_descendants
+        if prune_general and limit:
+            ancestors = self.matcher.ancestors
+            general = {a for t in present for a in ancestors.get(t, ()) if a != t}
+            present = {t for t in present if not (t in general and self.matcher.descendants.get(t, 0) >= limit)}
+        return tuple(sorted(present)), tuple(sorted(absent))
 
 
 def decode_text(data: bytes, max_bytes: int) -> str:
@@ -761,6 +881,16 @@ def extract_case(
         source=source,
     )
     return case, extraction
+
+
+def patient_cases(case: Case, extraction: Extraction) -> list[tuple[Case, str]]:
+    """One case per patient of a paper that describes several (``<case_id>_<patient>``), each with
+    an empty QC reason, or ``no_present_terms`` when none of its terms is stated as present."""
+    out = []
+    for label, (present, absent) in sorted(extraction.patients.items()):
+        patient = replace(case, case_id=f"{case.case_id}_{label}", present=present, absent=absent)
+        out.append((patient, "" if present else NO_PRESENT_TERMS))
+    return out
 
 
 def extract_text_file(

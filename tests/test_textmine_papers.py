@@ -1,0 +1,204 @@
+"""Free text from real prose and full papers: coordinations, nested and general forms, shared
+patient/relative subjects, case-description detection, per-patient sets, `rarerank extract`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from rarerank.cli import main
+from rarerank.cohorts import read_text_cohort
+from rarerank.textmine import FAMILY, PRESENT, Extractor, HPOMatcher, TextmineConfig
+from rarerank.textmine_sections import (
+    CASE, DISCUSSION, INTRO, METHODS, find_sections, patient_marker, sentence_cues, table_row_absent,
+)
+from test_textmine import statuses as terms  # term -> statuses of its mentions
+
+PALMAR_PITS, PLANTAR_PITS = "HP:0010610", "HP:0010612"
+SPARSE_PUBIC, SPARSE_AXILLARY = "HP:0002225", "HP:0002215"
+BRANCHIAL, EAR, KIDNEY = "HP:0009794", "HP:0000598", "HP:0000077"
+HEARING, CLEFT_PALATE, SEIZURE = "HP:0000365", "HP:0000175", "HP:0001250"
+ULCERATIVE_COLITIS, COLITIS = "HP:0100279", "HP:0002583"
+LIPOMA, MULTIPLE_LIPOMAS, ABNORMAL_RIB = "HP:0012032", "HP:0001012", "HP:0000772"
+PTOSIS, SCOLIOSIS, ATAXIA, MICROCEPHALY = "HP:0000508", "HP:0002650", "HP:0001251", "HP:0000252"
+POLYURIA, GAIT_ATAXIA = "HP:0000103", "HP:0002066"
+
+
+@pytest.fixture(scope="module")
+def matcher(ontology) -> HPOMatcher:
+    return HPOMatcher.build(ontology)
+
+
+@pytest.fixture(scope="module")
+def extractor(matcher) -> Extractor:
+    return Extractor(matcher)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recognition on real prose.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("She had palmar and plantar pits.", {PALMAR_PITS, PLANTAR_PITS}),
+        ("He had sparse pubic and axillary hair.", {SPARSE_PUBIC, SPARSE_AXILLARY}),
+        ("The girl had branchial, otic and renal anomalies.", {BRANCHIAL, EAR, KIDNEY}),
+    ],
+)
+def test_coordinations_give_every_conjunct(extractor, text, expected):
+    assert set(terms(extractor, text)) == expected
+
+
+def test_coordination_adds_only_dictionary_phrases(extractor, matcher):
+    # a plain list: "loss palate" is no HPO phrase, so exactly the two listed terms
+    assert set(terms(extractor, "He had hearing loss and cleft palate.")) == {HEARING, CLEFT_PALATE}
+    off = Extractor(matcher, config=TextmineConfig(coordination=False))
+    assert set(terms(off, "She had palmar and plantar pits.")) == {PLANTAR_PITS}
+
+
+def test_nested_head_terms_are_an_option(extractor, matcher):
+    assert set(terms(extractor, "He had ulcerative colitis.")) == {ULCERATIVE_COLITIS}
+    nested = Extractor(matcher, config=TextmineConfig(nested=True))
+    assert set(terms(nested, "He had ulcerative colitis.")) == {ULCERATIVE_COLITIS, COLITIS}
+    # only a more general head counts: "Plantar pits" is no ancestor inside another phrase here
+    assert set(terms(nested, "She had palmar and plantar pits.")) == {PALMAR_PITS, PLANTAR_PITS}
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Examination showed ear anomalies.", EAR),  # the general term, not "Abnormality of the outer ear"
+        ("Two infants had abnormal ribs.", ABNORMAL_RIB),  # "Abnormal rib morphology" without "morphology"
+        ("Lipomas were found on the back.", MULTIPLE_LIPOMAS),  # HPO's plural synonym
+        ("A lipoma was found on the back.", LIPOMA),
+    ],
+)
+def test_general_and_plural_forms(extractor, text, term):
+    assert set(terms(extractor, text)) == {term}
+
+
+def test_shared_subject_keeps_the_patients_features(extractor):
+    shared = terms(extractor, "This patient and his younger brother exhibited hearing loss and cleft palate.")
+    assert shared == {HEARING: {PRESENT}, CLEFT_PALATE: {PRESENT}}
+    assert terms(extractor, "She, like her mother, had ptosis.") == {PTOSIS: {PRESENT}}
+    assert terms(extractor, "His younger brother had seizures.") == {SEIZURE: {FAMILY}}
+
+
+def test_table_row_whose_cells_all_say_no_is_absent(extractor):
+    text = "Polyuria\tNo\tNo\t\u2212\n"
+    assert table_row_absent(text, 0, len("Polyuria"))
+    assert not table_row_absent("Polyuria\tNo\tYes\n", 0, len("Polyuria"))
+    assert extractor.extract("Clinical features\nPolyuria\tNo\tNo\n").absent == (POLYURIA,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Full papers: the case description gives the patient's terms.
+
+PAPER = """A novel variant in a girl with ptosis
+Introduction
+The syndrome is characterized by seizures, ataxia and microcephaly. Scoliosis has been reported in some patients.
+Case report
+The proband, a 6-year-old girl, presented with ptosis at the age of 2 years. On examination she had scoliosis and \
+no seizures were observed during follow-up, which is unusual for the disorder.
+Methods
+DNA was extracted from blood samples of the patient and her parents following standard protocols for sequencing.
+Discussion
+Seizures and ataxia are the most common features of the syndrome and are typically present in early childhood.
+References
+1. Smith J. Ataxia and microcephaly in a large family. J Med Genet 2001.
+"""
+
+
+def test_sections_of_a_paper():
+    kinds = [(s.kind, s.heading) for s in find_sections(PAPER)]
+    assert kinds[1:] == [(INTRO, "Introduction"), (CASE, "Case report"), (METHODS, "Methods"),
+                         (DISCUSSION, "Discussion"), ("back", "References")]
+    assert kinds[0][0] == "title"
+    # no headings (an abstract, a clinical note): one case section, every mention counts
+    assert [s.kind for s in find_sections("She had ptosis. Her gait was ataxic.")] == [CASE]
+
+
+def test_paper_terms_come_from_the_case_description(extractor, matcher):
+    x = extractor.extract(PAPER)
+    assert set(x.present) == {PTOSIS, SCOLIOSIS}
+    assert set(x.absent) == {SEIZURE}
+    outside = {m.term for m in x.mentions if m.section != CASE}
+    assert {ATAXIA, MICROCEPHALY} <= outside  # still in the evidence, with their section
+    whole = Extractor(matcher, config=TextmineConfig(patient_sections=False)).extract(PAPER)
+    assert {ATAXIA, MICROCEPHALY} <= set(whole.present)
+
+
+def test_paper_without_a_case_section_keeps_every_mention():
+    text = ("Title line\nIntroduction\n" + "The boy had ptosis and scoliosis since early childhood, we think. " * 2 +
+            "\nDiscussion\n" + "Ptosis is a common feature of the syndrome in most reported patients. " * 2)
+    assert [s.kind for s in find_sections(text)] == [CASE]
+
+
+def test_literature_table_heading_is_not_the_case():
+    text = ("Title line\nCase presentation\n" + "The patient had ptosis and a long history of problems. " * 2 +
+            "\nSummary of previously reported patients\n" + "Ataxia was seen in most of the reported cases here. " * 2)
+    kinds = [s.kind for s in find_sections(text)]
+    assert kinds[-2:] == [CASE, DISCUSSION]
+
+
+def test_sentence_cues():
+    assert sentence_cues("At the age of 3 years, the proband developed ataxia.") == (True, False)
+    assert sentence_cues("The syndrome is characterized by ataxia.") == (False, True)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "label"),
+    [("Patient 2 is a 5-year-old boy.", "2"), ("Proband II-1 had ptosis.", "II-1"), ("P3 walked late.", "3"),
+     ("She had ptosis, as did her cousin.", None)],
+)
+def test_patient_markers(sentence, label):
+    assert patient_marker(sentence) == label
+
+
+MULTI = """Two siblings with a novel variant
+Introduction
+The disorder is characterized by microcephaly and seizures in most reported individuals of all ages.
+Case presentations
+Patient 1 is a 7-year-old boy who presented with ptosis and scoliosis at the age of four years.
+Patient 2, his sister, had seizures from the age of 6 months and an ataxic gait at the age of five years.
+Discussion
+Microcephaly is a common feature of the syndrome and has been reported in most of the published patients.
+"""
+
+
+def test_per_patient_sets(extractor, tmp_path):
+    x = extractor.extract(MULTI)
+    assert set(x.present) == {PTOSIS, SCOLIOSIS, SEIZURE, GAIT_ATAXIA}
+    assert {k: set(v[0]) for k, v in x.patients.items()} == {"1": {PTOSIS, SCOLIOSIS}, "2": {SEIZURE, GAIT_ATAXIA}}
+    (tmp_path / "siblings.txt").write_text(MULTI, encoding="utf-8")
+    no_gene = Extractor(extractor.matcher, config=TextmineConfig(require_gene=False))
+    result, _ = read_text_cohort(tmp_path, no_gene, "lab", per_patient=True)
+    assert {c.case_id: set(c.present) for c in result.cases} == {
+        "siblings_1": {PTOSIS, SCOLIOSIS}, "siblings_2": {SEIZURE, GAIT_ATAXIA}}
+    result, _ = read_text_cohort(tmp_path, no_gene, "lab")
+    assert [c.case_id for c in result.cases] == ["siblings"]
+
+
+# ---------------------------------------------------------------------------------------------
+# `rarerank extract` keeps texts without a gene; --require-gene (training cohorts) does not.
+
+
+def test_extract_keeps_texts_without_a_gene(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "nogene.txt").write_text("The boy had ptosis and scoliosis.", encoding="utf-8")
+    (reports / "fbn1.txt").write_text("She had ectopia lentis. A de novo FBN1 variant c.1A>G was found.", encoding="utf-8")
+    out, summary = tmp_path / "cases.tsv", tmp_path / "summary.json"
+    assert main(["-q", "extract", str(reports), "-o", str(out), "--summary", str(summary)]) == 0
+    with open(out, encoding="utf-8", newline="") as handle:
+        genes = {r["case_id"]: r["gene"] for r in csv.DictReader(handle, delimiter="\t")}
+    assert genes == {"nogene": "", "fbn1": "FBN1"}
+    counts = json.loads(summary.read_text())
+    assert (counts["cases"], counts["cases_without_gene"], counts["qc_rows"]) == (2, 1, 0)
+    assert main(["-q", "extract", str(reports), "-o", str(out), "--summary", str(summary), "--require-gene"]) == 0
+    counts = json.loads(summary.read_text())
+    assert (counts["cases"], counts["cases_without_gene"], counts["qc_by_reason"]) == (1, 0, {"no_gene": 1})
+
