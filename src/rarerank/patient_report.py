@@ -78,6 +78,8 @@ def _evidence_block(gene: RankedGene, rows: Sequence[TermEvidence]) -> str:
         if r.effect in (SUPPORTS, AGAINST):
             via = "" if r.via_term == r.term_id else f" through <span class='id'>{_e(r.via_term)}</span> {_e(r.via_label)}"
             freq = "" if r.frequency is None else f", frequency {100 * r.frequency:.0f}%"
+            if r.frequency == 0:  # HPO records the feature as absent in the gene's diseases
+                freq = ", frequency 0%: recorded as absent in the gene's diseases"
             detail = (f"annotation <span class='id'>{_e(r.matched_annotation)}</span> {_e(r.matched_annotation_label)}"
                       f"{via} (IC {r.ic:.2f}{freq})")  # fmt: skip
         else:
