@@ -205,7 +205,12 @@ def test_streaming_in_chunks_gives_the_same_rankings(model_dir):
     cases = [single_case(t, None, f"c{i}") for i, t in enumerate(["HP:0001250", "HP:0001263", "HP:0000365,HP:0001250", "HP:0004322"] * 3)]
     whole = [(c.case_id, r) for c, r in rank_stream(policy, cases, chunk_size=1000)]
     chunked = [(c.case_id, r) for c, r in rank_stream(policy, iter(cases), chunk_size=5, batch_size=2)]
-    assert whole == chunked and len(whole) == 12
+    assert len(whole) == len(chunked) == 12
+    # batches of different padding may differ in the last float bits (BLAS kernels), never in the ranking
+    for (id_a, ranks_a), (id_b, ranks_b) in zip(whole, chunked):
+        assert id_a == id_b
+        assert [(r.rank, r.gene_symbol) for r in ranks_a] == [(r.rank, r.gene_symbol) for r in ranks_b]
+        assert [r.score for r in ranks_a] == pytest.approx([r.score for r in ranks_b], abs=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
