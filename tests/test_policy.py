@@ -32,6 +32,7 @@ from rarerank.policy import (
 TERMS = [f"HP:{i:07d}" for i in range(1, 61)]
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "C12orf57", "HLA-B"]
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=4, output_k=8)
+HEADED = PolicyConfig(**{**TINY.__dict__, "output_head": "annotation", "tie_embeddings": False})
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -183,7 +184,7 @@ def test_load_peft_adapter_directory(policy, tmp_path):
 def headed_policy(seed: int = 4):
     """A tiny policy whose gene vectors come from a toy annotation head (gene i: terms i..i+2; the
     last gene has no annotation and a column of its own)."""
-    policy = build_policy(TINY, TERMS, GENES, seed=seed)
+    policy = build_policy(HEADED, TERMS, GENES, seed=seed)
     vocab = policy.tokenizer.get_vocab()
     n = len(GENES)
     rows = [g for g in range(n - 1) for _ in range(3)] + [n - 1]
@@ -208,7 +209,7 @@ def test_annotation_head_computes_gene_vectors_from_shared_term_vectors():
     names = {n for n, p in policy.model.named_parameters() if p.requires_grad}
     assert {"rarerank_gene_head.weight", "rarerank_gene_head.bias"} <= names and "lm_head.weight" not in names
     with pytest.raises(ValueError, match="untied"):
-        attach_gene_head(build_policy(PolicyConfig(**{**TINY.__dict__, "tie_embeddings": True, "output_head": "free"}), TERMS, GENES).model, head)
+        attach_gene_head(build_policy(TINY, TERMS, GENES).model, head)
 
 
 def test_annotation_head_saves_as_a_plain_model_that_ranks_the_same(tmp_path):

@@ -88,8 +88,8 @@ class PolicyConfig:
     num_layers: int = 2  # two layers beat four at the same CPU budget (more steps); see README
     num_heads: int = 6  # head dim 64, the usual size
     intermediate_size: int = 768  # 2x hidden: MLP capacity at half the usual CPU cost
-    tie_embeddings: bool = False  # share input and output embeddings (free gene vectors only; halves parameters)
-    output_head: str = "annotation"  # annotation: gene vectors = annotations x learned term vectors; free: one per gene
+    tie_embeddings: bool = True  # share input and output embeddings (free gene vectors only; halves parameters)
+    output_head: str = "free"  # free: one vector per gene; annotation: annotations x learned term vectors (README "Model")
     annotation_exponent: float = 0.5  # annotation head rows are divided by (annotated terms)^exponent
     annotation_min_ic: float = 2.5  # annotation matrix keeps terms above this IC (ln genes/term genes): a third of the cost
     max_present_terms: int = 48  # covers 99% of real cases (99th percentile 32)

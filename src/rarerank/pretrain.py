@@ -58,7 +58,7 @@ class PretrainConfig:
     eval_interval: int = 100  # evaluations on held-out synthetic patients (for the log)
     eval_patients: int = 1000  # held-out synthetic patients per evaluation
     knowledge_init: bool = True  # start from a spectral embedding of the annotations (skips the slow plateau)
-    init_scorer: str = "phenomizer"  # knowledge init reproduces: phenomizer (Resnik term-gene similarity) | annotation
+    init_scorer: str = "annotation"  # knowledge init reproduces: annotation (IC-weighted counts) | phenomizer (README)
     init_logit_std: float = 2.0  # standard deviation of the initial gene logits under knowledge_init
     ema_decay: float | None = None  # keep (and save) an exponential moving average of the weights; None: off
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
