@@ -335,19 +335,7 @@ def pretrain(
         policy.model.train()
         return metrics
 
-    settings = LoopSettings(
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_steps,
-        min_lr_ratio=config.min_lr_ratio,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        eval_interval=config.eval_interval,
-        ema_decay=config.ema_decay,
-        desc="pretrain",
-        progress=progress,
-        log_timing=log_timing,
-    )
+    settings = LoopSettings.from_config(config, ema_decay=config.ema_decay, desc="pretrain", progress=progress, log_timing=log_timing)
     training_log = TrainingLog()
     initial = {f"val_{k}": v for k, v in evaluate().items()}
     training_log.add(step=0, loss=float("nan"), lr=0.0, **initial)  # the initial weights

@@ -204,20 +204,10 @@ def _loop_settings(config: SFTConfig, n_cases: int, steps_per_epoch: int, progre
             "sft.warmup_steps (%d) is not below the %d training steps of %d cases; warming up over %d steps",
             config.warmup_steps, steps, n_cases, warmup,
         )  # fmt: skip
-    return LoopSettings(
-        max_steps=steps,
-        learning_rate=config.learning_rate,
-        warmup_steps=warmup,
-        min_lr_ratio=config.min_lr_ratio,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        eval_interval=config.eval_interval,
-        select_metric=config.select_metric,
-        patience=config.patience,
-        desc="sft",
-        progress=progress,
-        log_timing=log_timing,
-    )
+    return LoopSettings.from_config(
+        config, max_steps=steps, warmup_steps=warmup, select_metric=config.select_metric, patience=config.patience,
+        desc="sft", progress=progress, log_timing=log_timing,
+    )  # fmt: skip
 
 
 def _save(policy: Policy, outdir, result: LoopResult, start_metrics: dict, training_log: TrainingLog, *, base_dir,

@@ -262,6 +262,14 @@ class LoopSettings:
     progress: bool = False
     log_timing: bool = False  # tokens/s and elapsed columns (off: logs byte-identical across runs)
 
+    @classmethod
+    def from_config(cls, config, **overrides) -> "LoopSettings":
+        """Settings from a stage config that uses the shared names (``max_steps``, ``learning_rate``,
+        ``warmup_steps``, ``min_lr_ratio``, ``weight_decay``, ``max_grad_norm``, ``eval_interval``),
+        with ``overrides`` by keyword."""
+        shared = ("max_steps", "learning_rate", "warmup_steps", "min_lr_ratio", "weight_decay", "max_grad_norm", "eval_interval")
+        return cls(**{name: getattr(config, name) for name in shared if name not in overrides}, **overrides)
+
     def lr(self, step: int) -> float:
         return lr_at(step, self.max_steps, self.learning_rate, self.warmup_steps, self.min_lr_ratio)
 
