@@ -26,7 +26,7 @@ from rarerank.cases import read_cases
 from rarerank.ontology import Ontology
 from rarerank.policy import PolicyConfig, build_policy, load_policy
 from rarerank.predict import rank_cases
-from rarerank.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, synthetic_batches
+from rarerank.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, prepare_output_head, synthetic_batches
 from rarerank.sft import SFTConfig, sft_batches
 from rarerank.synthetic import PatientSampler
 from rarerank.rankings import write_predictions
@@ -78,19 +78,20 @@ def main() -> None:
     validation = read_cases(args.sets / "validation.tsv")
     genes, identifiers = gene_vocabulary(annotations, train)
     policy = build_policy(policy_config, phenotype_terms(ontology), genes, identifiers, seed=0)
+    prepare_output_head(policy, annotations, ontology)  # the annotation head's cost is part of every step
     n_params = sum(p.numel() for p in policy.model.parameters())
     print(f"model: {n_params / 1e6:.2f}M parameters, vocabulary {len(policy.tokenizer)} ({len(genes)} genes), {args.threads} thread(s)")
 
     sampler = PatientSampler(annotations, ontology, pre.synthetic)
-    seconds, tokens = timed_steps(policy, synthetic_batches(policy, sampler, pre, seed=0), args.steps, pre.lr)
+    seconds, tokens = timed_steps(policy, synthetic_batches(policy, sampler, pre, seed=0), args.steps, pre.learning_rate)
     per_step = seconds / args.steps
     print(
         f"pretrain: {per_step * 1000:.0f} ms/step, {tokens / seconds:,.0f} tokens/s, "
-        f"{pre.batch_size / per_step:,.0f} patients/s; {pre.steps} configured steps ~ {pre.steps * per_step / 60:.1f} min"
+        f"{pre.batch_size / per_step:,.0f} patients/s; {pre.max_steps} configured steps ~ {pre.max_steps * per_step / 60:.1f} min"
     )
 
     batch_at, steps_per_epoch = sft_batches(policy, train, sampler, sft_config, seed=0)
-    seconds, tokens = timed_steps(policy, batch_at, args.steps, sft_config.lr)
+    seconds, tokens = timed_steps(policy, batch_at, args.steps, sft_config.learning_rate)
     per_step = seconds / args.steps
     planned = min(sft_config.max_steps, int(np.ceil(sft_config.max_epochs * steps_per_epoch)))
     print(

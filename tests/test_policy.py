@@ -14,11 +14,15 @@ from rarerank.policy import (
     ANSWER,
     BOS,
     PRESENT,
+    AnnotationHead,
     PolicyConfig,
+    attach_gene_head,
     build_policy,
     constrained_rank,
     encode_prompts,
+    gene_head,
     gene_token_ids,
+    gene_weight,
     load_policy,
     gene_scorer,
     prefill,
@@ -28,6 +32,7 @@ from rarerank.decoding import list_logprobs, sample_lists
 TERMS = [f"HP:{i:07d}" for i in range(1, 61)]
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "C12orf57", "HLA-B"]
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=4, output_k=8)
+HEADED = PolicyConfig(**{**TINY.__dict__, "output_head": "annotation", "tie_embeddings": False})
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -172,3 +177,72 @@ def test_load_peft_adapter_directory(policy, tmp_path):
     assert hasattr(loaded.model, "peft_config") and loaded.genes == policy.genes
     ranked = constrained_rank(loaded, [patient(["HP:0000001"])], top_n=4)[0]
     assert len(ranked) == 4 and {g for g, _ in ranked} <= set(GENES)
+
+
+def headed_policy(seed: int = 4):
+    """A tiny policy whose gene vectors come from a toy annotation head (gene i: terms i..i+2; the
+    last gene has no annotation and a column of its own)."""
+    policy = build_policy(HEADED, TERMS, GENES, seed=seed)
+    vocab = policy.tokenizer.get_vocab()
+    n = len(GENES)
+    rows = [g for g in range(n - 1) for _ in range(3)] + [n - 1]
+    columns = [g + j for g in range(n - 1) for j in range(3)] + [n + 1]
+    tokens = [vocab[t] for t in TERMS[: n + 1]] + [int(policy.gene_ids[-1])]
+    head = AnnotationHead(rows, columns, [0.5] * len(rows), tokens, n, TINY.hidden_size)
+    with torch.no_grad():
+        head.weight.normal_(generator=torch.Generator().manual_seed(seed))
+        head.bias.normal_(generator=torch.Generator().manual_seed(seed + 1))
+    attach_gene_head(policy.model, head)
+    return policy
+
+
+def test_annotation_head_computes_gene_vectors_from_shared_term_vectors():
+    policy = headed_policy()
+    head = gene_head(policy.model)
+    weight = gene_weight(policy.model, policy.gene_ids)
+    # Gene 0 = 0.5 * (terms 0, 1, 2) + bias; gene 1 shares terms 1 and 2 with it.
+    assert torch.allclose(weight[0], 0.5 * head.weight[:3].sum(0) + head.bias, atol=1e-6)
+    assert torch.allclose(weight[-1], 0.5 * head.weight[-1] + head.bias, atol=1e-6)
+    # The head's parameters are the model's (they train with it); lm_head is a frozen copy.
+    names = {n for n, p in policy.model.named_parameters() if p.requires_grad}
+    assert {"rarerank_gene_head.weight", "rarerank_gene_head.bias"} <= names and "lm_head.weight" not in names
+    with pytest.raises(ValueError, match="untied"):
+        attach_gene_head(build_policy(TINY, TERMS, GENES).model, head)
+
+
+def test_annotation_head_saves_as_a_plain_model_that_ranks_the_same(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    policy = headed_policy()
+    policy.save(tmp_path / "model")
+    names = {p.name for p in (tmp_path / "model").iterdir()}
+    assert {"gene_head.safetensors", "gene_head.json", "model.safetensors"} <= names
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False
+    state = __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert not any("rarerank" in k for k in state)  # the folder is a plain LlamaForCausalLM
+    cases = [patient(["HP:0000001", "HP:0000003"], ["HP:0000009"]), patient(["HP:0000007"])]
+    prompts = encode_prompts(policy, cases)
+    with torch.no_grad():
+        expected = torch.softmax(prefill(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask)[0], -1)
+        plain = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+        logits = plain(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask).logits[:, -1]
+        assert torch.allclose(torch.softmax(logits[:, policy.gene_ids], -1), expected, atol=1e-5)
+        loaded = load_policy(tmp_path / "model")
+        assert gene_head(loaded.model) is not None  # the project's loader re-establishes the parametrisation
+        again = torch.softmax(prefill(loaded.model, loaded.gene_ids, prompts.input_ids, prompts.attention_mask)[0], -1)
+        assert torch.allclose(again, expected, atol=1e-5)
+    assert AutoTokenizer.from_pretrained(tmp_path / "model").convert_ids_to_tokens(policy.gene_ids.tolist()) == policy.genes
+
+
+def test_lm_head_trained_directly_wins_over_a_stale_head(tmp_path):
+    policy = headed_policy()
+    policy.save(tmp_path / "model")
+    loaded = load_policy(tmp_path / "model")
+    lm_head = loaded.model.get_output_embeddings().weight
+    with torch.no_grad():  # e.g. a fine-tuning method that trains lm_head rows itself
+        lm_head[loaded.gene_ids] += 1.0
+    loaded.save(tmp_path / "tuned")
+    tuned = load_policy(tmp_path / "tuned")
+    assert gene_head(tuned.model) is None and not (tmp_path / "tuned" / "gene_head.json").exists()
+    assert torch.allclose(gene_weight(tuned.model, tuned.gene_ids), lm_head[loaded.gene_ids])

@@ -33,8 +33,8 @@ def base_dir(ontology, tmp_path_factory):
 
 
 def test_sft_learns_training_cases_and_keeps_best(fixture_cases, base_dir, tmp_path):
-    config = SFTConfig(max_epochs=40, max_steps=60, batch_size=8, synthetic_fraction=0.0, lr=1e-2, warmup_steps=2,
-                       eval_every=10, patience=100)  # fmt: skip
+    config = SFTConfig(max_epochs=40, max_steps=60, batch_size=8, synthetic_fraction=0.0, learning_rate=1e-2, warmup_steps=2,
+                       eval_interval=10, patience=100)  # fmt: skip
     before = evaluate_cases(load_policy(base_dir), fixture_cases)
     policy = sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "sft", seed=5)
     after = evaluate_cases(policy, fixture_cases)
@@ -50,15 +50,15 @@ def test_sft_learns_training_cases_and_keeps_best(fixture_cases, base_dir, tmp_p
 
 
 def test_sft_stops_early_without_improvement(fixture_cases, base_dir, tmp_path):
-    config = SFTConfig(max_steps=200, batch_size=8, synthetic_fraction=0.0, lr=1e-9, min_lr_ratio=1.0, warmup_steps=1,
-                       eval_every=5, patience=2)  # fmt: skip
+    config = SFTConfig(max_steps=200, batch_size=8, synthetic_fraction=0.0, learning_rate=1e-9, min_lr_ratio=1.0, warmup_steps=1,
+                       eval_interval=5, patience=2)  # fmt: skip
     sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "sft", seed=5)
     prov = json.loads((tmp_path / "sft" / "provenance.json").read_text())
     assert prov["stopped_early"] and prov["steps"] < 200
 
 
 def test_sft_with_synthetic_replay(fixture_cases, base_dir, ontology, annotations, tmp_path):
-    config = SFTConfig(max_steps=6, batch_size=8, synthetic_fraction=0.5, warmup_steps=1, eval_every=3)
+    config = SFTConfig(max_steps=6, batch_size=8, synthetic_fraction=0.5, warmup_steps=1, eval_interval=3)
     sft(base_dir, config, fixture_cases[:10], fixture_cases[10:], tmp_path / "sft", ontology, annotations, seed=5)
     assert (tmp_path / "sft" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="ontology and gene annotations"):
@@ -67,7 +67,7 @@ def test_sft_with_synthetic_replay(fixture_cases, base_dir, ontology, annotation
 
 def test_sft_on_few_cases_shortens_the_warmup(fixture_cases, base_dir, caplog, tmp_path):
     """8 cases x 2 epochs at 4 per batch = 4 steps, fewer than the warm-up: it shrinks, with a warning."""
-    config = SFTConfig(max_epochs=2, max_steps=300, batch_size=4, synthetic_fraction=0.0, warmup_steps=20, eval_every=50)
+    config = SFTConfig(max_epochs=2, max_steps=300, batch_size=4, synthetic_fraction=0.0, warmup_steps=20, eval_interval=50)
     with caplog.at_level("WARNING", logger="rarerank.sft"):
         sft(base_dir, config, fixture_cases[:8], fixture_cases[8:], tmp_path / "sft", seed=5)
     assert "warming up over 0 steps" in caplog.text
@@ -75,7 +75,7 @@ def test_sft_on_few_cases_shortens_the_warmup(fixture_cases, base_dir, caplog, t
     assert prov["steps"] == 4
     with open(tmp_path / "sft" / "training_log.tsv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    assert [int(r["step"]) for r in rows] == [0, 4]  # the last step is evaluated even before eval_every
+    assert [int(r["step"]) for r in rows] == [0, 4]  # the last step is evaluated even before eval_interval
 
 
 def test_subsample_is_seeded_and_ordered():

@@ -75,6 +75,7 @@ TERM_TOKEN = re.compile(r"^HP:\d{7}$")
 GENES_FILE = "genes.tsv"
 SETTINGS_FILE = "rarerank_policy.json"
 FORMAT_VERSION = 1
+OUTPUT_HEADS = ("annotation", "free")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ class PolicyConfig:
     num_layers: int = 2  # two layers beat four at the same CPU budget (more steps); see README
     num_heads: int = 6  # head dim 64, the usual size
     intermediate_size: int = 768  # 2x hidden: MLP capacity at half the usual CPU cost
-    tie_embeddings: bool = True  # term/gene tokens share input and output embeddings; halves parameters
+    tie_embeddings: bool = True  # share input and output embeddings (free gene vectors only; halves parameters)
+    output_head: str = "free"  # free: one vector per gene; annotation: annotations x learned term vectors (README "Model")
+    annotation_exponent: float = 0.5  # annotation head rows are divided by (annotated terms)^exponent
+    annotation_min_ic: float = 2.5  # annotation matrix keeps terms above this IC (ln genes/term genes): a third of the cost
     max_present_terms: int = 48  # covers 99% of real cases (99th percentile 32)
     max_absent_terms: int = 64  # 97% of real cases; absent terms carry signal (see README)
     decode_k: int = 1  # genes ranked by greedy constrained decoding; the rest by first-step probability (README)
@@ -94,13 +98,21 @@ class PolicyConfig:
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            if f.name not in ("annotation_exponent", "annotation_min_ic") and isinstance(value, int) and not isinstance(value, bool) and value < 1:
                 raise ValueError(f"policy.{f.name} must be at least 1, not {value}")
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"policy.hidden_size ({self.hidden_size}) must be divisible by policy.num_heads ({self.num_heads}); "
                 "change one of them"
             )
+        if self.output_head not in OUTPUT_HEADS:
+            raise ValueError(f"policy.output_head must be one of {', '.join(OUTPUT_HEADS)}, not {self.output_head!r}")
+        if self.output_head == "annotation" and self.tie_embeddings:
+            raise ValueError("policy.output_head annotation needs policy.tie_embeddings: false (lm_head holds its copy)")
+        if self.annotation_min_ic < 0:
+            raise ValueError(f"policy.annotation_min_ic must be >= 0, not {self.annotation_min_ic}")
+        if not 0 <= self.annotation_exponent <= 1:
+            raise ValueError(f"policy.annotation_exponent must be in [0, 1], not {self.annotation_exponent}")
         if self.output_k < self.decode_k:
             raise ValueError(f"policy.output_k ({self.output_k}) must be >= policy.decode_k ({self.decode_k})")
 
@@ -212,7 +224,17 @@ class Policy:
             model = model.merge_and_unload()
         if not hasattr(model, "peft_config"):
             model.generation_config = constrained_generation_config(self.tokenizer, self.config.decode_k)
-        model.save_pretrained(tmp, safe_serialization=True)
+        head = gene_head(model) if not hasattr(model, "peft_config") and materialise_gene_head(model, self.gene_ids) else None
+        attach_gene_head(model, None)  # lm_head holds the materialised vectors; the head is saved beside it
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+        finally:
+            if head is not None:
+                synced = head.synced
+                attach_gene_head(model, head)
+                head.synced = synced
+        if head is not None:
+            head.save(tmp)
         self.tokenizer.save_pretrained(tmp)
         _write_genes(tmp / GENES_FILE, self.genes, self.identifiers)
         settings = {"format_version": FORMAT_VERSION, "policy": asdict(self.config)}
@@ -304,6 +326,146 @@ def max_sequence_length(config: PolicyConfig) -> int:
     return 4 + config.max_present_terms + config.max_absent_terms + 2 * config.output_k + 64
 
 
+# ---------------------------------------------------------------------------------------------
+# The annotation head: gene output vectors computed from the annotations through shared weights.
+
+HEAD_WEIGHTS = "gene_head.safetensors"
+HEAD_SETTINGS = "gene_head.json"
+HEAD_ATTRIBUTE = "rarerank_gene_head"
+
+
+class AnnotationHead(torch.nn.Module):
+    """Gene output vectors ``W = A F + b`` (``[G, H]``).
+
+    ``A`` is a fixed sparse genes x columns matrix: a column is an HPO term (the gene's annotated
+    terms and their ancestors, IC-weighted, row-scaled) or, for a gene without annotations, the
+    gene's own column. ``F`` (one learned vector per column) and ``b`` (one vector shared by every
+    gene) are the only parameters: training on any gene moves ``F`` and with it every gene that
+    shares terms, and no gene owns a free output vector unless it has no annotation at all.
+    ``column_tokens[c]`` is the token id a column stands for (a term, or the gene itself).
+    """
+
+    def __init__(self, rows, columns, values, column_tokens, n_genes: int, hidden_size: int):
+        super().__init__()
+        rows, columns = torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(columns, dtype=torch.long)
+        self.values = torch.as_tensor(values, dtype=torch.float32)
+        self.column_tokens = torch.as_tensor(column_tokens, dtype=torch.long)
+        self.n_genes = int(n_genes)
+        self.indices = torch.stack([rows, columns])
+        if len(rows) and (int(rows.max()) >= n_genes or int(columns.max()) >= len(self.column_tokens)):
+            raise ValueError("annotation head: an entry lies outside the genes x columns matrix")
+        order = torch.argsort(rows * len(self.column_tokens) + columns)  # row-major, as embedding_bag reads it
+        self.indices, self.values = self.indices[:, order], self.values[order]
+        self.offsets = torch.searchsorted(self.indices[0].contiguous(), torch.arange(self.n_genes))
+        self.weight = torch.nn.Parameter(0.02 * torch.randn(len(self.column_tokens), hidden_size))
+        self.bias = torch.nn.Parameter(torch.zeros(hidden_size))
+        self._cache: tuple | None = None
+
+    def forward(self) -> torch.Tensor:
+        if torch.is_grad_enabled() and (self.weight.requires_grad or self.bias.requires_grad):
+            return self._compute()
+        key = (self.weight._version, self.bias._version, self.weight.data_ptr(), self.bias.data_ptr())
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, self._compute())
+        return self._cache[1]
+
+    def _compute(self) -> torch.Tensor:
+        # embedding_bag is the sparse product A @ weight (sum of weighted columns per gene), several
+        # times faster than torch.sparse.mm forward and backward on CPU.
+        bags = torch.nn.functional.embedding_bag(
+            self.indices[1], self.weight, self.offsets.to(self.weight.device), mode="sum",
+            per_sample_weights=self.values.to(self.weight.device),
+        )  # fmt: skip
+        return bags + self.bias
+
+    def _apply(self, fn, recurse=True):
+        self.indices, self.values, self.offsets = fn(self.indices), fn(self.values), fn(self.offsets)
+        return super()._apply(fn, recurse)
+
+    def save(self, directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {
+            "rows": self.indices[0].contiguous(),
+            "columns": self.indices[1].contiguous(),
+            "values": self.values.contiguous(),
+            "column_tokens": self.column_tokens.contiguous(),
+            "weight": self.weight.detach().contiguous(),
+            "bias": self.bias.detach().contiguous(),
+        }
+        save_file(tensors, str(directory / HEAD_WEIGHTS))
+        settings = {
+            "format_version": FORMAT_VERSION,
+            "n_genes": self.n_genes,
+            "columns": len(self.column_tokens),
+            "entries": int(self.values.numel()),
+            "about": "gene output vectors = A @ weight + bias (A: sparse rows x columns, values); lm_head holds them materialised",
+        }
+        (directory / HEAD_SETTINGS).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> "AnnotationHead":
+        from safetensors.torch import load_file
+
+        settings = json.loads((directory / HEAD_SETTINGS).read_text(encoding="utf-8"))
+        tensors = load_file(str(directory / HEAD_WEIGHTS))
+        missing = {"rows", "columns", "values", "column_tokens", "weight", "bias"} - set(tensors)
+        if missing:
+            raise ValueError(f"{directory / HEAD_WEIGHTS}: missing tensor(s) {', '.join(sorted(missing))}")
+        head = cls(
+            tensors["rows"], tensors["columns"], tensors["values"], tensors["column_tokens"],
+            settings["n_genes"], tensors["weight"].shape[1],
+        )  # fmt: skip
+        with torch.no_grad():
+            head.weight.copy_(tensors["weight"])
+            head.bias.copy_(tensors["bias"])
+        return head
+
+
+def gene_head(model) -> AnnotationHead | None:
+    """The model's annotation head, or None (gene outputs are then free rows of ``lm_head``)."""
+    return getattr(_unwrap(model), HEAD_ATTRIBUTE, None)
+
+
+def attach_gene_head(model, head: AnnotationHead | None) -> None:
+    """Make ``head`` compute the model's gene outputs (a submodule: its parameters train with the
+    model). ``lm_head`` must be untied from the input embedding: it keeps the materialised copy that
+    plain ``from_pretrained`` users read, and is frozen while the head is attached."""
+    inner = _unwrap(model)
+    if head is None:
+        if hasattr(inner, HEAD_ATTRIBUTE):
+            delattr(inner, HEAD_ATTRIBUTE)
+        return
+    if inner.config.tie_word_embeddings:
+        raise ValueError("an annotation head needs untied embeddings (policy.tie_embeddings: false)")
+    setattr(inner, HEAD_ATTRIBUTE, head)
+    inner.get_output_embeddings().weight.requires_grad_(False)
+    head.synced = None
+
+
+@torch.no_grad()
+def materialise_gene_head(model, gene_ids: torch.LongTensor) -> bool:
+    """Copy the head's gene vectors into the gene rows of ``lm_head`` (what ``from_pretrained`` loads).
+
+    Returns False, and leaves ``lm_head`` alone, when its gene rows were changed since the last copy
+    by something that trained ``lm_head`` directly (its values then win and the head is dropped).
+    """
+    head = gene_head(model)
+    if head is None:
+        return False
+    out = _unwrap(model).get_output_embeddings().weight
+    start, stop = int(gene_ids[0]), int(gene_ids[-1]) + 1
+    rows = out[start:stop]
+    if head.synced is not None and not torch.equal(rows, head.synced):
+        log.warning("lm_head gene rows were trained directly; saving them and dropping the annotation head")
+        attach_gene_head(model, None)
+        return False
+    rows.copy_(head().detach())
+    head.synced = rows.clone()
+    return True
+
+
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:
     """Load a saved policy directory, or a peft adapter directory on top of its base model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -335,7 +497,23 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
     model.eval()
+    if (path / HEAD_SETTINGS).exists():
+        _restore_gene_head(model, AnnotationHead.load(path).to(device), gene_token_ids(tokenizer), path)
     return Policy(model, tokenizer, _read_settings(path), _read_genes(path / GENES_FILE))
+
+
+def _restore_gene_head(model, head: AnnotationHead, gene_ids: torch.LongTensor, path: Path) -> None:
+    """Re-attach a saved annotation head if ``lm_head`` still holds its vectors (else keep lm_head)."""
+    if head.n_genes != len(gene_ids):
+        raise ValueError(f"{path / HEAD_WEIGHTS}: {head.n_genes} genes, the tokenizer has {len(gene_ids)}")
+    rows = model.get_output_embeddings().weight[int(gene_ids[0]) : int(gene_ids[-1]) + 1]
+    with torch.no_grad():
+        computed = head()
+    if not torch.allclose(computed, rows, atol=1e-4, rtol=1e-4):
+        log.warning("%s: lm_head gene rows differ from the annotation head; using lm_head (free gene vectors)", path)
+        return
+    attach_gene_head(model, head)
+    head.synced = rows.detach().clone()
 
 
 def _read_settings(path: Path) -> PolicyConfig:
@@ -453,7 +631,14 @@ def backbone(model):
 
 
 def gene_weight(model, gene_ids: torch.LongTensor) -> torch.Tensor:
-    """Rows of the output layer for the gene tokens ``[G, H]`` (a view when they are contiguous)."""
+    """Output vectors of the gene tokens ``[G, H]``: from the :class:`AnnotationHead` when the model
+    has one (``gene_ids`` must then be every gene, in gene-index order), else rows of the output
+    layer (a view when they are contiguous)."""
+    head = gene_head(model)
+    if head is not None:
+        if len(gene_ids) != head.n_genes:
+            raise ValueError(f"the annotation head computes all {head.n_genes} genes, not a subset of {len(gene_ids)}")
+        return head()
     _, weight = backbone(model)
     start, stop = int(gene_ids[0]), int(gene_ids[-1]) + 1
     if stop - start == len(gene_ids):

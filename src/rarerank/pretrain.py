@@ -24,13 +24,13 @@ import torch
 
 from rarerank.annotations import GeneAnnotations
 from rarerank.ontology import Ontology
-from rarerank.policy import Policy, PolicyConfig, build_policy
+from rarerank.policy import AnnotationHead, Policy, PolicyConfig, attach_gene_head, build_policy, gene_head, token_vocab
 from rarerank.synthetic import PatientSampler, SyntheticConfig
 from rarerank.training import (
     Example,
     TrainingLog,
+    LoopSettings,
     length_grouped,
-    lr_at,
     make_example,
     rank_metrics,
     run_loop,
@@ -40,34 +40,38 @@ from rarerank.training import (
 log = logging.getLogger(__name__)
 
 POOL_BATCHES = 8  # batches per length-sorted pool of examples
+INIT_SCORERS = ("phenomizer", "annotation")
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """Knowledge pretraining hyperparameters (config section ``pretrain``)."""
 
-    steps: int = 600  # ~77k synthetic patients (~15 per gene) fits the ~4-minute budget on 2 cores
+    max_steps: int = 600  # ~77k synthetic patients (~15 per gene) fits the ~4-minute budget on 2 cores
     batch_size: int = 128  # large enough for stable gradients over ~5k classes, small enough for CPU
-    lr: float = 1e-3  # refines the knowledge init without washing it out
+    learning_rate: float = 1e-3  # refines the knowledge init without washing it out
     warmup_steps: int = 50  # avoids an early jolt to the initialised embeddings
     min_lr_ratio: float = 0.05  # cosine decays to 5% of the peak
     weight_decay: float = 0.01  # light regularisation; most parameters are embeddings
-    grad_clip: float = 1.0  # guards against rare loss spikes
+    max_grad_norm: float = 1.0  # guards against rare loss spikes
     prefix_rate: float = 0.25  # share of examples with distractor genes before the true gene
-    eval_every: int = 100  # evaluations on held-out synthetic patients (for the log)
+    eval_interval: int = 100  # evaluations on held-out synthetic patients (for the log)
     eval_patients: int = 1000  # held-out synthetic patients per evaluation
     knowledge_init: bool = True  # start from a spectral embedding of the annotations (skips the slow plateau)
+    init_scorer: str = "annotation"  # knowledge init reproduces: annotation (IC-weighted counts) | phenomizer (README)
     init_logit_std: float = 2.0  # standard deviation of the initial gene logits under knowledge_init
     ema_decay: float | None = None  # keep (and save) an exponential moving average of the weights; None: off
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1 or self.eval_patients < 1:
-            raise ValueError("pretrain steps, batch_size, eval_every and eval_patients must be at least 1")
-        if self.warmup_steps >= self.steps:
-            raise ValueError(f"pretrain.warmup_steps ({self.warmup_steps}) must be below pretrain.steps ({self.steps})")
-        if not 0 < self.lr < 1 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("pretrain.lr must be in (0, 1) and min_lr_ratio in [0, 1]")
+        if self.max_steps < 1 or self.batch_size < 1 or self.eval_interval < 1 or self.eval_patients < 1:
+            raise ValueError("pretrain max_steps, batch_size, eval_interval and eval_patients must be at least 1")
+        if self.warmup_steps >= self.max_steps:
+            raise ValueError(f"pretrain.warmup_steps ({self.warmup_steps}) must be below pretrain.max_steps ({self.max_steps})")
+        if not 0 < self.learning_rate < 1 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("pretrain.learning_rate must be in (0, 1) and min_lr_ratio in [0, 1]")
+        if self.init_scorer not in INIT_SCORERS:
+            raise ValueError(f"pretrain.init_scorer must be one of {', '.join(INIT_SCORERS)}, not {self.init_scorer!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ValueError(f"pretrain.ema_decay must be in [0, 1) or null, not {self.ema_decay}")
         if not 0 <= self.prefix_rate <= 1:
@@ -98,9 +102,12 @@ def phenotype_terms(ontology: Ontology) -> list[str]:
     return sorted(t for t in ontology.labels if ontology.is_phenotypic_abnormality(t))
 
 
-def annotation_matrix(genes: Sequence[str], vocab: dict[str, int], annotations: GeneAnnotations, ontology: Ontology):
+def annotation_matrix(
+    genes: Sequence[str], vocab: dict[str, int], annotations: GeneAnnotations, ontology: Ontology, min_ic: float = 0.0
+):
     """Sparse genes x terms matrix: a gene's annotated terms and their ancestors, weighted by
-    inverse gene frequency ``ln(N / n_t)`` (the information content Phenomizer uses); and its terms."""
+    inverse gene frequency ``ln(N / n_t)`` (the information content Phenomizer uses) when above
+    ``min_ic``; and its terms."""
     from scipy import sparse
 
     closures = [{a for t in annotations.terms.get(g, ()) for a in ontology.ancestors(t) if a in vocab} for g in genes]
@@ -115,42 +122,122 @@ def annotation_matrix(genes: Sequence[str], vocab: dict[str, int], annotations: 
     for r, closure in enumerate(closures):
         for t in sorted(closure):
             weight = np.log(n_genes / df[t])
-            if weight > 0:
+            if weight > min_ic:
                 rows.append(r)
                 cols.append(column[t])
                 vals.append(weight)
     return sparse.csr_matrix((vals, (rows, cols)), shape=(len(genes), len(terms)), dtype=np.float64), terms
 
 
-def knowledge_init(
-    policy: Policy, annotations: GeneAnnotations, ontology: Ontology, seed: int, logit_std: float, probe: Sequence | None = None
-) -> None:
-    """Initialise the model as a bag-of-terms scorer built from the annotations, then train from there.
+def build_gene_head(policy: Policy, matrix, terms: Sequence[str]) -> AnnotationHead:
+    """The annotation head over ``matrix`` (genes x ``terms``, :func:`annotation_matrix`): each row
+    divided by (its number of terms) ** ``policy.annotation_exponent``; a gene without annotations
+    gets a column of its own (its only free output vector). Vectors start at zero."""
+    from scipy import sparse
 
-    The annotation matrix ``M`` (genes x terms, see :func:`annotation_matrix`) scores a patient by
-    ``M p`` (p = the patient's terms): as good as Phenomizer on present terms here, and it treats
-    absent terms like present ones, which curated reports reward. A truncated SVD ``M ~ U S V^T`` of
-    rank ``hidden_size - 1`` gives term vectors ``V sqrt(S)`` and gene vectors ``U sqrt(S)`` (tied
-    embeddings). The last embedding dimension is a "dump": every term gets the same total norm, so
-    RMSNorm keeps the relative weight of terms, and special tokens, genes and terms without
-    annotations point mostly along it. Layer 0's value/output projections pass the other dimensions
-    through, so at step 0 the ``<answer>`` position holds the mean of the prompt's term vectors and a
-    gene's logit is its rank-limited ``M p`` score. Without this, a transformer trained from scratch
-    spends most of a CPU budget on the initial loss plateau. ``probe`` patients (optional) set the
-    gene-vector scale so that initial logits have standard deviation ``logit_std``.
-    """
+    matrix = sparse.csr_matrix(matrix)
+    counts = np.diff(matrix.indptr)
+    scale = np.where(counts > 0, np.maximum(counts, 1) ** -float(policy.config.annotation_exponent), 0.0)
+    scaled = sparse.diags(scale) @ matrix
+    coo = scaled.tocoo()
+    vocab = policy.tokenizer.get_vocab()
+    bare = np.flatnonzero(counts == 0)
+    rows = np.concatenate([coo.row, bare]).astype(np.int64)
+    columns = np.concatenate([coo.col, len(terms) + np.arange(len(bare))]).astype(np.int64)
+    values = np.concatenate([coo.data, np.ones(len(bare))]).astype(np.float32)
+    gene_ids = policy.gene_ids.numpy()
+    column_tokens = np.array([vocab[t] for t in terms] + [int(gene_ids[g]) for g in bare], dtype=np.int64)
+    head = AnnotationHead(rows, columns, values, column_tokens, len(policy.genes), policy.model.config.hidden_size)
+    log.info(
+        "annotation head: %d genes x %d terms (%d entries), %d genes without annotations keep a column of their own",
+        len(policy.genes), len(terms), coo.nnz, len(bare),
+    )  # fmt: skip
+    return head
+
+
+def prepare_output_head(policy: Policy, annotations: GeneAnnotations, ontology: Ontology):
+    """The annotation matrix (terms above ``policy.annotation_min_ic``) and its terms; with
+    ``policy.output_head: annotation`` the model gets its :class:`AnnotationHead` over it."""
+    config = policy.config
+    matrix, terms = annotation_matrix(policy.genes, policy.tokenizer.get_vocab(), annotations, ontology, config.annotation_min_ic)
+    if config.output_head == "annotation":
+        attach_gene_head(policy.model, build_gene_head(policy, matrix, terms))
+    return matrix, terms
+
+
+def phenomizer_matrix(policy: Policy, annotations: GeneAnnotations, ontology: Ontology) -> tuple[np.ndarray, list[str]]:
+    """Dense terms x genes matrix ``K``: Resnik similarity of each phenotype term to each gene (IC of
+    the most informative ancestor of the term that is in the gene's annotation closure). Phenomizer
+    scores a patient by ``K^T p / |p|`` (p = the patient's term bag): a linear bag-of-terms scorer,
+    so a model whose ``<answer>`` state is the mean of its term vectors can start as Phenomizer."""
+    from rarerank.baselines import HpoIndex
+
+    index = HpoIndex.build(ontology, annotations)
+    vocab = token_vocab(policy.tokenizer)
+    terms = [t for t in index.terms.tolist() if t in vocab and ontology.is_phenotypic_abnormality(t)]
+    column = np.array([index.gene_pos.get(g, -1) for g in policy.genes])
+    known = column >= 0
+    matrix = np.zeros((len(terms), len(policy.genes)), dtype=np.float32)
+    for row, term in enumerate(terms):
+        matrix[row, known] = index.similarity_row(index.term_pos[term])[column[known]]
+    return matrix, terms
+
+
+def init_factors(policy: Policy, config: "PretrainConfig", annotations, ontology, seed: int):
+    """Term and gene vectors (rank ``hidden_size - 1``) whose products approximate the initial scorer:
+    ``phenomizer`` (the truncated SVD of :func:`phenomizer_matrix`) or ``annotation`` (of the
+    IC-weighted annotation matrix, :func:`annotation_matrix`). Returns (term_x, gene_x, terms)."""
     from sklearn.utils.extmath import randomized_svd
 
+    rank = policy.model.config.hidden_size - 1
+    if config.init_scorer == "phenomizer":
+        matrix, terms = phenomizer_matrix(policy, annotations, ontology)  # terms x genes
+        u, singular, vt = randomized_svd(matrix, n_components=min(rank, min(matrix.shape) - 1), n_iter=4, random_state=seed)
+        term_x, gene_x = u * np.sqrt(singular), vt.T * np.sqrt(singular)
+    else:
+        matrix, terms = annotation_matrix(policy.genes, token_vocab(policy.tokenizer), annotations, ontology)
+        u, singular, vt = randomized_svd(matrix, n_components=min(rank, min(matrix.shape) - 1), n_iter=5, random_state=seed)
+        term_x, gene_x = vt.T * np.sqrt(singular), u * np.sqrt(singular)
+    return torch.as_tensor(term_x, dtype=torch.float32), torch.as_tensor(gene_x, dtype=torch.float32), terms
+
+
+def head_weights_for(head: AnnotationHead, gene_x: torch.Tensor) -> torch.Tensor:
+    """Column vectors ``F`` with ``A F ~ gene_x`` (the minimum-norm least-squares solution, lightly
+    ridge-regularised): the annotation head then starts with the gene vectors of the init scorer."""
+    from scipy import linalg, sparse
+
+    a = sparse.csr_matrix(
+        (head.values.numpy().astype(np.float64), (head.indices[0].numpy(), head.indices[1].numpy())),
+        shape=(head.n_genes, len(head.column_tokens)),
+    )
+    gram = (a @ a.T).toarray()
+    gram[np.diag_indices_from(gram)] += 1e-4 * float(np.mean(np.diag(gram)))
+    solved = linalg.solve(gram, gene_x.double().numpy(), assume_a="pos")
+    return torch.as_tensor(a.T @ solved, dtype=torch.float32)
+
+
+def knowledge_init(
+    policy: Policy, term_x: torch.Tensor, gene_x: torch.Tensor, terms: Sequence[str], seed: int, logit_std: float,
+    probe: Sequence | None = None,
+) -> None:  # fmt: skip
+    """Initialise the model as a linear bag-of-terms scorer, then train from there.
+
+    ``term_x`` / ``gene_x`` (:func:`init_factors`) are term and gene vectors whose dot products are
+    the scorer's term-gene weights. The last embedding dimension is a "dump": every term gets the
+    same total norm, so RMSNorm keeps the relative weight of terms, and special tokens, genes and
+    terms without vectors point mostly along it. Layer 0's value/output projections pass the other
+    dimensions through, so at step 0 the ``<answer>`` position holds the mean of the prompt's term
+    vectors and a gene's logit is its rank-limited score (a positive per-patient factor aside, which
+    does not change the ranking). Without this, a transformer trained from scratch spends most of a
+    CPU budget on the initial loss plateau. With an annotation head its column vectors are fitted so
+    that it reproduces ``gene_x``. ``probe`` patients (optional) set the gene-vector scale so that
+    initial logits have standard deviation ``logit_std``.
+    """
     model = policy.model
     hidden = model.config.hidden_size
-    vocab = policy.tokenizer.get_vocab()
-    genes = policy.genes
-    matrix, terms = annotation_matrix(genes, vocab, annotations, ontology)
-    rank = min(hidden - 1, min(matrix.shape) - 1)
-    u, singular, vt = randomized_svd(matrix, n_components=rank, n_iter=5, random_state=seed)
-    root = np.sqrt(singular)
-    term_x = torch.as_tensor(vt.T * root, dtype=torch.float32)  # [terms, rank]
-    gene_x = torch.as_tensor(u * root, dtype=torch.float32)  # [genes, rank]
+    vocab = token_vocab(policy.tokenizer)
+    head = gene_head(model)
+    rank = term_x.shape[1]
     dump = hidden - 1
     radius = float(term_x.norm(dim=-1).max()) * 1.05
     generator = torch.Generator().manual_seed(seed)
@@ -169,6 +256,11 @@ def knowledge_init(
         table[eos] = 0.0
         table[eos, dump] = 10 * radius  # <eos> shares the shift, so it starts level with the genes
         embedding.copy_(table)
+        if head is not None:
+            head.weight.zero_()
+            head.weight[:, :rank] = head_weights_for(head, gene_x)
+            head.bias.zero_()
+            head.bias[dump] = 10 * radius  # the shared bias carries the constant shift
         attention = model.model.layers[0].self_attn
         identity = torch.eye(hidden)
         identity[dump, dump] = 0.0
@@ -182,9 +274,11 @@ def knowledge_init(
             scale = logit_std / float(logits.std(dim=-1).mean())
             table[gene_rows, :rank] *= scale
             embedding.copy_(table)
+            if head is not None:
+                head.weight[:, :rank] *= scale
         if not model.config.tie_word_embeddings:
             model.get_output_embeddings().weight.copy_(table)
-    log.info("knowledge init: SVD rank %d of a %d genes x %d terms annotation matrix", rank, len(genes), len(terms))
+    log.info("knowledge init: rank %d term and gene vectors over %d terms", rank, len(terms))
 
 
 def synthetic_batches(policy: Policy, sampler: PatientSampler, config: PretrainConfig, seed: int):
@@ -224,9 +318,11 @@ def pretrain(
     genes, identifiers = gene_vocabulary(annotations, training_cases)
     policy = build_policy(policy_config, phenotype_terms(ontology), genes, identifiers, seed=seed)
     sampler = PatientSampler(annotations, ontology, config.synthetic)
+    prepare_output_head(policy, annotations, ontology)
     if config.knowledge_init:
         probe = sampler.batch(np.random.default_rng([seed, 3]), 256)
-        knowledge_init(policy, annotations, ontology, seed, config.init_logit_std, probe)
+        term_x, gene_x, init_terms = init_factors(policy, config, annotations, ontology, seed)
+        knowledge_init(policy, term_x, gene_x, init_terms, seed, config.init_logit_std, probe)
     n_params = sum(p.numel() for p in policy.model.parameters())
     log.info("policy: %d tokens (%d genes), %.2fM parameters", len(policy.tokenizer), len(genes), n_params / 1e6)
     held_out = sampler.batch(np.random.default_rng([seed, 2]), config.eval_patients)
@@ -239,22 +335,12 @@ def pretrain(
         policy.model.train()
         return metrics
 
+    settings = LoopSettings.from_config(config, ema_decay=config.ema_decay, desc="pretrain", progress=progress, log_timing=log_timing)
     training_log = TrainingLog()
-    result = run_loop(
-        policy,
-        synthetic_batches(policy, sampler, config, seed),
-        config.steps,
-        lambda step: lr_at(step, config.steps, config.lr, config.warmup_steps, config.min_lr_ratio),
-        config.weight_decay,
-        config.grad_clip,
-        evaluate,
-        config.eval_every,
-        training_log,
-        progress=progress,
-        desc="pretrain",
-        log_timing=log_timing,
-        ema_decay=config.ema_decay,
-    )
+    initial = {f"val_{k}": v for k, v in evaluate().items()}
+    training_log.add(step=0, loss=float("nan"), lr=0.0, **initial)  # the initial weights
+    log.info("pretrain step 0: %s", " ".join(f"{k}={v:.4g}" for k, v in initial.items()))
+    result = run_loop(policy, synthetic_batches(policy, sampler, config, seed), settings, training_log, evaluate)
     final = training_log.rows[-1] if training_log.rows else {}
     log.info(
         "pretrained %d steps in %.0f s (%.0f tokens/s); held-out synthetic top1 %.3f mrr %.3f",

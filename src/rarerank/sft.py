@@ -25,11 +25,12 @@ from rarerank.policy import Policy, load_policy
 from rarerank.synthetic import PatientSampler, SyntheticConfig
 from rarerank.training import (
     Example,
+    LoopResult,
+    LoopSettings,
     TrainingLog,
     evaluate_cases,
     in_vocabulary,
     length_grouped,
-    lr_at,
     make_example,
     run_loop,
     subsample,
@@ -49,21 +50,21 @@ class SFTConfig:
     max_steps: int = 300  # hard cap that keeps SFT near a minute per strategy on 2 cores
     batch_size: int = 64  # examples per step (real + synthetic)
     synthetic_fraction: float = 0.75  # share of each batch replaying synthetic patients (keeps gene knowledge)
-    lr: float = 3e-4  # a third of pretraining: 1e-3 made gene-disjoint validation worse, 3e-4 better
+    learning_rate: float = 3e-4  # a third of pretraining: 1e-3 made gene-disjoint validation worse, 3e-4 better
     warmup_steps: int = 20  # short warm-up; the model is already trained
     min_lr_ratio: float = 0.1  # cosine decay floor
     weight_decay: float = 0.01  # as in pretraining
-    grad_clip: float = 1.0  # guards against loss spikes
+    max_grad_norm: float = 1.0  # guards against loss spikes
     prefix_rate: float = 0.25  # share of examples with distractor genes before the true gene
-    eval_every: int = 50  # steps between validation evaluations
+    eval_interval: int = 50  # steps between validation evaluations
     patience: int = 3  # evaluations without improvement before stopping
     select_metric: str = "mrr"  # validation metric that picks the kept weights
     max_train_cases: int | None = None  # use only this many training cases (data-efficiency runs)
     present_only: bool = False  # drop absent terms at training and validation time (ablation)
 
     def __post_init__(self):
-        if self.max_epochs <= 0 or self.max_steps < 1 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 1:
-            raise ValueError("sft max_epochs, max_steps, batch_size, eval_every and patience must be positive")
+        if self.max_epochs <= 0 or self.max_steps < 1 or self.batch_size < 1 or self.eval_interval < 1 or self.patience < 1:
+            raise ValueError("sft max_epochs, max_steps, batch_size, eval_interval and patience must be positive")
         if not 0 <= self.synthetic_fraction < 1:
             raise ValueError(
                 f"sft.synthetic_fraction must be in [0, 1) so each batch has real cases, not {self.synthetic_fraction}"
@@ -72,8 +73,8 @@ class SFTConfig:
             raise ValueError("sft.batch_size * (1 - synthetic_fraction) rounds to 0 real cases per batch; raise batch_size")
         if self.select_metric not in METRICS:
             raise ValueError(f"sft.select_metric must be one of {', '.join(METRICS)}, not {self.select_metric!r}")
-        if not 0 < self.lr < 1 or not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.prefix_rate <= 1:
-            raise ValueError("sft.lr must be in (0, 1); min_lr_ratio and prefix_rate in [0, 1]")
+        if not 0 < self.learning_rate < 1 or not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.prefix_rate <= 1:
+            raise ValueError("sft.learning_rate must be in (0, 1); min_lr_ratio and prefix_rate in [0, 1]")
         if self.max_train_cases is not None and self.max_train_cases < 1:
             raise ValueError("sft.max_train_cases must be at least 1 (or null for all)")
 
@@ -137,16 +138,46 @@ def sft(
     policy = load_policy(base_dir)
     if hasattr(policy.model, "peft_config"):
         raise ValueError(f"{base_dir}: SFT starts from a full model directory, not a LoRA adapter")
-    train_cases = subsample(train_cases, config.max_train_cases, seed)
-    usable = in_vocabulary(train_cases, policy.genes)
+    usable = in_vocabulary(subsample(train_cases, config.max_train_cases, seed), policy.genes)
     if not validation_cases:
         raise ValueError("SFT needs validation cases for early stopping")
-    sampler = None
-    if config.synthetic_fraction > 0:
-        if ontology is None or annotations is None:
-            raise ValueError("sft.synthetic_fraction > 0 needs the ontology and gene annotations (or set it to 0)")
-        sampler = PatientSampler(annotations, ontology, synthetic)
+    sampler = _replay_sampler(config, ontology, annotations, synthetic)
     batch_at, steps_per_epoch = sft_batches(policy, usable, sampler, config, seed)
+    settings = _loop_settings(config, len(usable), steps_per_epoch, progress, log_timing)
+    log.info(
+        "SFT: %d training cases, %d steps (%d per epoch), %d validation cases",
+        len(usable), settings.max_steps, steps_per_epoch, len(validation_cases),
+    )  # fmt: skip
+    training_log = TrainingLog()
+    start_metrics = evaluate_cases(policy, validation_cases, config.present_only)
+    training_log.add(step=0, loss=float("nan"), lr=0.0, **{f"val_{k}": v for k, v in start_metrics.items()})
+    result = run_loop(
+        policy, batch_at, settings, training_log,
+        evaluate=lambda: evaluate_cases(policy, validation_cases, config.present_only),
+        initial_metric=start_metrics[config.select_metric],
+    )  # fmt: skip
+    log.info(
+        "SFT: %d steps in %.0f s (%.0f tokens/s), best validation %s %.4f at step %d (base %.4f)%s",
+        result.steps, result.seconds, result.tokens / max(result.seconds, 1e-9), config.select_metric,
+        result.best_metric, result.best_step, start_metrics[config.select_metric],
+        ", stopped early" if result.stopped_early else "",
+    )  # fmt: skip
+    _save(policy, outdir, result, start_metrics, training_log, base_dir=base_dir, config=config, synthetic=synthetic,
+          seed=seed, training_cases=len(usable), validation_cases=len(validation_cases), provenance_fields=provenance_fields)  # fmt: skip
+    return policy
+
+
+
+def _replay_sampler(config: SFTConfig, ontology, annotations, synthetic: SyntheticConfig) -> PatientSampler | None:
+    if config.synthetic_fraction == 0:
+        return None
+    if ontology is None or annotations is None:
+        raise ValueError("sft.synthetic_fraction > 0 needs the ontology and gene annotations (or set it to 0)")
+    return PatientSampler(annotations, ontology, synthetic)
+
+
+def _loop_settings(config: SFTConfig, n_cases: int, steps_per_epoch: int, progress: bool, log_timing: bool) -> LoopSettings:
+    """Steps = min(max_steps, max_epochs epochs); a warm-up longer than that shrinks to a fifth of it."""
     steps = min(config.max_steps, max(1, math.ceil(config.max_epochs * steps_per_epoch)))
     warmup = config.warmup_steps
     if warmup >= steps:
@@ -155,35 +186,17 @@ def sft(
         warmup = steps // 5
         log.warning(
             "sft.warmup_steps (%d) is not below the %d training steps of %d cases; warming up over %d steps",
-            config.warmup_steps, steps, len(usable), warmup,
+            config.warmup_steps, steps, n_cases, warmup,
         )  # fmt: skip
-    log.info("SFT: %d training cases, %d steps (%d per epoch), %d validation cases", len(usable), steps, steps_per_epoch, len(validation_cases))
-    training_log = TrainingLog()
-    start_metrics = evaluate_cases(policy, validation_cases, config.present_only)
-    training_log.add(step=0, loss=float("nan"), lr=0.0, **{f"val_{k}": v for k, v in start_metrics.items()})
-    result = run_loop(
-        policy,
-        batch_at,
-        steps,
-        lambda step: lr_at(step, steps, config.lr, warmup, config.min_lr_ratio),
-        config.weight_decay,
-        config.grad_clip,
-        lambda: evaluate_cases(policy, validation_cases, config.present_only),
-        config.eval_every,
-        training_log,
-        select_metric=config.select_metric,
-        patience=config.patience,
-        initial_metric=start_metrics[config.select_metric],
-        progress=progress,
-        desc="sft",
-        log_timing=log_timing,
-    )
-    log.info(
-        "SFT: %d steps in %.0f s (%.0f tokens/s), best validation %s %.4f at step %d (base %.4f)%s",
-        result.steps, result.seconds, result.tokens / max(result.seconds, 1e-9), config.select_metric,
-        result.best_metric, result.best_step, start_metrics[config.select_metric],
-        ", stopped early" if result.stopped_early else "",
-    )
+    return LoopSettings.from_config(
+        config, max_steps=steps, warmup_steps=warmup, select_metric=config.select_metric, patience=config.patience,
+        desc="sft", progress=progress, log_timing=log_timing,
+    )  # fmt: skip
+
+
+def _save(policy: Policy, outdir, result: LoopResult, start_metrics: dict, training_log: TrainingLog, *, base_dir,
+          config: SFTConfig, synthetic: SyntheticConfig, seed: int, training_cases: int, validation_cases: int,
+          provenance_fields: dict | None) -> None:  # fmt: skip
     policy.save(
         outdir,
         stage="sft",
@@ -191,8 +204,8 @@ def sft(
         base_model=str(base_dir),
         sft=asdict(config),
         synthetic=asdict(synthetic),
-        training_cases=len(usable),
-        validation_cases=len(validation_cases),
+        training_cases=training_cases,
+        validation_cases=validation_cases,
         steps=result.steps,
         best_step=result.best_step,
         best_validation={config.select_metric: result.best_metric},
@@ -203,4 +216,3 @@ def sft(
         **(provenance_fields or {}),
     )
     training_log.write(Path(outdir) / "training_log.tsv")
-    return policy

@@ -26,6 +26,7 @@ from rarerank.policy import (
     EOS,
     Policy,
     backbone,
+    gene_weight,
     hidden_states,
     prompt_token_ids,
     token_vocab,
@@ -128,7 +129,7 @@ def lm_loss(model, batch: dict[str, torch.Tensor], gene_ids: torch.LongTensor, e
     where = targets != IGNORE
     _, weight = backbone(model)
     start, stop = int(gene_ids[0]), int(gene_ids[-1]) + 1
-    answer_weight = torch.cat([weight[start:stop], weight[eos_id : eos_id + 1]])
+    answer_weight = torch.cat([gene_weight(model, gene_ids), weight[eos_id : eos_id + 1]])
     logits = hidden[where] @ answer_weight.T
     chosen = targets[where]
     index = torch.where(chosen == eos_id, stop - start, chosen - start)
@@ -284,106 +285,168 @@ class _WeightAverage:
             self.copy_to_params(live)
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """What :func:`run_loop` needs from a stage's config (pretrain and SFT build one)."""
+
+    max_steps: int
+    learning_rate: float  # peak of the warm-up + cosine schedule (:func:`lr_at`)
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    max_grad_norm: float  # 0 = no clipping
+    eval_interval: int
+    select_metric: str | None = None  # keep the weights with the best value of this evaluation metric
+    patience: int | None = None  # stop after this many evaluations without improvement
+    ema_decay: float | None = None  # evaluate and keep a moving average of the weights
+    desc: str = "training"
+    progress: bool = False
+    log_timing: bool = False  # tokens/s and elapsed columns (off: logs byte-identical across runs)
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> "LoopSettings":
+        """Settings from a stage config that uses the shared names (``max_steps``, ``learning_rate``,
+        ``warmup_steps``, ``min_lr_ratio``, ``weight_decay``, ``max_grad_norm``, ``eval_interval``),
+        with ``overrides`` by keyword."""
+        shared = ("max_steps", "learning_rate", "warmup_steps", "min_lr_ratio", "weight_decay", "max_grad_norm", "eval_interval")
+        return cls(**{name: getattr(config, name) for name in shared if name not in overrides}, **overrides)
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.max_steps, self.learning_rate, self.warmup_steps, self.min_lr_ratio)
+
+
+class _BestWeights:
+    """The best weights seen by ``select_metric`` and the patience count (nothing without a metric)."""
+
+    def __init__(self, model, settings: LoopSettings, initial_metric: float | None):
+        self.model, self.metric_name, self.patience = model, settings.select_metric, settings.patience
+        self.metric, self.step, self.state, self.bad_evals = -math.inf, 0, None, 0
+        if self.metric_name is not None and initial_metric is not None:
+            # The starting weights compete too: training that never helps gives them back.
+            self.metric, self.state = initial_metric, self._snapshot()
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def improved(self, metrics: dict[str, float]) -> bool:
+        """Whether ``metrics`` beat the best so far; if so the current weights are snapshotted."""
+        if self.metric_name is None or not metrics[self.metric_name] > self.metric:
+            return False
+        self.state = self._snapshot()
+        return True
+
+    def record(self, improved: bool, metrics: dict[str, float], step: int) -> bool:
+        """Update the best value and the patience count; True when training should stop."""
+        if self.metric_name is None:
+            return False
+        if improved:
+            self.metric, self.step, self.bad_evals = metrics[self.metric_name], step, 0
+            return False
+        self.bad_evals += 1
+        return self.patience is not None and self.bad_evals >= self.patience
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+
+
+class _Throughput:
+    """Loss average and token counts between evaluations."""
+
+    def __init__(self):
+        self.start = self.window_start = time.perf_counter()
+        self.tokens_total = self.tokens_window = 0
+        self.loss_sum, self.loss_n = 0.0, 0
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss_sum, self.loss_n = self.loss_sum + loss, self.loss_n + 1
+        self.tokens_total, self.tokens_window = self.tokens_total + tokens, self.tokens_window + tokens
+
+    def row(self, step: int, lr: float, log_timing: bool) -> dict:
+        row = {"step": step, "loss": self.loss_sum / max(self.loss_n, 1), "lr": lr}
+        if log_timing:
+            now = time.perf_counter()
+            row["tokens_per_s"] = self.tokens_window / max(now - self.window_start, 1e-9)
+            row["elapsed_s"] = now - self.start
+        return row
+
+    def reset_window(self) -> None:
+        self.loss_sum, self.loss_n = 0.0, 0
+        self.window_start, self.tokens_window = time.perf_counter(), 0
+
+
+def _train_step(policy: Policy, optimizer, params, examples: Sequence[Example], lr: float, max_grad_norm: float):
+    """One optimiser step on ``examples``; returns (loss, non-padding tokens)."""
+    batch = collate(examples, policy.tokenizer.pad_token_id)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss, _ = lm_loss(policy.model, batch, policy.gene_ids, policy.tokenizer.eos_token_id)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    return float(loss.detach()), int(batch["attention_mask"].sum())
+
+
 def run_loop(
     policy: Policy,
     batch_at: Callable[[int], list[Example]],
-    steps: int,
-    lr: Callable[[int], float],
-    weight_decay: float,
-    grad_clip: float,
-    evaluate: Callable[[], dict[str, float]] | None,
-    eval_every: int,
+    settings: LoopSettings,
     training_log: TrainingLog,
-    select_metric: str | None = None,
-    patience: int | None = None,
+    evaluate: Callable[[], dict[str, float]] | None = None,
     initial_metric: float | None = None,
-    progress: bool = False,
-    desc: str = "training",
-    log_timing: bool = False,
-    ema_decay: float | None = None,
 ) -> LoopResult:
-    """The training loop: batch, loss, step, evaluate at an interval; keep the best weights.
+    """The training loop: batch, loss, step, evaluate every ``eval_interval`` steps; keep the best.
 
-    ``batch_at(step)`` must be a pure function of the step (deterministic data order). Timing
-    columns (tokens/s, elapsed) are logged only with ``log_timing`` so that logs stay byte-identical
-    across runs by default. With
-    ``select_metric`` the weights with the best value of that evaluation metric are restored at the
-    end (``initial_metric``, the starting weights' value, makes them a candidate too: best step 0),
-    and training stops after ``patience`` evaluations without improvement. With ``ema_decay`` an
+    ``batch_at(step)`` must be a pure function of the step (deterministic data order). With
+    ``settings.select_metric`` the weights with the best value of that evaluation metric are restored
+    at the end (``initial_metric``, the starting weights' value, makes them a candidate too: best step
+    0), and training stops after ``patience`` evaluations without improvement. With ``ema_decay`` an
     exponential moving average of the weights is kept; evaluations score it and it is the result.
     """
     model = policy.model
     model.train()
-    optimizer = make_optimizer(model, lr(0), weight_decay)
+    optimizer = make_optimizer(model, settings.lr(0), settings.weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
-    best_metric, best_step, best_state = -math.inf, 0, None
-    if select_metric is not None and initial_metric is not None:
-        # The starting weights compete too: training that never helps gives them back.
-        best_metric, best_state = initial_metric, {k: v.detach().clone() for k, v in model.state_dict().items()}
-    bad_evals, stopped = 0, False
-    ema = _WeightAverage(params, ema_decay) if ema_decay is not None else None
-    tokens_total, tokens_window, window_start = 0, 0, time.perf_counter()
-    start = time.perf_counter()
-    loss_sum, loss_n = 0.0, 0
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, desc=desc, unit="step", mininterval=5.0)
-    step = 0
-    for step in range(steps):
-        examples = batch_at(step)
-        batch = collate(examples, policy.tokenizer.pad_token_id)
-        n_tokens = int(batch["attention_mask"].sum())
-        for group in optimizer.param_groups:
-            group["lr"] = lr(step)
-        loss, _ = lm_loss(model, batch, policy.gene_ids, policy.tokenizer.eos_token_id)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
+    best = _BestWeights(model, settings, initial_metric)
+    ema = _WeightAverage(params, settings.ema_decay) if settings.ema_decay is not None else None
+    meter = _Throughput()
+    bar = _progress_bar(settings)
+    step, stopped = 0, False
+    for step in range(settings.max_steps):
+        meter.add(*_train_step(policy, optimizer, params, batch_at(step), settings.lr(step), settings.max_grad_norm))
         if ema is not None:
             ema.update()
-        loss_sum += float(loss.detach())
-        loss_n += 1
-        tokens_total += n_tokens
-        tokens_window += n_tokens
         if bar is not None:
             bar.update(1)
-        last = step + 1 == steps
-        if (step + 1) % eval_every == 0 or last:
-            now = time.perf_counter()
-            row = {"step": step + 1, "loss": loss_sum / max(loss_n, 1), "lr": lr(step)}
-            if log_timing:
-                row["tokens_per_s"] = tokens_window / max(now - window_start, 1e-9)
-                row["elapsed_s"] = now - start
+        if (step + 1) % settings.eval_interval == 0 or step + 1 == settings.max_steps:
+            row = meter.row(step + 1, settings.lr(step), settings.log_timing)
             # With ema the average is what gets scored, and so what a best checkpoint keeps.
             with ema.swapped_in() if ema is not None else contextlib.nullcontext():
                 metrics = evaluate() if evaluate is not None else {}
-                improved = select_metric is not None and metrics[select_metric] > best_metric
-                if improved:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                improved = best.improved(metrics)
             row.update({f"val_{k}": v for k, v in metrics.items()})
             training_log.add(**row)
-            log.info("%s step %d: %s", desc, step + 1, " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"))
-            loss_sum, loss_n = 0.0, 0
-            if select_metric is not None:
-                if improved:
-                    best_metric, best_step, bad_evals = metrics[select_metric], step + 1, 0
-                else:
-                    bad_evals += 1
-                    if patience is not None and bad_evals >= patience:
-                        stopped = True
-                        break
-            window_start, tokens_window = time.perf_counter(), 0
+            log.info("%s step %d: %s", settings.desc, step + 1, " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"))
+            meter.reset_window()
+            if best.record(improved, metrics, step + 1):
+                stopped = True
+                break
     if bar is not None:
         bar.close()
     if ema is not None:
         ema.copy_to_params()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best.restore()
     model.eval()
-    if select_metric is None:
-        best_step = step + 1
-    return LoopResult(step + 1, best_step, best_metric, stopped, time.perf_counter() - start, tokens_total)
+    best_step = best.step if settings.select_metric is not None else step + 1
+    seconds = time.perf_counter() - meter.start
+    return LoopResult(step + 1, best_step, best.metric, stopped, seconds, meter.tokens_total)
+
+
+def _progress_bar(settings: LoopSettings):
+    if not settings.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=settings.max_steps, desc=settings.desc, unit="step", mininterval=5.0)
