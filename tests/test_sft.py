@@ -111,3 +111,21 @@ def test_length_grouped_batches_keep_each_streams_share():
         assert max(len(e.tokens) for e in batch if len(e.tokens) < 20) - min(len(e.tokens) for e in batch if len(e.tokens) < 20) <= 1
     assert sum(len(b) for b in batches) == 64  # every example of the pool once
     assert [len(e.tokens) for e in batch_at(3)] == [len(e.tokens) for e in batch_at(11)]  # next pool, same recipe
+
+
+def test_sft_cli_runs_on_the_device_asked_for(fixture_cases, base_dir, tmp_path, monkeypatch, caplog):
+    """`rarerank sft --device cpu` trains end to end; `--device cuda` without a GPU stops with a one-line error."""
+    import torch
+
+    from rarerank.cases import write_cases
+    from rarerank.cli import main
+
+    write_cases(tmp_path / "cases.tsv", fixture_cases)
+    settings = json.dumps({"max_steps": 4, "batch_size": 4, "synthetic_fraction": 0.0, "warmup_steps": 1, "eval_interval": 2})
+    argv = ["sft", "--model", str(base_dir), "--train", str(tmp_path / "cases.tsv"), "--validation",
+            str(tmp_path / "cases.tsv"), "--settings", settings, "--no-progress"]  # fmt: skip
+    assert main([*argv, "-o", str(tmp_path / "cpu"), "--device", "cpu"]) == 0
+    assert load_policy(tmp_path / "cpu").genes == load_policy(base_dir).genes
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([*argv, "-o", str(tmp_path / "gpu"), "--device", "cuda"]) == 1
+    assert "no CUDA GPU" in caplog.text and not (tmp_path / "gpu").exists()

@@ -622,6 +622,7 @@ def _add_pretrain(sub):
     p.add_argument("--settings", default="{}", help="pretrain settings: a JSON object or a JSON/YAML file (keys of the config's pretrain: section)")
     p.add_argument("--seed", type=int, default=42, help="seed of initialisation and synthetic patients")
     p.add_argument("--eval-cases", type=Path, help="cases TSV scored at every evaluation for the log only (never selects weights)")
+    p.add_argument("--device", default="auto", help="where to train: auto (a GPU when visible), cpu or cuda (default auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--log-timing", action="store_true", help="add tokens/s and elapsed seconds to the training log")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -648,7 +649,7 @@ def _run_pretrain(args):
     pretrain(
         policy_config, config, ontology, annotations, training_cases, args.outdir, args.seed, eval_cases,
         not args.no_progress, {"inputs": [str(args.ontology), str(args.gene_annotations), *map(str, args.train_cases)]},
-        args.log_timing,
+        args.log_timing, device=args.device,
     )  # fmt: skip
     log.info("base model -> %s", args.outdir)
 
@@ -666,6 +667,7 @@ def _add_sft(sub):
     p.add_argument("--seed", type=int, default=42, help="seed of data order and augmentation")
     p.add_argument("--max-train-cases", type=int, help="train on a seeded random subset of this many cases (overrides the settings)")
     p.add_argument("--present-only", action="store_true", help="drop absent terms in training and validation (ablation)")
+    p.add_argument("--device", default="auto", help="where to train: auto (a GPU when visible), cpu or cuda (default auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--log-timing", action="store_true", help="add tokens/s and elapsed seconds to the training log")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -699,7 +701,7 @@ def _run_sft(args):
     sft(
         args.model, config, read_cases(args.train), read_cases(args.validation), args.outdir, ontology, annotations,
         SyntheticConfig.from_dict(_mapping_option(args.synthetic, "synthetic")), args.seed, not args.no_progress,
-        {"inputs": [str(args.model), str(args.train), str(args.validation)]}, args.log_timing,
+        {"inputs": [str(args.model), str(args.train), str(args.validation)]}, args.log_timing, device=args.device,
     )  # fmt: skip
     log.info("SFT model -> %s", args.outdir)
 

@@ -25,8 +25,10 @@ from typing import Callable, Sequence
 import torch
 
 
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.LongTensor, torch.LongTensor]:
-    """Stack variable-length id lists into left-padded ``input_ids`` and ``attention_mask``."""
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str | None = None
+) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """Stack variable-length id lists into left-padded ``input_ids`` and ``attention_mask`` (on ``device``)."""
     if not sequences:
         raise ValueError("no sequences to pad")
     length = max(len(s) for s in sequences)
@@ -36,7 +38,7 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Lon
         if len(seq):
             ids[row, length - len(seq) :] = torch.as_tensor(list(seq), dtype=torch.long)
             mask[row, length - len(seq) :] = 1
-    return ids, mask
+    return (ids, mask) if device is None else (ids.to(device), mask.to(device))
 
 
 def position_ids(attention_mask: torch.LongTensor) -> torch.LongTensor:

@@ -466,6 +466,11 @@ def materialise_gene_head(model, gene_ids: torch.LongTensor) -> bool:
     return True
 
 
+def model_device(model) -> torch.device:
+    """Where the model's weights live (inputs built for it go there too)."""
+    return next(model.parameters()).device
+
+
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:
     """Load a saved policy directory, or a peft adapter directory on top of its base model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -599,8 +604,10 @@ def encode_prompts(
     max_absent: int | None = None,
 ) -> Prompts:
     """Left-padded prompt batch for objects with ``.present`` / ``.absent`` term lists (e.g. Case)."""
+    device = None
     if isinstance(policy_or_tokenizer, Policy):
         tokenizer, config = policy_or_tokenizer.tokenizer, policy_or_tokenizer.config
+        device = model_device(policy_or_tokenizer.model)
     else:
         tokenizer, config = policy_or_tokenizer, PolicyConfig()
     max_present = max_present or config.max_present_terms
@@ -610,7 +617,7 @@ def encode_prompts(
         prompt_token_ids(tokenizer, c.present, getattr(c, "absent", ()), rng, present_only, max_present, max_absent, stats)
         for c in cases
     ]
-    stats.input_ids, stats.attention_mask = left_pad(sequences, tokenizer.pad_token_id)
+    stats.input_ids, stats.attention_mask = left_pad(sequences, tokenizer.pad_token_id, device)
     return stats
 
 
@@ -727,7 +734,7 @@ def constrained_rank(
         bar = tqdm(total=len(sequences), unit="case", desc="ranking")
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        ids, mask = left_pad([sequences[i] for i in chunk], tokenizer.pad_token_id)
+        ids, mask = left_pad([sequences[i] for i in chunk], tokenizer.pad_token_id, model_device(policy.model))
         for i, ranked in zip(chunk, rank_batch(policy, Prompts(ids, mask), k, top_n)):
             results[i] = ranked
         if bar is not None:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from rarerank.annotations import GeneAnnotations
+from rarerank.device import resolve_device
 from rarerank.ontology import Ontology
 from rarerank.policy import AnnotationHead, Policy, PolicyConfig, attach_gene_head, build_policy, gene_head, token_vocab
 from rarerank.synthetic import PatientSampler, SyntheticConfig
@@ -308,8 +309,9 @@ def pretrain(
     progress: bool = False,
     provenance_fields: dict | None = None,
     log_timing: bool = False,
+    device: str | torch.device = "cpu",
 ) -> Policy:
-    """Build the tokenizer and model, train on synthetic patients, save to ``outdir``.
+    """Build the tokenizer and model, train on synthetic patients (on ``device``), save to ``outdir``.
 
     ``eval_cases`` (optional) are real cases scored at every evaluation for the log only; they never
     select a checkpoint (the base model is shared by all strategies, so no split may choose it).
@@ -323,6 +325,7 @@ def pretrain(
         probe = sampler.batch(np.random.default_rng([seed, 3]), 256)
         term_x, gene_x, init_terms = init_factors(policy, config, annotations, ontology, seed)
         knowledge_init(policy, term_x, gene_x, init_terms, seed, config.init_logit_std, probe)
+    policy.model.to(resolve_device(device))
     n_params = sum(p.numel() for p in policy.model.parameters())
     log.info("policy: %d tokens (%d genes), %.2fM parameters", len(policy.tokenizer), len(genes), n_params / 1e6)
     held_out = sampler.batch(np.random.default_rng([seed, 2]), config.eval_patients)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rarerank.annotations import GeneAnnotations
+from rarerank.device import resolve_device
 from rarerank.ontology import Ontology
 from rarerank.policy import Policy, load_policy
 from rarerank.synthetic import PatientSampler, SyntheticConfig
@@ -132,10 +133,11 @@ def sft(
     progress: bool = False,
     provenance_fields: dict | None = None,
     log_timing: bool = False,
+    device: str | torch.device = "cpu",
 ) -> Policy:
-    """Fine-tune the model in ``base_dir`` on ``train_cases``; keep the best on ``validation_cases``."""
+    """Fine-tune the model in ``base_dir`` on ``train_cases`` (on ``device``); keep the best on ``validation_cases``."""
     torch.manual_seed(seed)
-    policy = load_policy(base_dir)
+    policy = load_policy(base_dir, resolve_device(device))
     if hasattr(policy.model, "peft_config"):
         raise ValueError(f"{base_dir}: SFT starts from a full model directory, not a LoRA adapter")
     usable = in_vocabulary(subsample(train_cases, config.max_train_cases, seed), policy.genes)

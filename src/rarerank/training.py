@@ -28,6 +28,7 @@ from rarerank.policy import (
     backbone,
     gene_weight,
     hidden_states,
+    model_device,
     prompt_token_ids,
     token_vocab,
     true_gene_ranks,
@@ -377,7 +378,8 @@ class _Throughput:
 
 def _train_step(policy: Policy, optimizer, params, examples: Sequence[Example], lr: float, max_grad_norm: float):
     """One optimiser step on ``examples``; returns (loss, non-padding tokens)."""
-    batch = collate(examples, policy.tokenizer.pad_token_id)
+    device = model_device(policy.model)
+    batch = {k: v.to(device) for k, v in collate(examples, policy.tokenizer.pad_token_id).items()}
     for group in optimizer.param_groups:
         group["lr"] = lr
     loss, _ = lm_loss(policy.model, batch, policy.gene_ids, policy.tokenizer.eos_token_id)
