@@ -557,13 +557,15 @@ class GRPORun:
             if sum(len(g.prompts) for g in kept) >= config.cases_per_step:
                 break
         everything = Groups.join(sampled)
+        texts = lists_as_text(everything.choices.cpu(), self.task.symbols)
+        top1 = combined_reward(self.top1_only, texts, gene=[g for g in everything.genes for _ in range(G)])
         stats = {
             "reward_mean": float(everything.rewards.mean()),
             "reward_std": float(everything.rewards.std(unbiased=False)),
             "zero_variance_fraction": group_advantages(everything.rewards, G)[2],
-            "top1_sampled": float(np.mean(combined_reward(self.top1_only, lists_as_text(everything.choices.cpu(), self.task.symbols), gene=[g for g in everything.genes for _ in range(G)]))),
+            "top1_sampled": float(np.mean(top1)),
             "cases_seen": self.state.cursor,
-        }  # fmt: skip
+        }
         batch = Groups.join(kept)
         if not batch.prompts:
             return None, {**stats, "groups_used": 0}
