@@ -126,3 +126,13 @@ def test_every_rule_that_computes_has_a_benchmark():
         if block.startswith("rule ") and REAL_WORK.search(block) and "\n    benchmark:\n" not in block
     ]
     assert missing == []
+
+
+def test_provenance_of_a_torch_stage_records_its_cpu_kernels():
+    import torch
+
+    from rarerank.provenance import provenance
+
+    record = provenance(seed=1)
+    assert record["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["torch_threads"] == torch.get_num_threads() and record["seed"] == 1

@@ -54,6 +54,10 @@ def provenance(**fields) -> dict:
         "platform": platform.platform(),
         "packages": package_versions(),
     }
+    torch = sys.modules.get("torch")  # a stage that ran torch: its CPU kernels decide the last bits of the weights
+    if torch is not None:
+        record["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        record["torch_threads"] = torch.get_num_threads()
     record.update(fields)
     return record
 
