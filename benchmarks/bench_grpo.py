@@ -151,7 +151,8 @@ def main(argv=None) -> int:
     task, usable = task_for(policy, cases)
     n_params = sum(p.numel() for p in policy.model.parameters())
     # the learning rates the README gives for each adapter (they do not change the speed)
-    config = RFTConfig(max_steps=args.steps, eval_interval=10**6, checkpoint_interval=10**6, adapter="full", learning_rate=3e-5)
+    config = RFTConfig(max_steps=args.steps, eval_interval=10**6, checkpoint_interval=10**6, adapter="full", learning_rate=3e-5,
+                       warmup_steps=0)
     lora = dataclasses.replace(config, adapter="lora", learning_rate=RFTConfig().learning_rate)
     decoded = dataclasses.replace(lora, list_sampling="decoded")
     print(f"model: {origin}, {n_params / 1e6:.1f} M parameters, {len(policy.genes)} genes; "

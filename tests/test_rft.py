@@ -49,7 +49,8 @@ def toy_task() -> RFTTask:
 
 def toy_config(**overrides) -> RFTConfig:
     values = dict(group_size=8, cases_per_step=8, list_length=3, max_steps=30, learning_rate=1e-2, eval_interval=10,
-                  eval_cases=None, checkpoint_interval=5, lora_rank=8, lora_alpha=16, synthetic_fraction=0.0, adapter="full")  # fmt: skip
+                  eval_cases=None, checkpoint_interval=5, lora_rank=8, lora_alpha=16, synthetic_fraction=0.0, adapter="full",
+                  warmup_steps=0, lr_schedule="constant")  # fmt: skip
     values.update(overrides)
     return RFTConfig(**values)
 
@@ -356,7 +357,7 @@ def test_selection_metric_equals_what_predict_produces(tmp_path):
 
     start, train_tsv, val_tsv = _stage_inputs(tmp_path)
     config = RFTConfig(max_steps=4, group_size=4, cases_per_step=4, list_length=3, learning_rate=0.01, eval_interval=2,
-                       adapter="full", synthetic_fraction=0, eval_cases=None)  # fmt: skip
+                       adapter="full", synthetic_fraction=0, eval_cases=None, warmup_steps=0)  # fmt: skip
     grader = GraderConfig()
     summary = run_rft(start, train_tsv, val_tsv, tmp_path / "out", tmp_path / "log.tsv", config=config, grader=grader,
                       progress=False, device="cpu")  # fmt: skip
