@@ -40,7 +40,7 @@ from rarerank.fileio import (
     read_bounded,
     scan_folder,
 )
-from rarerank.interop import export_pheval
+from rarerank.interop import export_pheval, staged_folder
 from rarerank.rankings import RankedGene
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "phenopackets"
@@ -69,6 +69,9 @@ def test_atomic_outputs_follow_the_umask(tmp_path, umask_022):
     export_pheval([Case("P1", "c", "", "FBN1", "", "", ("HP:0001166",))], {"P1": [RankedGene(1, "FBN1", "", 1.0)]},
                   tmp_path / "pheval")  # fmt: skip
     assert mode(tmp_path / "pheval") == 0o755 and mode(tmp_path / "pheval" / "P1.tsv") == 0o644
+    with staged_folder(tmp_path / "flat", "phenopacket export") as folder:  # the flat phenopacket export's folder
+        (folder / "P1.json").write_text("{}")
+    assert mode(tmp_path / "flat") == 0o755
     os.umask(0o077)
     with atomic_write(tmp_path / "c.tsv") as handle:
         handle.write("x\n")

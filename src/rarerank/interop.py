@@ -67,14 +67,9 @@ def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[Rank
     The folder is filled beside its final place and moved there at the end, so a failed run leaves
     nothing; ``outdir`` must not exist or be empty.
     """
-    outdir = Path(outdir)
-    if outdir.exists() and any(outdir.iterdir()):
-        raise ValueError(f"{outdir}: PhEval export folder is not empty; remove it or choose another")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
     stems: dict[str, str] = {}
-    tmp = Path(tempfile.mkdtemp(dir=outdir.parent, prefix=f".{outdir.name}."))
     written, rescored = 0, 0
-    try:
+    with staged_folder(outdir, "PhEval export") as tmp:
         for case in cases:
             ranked = sorted(predictions.get(case.case_id, ()), key=lambda g: (g.rank, g.gene_symbol))
             if not ranked:
@@ -94,13 +89,6 @@ def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[Rank
                     score = 1.0 / gene.rank if use_rank else gene.score
                     handle.write(f"{gene.gene_symbol}\t{gene.gene_identifier}\t{score:.6g}\n")
             written += 1
-        if outdir.exists():
-            outdir.rmdir()  # empty (checked above)
-        honour_umask(tmp)
-        os.replace(tmp, outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if rescored:
         log.warning("%d case(s) had scores that do not order genes like their ranks; wrote 1/rank as score", rescored)
     return written
@@ -109,7 +97,8 @@ def export_pheval(cases: Sequence[Case], predictions: Mapping[str, Sequence[Rank
 @contextlib.contextmanager
 def staged_folder(outdir: str | os.PathLike, what: str) -> Iterator[Path]:
     """A temporary folder beside ``outdir`` that replaces it when the block succeeds (a failure
-    leaves nothing); ``outdir`` must not exist or be empty."""
+    leaves nothing; the folder gets the umask's mode, not mkdtemp's 0700); ``outdir`` must not exist
+    or be empty."""
     outdir = Path(outdir)
     if outdir.exists() and any(outdir.iterdir()):
         raise ValueError(f"{outdir}: {what} folder is not empty; remove it or choose another")
@@ -119,6 +108,7 @@ def staged_folder(outdir: str | os.PathLike, what: str) -> Iterator[Path]:
         yield tmp
         if outdir.exists():
             outdir.rmdir()  # empty (checked above)
+        honour_umask(tmp)
         os.replace(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
