@@ -59,8 +59,10 @@ def main() -> None:
             start = time.perf_counter()
             run_baseline("phenomizer", index, cases, out, BaselineConfig(top_k=k))
             per_case = out.stat().st_size / len(cases)
-            print(f"phenomizer top_k={k:<5}     {time.perf_counter() - start:6.2f} s  {out.stat().st_size / 1e6:.1f} MB "
-                  f"({per_case / 1e3:.1f} kB per case)")
+            print(
+                f"phenomizer top_k={k:<5}     {time.perf_counter() - start:6.2f} s  {out.stat().st_size / 1e6:.1f} MB "
+                f"({per_case / 1e3:.1f} kB per case)"
+            )
 
 
 if __name__ == "__main__":

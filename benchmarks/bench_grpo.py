@@ -65,8 +65,15 @@ def task_for(policy, cases):
     hpo = default_hpo_dir()
     synthetic = _synthetic_sampler(policy, encode, hpo / "hp.obo", hpo / "genes_to_phenotype.txt", {})
     return RFTTask(
-        gene_token_ids(tok).tolist(), policy.genes, tok.pad_token_id, lambda i, rng: encode(usable[i], rng),
-        [c.gene for c in usable], [], [], sample_synthetic=synthetic, decode_k=cfg.decode_k,
+        gene_token_ids(tok).tolist(),
+        policy.genes,
+        tok.pad_token_id,
+        lambda i, rng: encode(usable[i], rng),
+        [c.gene for c in usable],
+        [],
+        [],
+        sample_synthetic=synthetic,
+        decode_k=cfg.decode_k,
     ), usable
 
 
@@ -151,8 +158,9 @@ def main(argv=None) -> int:
     task, usable = task_for(policy, cases)
     n_params = sum(p.numel() for p in policy.model.parameters())
     # the learning rates the README gives for each adapter (they do not change the speed)
-    config = RFTConfig(max_steps=args.steps, eval_interval=10**6, checkpoint_interval=10**6, adapter="full", learning_rate=3e-5,
-                       warmup_steps=0)
+    config = RFTConfig(
+        max_steps=args.steps, eval_interval=10**6, checkpoint_interval=10**6, adapter="full", learning_rate=3e-5, warmup_steps=0
+    )
     lora = dataclasses.replace(config, adapter="lora", learning_rate=RFTConfig().learning_rate)
     decoded = dataclasses.replace(lora, list_sampling="decoded")
     print(f"model: {origin}, {n_params / 1e6:.1f} M parameters, {len(policy.genes)} genes; "

@@ -27,9 +27,9 @@ from rarerank.ontology import Ontology
 from rarerank.policy import PolicyConfig, build_policy, load_policy
 from rarerank.predict import rank_cases
 from rarerank.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, prepare_output_head, synthetic_batches
+from rarerank.rankings import write_predictions
 from rarerank.sft import SFTConfig, sft_batches
 from rarerank.synthetic import PatientSampler
-from rarerank.rankings import write_predictions
 from rarerank.training import collate, lm_loss, make_optimizer
 
 

@@ -44,8 +44,7 @@ def score(gold: list[dict], predicted: dict[str, tuple[set, set]]) -> dict[str, 
     for g in gold:
         present, absent = predicted[g["case_id"]]
         got, want = present | absent, g["present"] | g["absent"]  # recognition only, polarity ignored
-        counts["terms"] = [counts["terms"][0] + len(got & want), counts["terms"][1] + len(got - want),
-                           counts["terms"][2] + len(want - got)]
+        counts["terms"] = [counts["terms"][0] + len(got & want), counts["terms"][1] + len(got - want), counts["terms"][2] + len(want - got)]
         for kind, got, want in (("present", present, g["present"]), ("absent", absent, g["absent"])):
             for key in (kind, "all"):
                 counts[key][0] += len(got & want)
@@ -87,8 +86,13 @@ def run_rarerank(gold, errors=False, scopes=("EXACT",)):
                 print(g["case_id"], *lines, sep="\n")
     gene_acc = sum(genes[g["case_id"]] == g["gene"] for g in gold) / len(gold)
     chars = rounds * sum(len(g["text"]) for g in gold)
-    return predicted, {"build_s": build, "per_s": rounds * len(gold) / elapsed, "gene_accuracy": gene_acc,
-                       "dictionary": extractor.matcher.stats["keys"], "chars_per_s": chars / elapsed}
+    return predicted, {
+        "build_s": build,
+        "per_s": rounds * len(gold) / elapsed,
+        "gene_accuracy": gene_acc,
+        "dictionary": extractor.matcher.stats["keys"],
+        "chars_per_s": chars / elapsed,
+    }
 
 
 def score_library(gold, path: Path):
@@ -117,7 +121,10 @@ def main(argv=None):
     parser.add_argument("--errors", action="store_true", help="print false positives / negatives per report")
     parser.add_argument("--scopes", nargs="+", default=["EXACT", "RELATED"], help="HPO synonym scopes indexed")
     parser.add_argument(
-        "--library-json", nargs="*", default=[], type=Path,
+        "--library-json",
+        nargs="*",
+        default=[],
+        type=Path,
         help="predictions of field libraries written by benchmarks/textmine_libraries.py (scored the same way)",
     )
     args = parser.parse_args(argv)
@@ -127,18 +134,21 @@ def main(argv=None):
     for path in args.library_json:
         results.append(score_library(gold, path))
     print(f"{len(gold)} reports ({args.split})")
-    print(f"{'method':<24}{'present P/R/F1':>16}{'absent P/R/F1':>16}{'all P/R/F1':>16}{'terms P/R/F1':>16}"
-          f"{'gene':>6}{'build s':>9}{'reports/s':>10}")
+    print(
+        f"{'method':<24}{'present P/R/F1':>16}{'absent P/R/F1':>16}{'all P/R/F1':>16}{'terms P/R/F1':>16}"
+        f"{'gene':>6}{'build s':>9}{'reports/s':>10}"
+    )
     for name, s, info in results:
         cells = ["{:.2f}/{:.2f}/{:.2f}".format(*s[k]) for k in ("present", "absent", "all", "terms")]
         gene = f"{info['gene_accuracy']:.2f}" if info.get("gene_accuracy") is not None else "-"
-        print(f"{name:<24}{cells[0]:>16}{cells[1]:>16}{cells[2]:>16}{cells[3]:>16}{gene:>6}{info['build_s']:>9.1f}"
-              f"{info['per_s']:>10.0f}")
+        print(f"{name:<24}{cells[0]:>16}{cells[1]:>16}{cells[2]:>16}{cells[3]:>16}{gene:>6}{info['build_s']:>9.1f}{info['per_s']:>10.0f}")
     info = results[0][2]
     mean_chars = sum(len(g["text"]) for g in gold) / len(gold)
-    print(f"rarerank: {info['dictionary']} dictionary keys; reports average {mean_chars:.0f} characters; "
-          f"{info['chars_per_s'] / ABSTRACT_CHARS:.0f} abstracts/s at {ABSTRACT_CHARS} characters per abstract "
-          "(one process, after the dictionary is built)")
+    print(
+        f"rarerank: {info['dictionary']} dictionary keys; reports average {mean_chars:.0f} characters; "
+        f"{info['chars_per_s'] / ABSTRACT_CHARS:.0f} abstracts/s at {ABSTRACT_CHARS} characters per abstract "
+        "(one process, after the dictionary is built)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,14 @@ def load_corpus(name: str, split: str, ontology, root: Path = CORPORA) -> list[d
     if name == "own":
         with open(OWN / "gold.tsv", encoding="utf-8", newline="") as handle:
             rows = [r for r in csv.DictReader(handle, delimiter="\t") if split == "all" or r["split"] == split]
-        return [{"doc": r["case_id"], "text": (OWN / "reports" / f"{r['case_id']}.txt").read_text(encoding="utf-8"),
-                 "gold": set(filter(None, (r["present"] + ";" + r["absent"]).split(";")))} for r in rows]
+        return [
+            {
+                "doc": r["case_id"],
+                "text": (OWN / "reports" / f"{r['case_id']}.txt").read_text(encoding="utf-8"),
+                "gold": set(filter(None, (r["present"] + ";" + r["absent"]).split(";"))),
+            }
+            for r in rows
+        ]
     folder = root / {"gsc": "gscplus_dev", "jax": "jax"}[name]
     gold: dict[str, set[str]] = defaultdict(set)
     with open(folder / "gold.tsv", encoding="utf-8", newline="") as handle:
@@ -54,8 +60,11 @@ def load_corpus(name: str, split: str, ontology, root: Path = CORPORA) -> list[d
             if term:
                 gold[row["doc"]].add(term)
     docs = sorted(p.stem for p in (folder / "texts").glob("*.txt"))
-    return [{"doc": d, "text": (folder / "texts" / f"{d}.txt").read_text(encoding="utf-8"), "gold": gold.get(d, set())}
-            for d in docs if split == "all" or split_of(d) == split]
+    return [
+        {"doc": d, "text": (folder / "texts" / f"{d}.txt").read_text(encoding="utf-8"), "gold": gold.get(d, set())}
+        for d in docs
+        if split == "all" or split_of(d) == split
+    ]
 
 
 def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
@@ -158,14 +167,29 @@ def load_library(path: Path, ontology) -> tuple[str, dict[str, set[str]]]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="dev", choices=("dev", "heldout", "all"), help="which half of each corpus")
-    parser.add_argument("--corpus", nargs="+", default=["gsc", "jax", "own"], choices=("gsc", "jax", "own"),
-                        help="gsc: GSC+ dev abstracts; jax: full-text case reports; own: tests/data/text")
+    parser.add_argument(
+        "--corpus",
+        nargs="+",
+        default=["gsc", "jax", "own"],
+        choices=("gsc", "jax", "own"),
+        help="gsc: GSC+ dev abstracts; jax: full-text case reports; own: tests/data/text",
+    )
     parser.add_argument("--errors", action="store_true", help="print false positives / negatives (dev half only)")
-    parser.add_argument("--library-json", nargs="*", default=[], type=Path,
-                        help="predictions of a field library: {method, predictions: {doc: [HPO ids]}}, scored the same way")
+    parser.add_argument(
+        "--library-json",
+        nargs="*",
+        default=[],
+        type=Path,
+        help="predictions of a field library: {method, predictions: {doc: [HPO ids]}}, scored the same way",
+    )
     parser.add_argument("--corpora-dir", type=Path, default=CORPORA, help="folder holding gscplus_dev/ and jax/")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extractor settings (TextmineConfig fields, JSON values), e.g. nested=false")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extractor settings (TextmineConfig fields, JSON values), e.g. nested=false",
+    )
     args = parser.parse_args(argv)
     settings = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.errors and args.split != "dev":
@@ -183,8 +207,7 @@ def main(argv=None):
     methods = [("rarerank", predicted)]
     for path in args.library_json:
         method, preds = load_library(path, ontology)
-        methods.append((method, {name: {d["doc"]: preds.get(d["doc"], set()) for d in docs}
-                                 for name, docs in corpora.items()}))
+        methods.append((method, {name: {d["doc"]: preds.get(d["doc"], set()) for d in docs} for name, docs in corpora.items()}))
     if args.errors:
         for name, docs in corpora.items():
             print_errors(name, docs, predicted[name], ontology.labels)
@@ -194,12 +217,16 @@ def main(argv=None):
         for method, preds in methods:
             strict = score(docs, preds[name])
             tolerant = score(docs, preds[name], ontology)
-            print(f"{name:<8}{len(docs):>5}  {method:<20}{strict[0]:>6.2f}{strict[1]:>6.2f}{strict[2]:>6.2f}   "
-                  f"{tolerant[0]:>10.2f}{tolerant[1]:>6.2f}{tolerant[2]:>6.2f}")
+            print(
+                f"{name:<8}{len(docs):>5}  {method:<20}{strict[0]:>6.2f}{strict[1]:>6.2f}{strict[2]:>6.2f}   "
+                f"{tolerant[0]:>10.2f}{tolerant[1]:>6.2f}{tolerant[2]:>6.2f}"
+            )
     abstracts = corpora.get("gsc") or next(iter(corpora.values()))
     rate = throughput(extractor, abstracts)
-    print(f"dictionary build {build:.1f} s ({extractor.matcher.stats['keys']} keys; ontology + annotations load "
-          f"{load_s:.1f} s); throughput {rate:.0f} abstracts/s of {ABSTRACT_CHARS} characters (one process)")
+    print(
+        f"dictionary build {build:.1f} s ({extractor.matcher.stats['keys']} keys; ontology + annotations load "
+        f"{load_s:.1f} s); throughput {rate:.0f} abstracts/s of {ABSTRACT_CHARS} characters (one process)"
+    )
 
 
 if __name__ == "__main__":

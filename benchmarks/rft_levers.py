@@ -63,7 +63,9 @@ def main(argv=None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "a", encoding="utf-8") as out:
         if new_file:
-            out.write("lever\tsettings\tseconds\tsft_top1\trft_top1\td_top1\td_top1_low\td_top1_high\td_mrr\td_mrr_low\td_mrr_high\tbest_step\tcases_seen\n")
+            out.write(
+                "lever\tsettings\tseconds\tsft_top1\trft_top1\td_top1\td_top1_low\td_top1_high\td_mrr\td_mrr_low\td_mrr_high\tbest_step\tcases_seen\n"
+            )
         for spec in args.lever:
             name, _, settings = spec.partition("=")
             config = RFTConfig.from_dict({**base, **json.loads(settings or "{}")})

@@ -106,8 +106,13 @@ def main(argv=None):
     parser.add_argument("--obo", help="hp.obo to index (FastHPOCR)")
     parser.add_argument("-o", "--output", required=True, help="JSON file to write")
     parser.add_argument("--rounds", type=int, default=3, help="passes over the reports when timing")
-    parser.add_argument("--texts", nargs="*", type=Path, default=[],
-                        help="folders of .txt files to run on instead of tests/data/text/reports (document id = file stem)")
+    parser.add_argument(
+        "--texts",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="folders of .txt files to run on instead of tests/data/text/reports (document id = file stem)",
+    )
     args = parser.parse_args(argv)
     if args.texts:
         FOLDERS[:] = args.texts

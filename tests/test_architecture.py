@@ -10,8 +10,23 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rarerank"
 FLOORS = [
     {"ontology", "grader", "fileio", "provenance", "device"},  # foundations
     {"cases", "annotations", "metrics", "rankings", "reference", "panels"},  # the data and the measures
-    {"policy", "decoding", "baselines", "textmine", "textmine_sections", "textmine_genes", "splits", "figures",
-     "synthetic", "interop", "grpo", "training", "evidence", "patient_report", "model_card"},
+    {
+        "policy",
+        "decoding",
+        "baselines",
+        "textmine",
+        "textmine_sections",
+        "textmine_genes",
+        "splits",
+        "figures",
+        "synthetic",
+        "interop",
+        "grpo",
+        "training",
+        "evidence",
+        "patient_report",
+        "model_card",
+    },
     {"pretrain", "sft", "rft", "predict", "cohorts"},  # stages
     {"cli", "__main__", "pheval_runner"},
 ]

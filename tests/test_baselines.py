@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from rarerank.annotations import GeneAnnotations
 from rarerank.baselines import (
     BaselineConfig,
     HpoIndex,
@@ -19,7 +20,6 @@ from rarerank.baselines import (
     top_k_ranks,
     union_case,
 )
-from rarerank.annotations import GeneAnnotations
 from rarerank.cases import Case
 from rarerank.ontology import Ontology
 from rarerank.rankings import rank_with_ties, read_predictions

@@ -31,8 +31,16 @@ from rarerank.cases import (
 )
 
 QC_REASONS = {
-    DUPLICATE_ID, EMPTY_COHORT, INVALID_FIELD, MISSING_FIELD, MULTIPLE_GENES, NO_GENE,
-    NO_PRESENT_TERMS, NOT_A_PHENOPACKET, NOT_JSON, PARSE_ERROR,
+    DUPLICATE_ID,
+    EMPTY_COHORT,
+    INVALID_FIELD,
+    MISSING_FIELD,
+    MULTIPLE_GENES,
+    NO_GENE,
+    NO_PRESENT_TERMS,
+    NOT_A_PHENOPACKET,
+    NOT_JSON,
+    PARSE_ERROR,
 }
 FIXTURE_RELEASE = Path(__file__).resolve().parent / "data" / "phenopackets"  # as in conftest.py
 PAH_1 = FIXTURE_RELEASE / "v0.0.0" / "PAH" / "PMID_9000040_PAH_1.json"
@@ -46,9 +54,9 @@ def packet(case_id="P1", gene="FBN1", present=("HP:0001166",), absent=(), pmid="
     base["phenotypicFeatures"] = [{"type": {"id": t, "label": ""}} for t in present] + [
         {"type": {"id": t, "label": ""}, "excluded": True} for t in absent
     ]
-    context = base["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["variantInterpretation"][
-        "variationDescriptor"
-    ]["geneContext"]
+    context = base["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["variantInterpretation"]["variationDescriptor"][
+        "geneContext"
+    ]
     context["symbol"], context["valueId"] = gene, f"HGNC:{gene}"
     base["metaData"]["externalReferences"] = [{"id": pmid}]
     return base
@@ -153,7 +161,10 @@ def test_corrupt_json_inside_the_zip(tmp_path, ontology):
     result = ingest(
         tmp_path,
         ontology,
-        {"v1/FBN1/good.json": packet("good"), "v1/FBN1/bad.json": '{"id": "bad", "phenotypicFeatures": [', },
+        {
+            "v1/FBN1/good.json": packet("good"),
+            "v1/FBN1/bad.json": '{"id": "bad", "phenotypicFeatures": [',
+        },
     )
     assert [c.case_id for c in result.cases] == ["good"]
     row = qc_by_file(result)["v1/FBN1/bad.json"]
@@ -209,9 +220,9 @@ def test_unreadable_file_in_a_folder(tmp_path, ontology, monkeypatch):
         (lambda p: p["interpretations"][0].update(diagnosis=[]), INVALID_FIELD, "diagnosis should be an object"),
         (lambda p: p.update(metaData={"externalReferences": ["PMID:1"]}), INVALID_FIELD, "externalReferences[0] should be an object"),
         (
-            lambda p: p["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["variantInterpretation"][
-                "variationDescriptor"
-            ]["geneContext"].pop("symbol"),
+            lambda p: p["interpretations"][0]["diagnosis"]["genomicInterpretations"][0]["variantInterpretation"]["variationDescriptor"][
+                "geneContext"
+            ].pop("symbol"),
             INVALID_FIELD,
             "gene without a symbol",
         ),

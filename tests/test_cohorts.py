@@ -126,8 +126,12 @@ def test_text_cohort_cases_and_qc(tmp_path, extractor):
     assert set(case.present) == {TALL, ARACHNODACTYLY, ECTOPIA_LENTIS} and case.absent == (MVP,)
     reasons = {(q.source_file, q.reason) for q in result.qc}
     assert reasons == {
-        ("empty.txt", "empty_text"), ("latin1.txt", "not_utf8"), ("huge.txt", "text_too_large"),
-        ("nothing.txt", "no_hpo_mention"), ("notes.md", "not_a_text_file"), ("sub/marfan.txt", "duplicate_id"),
+        ("empty.txt", "empty_text"),
+        ("latin1.txt", "not_utf8"),
+        ("huge.txt", "text_too_large"),
+        ("nothing.txt", "no_hpo_mention"),
+        ("notes.md", "not_a_text_file"),
+        ("sub/marfan.txt", "duplicate_id"),
     }
     assert result.n_inputs == 7 and len(result.cases) + len(result.qc) == result.n_inputs
     assert {e["case_id"] for e in evidence} == {"marfan"}
@@ -233,8 +237,19 @@ def test_cli_cohort_merge_and_eval_set(tmp_path, fixture_zip, ontology):
     assert main(["-q", "cohort", str(COHORT_DATA / "reports"), "--name", "reports", "--type", "text", "-o", str(lab)]) == 0
     assert {p.name for p in lab.iterdir()} == {"cases.tsv", "qc.tsv", "term_qc.tsv", "evidence.tsv", "summary.json", "provenance.json"}
     merged = tmp_path / "cases" / "cases.tsv"
-    args = ["-q", "merge-cohorts", str(base), "-o", str(merged), "--qc", str(tmp_path / "qc.tsv"),
-            "--term-qc", str(tmp_path / "tq.tsv"), "--summary", str(tmp_path / "s.json")]
+    args = [
+        "-q",
+        "merge-cohorts",
+        str(base),
+        "-o",
+        str(merged),
+        "--qc",
+        str(tmp_path / "qc.tsv"),
+        "--term-qc",
+        str(tmp_path / "tq.tsv"),
+        "--summary",
+        str(tmp_path / "s.json"),
+    ]
     assert main(args) == 0
     assert (base / "cases.tsv").read_bytes() == merged.read_bytes()  # one cohort: the table unchanged
     assert main(["-q", "eval-set", str(lab / "cases.tsv"), "--exclude", str(merged), "-o", str(tmp_path / "set.tsv")]) == 0

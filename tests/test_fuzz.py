@@ -14,7 +14,6 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-
 from rarerank.cases import (
     TERM_QC_COLUMNS,
     read_cases,
@@ -103,7 +102,9 @@ def fuzz(bases: list[dict], tmp_path: Path, ontology, seed: int) -> None:
     write_tsv(tmp_path / "term_qc.tsv", TERM_QC_COLUMNS, result.term_qc)
     assert len(read_table(tmp_path / "qc.tsv")[1]) == len(result.qc)  # every table reads back (cell sizes)
     assert len(read_table(tmp_path / "term_qc.tsv")[1]) == len(result.term_qc)
-    assert [c.case_id for c in read_cases(tmp_path / "cases.tsv")] == [c.case_id.replace("\t", " ").replace("\n", " ") for c in result.cases]
+    assert [c.case_id for c in read_cases(tmp_path / "cases.tsv")] == [
+        c.case_id.replace("\t", " ").replace("\n", " ") for c in result.cases
+    ]
 
 
 def test_fuzzed_fixture_phenopackets(tmp_path, ontology):

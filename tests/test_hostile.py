@@ -95,8 +95,12 @@ def corrupt_deflate(path: Path, member: str) -> None:
 
 
 def test_zip_member_paths_cannot_name_cohorts_outside(tmp_path, ontology):
-    members = {"v1/FBN1/good.json": packet("good"), "../../evil.json": packet("evil"), "/abs/x/y.json": packet("abs"),
-               "v1/..\\..\\win.json": packet("win")}
+    members = {
+        "v1/FBN1/good.json": packet("good"),
+        "../../evil.json": packet("evil"),
+        "/abs/x/y.json": packet("abs"),
+        "v1/..\\..\\win.json": packet("win"),
+    }
     result = ingest(tmp_path, ontology, members)
     assert [c.case_id for c in result.cases] == ["good"]
     rows = qc_by_file(result)

@@ -158,6 +158,7 @@ def test_pheval_export_keeps_escaping_ids_inside_the_folder(tmp_path, monkeypatc
     out = (work / "out").resolve()
     assert out in written and all(p == out or p.parent == out for p in written)  # nothing else anywhere
     assert not absolute.with_suffix(".tsv").exists() and not (tmp_path / "X.tsv").exists()
-    assert sorted(p.name for p in out.iterdir()) == sorted(["___.._.._X.tsv", absolute.as_posix().replace("/", "_") + ".tsv",
-                                                            "__.tsv", "_hidden.tsv", "a_b.tsv"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["___.._.._X.tsv", absolute.as_posix().replace("/", "_") + ".tsv", "__.tsv", "_hidden.tsv", "a_b.tsv"]
+    )
     assert read_tsv(out / "__.tsv")[0]["gene_symbol"] == "FBN1"

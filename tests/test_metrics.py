@@ -196,7 +196,9 @@ def test_evaluate_cli_on_pipeline_layout(tmp_path):
     sets, preds = tmp_path / "sets", tmp_path / "predictions"
     cases = [case("a", "FBN1", "X"), case("b", "NF1", "Y"), case("c", "PAH", "Y")]
     write_cases(sets / "gene" / "validation.tsv", cases)
-    write_predictions(preds / "phenomizer" / "gene" / "validation.tsv", [("a", ranking(("FBN1", 1))), ("b", ranking(("PAH", 1), ("NF1", 2)))])
+    write_predictions(
+        preds / "phenomizer" / "gene" / "validation.tsv", [("a", ranking(("FBN1", 1))), ("b", ranking(("PAH", 1), ("NF1", 2)))]
+    )
     write_predictions(preds / "random" / "gene" / "validation.tsv", [])
     universe = tmp_path / "universe.tsv"
     universe.write_text("gene_symbol\tgene_identifier\nFBN1\tNCBIGene:2200\nNF1\tNCBIGene:4763\n")
@@ -275,7 +277,11 @@ def seed_summary(values: dict[str, tuple[float, float, float]], sets=("validatio
 def test_seed_table_known_answers():
     values = {"phenomizer_union": (0.5, 0.6, 0.4)}
     for seed, (base, sft, rft) in {1: (0.30, 0.40, 0.45), 2: (0.32, 0.44, 0.47), 3: (0.34, 0.36, 0.43)}.items():
-        values |= {f"base_seed{seed}": (base, base + 0.1, 0.2), f"sft_seed{seed}": (sft, sft + 0.1, 0.3), f"rft_seed{seed}": (rft, rft + 0.1, 0.3)}
+        values |= {
+            f"base_seed{seed}": (base, base + 0.1, 0.2),
+            f"sft_seed{seed}": (sft, sft + 0.1, 0.3),
+            f"rft_seed{seed}": (rft, rft + 0.1, 0.3),
+        }
     rows = seed_table(seed_summary(values), [1, 2, 3], "gene")
     table = {(r["set"], r["method"], r["seed"]): r for r in rows}
     assert table[("test", "sft", "mean")]["top1"] == pytest.approx(0.40)
@@ -298,7 +304,9 @@ def test_seed_table_known_answers():
 
 
 def test_seeds_table_cli(tmp_path):
-    values = {"phenomizer_union": (0.5, 0.6, 0.4)} | {f"{stage}_seed{s}": (0.1 * s, 0.1 * s, 0.1 * s) for s in (7, 8) for stage in ("base", "sft", "rft")}
+    values = {"phenomizer_union": (0.5, 0.6, 0.4)} | {
+        f"{stage}_seed{s}": (0.1 * s, 0.1 * s, 0.1 * s) for s in (7, 8) for stage in ("base", "sft", "rft")
+    }
     summary = tmp_path / "summary.tsv"
     from rarerank.metrics import write_table
 

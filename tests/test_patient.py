@@ -290,7 +290,7 @@ def test_evidence_rows_follow_the_annotations(ontology, annotations):
                 better = [a for a in ontology.ancestors(row.term_id) if annotated(gene, a)
                           and -math.log(sum(annotated(g, a) for g in genes) / len(genes)) > row.ic + 1e-9]  # fmt: skip
                 assert better == []
-        for row in rows[len(present):]:
+        for row in rows[len(present) :]:
             assert row.effect == (AGAINST if annotated(gene, row.term_id) else CONSISTENT)
     seizure = explainer.explain("p", ["HP:0001250"], [], 1, "SCN1A")[0]
     assert (seizure.via_term, seizure.matched_annotation) == ("HP:0001250", "HP:0001250")  # SCN1A: Seizure itself
@@ -319,7 +319,7 @@ def test_the_html_report_renders_in_a_real_browser(model_dir, index_file, tmp_pa
     run = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"]
     subprocess.run([*run, f"--screenshot={shot}", pages[0].as_uri()], check=True, capture_output=True, timeout=120)
     dom = subprocess.run([*run, "--dump-dom", pages[0].as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
-    table = dom[dom.index("id=\"genes\""):]
+    table = dom[dom.index('id="genes"') :]
     positions = [table.index(f"<b>{g.gene_symbol}</b>") for g in ranked]
     assert positions == sorted(positions)  # the genes, in rank order, in the rendered DOM
     from PIL import Image

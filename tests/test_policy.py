@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rarerank.decoding import list_logprobs, sample_lists
 from rarerank.policy import (
     ABSENT,
     ANSWER,
@@ -21,13 +22,12 @@ from rarerank.policy import (
     constrained_rank,
     encode_prompts,
     gene_head,
+    gene_scorer,
     gene_token_ids,
     gene_weight,
     load_policy,
-    gene_scorer,
     prefill,
 )
-from rarerank.decoding import list_logprobs, sample_lists
 
 TERMS = [f"HP:{i:07d}" for i in range(1, 61)]
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "C12orf57", "HLA-B"]
@@ -35,7 +35,6 @@ TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size
 HEADED = PolicyConfig(**{**TINY.__dict__, "output_head": "annotation", "tie_embeddings": False})
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 def patient(present, absent=()):

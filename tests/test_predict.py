@@ -18,7 +18,6 @@ GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "OTHER1"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
 @pytest.fixture(scope="module")
 def model_dir(ontology, annotations, tmp_path_factory):
     terms = sorted(t for t in ontology.labels if ontology.is_phenotypic_abnormality(t))

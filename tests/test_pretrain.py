@@ -21,7 +21,6 @@ TINY = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
 def subset(annotations: GeneAnnotations, genes) -> GeneAnnotations:
     return GeneAnnotations(
         terms={g: annotations.terms[g] for g in genes},

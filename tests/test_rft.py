@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rarerank.grader import GraderConfig, grade
 from rarerank.decoding import left_pad, list_logprobs, sample_lists
+from rarerank.grader import GraderConfig, grade
 from rarerank.grpo import (
     build_rewards,
     combined_reward,
@@ -160,7 +160,9 @@ def test_lora_changes_adapter_weights_only():
     lora = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
     assert lora and all(p.requires_grad for p in lora.values())
     assert any(float(p.abs().sum()) > 0 for n, p in lora.items() if "lora_B" in n)  # B starts at zero
-    base_after = {n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in peft_model.named_parameters() if "lora_" not in n}
+    base_after = {
+        n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in peft_model.named_parameters() if "lora_" not in n
+    }
     assert set(base_after) == set(base_before)
     for name, before in base_before.items():
         assert torch.equal(before, base_after[name]), name

@@ -55,9 +55,18 @@ def statuses(extractor, text) -> dict[str, set[str]]:
 @pytest.mark.parametrize(
     ("a", "b"),
     [
-        ("nails", "nail"), ("anomalies", "anomaly"), ("vertebrae", "vertebra"), ("femora", "femur"),
-        ("hypoplastic", "hypoplasia"), ("dysplastic", "dysplasia"), ("atrophic", "atrophy"), ("ataxic", "ataxia"),
-        ("stenoses", "stenosis"), ("haemorrhage", "hemorrhage"), ("generalised", "generalized"), ("missing", "absent"),
+        ("nails", "nail"),
+        ("anomalies", "anomaly"),
+        ("vertebrae", "vertebra"),
+        ("femora", "femur"),
+        ("hypoplastic", "hypoplasia"),
+        ("dysplastic", "dysplasia"),
+        ("atrophic", "atrophy"),
+        ("ataxic", "ataxia"),
+        ("stenoses", "stenosis"),
+        ("haemorrhage", "hemorrhage"),
+        ("generalised", "generalized"),
+        ("missing", "absent"),
     ],
 )
 def test_stem_merges_forms(a, b):
@@ -77,7 +86,9 @@ def test_sentences_do_not_split_on_variant_notation_or_abbreviations():
     text = "A variant c.123A>G (p.Arg41Gly) was found, e.g. in exon 2. She was 3. Seizures began later."
     spans = split_sentences(text)
     assert [text[s:e].strip() for s, e in spans] == [
-        "A variant c.123A>G (p.Arg41Gly) was found, e.g. in exon 2.", "She was 3.", "Seizures began later.",
+        "A variant c.123A>G (p.Arg41Gly) was found, e.g. in exon 2.",
+        "She was 3.",
+        "Seizures began later.",
     ]
 
 
@@ -325,8 +336,10 @@ def test_annotated_reports_f1_floor(extractor):
     tp = fp = fn = genes = 0
     for row in rows:
         x = extractor.extract((TEXT / "reports" / f"{row['case_id']}.txt").read_text(encoding="utf-8"))
-        for got, want in ((set(x.present), set(filter(None, row["present"].split(";")))),
-                          (set(x.absent), set(filter(None, row["absent"].split(";"))))):
+        for got, want in (
+            (set(x.present), set(filter(None, row["present"].split(";")))),
+            (set(x.absent), set(filter(None, row["absent"].split(";")))),
+        ):
             tp, fp, fn = tp + len(got & want), fp + len(got - want), fn + len(want - got)
         genes += x.gene.symbol == row["gene"]
     f1 = 2 * tp / (2 * tp + fp + fn)

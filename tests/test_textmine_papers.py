@@ -7,14 +7,21 @@ import csv
 import json
 
 import pytest
+from test_textmine import statuses as terms  # term -> statuses of its mentions
 
 from rarerank.cli import main
 from rarerank.cohorts import read_text_cohort
 from rarerank.textmine import FAMILY, PRESENT, Extractor, HPOMatcher, TextmineConfig
 from rarerank.textmine_sections import (
-    CASE, DISCUSSION, INTRO, METHODS, find_sections, patient_marker, sentence_cues, table_row_absent,
+    CASE,
+    DISCUSSION,
+    INTRO,
+    METHODS,
+    find_sections,
+    patient_marker,
+    sentence_cues,
+    table_row_absent,
 )
-from test_textmine import statuses as terms  # term -> statuses of its mentions
 
 PALMAR_PITS, PLANTAR_PITS = "HP:0010610", "HP:0010612"
 SPARSE_PUBIC, SPARSE_AXILLARY = "HP:0002225", "HP:0002215"
@@ -114,8 +121,13 @@ References
 
 def test_sections_of_a_paper():
     kinds = [(s.kind, s.heading) for s in find_sections(PAPER)]
-    assert kinds[1:] == [(INTRO, "Introduction"), (CASE, "Case report"), (METHODS, "Methods"),
-                         (DISCUSSION, "Discussion"), ("back", "References")]
+    assert kinds[1:] == [
+        (INTRO, "Introduction"),
+        (CASE, "Case report"),
+        (METHODS, "Methods"),
+        (DISCUSSION, "Discussion"),
+        ("back", "References"),
+    ]
     assert kinds[0][0] == "title"
     # no headings (an abstract, a clinical note): one case section, every mention counts
     assert [s.kind for s in find_sections("She had ptosis. Her gait was ataxic.")] == [CASE]
@@ -132,14 +144,22 @@ def test_paper_terms_come_from_the_case_description(extractor, matcher):
 
 
 def test_paper_without_a_case_section_keeps_every_mention():
-    text = ("Title line\nIntroduction\n" + "The boy had ptosis and scoliosis since early childhood, we think. " * 2 +
-            "\nDiscussion\n" + "Ptosis is a common feature of the syndrome in most reported patients. " * 2)
+    text = (
+        "Title line\nIntroduction\n"
+        + "The boy had ptosis and scoliosis since early childhood, we think. " * 2
+        + "\nDiscussion\n"
+        + "Ptosis is a common feature of the syndrome in most reported patients. " * 2
+    )
     assert [s.kind for s in find_sections(text)] == [CASE]
 
 
 def test_literature_table_heading_is_not_the_case():
-    text = ("Title line\nCase presentation\n" + "The patient had ptosis and a long history of problems. " * 2 +
-            "\nSummary of previously reported patients\n" + "Ataxia was seen in most of the reported cases here. " * 2)
+    text = (
+        "Title line\nCase presentation\n"
+        + "The patient had ptosis and a long history of problems. " * 2
+        + "\nSummary of previously reported patients\n"
+        + "Ataxia was seen in most of the reported cases here. " * 2
+    )
     kinds = [s.kind for s in find_sections(text)]
     assert kinds[-2:] == [CASE, DISCUSSION]
 
@@ -151,8 +171,12 @@ def test_sentence_cues():
 
 @pytest.mark.parametrize(
     ("sentence", "label"),
-    [("Patient 2 is a 5-year-old boy.", "2"), ("Proband II-1 had ptosis.", "II-1"), ("P3 walked late.", "3"),
-     ("She had ptosis, as did her cousin.", None)],
+    [
+        ("Patient 2 is a 5-year-old boy.", "2"),
+        ("Proband II-1 had ptosis.", "II-1"),
+        ("P3 walked late.", "3"),
+        ("She had ptosis, as did her cousin.", None),
+    ],
 )
 def test_patient_markers(sentence, label):
     assert patient_marker(sentence) == label
@@ -176,8 +200,7 @@ def test_per_patient_sets(extractor, tmp_path):
     (tmp_path / "siblings.txt").write_text(MULTI, encoding="utf-8")
     no_gene = Extractor(extractor.matcher, config=TextmineConfig(require_gene=False))
     result, _ = read_text_cohort(tmp_path, no_gene, "lab", per_patient=True)
-    assert {c.case_id: set(c.present) for c in result.cases} == {
-        "siblings_1": {PTOSIS, SCOLIOSIS}, "siblings_2": {SEIZURE, GAIT_ATAXIA}}
+    assert {c.case_id: set(c.present) for c in result.cases} == {"siblings_1": {PTOSIS, SCOLIOSIS}, "siblings_2": {SEIZURE, GAIT_ATAXIA}}
     result, _ = read_text_cohort(tmp_path, no_gene, "lab")
     assert [c.case_id for c in result.cases] == ["siblings"]
 
@@ -201,4 +224,3 @@ def test_extract_keeps_texts_without_a_gene(tmp_path):
     assert main(["-q", "extract", str(reports), "-o", str(out), "--summary", str(summary), "--require-gene"]) == 0
     counts = json.loads(summary.read_text())
     assert (counts["cases"], counts["cases_without_gene"], counts["qc_by_reason"]) == (1, 0, {"no_gene": 1})
-

@@ -59,7 +59,7 @@ class GeneAnnotations:
         return sorted(self.terms)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, ontology: Ontology) -> "GeneAnnotations":
+    def load(cls, path: str | os.PathLike, ontology: Ontology) -> GeneAnnotations:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"gene annotation file not found: {path}")
@@ -72,9 +72,7 @@ class GeneAnnotations:
             reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
-                raise ValueError(
-                    f"{path}: not a genes_to_phenotype file, missing column(s) {', '.join(missing)}"
-                )
+                raise ValueError(f"{path}: not a genes_to_phenotype file, missing column(s) {', '.join(missing)}")
             for line_no, row in enumerate(reader, start=2):
                 symbol = (row["gene_symbol"] or "").strip()
                 if symbol in ("", "-"):

@@ -36,9 +36,9 @@ import hashlib
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -114,7 +114,7 @@ class HpoIndex:
         return len(self.genes)
 
     @classmethod
-    def build(cls, ontology: Ontology, annotations: GeneAnnotations) -> "HpoIndex":
+    def build(cls, ontology: Ontology, annotations: GeneAnnotations) -> HpoIndex:
         terms = np.array(sorted(ontology.labels))
         term_pos = {t: i for i, t in enumerate(terms.tolist())}
         anc_lists = [sorted(term_pos[a] for a in ontology.ancestors(t) if a in term_pos) for t in terms.tolist()]
@@ -154,19 +154,24 @@ class HpoIndex:
         return cls(terms, anc_ptr, anc_index, genes, gene_ids, ann_ptr, ann_gene, freq, ic, ontology.version)
 
     def save(self, path: str | os.PathLike) -> None:
-        arrays = {name: getattr(self, name) for name in ("terms", "anc_ptr", "anc_index", "genes", "gene_ids", "ann_ptr", "ann_gene", "ann_freq", "ic")}
+        arrays = {
+            name: getattr(self, name)
+            for name in ("terms", "anc_ptr", "anc_index", "genes", "gene_ids", "ann_ptr", "ann_gene", "ann_freq", "ic")
+        }
         with atomic_write(path, "wb") as handle:
             np.savez_compressed(handle, format=np.array(INDEX_FORMAT), hpo_version=np.array(self.hpo_version), **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "HpoIndex":
+    def load(cls, path: str | os.PathLike) -> HpoIndex:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"HPO index not found: {path} (build it with `rarerank baseline-index`)")
         with np.load(path, allow_pickle=False) as data:
             if int(data["format"]) != INDEX_FORMAT:
                 raise ValueError(f"{path}: HPO index format {int(data['format'])}, expected {INDEX_FORMAT}; rebuild it")
-            fields = {name: data[name] for name in ("terms", "anc_ptr", "anc_index", "genes", "gene_ids", "ann_ptr", "ann_gene", "ann_freq", "ic")}
+            fields = {
+                name: data[name] for name in ("terms", "anc_ptr", "anc_index", "genes", "gene_ids", "ann_ptr", "ann_gene", "ann_freq", "ic")
+            }
             return cls(**fields, hpo_version=str(data["hpo_version"]))
 
     def write_universe(self, path: str | os.PathLike) -> None:
@@ -249,8 +254,13 @@ def phenomizer_scores(index: HpoIndex, cases: Sequence[Case], use_absent: bool, 
     present = [index.positions(c.present, unknown) for c in cases]
     absent = [index.positions(c.absent, unknown) if use_absent else [] for c in cases]
     if unknown:
-        log.warning("%d term occurrences (%d distinct ids) are not in HPO %s and were ignored, e.g. %s",
-                    sum(unknown.values()), len(unknown), index.hpo_version, ", ".join(sorted(unknown)[:5]))
+        log.warning(
+            "%d term occurrences (%d distinct ids) are not in HPO %s and were ignored, e.g. %s",
+            sum(unknown.values()),
+            len(unknown),
+            index.hpo_version,
+            ", ".join(sorted(unknown)[:5]),
+        )
     sim_terms = sorted({t for ts in present for t in ts})
     sim = np.stack([index.similarity_row(t) for t in sim_terms]) if sim_terms else np.zeros((0, index.n_genes))
     sim_row = {t: i for i, t in enumerate(sim_terms)}
@@ -301,8 +311,9 @@ def union_case(case: Case) -> Case:
     return replace(case, present=tuple(dict.fromkeys(case.present + case.absent)), absent=())
 
 
-def rank_cases(method: str, index: HpoIndex, cases: Sequence[Case], config: BaselineConfig = BaselineConfig(),
-               train: Sequence[Case] | None = None) -> Iterator[tuple[str, list[RankedGene]]]:
+def rank_cases(
+    method: str, index: HpoIndex, cases: Sequence[Case], config: BaselineConfig = BaselineConfig(), train: Sequence[Case] | None = None
+) -> Iterator[tuple[str, list[RankedGene]]]:
     """(case_id, top-k ranked genes) for every case, in input order."""
     genes, gene_ids = index.genes.tolist(), index.gene_ids.tolist()
     if method in PHENOMIZER_METHODS:
@@ -323,8 +334,14 @@ def rank_cases(method: str, index: HpoIndex, cases: Sequence[Case], config: Base
         raise ValueError(f"unknown baseline {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def run_baseline(method: str, index: HpoIndex, cases: Sequence[Case], output: str | os.PathLike,
-                 config: BaselineConfig = BaselineConfig(), train: Sequence[Case] | None = None) -> int:
+def run_baseline(
+    method: str,
+    index: HpoIndex,
+    cases: Sequence[Case],
+    output: str | os.PathLike,
+    config: BaselineConfig = BaselineConfig(),
+    train: Sequence[Case] | None = None,
+) -> int:
     """Rank ``cases`` with one baseline and write the predictions table; returns the number of rows."""
     predictions = list(rank_cases(method, index, cases, config, train))
     write_predictions(output, predictions)

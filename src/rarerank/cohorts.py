@@ -16,9 +16,9 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator, Sequence
 
 from rarerank.cases import (
     DUPLICATE_ID,
@@ -36,8 +36,8 @@ from rarerank.cases import (
     iter_zip,
     read_cases,
     read_file,
-    read_table,
     read_phenopackets,
+    read_table,
     write_cases,
     write_qc,
     write_summary,
@@ -179,8 +179,9 @@ def _resolve_ids(raw: Iterable[str], excluded: bool, case_id: str, ontology: Ont
         if term is not None and not ontology.is_phenotypic_abnormality(term):
             term, how = None, "not_phenotypic_abnormality"
         if how != CURRENT:
-            term_qc.append({"case_id": case_id, "raw_id": term_id, "excluded": str(excluded).lower(),
-                            "status": how, "mapped_to": term or ""})
+            term_qc.append(
+                {"case_id": case_id, "raw_id": term_id, "excluded": str(excluded).lower(), "status": how, "mapped_to": term or ""}
+            )
         if term is not None:
             kept.append(term)
     return kept
@@ -201,9 +202,7 @@ def read_tsv_cohort(
     reader = csv.DictReader(io.StringIO(content, newline=""), delimiter="\t")
     columns = reader.fieldnames or []
     if "case_id" not in columns or not ({"present", "text"} & set(columns)):
-        raise ValueError(
-            f"{path}: a cohort TSV needs a case_id column and a present (HPO ids) or text column; found {columns}"
-        )
+        raise ValueError(f"{path}: a cohort TSV needs a case_id column and a present (HPO ids) or text column; found {columns}")
     result = IngestResult()
     evidence: list[dict[str, str]] = []
     seen: dict[str, str] = {}
@@ -225,7 +224,12 @@ def read_tsv_cohort(
         try:
             if text.strip():
                 mined, extraction = extract_case(
-                    text, extractor, case_id=case_id, cohort=cohort, source=where, gene=gene,
+                    text,
+                    extractor,
+                    case_id=case_id,
+                    cohort=cohort,
+                    source=where,
+                    gene=gene,
                     require_gene=not gene and extractor.config.require_gene,
                 )
                 evidence.extend(extraction.evidence_rows(case_id, extractor.matcher.labels))
@@ -246,20 +250,21 @@ def read_tsv_cohort(
         seen[case_id] = where
         conflicts = sorted(set(present) & set(absent))
         for term in conflicts:
-            term_qc.append({"case_id": case_id, "raw_id": term, "excluded": "true", "status": "conflict_also_present",
-                            "mapped_to": ""})
+            term_qc.append({"case_id": case_id, "raw_id": term, "excluded": "true", "status": "conflict_also_present", "mapped_to": ""})
         result.term_qc.extend(term_qc)
-        result.cases.append(Case(
-            case_id=case_id,
-            cohort=(row.get("cohort") or "").strip() or cohort,
-            pmid=(row.get("pmid") or "").strip(),
-            gene=gene,
-            gene_id=(row.get("gene_id") or "").strip() or extractor.gene_ids.get(gene, ""),
-            disease_id=(row.get("disease_id") or "").strip(),
-            present=tuple(sorted(set(present))),
-            absent=tuple(sorted(set(absent) - set(present))),
-            source=(row.get("source") or "").strip() or where,
-        ))
+        result.cases.append(
+            Case(
+                case_id=case_id,
+                cohort=(row.get("cohort") or "").strip() or cohort,
+                pmid=(row.get("pmid") or "").strip(),
+                gene=gene,
+                gene_id=(row.get("gene_id") or "").strip() or extractor.gene_ids.get(gene, ""),
+                disease_id=(row.get("disease_id") or "").strip(),
+                present=tuple(sorted(set(present))),
+                absent=tuple(sorted(set(absent) - set(present))),
+                source=(row.get("source") or "").strip() or where,
+            )
+        )
     result.cases.sort(key=lambda c: c.case_id)
     return result, evidence
 
@@ -269,7 +274,10 @@ def read_tsv_cohort(
 
 
 def ingest_cohort(
-    spec: CohortSpec, source: str | os.PathLike, ontology: Ontology, extractor: Extractor | None,
+    spec: CohortSpec,
+    source: str | os.PathLike,
+    ontology: Ontology,
+    extractor: Extractor | None,
     settings: IngestConfig | None = None,
 ) -> tuple[IngestResult, list[dict[str, str]]]:
     """Read one cohort of any type from a local ``source``."""
@@ -324,17 +332,22 @@ def merge_cohorts(folders: Sequence[str | os.PathLike]) -> tuple[IngestResult, l
         kept_ids = set()
         for case in part.cases:
             if case.case_id in owner:
-                merged.qc.append(QCRow(
-                    case.source or name, case.case_id, DUPLICATE_ID,
-                    f"{case.case_id}: in cohort {name} and already in cohort {owner[case.case_id]}; the first is kept",
-                ))
+                merged.qc.append(
+                    QCRow(
+                        case.source or name,
+                        case.case_id,
+                        DUPLICATE_ID,
+                        f"{case.case_id}: in cohort {name} and already in cohort {owner[case.case_id]}; the first is kept",
+                    )
+                )
                 continue
             owner[case.case_id] = name
             kept_ids.add(case.case_id)
             merged.cases.append(case)
         merged.term_qc.extend(r for r in part.term_qc if r["case_id"] in kept_ids)
-        sources.append({"cohort": name, "inputs": part.n_inputs, "cases": len(kept_ids),
-                        "duplicates_dropped": len(part.cases) - len(kept_ids)})
+        sources.append(
+            {"cohort": name, "inputs": part.n_inputs, "cases": len(kept_ids), "duplicates_dropped": len(part.cases) - len(kept_ids)}
+        )
     return merged, sources
 
 

@@ -19,8 +19,8 @@ for sampling and for the differentiable forward (the gradient flows back through
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -165,10 +165,10 @@ def list_logprobs(
     if decoded > 1:
         if group_size > 1:
             cache.batch_repeat_interleave(group_size)
-        mask = torch.cat(
-            [attention_mask.repeat_interleave(group_size, 0), attention_mask.new_ones((rows, decoded - 1))], 1
+        mask = torch.cat([attention_mask.repeat_interleave(group_size, 0), attention_mask.new_ones((rows, decoded - 1))], 1)
+        positions = attention_mask.sum(-1).repeat_interleave(group_size, 0).unsqueeze(1) + torch.arange(
+            decoded - 1, device=input_ids.device
         )
-        positions = attention_mask.sum(-1).repeat_interleave(group_size, 0).unsqueeze(1) + torch.arange(decoded - 1, device=input_ids.device)
         steps, _ = scorer.decoder(scorer.gene_ids[genes[:, : decoded - 1]], mask, positions, cache, True)
         hidden = torch.cat([hidden, steps], 1)
     logits = scorer.logits(hidden)  # [rows, decoded, G]

@@ -14,8 +14,8 @@ import logging
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from rarerank.fileio import atomic_path
 from rarerank.metrics import CURVE_COLUMNS, MACRO, SUMMARY_COLUMNS, is_percent, read_table
@@ -64,6 +64,7 @@ def metric_label(metric: str) -> str:
     base = metric.removeprefix(MACRO)
     label = METRIC_LABELS.get(base, base)
     return f"{label},\nmean over genes" if metric.startswith(MACRO) else label
+
 
 DPI = 200
 STYLE = {
@@ -232,8 +233,9 @@ def plot_topk(curve_rows: Sequence[Mapping[str, str]], set_name: str, stem: str 
         return save_figure(fig, stem)
 
 
-def plot_rank_distribution(curve_rows: Sequence[Mapping[str, str]], summary_rows: Sequence[Mapping[str, str]], set_name: str,
-                           stem: str | os.PathLike) -> list[Path]:
+def plot_rank_distribution(
+    curve_rows: Sequence[Mapping[str, str]], summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike
+) -> list[Path]:
     """Cumulative distribution of the true gene's rank (log rank axis) per method, one panel per strategy.
 
     Dotted lines mark the share of cases whose true gene a method can rank at all (its universe).
@@ -306,8 +308,16 @@ def _bar_panels(summary, strategies, groups, metric_rows, fig, set_name, hatch_f
                 hi.append(scale * (value[2] - value[0]))
             if xs:
                 drawn = True
-                ax.bar(xs, ys, width=width * 0.92, color=method_colour(method), edgecolor="black", linewidth=0.4,
-                       hatch=(hatch_for or {}).get(method), label=method_label(method))
+                ax.bar(
+                    xs,
+                    ys,
+                    width=width * 0.92,
+                    color=method_colour(method),
+                    edgecolor="black",
+                    linewidth=0.4,
+                    hatch=(hatch_for or {}).get(method),
+                    label=method_label(method),
+                )
                 ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
         if not drawn:
             _no_data(ax)
@@ -319,8 +329,9 @@ def _bar_panels(summary, strategies, groups, metric_rows, fig, set_name, hatch_f
     return axes
 
 
-def plot_bars(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike,
-              metrics: Sequence[str] = ("top1", "top10", "mrr")) -> list[Path]:
+def plot_bars(
+    summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike, metrics: Sequence[str] = ("top1", "top10", "mrr")
+) -> list[Path]:
     """Top-1, top-10 and MRR with 95% CIs per split strategy and method (the main results figure);
     a second row shows the per-gene (macro) means when the summary has them."""
     summary = _summary(summary_rows, set_name)
@@ -339,9 +350,13 @@ def plot_bars(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: st
         return save_figure(fig, stem)
 
 
-def plot_ablation(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike,
-                  pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_union"),),
-                  metrics: Sequence[str] = ("top1", "top10", "mrr")) -> list[Path]:
+def plot_ablation(
+    summary_rows: Sequence[Mapping[str, str]],
+    set_name: str,
+    stem: str | os.PathLike,
+    pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_union"),),
+    metrics: Sequence[str] = ("top1", "top10", "mrr"),
+) -> list[Path]:
     """Present-only vs observed + excluded terms: each pair is (present-only method, method reading
     excluded terms too), hatched; per-gene means in a second row when the summary has them."""
     summary = _summary(summary_rows, set_name)
@@ -358,8 +373,9 @@ def plot_ablation(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem
         _bar_panels(summary, strategies, groups, rows, fig, set_name, hatch_for=hatch)
         rows_text = ", per case (top) and per gene (bottom)" if len(rows) > 1 else ""
         fig.suptitle(f"Excluded (absent) terms as input: {set_name} cases{rows_text}, 95% bootstrap CI")
-        handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=hatch.get(m), label=method_label(m))
-                   for m in groups]
+        handles = [
+            Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=hatch.get(m), label=method_label(m)) for m in groups
+        ]
         _legend(fig, groups, handles)
         return save_figure(fig, stem)
 
@@ -367,8 +383,14 @@ def plot_ablation(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem
 FIGURES = ("topk", "rank_distribution", "bars", "ablation")
 
 
-def make_figures(summary_path: str | os.PathLike, curves_path: str | os.PathLike, set_name: str, outdir: str | os.PathLike,
-                 ablation_pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_union"),), topk_max: int = 10) -> list[Path]:
+def make_figures(
+    summary_path: str | os.PathLike,
+    curves_path: str | os.PathLike,
+    set_name: str,
+    outdir: str | os.PathLike,
+    ablation_pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_union"),),
+    topk_max: int = 10,
+) -> list[Path]:
     """All evaluation figures of one case set: ``outdir/{topk,rank_distribution,bars,ablation}.{png,pdf}``."""
     summary = read_table(summary_path, SUMMARY_COLUMNS)
     curves = read_table(curves_path, CURVE_COLUMNS)
@@ -400,8 +422,9 @@ def read_training_log(path: str | os.PathLike) -> dict[str, list[float]]:
     return columns
 
 
-def plot_training_curves(log_path: str | os.PathLike, stem: str | os.PathLike, title: str | None = None,
-                         colour: str = METHOD_COLOURS["rft"]) -> list[Path]:
+def plot_training_curves(
+    log_path: str | os.PathLike, stem: str | os.PathLike, title: str | None = None, colour: str = METHOD_COLOURS["rft"]
+) -> list[Path]:
     """Six panels over training steps: reward mean +- std, zero-variance groups, KL, learning rate,
     validation grader score and validation top-1 (drawn only at steps that were evaluated)."""
     log = read_training_log(log_path)
@@ -454,9 +477,14 @@ def plot_training_curves(log_path: str | os.PathLike, stem: str | os.PathLike, t
 SIZED_METHOD = r"^(?P<stage>[a-z]+)(?:_n(?P<n>\d+))?$"  # sft_n64: SFT on 64 training cases; sft: on all
 
 
-def plot_data_efficiency(summary_rows: Sequence[Mapping[str, str]], set_name: str, stem: str | os.PathLike,
-                         stages: Sequence[str] = ("sft", "rft"), metrics: Sequence[str] = ("top1", "grader"),
-                         full_sizes: Mapping[str, int] | None = None) -> list[Path]:
+def plot_data_efficiency(
+    summary_rows: Sequence[Mapping[str, str]],
+    set_name: str,
+    stem: str | os.PathLike,
+    stages: Sequence[str] = ("sft", "rft"),
+    metrics: Sequence[str] = ("top1", "grader"),
+    full_sizes: Mapping[str, int] | None = None,
+) -> list[Path]:
     """Accuracy vs number of training cases, one line per stage with 95% CI whiskers.
 
     Methods ``{stage}_n{N}`` were trained on N cases and ``{stage}`` on all of them (placed at
@@ -509,8 +537,9 @@ def plot_data_efficiency(summary_rows: Sequence[Mapping[str, str]], set_name: st
 # Seeds (rarerank.metrics.seed_table; the `seeds` workflow target).
 
 
-def plot_seeds(rows: Sequence[Mapping], stem: str | os.PathLike, strategy: str = "gene",
-               metrics: Sequence[str] = ("top1", "mrr", "macro_top1")) -> list[Path]:
+def plot_seeds(
+    rows: Sequence[Mapping], stem: str | os.PathLike, strategy: str = "gene", metrics: Sequence[str] = ("top1", "mrr", "macro_top1")
+) -> list[Path]:
     """Mean ± sd over seeds (bars, whiskers) with every seed's value as a dot, per case set and method
     (the reference baseline and each stage); one panel per metric."""
     seeds = [r for r in rows if r["seed"] not in ("mean", "sd") and "-" not in r["method"]]
@@ -534,10 +563,26 @@ def plot_seeds(rows: Sequence[Mapping], stem: str | os.PathLike, strategy: str =
                         continue
                     x = i - 0.4 + width * (j + 0.5)
                     ax.bar(x, scale * float(mean[metric]), width=width * 0.92, color=colour, edgecolor="black", linewidth=0.4)
-                    ax.errorbar(x, scale * float(mean[metric]), yerr=scale * float(sd[metric]), fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
+                    ax.errorbar(
+                        x,
+                        scale * float(mean[metric]),
+                        yerr=scale * float(sd[metric]),
+                        fmt="none",
+                        ecolor="black",
+                        elinewidth=0.7,
+                        capsize=1.5,
+                    )
                     points = [scale * float(r[metric]) for r in seeds if r["set"] == set_name and r["method"] == method]
-                    ax.plot([x] * len(points), points, linestyle="none", marker="o", markersize=2.5, markerfacecolor="white",
-                            markeredgecolor="black", markeredgewidth=0.5)
+                    ax.plot(
+                        [x] * len(points),
+                        points,
+                        linestyle="none",
+                        marker="o",
+                        markersize=2.5,
+                        markerfacecolor="white",
+                        markeredgecolor="black",
+                        markeredgewidth=0.5,
+                    )
             ax.set_xticks(range(len(sets)))
             ax.set_xticklabels([s.capitalize() for s in sets])
             ax.set_ylabel(metric_label(metric))
@@ -545,6 +590,8 @@ def plot_seeds(rows: Sequence[Mapping], stem: str | os.PathLike, strategy: str =
             ax.grid(axis="x", visible=False)
         n_seeds = len({r["seed"] for r in seeds})
         fig.suptitle(f"{STRATEGY_LABELS.get(strategy, strategy)}, {n_seeds} seeds: mean ± sd (bars), each seed (dots)")
-        handles = [Patch(facecolor=method_colour(stage[m]), edgecolor="black", linewidth=0.4, label=method_label(stage[m])) for m in methods]
+        handles = [
+            Patch(facecolor=method_colour(stage[m]), edgecolor="black", linewidth=0.4, label=method_label(stage[m])) for m in methods
+        ]
         _legend(fig, methods, handles)
         return save_figure(fig, stem)

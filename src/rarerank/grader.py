@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 SHAPES = ("reciprocal", "linear", "exponential")
 

@@ -28,8 +28,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 from rarerank.cases import Case, iter_source
 from rarerank.fileio import atomic_write, honour_umask, path_inside
@@ -216,15 +216,11 @@ def python_grader(config: GraderConfig = GraderConfig(), universe: Iterable[str]
 
     config = hosted_config(config)
     known = json.dumps(sorted({grader.normalise_symbol(s) for s in universe} if universe is not None else ()))
-    source = inspect.getsource(grader) + _GRADER_WRAPPER.format(
-        shape=config.shape, k=config.k, half_life=config.half_life, universe=known
-    )
+    source = inspect.getsource(grader) + _GRADER_WRAPPER.format(shape=config.shape, k=config.k, half_life=config.half_life, universe=known)
     return {"type": "python", "name": f"rarerank_{config.shape}_rank", "source": source}
 
 
-def write_python_grader(
-    path: str | os.PathLike, config: GraderConfig = GraderConfig(), universe: Iterable[str] | None = None
-) -> None:
+def write_python_grader(path: str | os.PathLike, config: GraderConfig = GraderConfig(), universe: Iterable[str] | None = None) -> None:
     with atomic_write(path) as handle:
         json.dump(python_grader(config, universe), handle, indent=2, sort_keys=True)
         handle.write("\n")

@@ -26,9 +26,9 @@ import hashlib
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -150,10 +150,12 @@ def true_ranks(cases: Sequence[Case], predictions) -> np.ndarray:
     keeps its best row.
     """
     table = prediction_table(predictions)
-    truth = pd.DataFrame({
-        "case_id": pd.Series([c.case_id for c in cases], dtype=str),
-        "symbol": normalise_symbols(pd.Series([c.gene for c in cases], dtype=str)),
-    })
+    truth = pd.DataFrame(
+        {
+            "case_id": pd.Series([c.case_id for c in cases], dtype=str),
+            "symbol": normalise_symbols(pd.Series([c.gene for c in cases], dtype=str)),
+        }
+    )
     truth = truth[truth["symbol"] != ""]
     hits = table.merge(truth, on=["case_id", "symbol"]).groupby("case_id", sort=False)["rank"].min().rename("declared")
     rows = table[["case_id", "rank"]].merge(hits, left_on="case_id", right_index=True)
@@ -280,7 +282,7 @@ class Run:
     strategy: str
     set: str
     cases: Sequence[Case]
-    predictions: "Mapping[str, Sequence[RankedGene]] | pd.DataFrame"  # or a table from read_prediction_table
+    predictions: Mapping[str, Sequence[RankedGene]] | pd.DataFrame  # or a table from read_prediction_table
     universe: set[str] | None = None
 
 
@@ -328,14 +330,24 @@ def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to:
             macro = config.macro_metric_names
             by_gene = group_means(np.stack([metric_values(values, m) for m in macro], axis=1), groups) if n else np.zeros((0, len(macro)))
             for metric, mean, low, high in zip(macro, *intervals(by_gene, gene_weights, config.ci_level)):
-                out.summary.append(key | {"metric": MACRO + metric, "value": float(mean), "ci_low": float(low), "ci_high": float(high),
-                                          "n": n_genes})
+                out.summary.append(
+                    key | {"metric": MACRO + metric, "value": float(mean), "ci_low": float(low), "ci_high": float(high), "n": n_genes}
+                )
             for k in range(1, config.curve_max_k + 1):
                 i = n_summary + k - 1
                 out.curves.append(key | {"k": k, "value": means[i], "ci_low": lows[i], "ci_high": highs[i], "n": n})
             for r, grade in zip(results, values["grader"].tolist()):
-                out.ranks.append(key | {"case_id": r.case_id, "cohort": r.cohort, "gene": r.gene,
-                                        "rank": int(r.rank) if math.isfinite(r.rank) else "", "rankable": int(r.rankable), "grader": grade})
+                out.ranks.append(
+                    key
+                    | {
+                        "case_id": r.case_id,
+                        "cohort": r.cohort,
+                        "gene": r.gene,
+                        "rank": int(r.rank) if math.isfinite(r.rank) else "",
+                        "rankable": int(r.rankable),
+                        "grader": grade,
+                    }
+                )
             cohorts: dict[str, list[int]] = defaultdict(list)
             for i, r in enumerate(results):
                 cohorts[r.cohort].append(i)
@@ -352,11 +364,25 @@ def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to:
                 a = np.stack([metric_values(per_method[method], m) for m in PAIRED_METRICS], axis=1)
                 b = np.stack([metric_values(per_method[reference], m) for m in PAIRED_METRICS], axis=1)
                 per_case = paired_differences(a, b, weights, config.ci_level)
-                per_gene = paired_differences(group_means(a, groups), group_means(b, groups), gene_weights, config.ci_level) if n else per_case
+                per_gene = (
+                    paired_differences(group_means(a, groups), group_means(b, groups), gene_weights, config.ci_level) if n else per_case
+                )
                 names = list(PAIRED_METRICS) + [MACRO + m for m in PAIRED_METRICS]
                 for metric, count, (diff, low, high, p) in zip(names, [n] * len(per_case) + [n_genes] * len(per_gene), per_case + per_gene):
-                    out.paired.append({"method": method, "reference": reference, "strategy": strategy, "set": set_name,
-                                       "metric": metric, "difference": diff, "ci_low": low, "ci_high": high, "p_value": p, "n": count})
+                    out.paired.append(
+                        {
+                            "method": method,
+                            "reference": reference,
+                            "strategy": strategy,
+                            "set": set_name,
+                            "metric": metric,
+                            "difference": diff,
+                            "ci_low": low,
+                            "ci_high": high,
+                            "p_value": p,
+                            "n": count,
+                        }
+                    )
     return out
 
 
@@ -409,8 +435,14 @@ def read_table(path: str | os.PathLike, columns: Sequence[str], what: str = "met
         return list(reader)
 
 
-def load_runs(predictions_dir: str | os.PathLike, sets_dir: str | os.PathLike, methods: Sequence[str], strategies: Sequence[str],
-              sets: Sequence[str], universe: set[str] | None = None) -> list[Run]:
+def load_runs(
+    predictions_dir: str | os.PathLike,
+    sets_dir: str | os.PathLike,
+    methods: Sequence[str],
+    strategies: Sequence[str],
+    sets: Sequence[str],
+    universe: set[str] | None = None,
+) -> list[Run]:
     """Runs from the pipeline layout: ``predictions_dir/{method}/{strategy}/{set}.tsv`` scored on
     ``sets_dir/{strategy}/{set}.tsv``. Every listed file must exist."""
     runs = []
@@ -429,8 +461,12 @@ def is_percent(metric: str) -> bool:
     return base.startswith("top") or base in ("found", "rankable")
 
 
-def markdown_table(summary: Sequence[Mapping[str, str]], set_name: str, metrics: Sequence[str] = ("top1", "top10", "mrr"),
-                   methods: Sequence[str] | None = None) -> str:
+def markdown_table(
+    summary: Sequence[Mapping[str, str]],
+    set_name: str,
+    metrics: Sequence[str] = ("top1", "top10", "mrr"),
+    methods: Sequence[str] | None = None,
+) -> str:
     """A Markdown table of one set from summary.tsv rows: one row per method and strategy,
     ``value (ci_low–ci_high)`` per metric; top-k and rankable as percentages. ``n`` is the number of
     cases (per-gene ``macro_`` metrics: the genes are counted in their column, ``n genes``)."""
@@ -472,8 +508,13 @@ def seed_method(stage: str, seed: int | str) -> str:
     return f"{stage}_seed{seed}"
 
 
-def seed_table(summary: Sequence[Mapping[str, str]], seeds: Sequence[int], strategy: str, reference: str | None = "phenomizer_union",
-               stages: Sequence[str] = SEED_STAGES) -> list[dict]:
+def seed_table(
+    summary: Sequence[Mapping[str, str]],
+    seeds: Sequence[int],
+    strategy: str,
+    reference: str | None = "phenomizer_union",
+    stages: Sequence[str] = SEED_STAGES,
+) -> list[dict]:
     """Per-seed rows and their mean and sd (``seed`` = ``mean`` / ``sd``, sd with n - 1) of top-1, MRR
     and per-gene top-1 of every stage, of the reference baseline (the same every seed), and of the
     deltas ``rft-sft`` and ``sft-<reference>`` (differences of the seed's means on the same cases).
@@ -533,6 +574,8 @@ def seed_markdown(rows: Sequence[Mapping]) -> str:
         mean, sd = stats[(set_name, method, "mean")], stats[(set_name, method, "sd")]
         per_seed = ", ".join(f"{r['seed']}: {100 * float(r['top1']):.1f}" for r in rows
                              if r["set"] == set_name and r["method"] == method and r["seed"] not in ("mean", "sd"))  # fmt: skip
-        lines.append(f"| {set_name} | {method.replace('-', ' − ')} | {mean['n']} | {100 * mean['top1']:.1f} ± {100 * sd['top1']:.1f} | "
-                     f"{per_seed} | {mean['mrr']:.3f} ± {sd['mrr']:.3f} | {100 * mean['macro_top1']:.1f} ± {100 * sd['macro_top1']:.1f} |")
+        lines.append(
+            f"| {set_name} | {method.replace('-', ' − ')} | {mean['n']} | {100 * mean['top1']:.1f} ± {100 * sd['top1']:.1f} | "
+            f"{per_seed} | {mean['mrr']:.3f} ± {sd['mrr']:.3f} | {100 * mean['macro_top1']:.1f} ± {100 * sd['macro_top1']:.1f} |"
+        )
     return "\n".join(lines) + "\n"

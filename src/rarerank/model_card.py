@@ -27,7 +27,7 @@ STAGES = {
 }
 METRIC_ORDER = ("top1", "top3", "top10", "mrr", "grader", "rankable")
 
-SNIPPET = '''import csv, torch
+SNIPPET = """import csv, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 path = "{path}"
@@ -45,7 +45,7 @@ with torch.no_grad():
 scores = torch.log_softmax(logits.float(), dim=-1)  # log-probability of each gene
 ranking = [(genes[i], float(scores[i])) for i in scores.argsort(descending=True, stable=True)[:10]]
 print(ranking)
-'''
+"""
 
 
 def _yaml_list(items: Sequence[str]) -> str:
@@ -85,8 +85,14 @@ def _training(fields: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_card(settings: Mapping, n_genes: int, n_terms: int, fields: Mapping | None = None,
-               metrics: Sequence[Mapping[str, str]] = (), path: str = "path/to/this/folder") -> str:
+def model_card(
+    settings: Mapping,
+    n_genes: int,
+    n_terms: int,
+    fields: Mapping | None = None,
+    metrics: Sequence[Mapping[str, str]] = (),
+    path: str = "path/to/this/folder",
+) -> str:
     """The README.md text of one model folder (``settings``: the policy settings; ``fields``: provenance)."""
     fields = dict(fields or {})
     decode_k = int(settings.get("decode_k", 1))
@@ -102,10 +108,10 @@ license_name: mit-code-hpo-and-cc-by-4.0-data
 tags:{_yaml_list(TAGS)}
 ---
 
-# rarerank gene ranker ({fields.get('stage', 'model')})
+# rarerank gene ranker ({fields.get("stage", "model")})
 
 **What it is.** A small Llama-style causal language model (`LlamaForCausalLM`, hidden size
-{settings.get('hidden_size')}, {settings.get('num_layers')} layers, {settings.get('num_heads')} heads) with a word-level
+{settings.get("hidden_size")}, {settings.get("num_layers")} layers, {settings.get("num_heads")} heads) with a word-level
 tokenizer in which every HPO term ({n_terms:,} terms) and every gene symbol ({n_genes:,} genes) is one token. Given a
 patient's observed (and optionally excluded) HPO phenotype terms it ranks candidate genes. Built by the
 rarerank pipeline; its README describes the method and every measured number.
@@ -137,9 +143,9 @@ review, teaching. Not for clinical decisions, not for patients outside research 
 - Genes absent from the vocabulary cannot be ranked; genes seen only in case reports, or never, are ranked from little
   or no knowledge. Performance on genes with no published case in training is much lower (see the gene-disjoint split
   in the rarerank README).
-- Terms are HPO ids only (HPO {fields.get('hpo_version', 'release of the training run')}); ids the tokenizer does not
-  know are skipped. Prompts keep at most {settings.get('max_present_terms')} observed and
-  {settings.get('max_absent_terms')} excluded terms.
+- Terms are HPO ids only (HPO {fields.get("hpo_version", "release of the training run")}); ids the tokenizer does not
+  know are skipped. Prompts keep at most {settings.get("max_present_terms")} observed and
+  {settings.get("max_absent_terms")} excluded terms.
 - Trained on published cases, which over-represent severe, early-onset and well-described presentations.
 
 ## How to load and rank
@@ -160,8 +166,14 @@ With plain `transformers` (no rarerank code):
 """
 
 
-def write_model_card(folder: str | os.PathLike, settings: Mapping, n_genes: int, n_terms: int,
-                     fields: Mapping | None = None, metrics: Sequence[Mapping[str, str]] = ()) -> Path:
+def write_model_card(
+    folder: str | os.PathLike,
+    settings: Mapping,
+    n_genes: int,
+    n_terms: int,
+    fields: Mapping | None = None,
+    metrics: Sequence[Mapping[str, str]] = (),
+) -> Path:
     """Write ``README.md`` into a model folder (inside the policy's temporary folder when saving)."""
     path = Path(folder) / CARD_FILE
     with atomic_write(path) as handle:

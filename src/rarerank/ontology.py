@@ -10,7 +10,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 ROOT = "HP:0000001"
@@ -87,7 +87,7 @@ class Ontology:
     synonyms: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Ontology":
+    def load(cls, path: str | os.PathLike) -> Ontology:
         import pronto
 
         path = Path(path)
@@ -112,9 +112,7 @@ class Ontology:
                     replaced_by[term.id] = targets[0]
                 continue
             labels[term.id] = term.name or term.id
-            parents[term.id] = tuple(
-                sorted(p.id for p in term.superclasses(distance=1, with_self=False) if HPO_ID.match(p.id))
-            )
+            parents[term.id] = tuple(sorted(p.id for p in term.superclasses(distance=1, with_self=False) if HPO_ID.match(p.id)))
             for alt in term.alternate_ids:
                 alt_ids[str(alt)] = term.id
             synonyms[term.id] = tuple(sorted((s.description, s.scope) for s in term.synonyms))
@@ -158,7 +156,7 @@ class Ontology:
         found = self._ancestors(term_id)
         return found if include_self else found - {term_id}
 
-    @lru_cache(maxsize=None)
+    @cache
     def _ancestors(self, term_id: str) -> frozenset[str]:
         result = {term_id}
         for parent in self.parents.get(term_id, ()):

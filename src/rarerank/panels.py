@@ -66,11 +66,16 @@ def match_genes(symbols: Iterable[str], known: Iterable[str], source: str = "--g
         elif gene not in found:
             found.append(gene)
     if unknown:
-        log.warning("%s: %d gene symbol(s) unknown to the ranker were ignored: %s", source, len(unknown),
-                    ", ".join(unknown[:20]) + (" ..." if len(unknown) > 20 else ""))
+        log.warning(
+            "%s: %d gene symbol(s) unknown to the ranker were ignored: %s",
+            source,
+            len(unknown),
+            ", ".join(unknown[:20]) + (" ..." if len(unknown) > 20 else ""),
+        )
     if not found:
-        raise ValueError(f"{source}: none of the {len(unknown)} gene symbol(s) is known to the ranker "
-                         "(check the symbols are current HGNC symbols)")
+        raise ValueError(
+            f"{source}: none of the {len(unknown)} gene symbol(s) is known to the ranker (check the symbols are current HGNC symbols)"
+        )
     return found
 
 

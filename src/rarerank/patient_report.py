@@ -116,12 +116,12 @@ def render_report(
 <title>rarerank: {_e(case_id)}</title><style>{CSS}</style></head>
 <body>
 <h1>Candidate genes for {_e(case_id)}</h1>
-<div class="meta">rarerank gene ranking from HPO phenotypes · model {_e(meta.get('model', ''))} · HPO {_e(meta.get('HPO version', ''))}</div>
+<div class="meta">rarerank gene ranking from HPO phenotypes · model {_e(meta.get("model", ""))} · HPO {_e(meta.get("HPO version", ""))}</div>
 <div class="note"><b>Research use only, not for clinical decisions.</b> The ranking is a statistical
 suggestion from phenotype terms; it has not been validated for diagnosis. Confirm any candidate with
 the patient's genetic findings and a clinical geneticist.</div>
-<div class="cols"><div><h2>Observed terms ({len(present)})</h2>{_terms_table(present, label, 'none')}</div>
-<div><h2>Excluded terms ({len(absent)})</h2>{_terms_table(absent, label, 'none given')}</div></div>
+<div class="cols"><div><h2>Observed terms ({len(present)})</h2>{_terms_table(present, label, "none")}</div>
+<div><h2>Excluded terms ({len(absent)})</h2>{_terms_table(absent, label, "none given")}</div></div>
 <h2>Top {len(shown)} genes</h2>{_gene_rows(shown)}
 <h2>Evidence per gene</h2>
 <p class="meta">For each observed term: the gene's HPO annotation it matches and the common ancestor it matches

@@ -34,13 +34,14 @@ PhEval calls, in order (its ``runners.runner.PhEvalRunner`` contract):
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from rarerank.cases import Case, read_phenopackets, read_cases, write_cases, write_qc
+from rarerank.cases import Case, read_cases, read_phenopackets, write_cases, write_qc
 from rarerank.interop import export_pheval
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class RunnerSettings:
     gene_annotations: str = "bundled"
 
     @classmethod
-    def from_dict(cls, values: Mapping | None, base: Path | None = None) -> "RunnerSettings":
+    def from_dict(cls, values: Mapping | None, base: Path | None = None) -> RunnerSettings:
         values = dict(values or {})
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
@@ -144,7 +145,8 @@ def rank(settings: RunnerSettings, cases: list[Case]) -> dict[str, list]:
             log.warning("%d HPO id occurrence(s) unknown to the ontology were skipped", sum(unresolved.values()))
         return dict(rank_cases(load_policy(settings.model), resolved, top_k=settings.top_k, progress=False))
     from rarerank.annotations import GeneAnnotations
-    from rarerank.baselines import BaselineConfig, HpoIndex, rank_cases as baseline_rank
+    from rarerank.baselines import BaselineConfig, HpoIndex
+    from rarerank.baselines import rank_cases as baseline_rank
 
     ontology = load_ontology(settings.ontology)
     index = HpoIndex.build(ontology, GeneAnnotations.load(source_path(settings.gene_annotations, GENE_ANNOTATION_FILE), ontology))
@@ -174,8 +176,12 @@ class RarerankPhEvalRunner(_Base):
         write_cases(Path(self.tool_input_commands_dir) / CASES_FILE, result.cases)
         write_qc(Path(self.tool_input_commands_dir) / QC_FILE, result.qc)
         if result.qc:
-            log.warning("%d phenopacket(s) did not become a case (see %s): %s", len(result.qc),
-                        Path(self.tool_input_commands_dir) / QC_FILE, ", ".join(r.source_file for r in result.qc[:5]))
+            log.warning(
+                "%d phenopacket(s) did not become a case (see %s): %s",
+                len(result.qc),
+                Path(self.tool_input_commands_dir) / QC_FILE,
+                ", ".join(r.source_file for r in result.qc[:5]),
+            )
         if not result.cases:
             raise ValueError(f"{self.phenopacket_dir}: no usable phenopacket (every file failed QC)")
 

@@ -57,9 +57,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -98,12 +98,16 @@ class PolicyConfig:
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name not in ("annotation_exponent", "annotation_min_ic") and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            if (
+                f.name not in ("annotation_exponent", "annotation_min_ic")
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+                and value < 1
+            ):
                 raise ValueError(f"policy.{f.name} must be at least 1, not {value}")
         if self.hidden_size % self.num_heads:
             raise ValueError(
-                f"policy.hidden_size ({self.hidden_size}) must be divisible by policy.num_heads ({self.num_heads}); "
-                "change one of them"
+                f"policy.hidden_size ({self.hidden_size}) must be divisible by policy.num_heads ({self.num_heads}); change one of them"
             )
         if self.output_head not in OUTPUT_HEADS:
             raise ValueError(f"policy.output_head must be one of {', '.join(OUTPUT_HEADS)}, not {self.output_head!r}")
@@ -117,7 +121,7 @@ class PolicyConfig:
             raise ValueError(f"policy.output_k ({self.output_k}) must be >= policy.decode_k ({self.decode_k})")
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "PolicyConfig":
+    def from_dict(cls, values: dict | None) -> PolicyConfig:
         values = dict(values or {})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
@@ -405,7 +409,7 @@ class AnnotationHead(torch.nn.Module):
         (directory / HEAD_SETTINGS).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> "AnnotationHead":
+    def load(cls, directory: Path) -> AnnotationHead:
         from safetensors.torch import load_file
 
         settings = json.loads((directory / HEAD_SETTINGS).read_text(encoding="utf-8"))
@@ -614,8 +618,7 @@ def encode_prompts(
     max_absent = max_absent or config.max_absent_terms
     stats = Prompts(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
     sequences = [
-        prompt_token_ids(tokenizer, c.present, getattr(c, "absent", ()), rng, present_only, max_present, max_absent, stats)
-        for c in cases
+        prompt_token_ids(tokenizer, c.present, getattr(c, "absent", ()), rng, present_only, max_present, max_absent, stats) for c in cases
     ]
     stats.input_ids, stats.attention_mask = left_pad(sequences, tokenizer.pad_token_id, device)
     return stats
@@ -693,9 +696,7 @@ def rank_batch(policy: Policy, prompts: Prompts, k: int, top_n: int | None) -> l
     genes = policy.genes
     scorer = gene_scorer(policy.model, policy.gene_ids)
     index, scores = rank_genes(scorer, prompts.input_ids, prompts.attention_mask, k, top_n)
-    return [
-        [(genes[g], float(s)) for g, s in zip(row_idx, row_scores)] for row_idx, row_scores in zip(index.tolist(), scores.tolist())
-    ]
+    return [[(genes[g], float(s)) for g, s in zip(row_idx, row_scores)] for row_idx, row_scores in zip(index.tolist(), scores.tolist())]
 
 
 def constrained_rank(
@@ -720,8 +721,14 @@ def constrained_rank(
     local = stats if stats is not None else Prompts(torch.empty(0), torch.empty(0))
     sequences = [
         prompt_token_ids(
-            tokenizer, c.present, getattr(c, "absent", ()), None, present_only,
-            policy.config.max_present_terms, policy.config.max_absent_terms, local,
+            tokenizer,
+            c.present,
+            getattr(c, "absent", ()),
+            None,
+            present_only,
+            policy.config.max_present_terms,
+            policy.config.max_absent_terms,
+            local,
         )
         for c in cases
     ]

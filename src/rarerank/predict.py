@@ -289,8 +289,9 @@ def restrict_policy(policy: Policy, genes: Iterable[str]) -> PanelPolicy:
 # Ranking.
 
 
-def rank_chunk(policy: Policy, cases: Sequence[Case], top_n: int, decode_k: int | None, batch_size: int,
-               present_only: bool, stats: Prompts) -> list[list[tuple[str, float]]]:
+def rank_chunk(
+    policy: Policy, cases: Sequence[Case], top_n: int, decode_k: int | None, batch_size: int, present_only: bool, stats: Prompts
+) -> list[list[tuple[str, float]]]:
     """The one ranking call: (gene, score) lists, best first, ``top_n`` per case."""
     return constrained_rank(policy, cases, k=decode_k, batch_size=batch_size, top_n=top_n,
                             present_only=present_only, stats=stats)  # fmt: skip

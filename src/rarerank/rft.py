@@ -28,10 +28,9 @@ import random
 import shutil
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -110,7 +109,15 @@ class RFTConfig:
         problems = []
         if self.group_size < 2:
             problems.append(f"group_size {self.group_size}: GRPO compares samples within a group; use at least 2")
-        for name in ("cases_per_step", "list_length", "eval_interval", "checkpoint_interval", "updates_per_batch", "hit_k", "max_sample_rounds"):
+        for name in (
+            "cases_per_step",
+            "list_length",
+            "eval_interval",
+            "checkpoint_interval",
+            "updates_per_batch",
+            "hit_k",
+            "max_sample_rounds",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if (self.max_steps is None) == (self.epochs is None):
@@ -157,7 +164,7 @@ class RFTConfig:
         return problems
 
     @classmethod
-    def from_dict(cls, values: Mapping | None) -> "RFTConfig":
+    def from_dict(cls, values: Mapping | None) -> RFTConfig:
         values = dict(values or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -444,13 +451,13 @@ class Groups:
     logprobs: torch.Tensor  # [P*G, L] at sampling time
     rewards: torch.Tensor  # [P*G]
 
-    def take(self, keep: Sequence[int], group_size: int) -> "Groups":
+    def take(self, keep: Sequence[int], group_size: int) -> Groups:
         rows = [p * group_size + g for p in keep for g in range(group_size)]
         pick = [self.prompts[p] for p in keep], [self.genes[p] for p in keep], [self.cases[p] for p in keep]
         return Groups(*pick, self.choices[rows], self.logprobs[rows], self.rewards[rows])
 
     @staticmethod
-    def join(parts: Sequence["Groups"]) -> "Groups":
+    def join(parts: Sequence[Groups]) -> Groups:
         return Groups(
             [p for g in parts for p in g.prompts], [x for g in parts for x in g.genes], [x for g in parts for x in g.cases],
             torch.cat([g.choices for g in parts]), torch.cat([g.logprobs for g in parts]), torch.cat([g.rewards for g in parts]),
@@ -777,9 +784,7 @@ def _task(policy, train_path, validation_path, config: RFTConfig, present_only: 
     val_cases = read_cases(validation_path)
 
     def encode(case, rng=None) -> list[int]:
-        return prompt_token_ids(
-            tokenizer, case.present, case.absent, rng, present_only, pcfg.max_present_terms, pcfg.max_absent_terms
-        )
+        return prompt_token_ids(tokenizer, case.present, case.absent, rng, present_only, pcfg.max_present_terms, pcfg.max_absent_terms)
 
     sampler = _synthetic_sampler(policy, encode, **synthetic) if config.synthetic_fraction > 0 else None
     task = RFTTask(

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -67,9 +67,7 @@ class SFTConfig:
         if self.max_epochs <= 0 or self.max_steps < 1 or self.batch_size < 1 or self.eval_interval < 1 or self.patience < 1:
             raise ValueError("sft max_epochs, max_steps, batch_size, eval_interval and patience must be positive")
         if not 0 <= self.synthetic_fraction < 1:
-            raise ValueError(
-                f"sft.synthetic_fraction must be in [0, 1) so each batch has real cases, not {self.synthetic_fraction}"
-            )
+            raise ValueError(f"sft.synthetic_fraction must be in [0, 1) so each batch has real cases, not {self.synthetic_fraction}")
         if round(self.batch_size * (1 - self.synthetic_fraction)) < 1:
             raise ValueError("sft.batch_size * (1 - synthetic_fraction) rounds to 0 real cases per batch; raise batch_size")
         if self.select_metric not in METRICS:
@@ -80,7 +78,7 @@ class SFTConfig:
             raise ValueError("sft.max_train_cases must be at least 1 (or null for all)")
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "SFTConfig":
+    def from_dict(cls, values: dict | None) -> SFTConfig:
         values = dict(values or {})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
@@ -106,8 +104,7 @@ def sft_batches(policy: Policy, cases: Sequence, sampler: PatientSampler | None,
         for step in range(pool * POOL_BATCHES, (pool + 1) * POOL_BATCHES):
             rng = np.random.default_rng([seed, 4, step])
             real += [
-                make_example(policy, c.present, c.absent, c.gene, rng, config.prefix_rate, config.present_only)
-                for c in real_cases(step)
+                make_example(policy, c.present, c.absent, c.gene, rng, config.prefix_rate, config.present_only) for c in real_cases(step)
             ]
             if sampler is not None and n_synthetic:
                 synthetic += [
@@ -167,7 +164,6 @@ def sft(
     _save(policy, outdir, result, start_metrics, training_log, base_dir=base_dir, config=config, synthetic=synthetic,
           seed=seed, training_cases=len(usable), validation_cases=len(validation_cases), provenance_fields=provenance_fields)  # fmt: skip
     return policy
-
 
 
 def _replay_sampler(config: SFTConfig, ontology, annotations, synthetic: SyntheticConfig) -> PatientSampler | None:

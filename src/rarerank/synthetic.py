@@ -36,9 +36,7 @@ class SyntheticConfig:
 
     def __post_init__(self):
         if not 1 <= self.min_terms <= self.max_terms:
-            raise ValueError(
-                f"synthetic terms range is empty: need 1 <= min_terms ({self.min_terms}) <= max_terms ({self.max_terms})"
-            )
+            raise ValueError(f"synthetic terms range is empty: need 1 <= min_terms ({self.min_terms}) <= max_terms ({self.max_terms})")
         for name in ("unknown_frequency", "ancestor_rate", "descendant_rate", "absent_rate", "annotated_absent_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"synthetic {name} must be in [0, 1], not {getattr(self, name)}")
@@ -48,7 +46,7 @@ class SyntheticConfig:
             raise ValueError("synthetic noise_mean must be >= 0 and max_absent >= 1")
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "SyntheticConfig":
+    def from_dict(cls, values: dict | None) -> SyntheticConfig:
         values = dict(values or {})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:

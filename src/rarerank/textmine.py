@@ -35,12 +35,12 @@ import os
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from rarerank.cases import Case, InvalidRecord, NO_GENE, NO_PRESENT_TERMS
+from rarerank.cases import NO_GENE, NO_PRESENT_TERMS, Case, InvalidRecord
 from rarerank.ontology import Ontology
 from rarerank.textmine_genes import GeneCall, detect_gene, gene_mentions
 from rarerank.textmine_sections import CASE, Section, find_sections, patient_marker, table_row_absent
@@ -57,7 +57,17 @@ AMBIGUOUS_GENE = "ambiguous_gene"
 PRESENT, ABSENT, FAMILY = "present", "absent", "family"
 
 EVIDENCE_COLUMNS = (
-    "case_id", "kind", "id", "label", "status", "rule", "start", "end", "span", "sentence_index", "sentence",
+    "case_id",
+    "kind",
+    "id",
+    "label",
+    "status",
+    "rule",
+    "start",
+    "end",
+    "span",
+    "sentence_index",
+    "sentence",
 )
 
 SYNONYM_SCOPES = ("EXACT", "RELATED", "BROAD", "NARROW")
@@ -82,9 +92,7 @@ class TextmineConfig:
     def __post_init__(self):
         unknown = set(self.scopes) - set(SYNONYM_SCOPES)
         if unknown or not self.scopes:
-            raise ValueError(
-                f"text synonym scopes must be a non-empty subset of {', '.join(SYNONYM_SCOPES)}, not {list(self.scopes)}"
-            )
+            raise ValueError(f"text synonym scopes must be a non-empty subset of {', '.join(SYNONYM_SCOPES)}, not {list(self.scopes)}")
         if self.max_bytes < 1:
             raise ValueError(f"text max_bytes must be positive, not {self.max_bytes}")
         if self.negation_window < 1 or self.post_negation_window < 0:
@@ -106,39 +114,132 @@ STOPWORDS = frozenset(
 
 # Irregular plurals and spelling variants -> canonical stem.
 IRREGULAR = {
-    "feet": "foot", "teeth": "tooth", "children": "child", "femora": "femur", "tibiae": "tibia",
-    "fibulae": "fibula", "vertebrae": "vertebra", "phalanges": "phalanx", "radii": "radius", "ulnae": "ulna",
-    "epiphyses": "epiphysis", "metaphyses": "metaphysis", "diaphyses": "diaphysis", "sclerae": "sclera",
-    "testes": "testis", "nevi": "nevus", "naevi": "nevus", "naevus": "nevus", "lipomata": "lipoma",
-    "neurofibromata": "neurofibroma", "foramina": "foramen", "bronchi": "bronchus", "bullae": "bulla",
-    "fistulae": "fistula", "ova": "ovum", "calculi": "calculus", "thrombi": "thrombus", "emboli": "embolus",
-    "stenoses": "stenosis", "lenses": "lens", "corneae": "cornea", "pupils": "pupil", "cafe": "cafe",
-    "missing": "absent", "lacking": "absent", "dilated": "dilat", "dilatation": "dilat",
-    "dilation": "dilat", "dilatations": "dilat", "enlarged": "enlarg", "enlargement": "enlarg",
-    "shortened": "short", "shortening": "short", "thickened": "thick", "thickening": "thick",
-    "narrowed": "narrow", "narrowing": "narrow", "widened": "wide", "widening": "wide", "bowed": "bowing",
-    "convulsion": "seizure", "convulsions": "seizure", "tumour": "tumor", "tumours": "tumor",
-    "behaviour": "behavior", "behaviours": "behavior", "oedema": "edema", "foetal": "fetal",
-    "haemorrhage": "hemorrhage", "anaemia": "anemia", "oesophageal": "esophageal", "oesophagus": "esophagus",
-    "ischaemia": "ischemia", "ischaemic": "ischemic", "leukaemia": "leukemia", "paediatric": "pediatric",
-    "does": "does", "gas": "gas", "bias": "bias", "pancreas": "pancreas", "iris": "iris", "pubis": "pubis",
-    "ascites": "ascites", "diabetes": "diabetes", "herpes": "herpes", "series": "series", "species": "species",
-    "rickets": "rickets", "mumps": "mumps", "measles": "measles", "caries": "caries", "scabies": "scabies",
-    "pes": "pes", "genitalia": "genitalia", "hallux": "hallux", "thorax": "thorax", "larynx": "larynx",
-    "pharynx": "pharynx", "cortex": "cortex", "lids": "lid",
+    "feet": "foot",
+    "teeth": "tooth",
+    "children": "child",
+    "femora": "femur",
+    "tibiae": "tibia",
+    "fibulae": "fibula",
+    "vertebrae": "vertebra",
+    "phalanges": "phalanx",
+    "radii": "radius",
+    "ulnae": "ulna",
+    "epiphyses": "epiphysis",
+    "metaphyses": "metaphysis",
+    "diaphyses": "diaphysis",
+    "sclerae": "sclera",
+    "testes": "testis",
+    "nevi": "nevus",
+    "naevi": "nevus",
+    "naevus": "nevus",
+    "lipomata": "lipoma",
+    "neurofibromata": "neurofibroma",
+    "foramina": "foramen",
+    "bronchi": "bronchus",
+    "bullae": "bulla",
+    "fistulae": "fistula",
+    "ova": "ovum",
+    "calculi": "calculus",
+    "thrombi": "thrombus",
+    "emboli": "embolus",
+    "stenoses": "stenosis",
+    "lenses": "lens",
+    "corneae": "cornea",
+    "pupils": "pupil",
+    "cafe": "cafe",
+    "missing": "absent",
+    "lacking": "absent",
+    "dilated": "dilat",
+    "dilatation": "dilat",
+    "dilation": "dilat",
+    "dilatations": "dilat",
+    "enlarged": "enlarg",
+    "enlargement": "enlarg",
+    "shortened": "short",
+    "shortening": "short",
+    "thickened": "thick",
+    "thickening": "thick",
+    "narrowed": "narrow",
+    "narrowing": "narrow",
+    "widened": "wide",
+    "widening": "wide",
+    "bowed": "bowing",
+    "convulsion": "seizure",
+    "convulsions": "seizure",
+    "tumour": "tumor",
+    "tumours": "tumor",
+    "behaviour": "behavior",
+    "behaviours": "behavior",
+    "oedema": "edema",
+    "foetal": "fetal",
+    "haemorrhage": "hemorrhage",
+    "anaemia": "anemia",
+    "oesophageal": "esophageal",
+    "oesophagus": "esophagus",
+    "ischaemia": "ischemia",
+    "ischaemic": "ischemic",
+    "leukaemia": "leukemia",
+    "paediatric": "pediatric",
+    "does": "does",
+    "gas": "gas",
+    "bias": "bias",
+    "pancreas": "pancreas",
+    "iris": "iris",
+    "pubis": "pubis",
+    "ascites": "ascites",
+    "diabetes": "diabetes",
+    "herpes": "herpes",
+    "series": "series",
+    "species": "species",
+    "rickets": "rickets",
+    "mumps": "mumps",
+    "measles": "measles",
+    "caries": "caries",
+    "scabies": "scabies",
+    "pes": "pes",
+    "genitalia": "genitalia",
+    "hallux": "hallux",
+    "thorax": "thorax",
+    "larynx": "larynx",
+    "pharynx": "pharynx",
+    "cortex": "cortex",
+    "lids": "lid",
     # General words for "abnormal" and organ adjectives -> one stem, so "ear anomalies", "abnormality
     # of the ear" and "otic abnormalities" share a key (a short, general list; not per document).
-    "anomaly": "abnormal", "anomalies": "abnormal", "abnormality": "abnormal", "abnormalities": "abnormal",
-    "anomalous": "abnormal", "malformation": "abnormal", "malformations": "abnormal", "manifestation": "abnormal",
+    "anomaly": "abnormal",
+    "anomalies": "abnormal",
+    "abnormality": "abnormal",
+    "abnormalities": "abnormal",
+    "anomalous": "abnormal",
+    "malformation": "abnormal",
+    "malformations": "abnormal",
+    "manifestation": "abnormal",
     "manifestations": "abnormal",
-    "otic": "ear", "aural": "ear", "ocular": "eye", "renal": "kidney", "cutaneous": "skin", "cardiac": "heart",
-    "hepatic": "liver", "dental": "tooth", "axonal": "axon", "bloody": "blood", "preterm": "premature",
+    "otic": "ear",
+    "aural": "ear",
+    "ocular": "eye",
+    "renal": "kidney",
+    "cutaneous": "skin",
+    "cardiac": "heart",
+    "hepatic": "liver",
+    "dental": "tooth",
+    "axonal": "axon",
+    "bloody": "blood",
+    "preterm": "premature",
 }
 
 # Adjective and noun forms of the same abnormality (suffix -> common suffix).
 DERIVATIONS = (
-    ("plastic", "plasia"), ("trophic", "trophy"), ("tonic", "tonia"), ("axic", "axia"), ("emic", "emia"),
-    ("kinetic", "kinesia"), ("otic", "osis"), ("icity", "ic"), ("ised", "ized"), ("isation", "ization"),
+    ("plastic", "plasia"),
+    ("trophic", "trophy"),
+    ("tonic", "tonia"),
+    ("axic", "axia"),
+    ("emic", "emia"),
+    ("kinetic", "kinesia"),
+    ("otic", "osis"),
+    ("icity", "ic"),
+    ("ised", "ized"),
+    ("isation", "ization"),
     ("ising", "izing"),
 )
 
@@ -218,7 +319,12 @@ def tokenize(text: str, offset: int = 0) -> list[Token]:
         s = stem(word)
         tokens.append(
             Token(
-                word, s, match.start() + offset, match.end() + offset, s in STOPWORDS, bool(_BREAK.search(gap)),
+                word,
+                s,
+                match.start() + offset,
+                match.end() + offset,
+                s in STOPWORDS,
+                bool(_BREAK.search(gap)),
                 ";" in gap or ":" in gap,
             )
         )
@@ -267,13 +373,21 @@ PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4, "cura
 # Everyday phrasings HPO lacks, added at the lowest priority (an HPO label or synonym with the same
 # key wins). General clinical language, not words of any one document.
 CURATED_SYNONYMS = (
-    ("skin lesion", "HP:0011355"), ("skin lesions", "HP:0011355"),
-    ("cutaneous manifestations", "HP:0000951"), ("skin manifestations", "HP:0000951"),
-    ("preterm infant", "HP:0001622"), ("premature infant", "HP:0001622"), ("born prematurely", "HP:0001622"),
-    ("born preterm", "HP:0001622"), ("premature baby", "HP:0001622"),
-    ("bloody stools", "HP:0002573"), ("blood in the stool", "HP:0002573"),
-    ("developmental delays", "HP:0001263"), ("delayed development", "HP:0001263"),
-    ("learning difficulties", "HP:0001328"), ("mental retardation", "HP:0001249"),
+    ("skin lesion", "HP:0011355"),
+    ("skin lesions", "HP:0011355"),
+    ("cutaneous manifestations", "HP:0000951"),
+    ("skin manifestations", "HP:0000951"),
+    ("preterm infant", "HP:0001622"),
+    ("premature infant", "HP:0001622"),
+    ("born prematurely", "HP:0001622"),
+    ("born preterm", "HP:0001622"),
+    ("premature baby", "HP:0001622"),
+    ("bloody stools", "HP:0002573"),
+    ("blood in the stool", "HP:0002573"),
+    ("developmental delays", "HP:0001263"),
+    ("delayed development", "HP:0001263"),
+    ("learning difficulties", "HP:0001328"),
+    ("mental retardation", "HP:0001249"),
 )
 _ABBREVIATION = re.compile(r"^[A-Z][A-Z0-9-]{1,7}$")
 _FIGURE_LIKE = re.compile(r"^[A-Z]\d{1,2}$")
@@ -318,7 +432,7 @@ class HPOMatcher:
     stats: dict = field(default_factory=dict)
 
     @classmethod
-    def build(cls, ontology: Ontology, config: TextmineConfig | None = None) -> "HPOMatcher":
+    def build(cls, ontology: Ontology, config: TextmineConfig | None = None) -> HPOMatcher:
         config = config or TextmineConfig()
         candidates: dict[tuple[str, ...], dict[str, int]] = {}
         abbreviations: dict[str, set[str]] = {}
@@ -329,9 +443,7 @@ class HPOMatcher:
         for term, label in ontology.labels.items():
             if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
                 continue
-            entries = [(label, "label")] + [
-                (text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.scopes
-            ]
+            entries = [(label, "label")] + [(text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.scopes]
             for text, how in entries:
                 stripped = text.strip()
                 last = stripped.rsplit(None, 1)[-1]
@@ -403,8 +515,9 @@ class HPOMatcher:
             },
         )
 
-    def match_sentence(self, tokens: Sequence[Token], defined: dict[str, str] | None = None,
-                       nested: bool = False, coordination: bool = False) -> list[Match]:
+    def match_sentence(
+        self, tokens: Sequence[Token], defined: dict[str, str] | None = None, nested: bool = False, coordination: bool = False
+    ) -> list[Match]:
         """Longest non-overlapping dictionary matches among the tokens of one sentence; with
         ``nested`` also the other terms found inside a chosen match ("colitis" in "ulcerative
         colitis"), with ``coordination`` the terms a coordination implies ("palmar and plantar pits"
@@ -460,8 +573,15 @@ class HPOMatcher:
                     continue
                 break
             lead = conjuncts[-1] if conjuncts else None
-            modifier = (lead - 1 if lead is not None and lead >= 1 and not tokens[lead].break_before
-                        and not tokens[lead - 1].stop and not tokens[lead - 1].break_before else None)
+            modifier = (
+                lead - 1
+                if lead is not None
+                and lead >= 1
+                and not tokens[lead].break_before
+                and not tokens[lead - 1].stop
+                and not tokens[lead - 1].break_before
+                else None
+            )
             rest: list[str] = []
             for j in range(c + 1, min(n, c + 1 + self.max_key_length)):
                 if j > c + 1 and (tokens[j].break_before or tokens[j].stop):
@@ -485,8 +605,11 @@ class HPOMatcher:
         # Shared head before: a match ends right before "and"/"or" + one word ("... radius and ulna").
         for m in matches:
             c = m.last + 1
-            if not (c + 1 < n and tokens[c].text.lower() in ("and", "or") and m.last > m.first) \
-                    or tokens[c + 1].stop or tokens[c + 1].break_before:
+            if (
+                not (c + 1 < n and tokens[c].text.lower() in ("and", "or") and m.last > m.first)
+                or tokens[c + 1].stop
+                or tokens[c + 1].break_before
+            ):
                 continue
             if c + 2 < n and not (tokens[c + 2].stop or tokens[c + 2].break_before):
                 continue  # "X of the radius and ulnar deviation": the word after "and" starts a phrase
@@ -535,29 +658,56 @@ class HPOMatcher:
         return found
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Context: negation and family history.
 
 PRE_NEGATION = (
-    ("no",), ("not",), ("without",), ("lacked",), ("denied",), ("denies",), ("negative", "for"), ("free", "of"),
-    ("neither",), ("nor",), ("never",), ("none",), ("rule", "out"), ("ruled", "out"), ("exclusion", "of"), ("excluded",),
+    ("no",),
+    ("not",),
+    ("without",),
+    ("lacked",),
+    ("denied",),
+    ("denies",),
+    ("negative", "for"),
+    ("free", "of"),
+    ("neither",),
+    ("nor",),
+    ("never",),
+    ("none",),
+    ("rule", "out"),
+    ("ruled", "out"),
+    ("exclusion", "of"),
+    ("excluded",),
 )
 # Adjective-like triggers that negate only the phrase right after them ("absent reflexes, ataxia":
 # ataxia is present). When they are part of a matched term ("absent speech") they do not negate.
 NARROW_PRE_NEGATION = (("absent",), ("absence", "of"), ("lack", "of"), ("missing",))
 NARROW_SCOPE = 3  # tokens between a narrow trigger and the mention it negates ("absence of the X")
 POST_NEGATION = (
-    ("not",), ("absent",), ("excluded",), ("ruled", "out"), ("negative",), ("never",), ("unremarkable",),
-    ("normal",), ("undetectable",),
+    ("not",),
+    ("absent",),
+    ("excluded",),
+    ("ruled", "out"),
+    ("negative",),
+    ("never",),
+    ("unremarkable",),
+    ("normal",),
+    ("undetectable",),
 )
 # A post-mention trigger counts only after a verb ("seizures were not observed", "X was absent"),
 # not as the adjective of the next phrase ("sparse hair, absent sweating").
 COPULA = frozenset("was were is are be been has have had did does do also yet still always completely entirely all both".split())
 # Phrases that look like negation but are not ("not only X but also Y", "seizures no longer occur").
 PSEUDO_NEGATION = (
-    ("not", "only"), ("no", "longer"), ("not", "necessarily"), ("no", "change"), ("no", "increase"),
-    ("not", "just"), ("no", "doubt"), ("not", "ruled", "out"), ("without", "difficulty"),
+    ("not", "only"),
+    ("no", "longer"),
+    ("not", "necessarily"),
+    ("no", "change"),
+    ("no", "increase"),
+    ("not", "just"),
+    ("no", "doubt"),
+    ("not", "ruled", "out"),
+    ("without", "difficulty"),
 )
 # Words that end a trigger's scope (a new clause starts).
 TERMINATORS = frozenset(
@@ -618,10 +768,8 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
     n = len(tokens)
     pseudo = [words[k] in _PSEUDO_FIRST and _is_pseudo(stems, k) for k in range(n)]
     pre_at = [[t for t in PRE_NEGATION if _find(words, t, k)] if words[k] in _PRE_FIRST else [] for k in range(n)]
-    narrow_at = [[t for t in NARROW_PRE_NEGATION if _find(words, t, k)] if words[k] in _NARROW_FIRST else []
-                 for k in range(n)]
-    post_at = [next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None
-               for k in range(n)]
+    narrow_at = [[t for t in NARROW_PRE_NEGATION if _find(words, t, k)] if words[k] in _NARROW_FIRST else [] for k in range(n)]
+    post_at = [next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None for k in range(n)]
     results = []
     for m in matches:
         lo = clause_start[m.first]
@@ -638,8 +786,8 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
                 # "Patient 2, his sister, had X": an apposition names the patient
                 before = range(max(lo, k - 6), k)
                 shared = any(stems[p] in PROBAND for p in before) and (
-                    any(words[p] in SHARED_SUBJECT for p in before) or any(tokens[p].break_before for p in before)
-                    or tokens[k].break_before)
+                    any(words[p] in SHARED_SUBJECT for p in before) or any(tokens[p].break_before for p in before) or tokens[k].break_before
+                )
                 if shared:
                     family_rule = None
                     break
@@ -706,22 +854,39 @@ class Extraction:
         rows = []
         for m in self.mentions:
             s_start, s_end = self.sentences[m.sentence_index]
-            rows.append({
-                "case_id": case_id, "kind": "phenotype", "id": m.term, "label": labels.get(m.term, ""),
-                "status": m.status if m.section == CASE else f"{m.status}_outside_case",
-                "rule": f"{m.how};{m.rule};section={m.section}" + (f";patient={m.patient}" if m.patient else ""),
-                "start": m.start, "end": m.end,
-                "span": self.text[m.start : m.end], "sentence_index": m.sentence_index,
-                "sentence": self.text[s_start:s_end].strip(),
-            })
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "kind": "phenotype",
+                    "id": m.term,
+                    "label": labels.get(m.term, ""),
+                    "status": m.status if m.section == CASE else f"{m.status}_outside_case",
+                    "rule": f"{m.how};{m.rule};section={m.section}" + (f";patient={m.patient}" if m.patient else ""),
+                    "start": m.start,
+                    "end": m.end,
+                    "span": self.text[m.start : m.end],
+                    "sentence_index": m.sentence_index,
+                    "sentence": self.text[s_start:s_end].strip(),
+                }
+            )
         for g in self.gene.mentions:
             s_start, s_end = self.sentences[g.sentence_index]
             status = "chosen" if g.symbol == self.gene.symbol else "ignored" if g.weight == 0 else "candidate"
-            rows.append({
-                "case_id": case_id, "kind": "gene", "id": g.symbol, "label": f"weight={g.weight:g}",
-                "status": status, "rule": g.rule, "start": g.start, "end": g.end, "span": self.text[g.start : g.end],
-                "sentence_index": g.sentence_index, "sentence": self.text[s_start:s_end].strip(),
-            })
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "kind": "gene",
+                    "id": g.symbol,
+                    "label": f"weight={g.weight:g}",
+                    "status": status,
+                    "rule": g.rule,
+                    "start": g.start,
+                    "end": g.end,
+                    "span": self.text[g.start : g.end],
+                    "sentence_index": g.sentence_index,
+                    "sentence": self.text[s_start:s_end].strip(),
+                }
+            )
         return rows
 
 
@@ -731,15 +896,16 @@ _DEFINITION = re.compile(r"\s*\(([A-Z][A-Z0-9-]{1,7})\)")
 class Extractor:
     """Concept recognition + context + gene detection with one dictionary built once."""
 
-    def __init__(self, matcher: HPOMatcher, genes: Iterable[str] = (), gene_ids: dict[str, str] | None = None,
-                 config: TextmineConfig | None = None):
+    def __init__(
+        self, matcher: HPOMatcher, genes: Iterable[str] = (), gene_ids: dict[str, str] | None = None, config: TextmineConfig | None = None
+    ):
         self.matcher = matcher
         self.genes = frozenset(genes)
         self.gene_ids = gene_ids or {}
         self.config = config or TextmineConfig()
 
     @classmethod
-    def from_reference(cls, ontology: Ontology, annotations=None, config: TextmineConfig | None = None) -> "Extractor":
+    def from_reference(cls, ontology: Ontology, annotations=None, config: TextmineConfig | None = None) -> Extractor:
         config = config or TextmineConfig()
         matcher = HPOMatcher.build(ontology, config)
         genes = annotations.terms.keys() if annotations is not None else ()
@@ -761,8 +927,10 @@ class Extractor:
             for m, (status, rule) in zip(matches, classify(tokens, matches, self.config)):
                 mentions.append(Mention(m.term, status, rule, m.start, m.end, s_index, m.how))
         sections = find_sections(folded) if self.config.patient_sections else [Section(0, len(folded), CASE, "")]
-        mentions = [replace(m, status=ABSENT, rule="table_row_no") if m.status == PRESENT
-                    and table_row_absent(text, m.start, m.end) else m for m in mentions]
+        mentions = [
+            replace(m, status=ABSENT, rule="table_row_no") if m.status == PRESENT and table_row_absent(text, m.start, m.end) else m
+            for m in mentions
+        ]
         mentions = self._locate(folded, sentences, sections, mentions)
         in_case = [m for m in mentions if m.section == CASE]
         present, absent = self._terms(in_case, len(sections) > 1)
@@ -790,8 +958,11 @@ class Extractor:
                 current = marker
             patient_of_sentence[s_index] = current
         return [
-            replace(m, section=sections[max(0, bisect.bisect_right(starts, m.start) - 1)].kind,
-                    patient=patient_of_sentence.get(m.sentence_index, ""))
+            replace(
+                m,
+                section=sections[max(0, bisect.bisect_right(starts, m.start) - 1)].kind,
+                patient=patient_of_sentence.get(m.sentence_index, ""),
+            )
             for m in mentions
         ]
 
@@ -856,7 +1027,8 @@ def extract_case(
     if not extraction.present:
         counts = Counter(m.status for m in extraction.mentions)
         raise InvalidRecord(
-            NO_PRESENT_TERMS, f"{case_id}: no phenotype stated as present ({dict(sorted(counts.items()))} mentions)",
+            NO_PRESENT_TERMS,
+            f"{case_id}: no phenotype stated as present ({dict(sorted(counts.items()))} mentions)",
             case_id,
         )
     symbol = gene.strip()
@@ -893,9 +1065,7 @@ def patient_cases(case: Case, extraction: Extraction) -> list[tuple[Case, str]]:
     return out
 
 
-def extract_text_file(
-    path: str | os.PathLike, extractor: Extractor, case_id: str | None = None
-) -> tuple[Case, Extraction]:
+def extract_text_file(path: str | os.PathLike, extractor: Extractor, case_id: str | None = None) -> tuple[Case, Extraction]:
     """One case report file -> (Case, Extraction) for ranking (no gene needed); ValueError names the
     file and the problem (empty, not UTF-8, too large, no phenotype found)."""
     path = Path(path)

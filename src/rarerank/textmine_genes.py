@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
 
@@ -21,8 +21,7 @@ VARIANT_CUES = frozenset(
     "variant variants mutation mutations pathogenic likely de novo homozygous heterozygous hemizygous "
     "compound biallelic monoallelic frameshift nonsense missense splice splicing deletion deletions "
     "duplication insertion truncating stop substitution expansion genotype genotyping sequencing exome "
-    "genome allele alleles carrier carried gene exon intron"
-    .split()
+    "genome allele alleles carrier carried gene exon intron".split()
 )
 _HGVS = re.compile(r"\b[cgpm]\.\(?[-*A-Z0-9]")
 _GENE_TOKEN = re.compile(r"(?<![A-Za-z0-9-])[A-Z][A-Za-z0-9]*[A-Z0-9](?:-[A-Z0-9]+)?(?![A-Za-z0-9])")
@@ -72,12 +71,22 @@ def gene_mentions(text: str, sentences: Sequence[tuple[int, int]], genes: frozen
             before = sentence[max(0, match.start() - 40) : match.start()].lower()
             after = sentence[match.end() : match.end() + 40]
             adjacent = bool(
-                re.match(r"\s*(gene|variant|variants|mutation|mutations|c\.|p\.|exon|deletion|splice|frameshift|"
-                         r"missense|nonsense|polyalanine|genotyping|stop|glycine|repeat|full|:)", after, re.I)
-                or re.search(r"(variants?|mutations?|deletion|homozygous|heterozygous|hemizygous|sequencing|analysis|"
-                             r"testing) (in|of) (the )?$", before)
-                or re.search(r"(heterozygous|homozygous|hemizygous|de novo|truncating|germline|missense|nonsense|"
-                             r"frameshift|splice|recurrent|biallelic|including|of|in) $", before)
+                re.match(
+                    r"\s*(gene|variant|variants|mutation|mutations|c\.|p\.|exon|deletion|splice|frameshift|"
+                    r"missense|nonsense|polyalanine|genotyping|stop|glycine|repeat|full|:)",
+                    after,
+                    re.I,
+                )
+                or re.search(
+                    r"(variants?|mutations?|deletion|homozygous|heterozygous|hemizygous|sequencing|analysis|"
+                    r"testing) (in|of) (the )?$",
+                    before,
+                )
+                or re.search(
+                    r"(heterozygous|homozygous|hemizygous|de novo|truncating|germline|missense|nonsense|"
+                    r"frameshift|splice|recurrent|biallelic|including|of|in) $",
+                    before,
+                )
                 or re.search(r"(heterozygous|homozygous|hemizygous|biallelic|truncating|germline) (\w+ )?(\w+ )?$", before)
             )
             context = has_hgvs or cue_words > 0
@@ -91,10 +100,14 @@ def gene_mentions(text: str, sentences: Sequence[tuple[int, int]], genes: frozen
                 weight, rule = 0.0, "ambiguous_symbol_without_gene_context"
             else:
                 weight = 1.0 + (2.0 if adjacent else 0.0) + (1.0 if has_hgvs else 0.0) + min(cue_words, 3) * 0.5
-                rule = "+".join(
-                    r for r, on in (("adjacent_variant_word", adjacent), ("hgvs_in_sentence", has_hgvs),
-                                    ("variant_words", cue_words > 0)) if on
-                ) or "symbol_only"
+                rule = (
+                    "+".join(
+                        r
+                        for r, on in (("adjacent_variant_word", adjacent), ("hgvs_in_sentence", has_hgvs), ("variant_words", cue_words > 0))
+                        if on
+                    )
+                    or "symbol_only"
+                )
             found.append(GeneMention(symbol, s_start + match.start(), s_start + match.end(), s_index, weight, rule))
     return found
 

@@ -26,41 +26,61 @@ import re
 from dataclasses import dataclass
 
 TITLE, ABSTRACT, INTRO, CASE, METHODS, RESULTS, DISCUSSION, BACK, TABLE = (
-    "title", "abstract", "intro", "case", "methods", "results", "discussion", "back", "table",
+    "title",
+    "abstract",
+    "intro",
+    "case",
+    "methods",
+    "results",
+    "discussion",
+    "back",
+    "table",
 )
 SECTION_KINDS = (TITLE, ABSTRACT, INTRO, CASE, METHODS, RESULTS, DISCUSSION, BACK, TABLE)
 
 # Heading words -> kind (first match wins; checked on the lower-cased heading without numbering).
 HEADINGS = (
-    (BACK, r"reference|acknowledg|funding|competing interest|conflicts? of interest|contribution|consent|"
-           r"publisher|abbreviation|supplementa|supporting information|additional file|data availability|"
-           r"ethic|declaration|disclosure|financial|author information|footnote|open access|web resources|"
-           r"accession|grant|bibliograph"),
-    (CASE, r"case|clinical (report|description|presentation|finding|data|feature|history|summary|information|"
-           r"characteristic|evaluation|phenotype|course|examination)|patients?\b|proband|subjects?\b|"
-           r"pedigree|famil(y|ies)|individuals?\b|phenotyp|clinical"),
+    (
+        BACK,
+        r"reference|acknowledg|funding|competing interest|conflicts? of interest|contribution|consent|"
+        r"publisher|abbreviation|supplementa|supporting information|additional file|data availability|"
+        r"ethic|declaration|disclosure|financial|author information|footnote|open access|web resources|"
+        r"accession|grant|bibliograph",
+    ),
+    (
+        CASE,
+        r"case|clinical (report|description|presentation|finding|data|feature|history|summary|information|"
+        r"characteristic|evaluation|phenotype|course|examination)|patients?\b|proband|subjects?\b|"
+        r"pedigree|famil(y|ies)|individuals?\b|phenotyp|clinical",
+    ),
     (INTRO, r"introduction|background"),
     (DISCUSSION, r"discussion|conclusion|comment|summary|concluding"),
-    (METHODS, r"method|material|sequencing|genetic (analysis|testing|studies)|molecular|dna|rna|statistic|"
-              r"in silico|linkage|exome|genotyp|mutation (analysis|screening|detection)|experimental|assay|"
-              r"cell culture|western|immunohisto|plasmid|primer|pcr|functional"),
+    (
+        METHODS,
+        r"method|material|sequencing|genetic (analysis|testing|studies)|molecular|dna|rna|statistic|"
+        r"in silico|linkage|exome|genotyp|mutation (analysis|screening|detection)|experimental|assay|"
+        r"cell culture|western|immunohisto|plasmid|primer|pcr|functional",
+    ),
     (RESULTS, r"results?\b|findings"),
     (ABSTRACT, r"abstract|objectives?|aims?\b|purpose"),
 )
 _HEADINGS = tuple((kind, re.compile(pattern)) for kind, pattern in HEADINGS)
 # Headings of tables and paragraphs about other (published) patients: the disease, not the patient.
-_LITERATURE = re.compile(r"reported|literature|previous|review|summary of|comparison|compar|common|frequen|"
-                         r"\d+ (cases|patients)|cases of|spectrum|overview|differential|other (cases|patients)")
+_LITERATURE = re.compile(
+    r"reported|literature|previous|review|summary of|comparison|compar|common|frequen|"
+    r"\d+ (cases|patients)|cases of|spectrum|overview|differential|other (cases|patients)"
+)
 # Headings that open a case description even inside an introduction or a discussion.
-_STRONG_CASE = re.compile(r"case (report|presentation|description|histor|summar|stud)|clinical (report|description|"
-                          r"presentation|histor|summary)|^patients?\b|patient ?(\d|[ivx]+\b)|proband|^(the )?patient|"
-                          r"^subjects?\b|^(our|the) (patient|case)|^family \w+$")
+_STRONG_CASE = re.compile(
+    r"case (report|presentation|description|histor|summar|stud)|clinical (report|description|"
+    r"presentation|histor|summary)|^patients?\b|patient ?(\d|[ivx]+\b)|proband|^(the )?patient|"
+    r"^subjects?\b|^(our|the) (patient|case)|^family \w+$"
+)
 _NUMBERING = re.compile(r"^\s*((\d+(\.\d+)*|[IVX]+|[A-H])[.)]?\s+)")
 MAX_HEADING_WORDS = 10
 LONG_OPENING = 3000  # characters: unheaded text before the first heading longer than an abstract
 # Table cells flattened to lines: "+", "−", "Yes", "N/A", "2/10", "p.R34X".
-_CELL = re.compile(r"^\s*([+\-\u2212\u2013/]|yes|no|n/?a|n/?d|nd|present|absent|\d+([/.,]\d+)*\s*(%|\(\d+%\))?)\s*$",
-                   re.I)
+_CELL = re.compile(r"^\s*([+\-\u2212\u2013/]|yes|no|n/?a|n/?d|nd|present|absent|\d+([/.,]\d+)*\s*(%|\(\d+%\))?)\s*$", re.I)
 
 
 @dataclass(frozen=True)
@@ -100,7 +120,7 @@ def find_sections(text: str) -> list[Section]:
     marks: list[tuple[int, str, str]] = []  # (offset, kind, heading)
     current = None
     for i, (offset, line) in enumerate(lines):
-        following = next((l for _, l in lines[i + 1:] if l.strip()), "")
+        following = next((l for _, l in lines[i + 1 :] if l.strip()), "")
         if not _is_heading(line, following):
             continue
         named = heading_kind(line)
@@ -132,9 +152,10 @@ def find_sections(text: str) -> list[Section]:
         sections.append(Section(offset, nxt[0], kind, heading))
     if not any(s.kind == CASE for s in sections):
         # no case heading: the patient is described in the results, or in a long unheaded opening
-        sections = [Section(s.start, s.end, CASE, s.heading)
-                    if s.kind == RESULTS or (s.kind == ABSTRACT and s.end - s.start > LONG_OPENING) else s
-                    for s in sections]
+        sections = [
+            Section(s.start, s.end, CASE, s.heading) if s.kind == RESULTS or (s.kind == ABSTRACT and s.end - s.start > LONG_OPENING) else s
+            for s in sections
+        ]
     if not any(s.kind == CASE for s in sections):
         return [Section(0, len(text), CASE, "")]  # no case found anywhere: every mention counts, as without headings
     return sections

@@ -14,14 +14,14 @@ import csv
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from rarerank.fileio import atomic_write
 from rarerank.decoding import left_pad
+from rarerank.fileio import atomic_write
 from rarerank.policy import (
     EOS,
     Policy,
@@ -305,7 +305,7 @@ class LoopSettings:
     log_timing: bool = False  # tokens/s and elapsed columns (off: logs byte-identical across runs)
 
     @classmethod
-    def from_config(cls, config, **overrides) -> "LoopSettings":
+    def from_config(cls, config, **overrides) -> LoopSettings:
         """Settings from a stage config that uses the shared names (``max_steps``, ``learning_rate``,
         ``warmup_steps``, ``min_lr_ratio``, ``weight_decay``, ``max_grad_norm``, ``eval_interval``),
         with ``overrides`` by keyword."""
