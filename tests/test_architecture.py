@@ -12,6 +12,7 @@ FLOORS = [
     {"cases", "annotations", "metrics", "rankings", "reference", "panels"},  # the data and the measures
     {
         "policy",
+        "prior",
         "decoding",
         "baselines",
         "textmine",

@@ -59,6 +59,11 @@ class GeneScorer:
     decoder: Callable
     gene_weight: Callable[[], torch.Tensor]
     gene_ids: torch.LongTensor
+    prior: Callable | None = None  # prior(input_ids, attention_mask) -> [B, G] added to every step's logits
+
+    def bias(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor | float:
+        """The prompt's gene logits that do not come from the hidden state (``0.0`` without a prior)."""
+        return 0.0 if self.prior is None else self.prior(input_ids, attention_mask).float()
 
     @property
     def n_genes(self) -> int:
@@ -114,8 +119,11 @@ def sample_lists(
     if temperature <= 0:
         raise ValueError("temperature must be positive")
     hidden, cache = prompt_pass(scorer, input_ids, attention_mask)
-    first = scorer.logits(hidden)
+    bias = scorer.bias(input_ids, attention_mask)
+    first = scorer.logits(hidden) + bias
     rows = input_ids.shape[0] * group_size
+    if torch.is_tensor(bias) and group_size > 1:
+        bias = bias.repeat_interleave(group_size, 0)
     logits = first.repeat_interleave(group_size, 0) if group_size > 1 else first
     if group_size > 1 and decode_k > 1:
         cache.batch_repeat_interleave(group_size)
@@ -135,7 +143,7 @@ def sample_lists(
         if t + 1 < min(length, decode_k):
             mask = torch.cat([mask, mask.new_ones((rows, 1))], 1)
             step, cache = scorer.decoder(scorer.gene_ids[pick].unsqueeze(1), mask, next_pos + t, cache, True)
-            logits = scorer.logits(step[:, -1])
+            logits = scorer.logits(step[:, -1]) + bias
         else:
             logits = first_rows
     return GeneLists(genes, logprobs, first, group_size)
@@ -171,7 +179,10 @@ def list_logprobs(
         )
         steps, _ = scorer.decoder(scorer.gene_ids[genes[:, : decoded - 1]], mask, positions, cache, True)
         hidden = torch.cat([hidden, steps], 1)
-    logits = scorer.logits(hidden)  # [rows, decoded, G]
+    bias = scorer.bias(input_ids, attention_mask)
+    if torch.is_tensor(bias):
+        bias = (bias.repeat_interleave(group_size, 0) if group_size > 1 else bias).unsqueeze(1)
+    logits = scorer.logits(hidden) + bias  # [rows, decoded, G]
     if decoded < length:
         logits = torch.cat([logits, logits[:, :1].expand(rows, length - decoded, -1)], 1)
     onehot = torch.nn.functional.one_hot(genes, scorer.n_genes).bool()

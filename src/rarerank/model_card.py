@@ -101,6 +101,11 @@ def model_card(
             f"This model's `decode_k` is {decode_k}: `rarerank predict` lists the first {decode_k} genes by greedy "
             "constrained decoding and the rest in this first-step order, so its top genes can differ; use "
             "`rarerank predict` for the model's own ranking.")  # fmt: skip
+    if settings.get("prior", "none") != "none":
+        same = ("This model adds a phenotype prior to these logits (the union Resnik similarity with learned scalars, "
+                "saved in `phenotype_prior.safetensors`), which plain `transformers` does not load: the snippet gives "
+                "the transformer's part only. Rank with `rarerank predict --model PATH` or "
+                "`rarerank.policy.load_policy(PATH)`, which restore the prior.")  # fmt: skip
     return f"""---
 library_name: transformers
 license: other

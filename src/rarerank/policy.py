@@ -65,6 +65,7 @@ import numpy as np
 import torch
 
 from rarerank.decoding import GeneScorer, left_pad, position_ids, prompt_pass, rank_genes, true_ranks
+from rarerank.prior import PRIOR_ATTRIBUTE, PRIOR_SETTINGS, PRIORS, PhenotypePrior
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class PolicyConfig:
     max_absent_terms: int = 64  # 97% of real cases; absent terms carry signal (see README)
     decode_k: int = 1  # genes ranked by greedy constrained decoding; the rest by first-step probability (README)
     output_k: int = 100  # rows per case in predictions files (the full ranking is ~5k genes)
+    prior: str = "none"  # union: gene logits = the union Resnik score (learned scalars) + the transformer's (rarerank.prior)
 
     def __post_init__(self):
         for f in fields(self):
@@ -117,6 +119,8 @@ class PolicyConfig:
             raise ValueError(f"policy.annotation_min_ic must be >= 0, not {self.annotation_min_ic}")
         if not 0 <= self.annotation_exponent <= 1:
             raise ValueError(f"policy.annotation_exponent must be in [0, 1], not {self.annotation_exponent}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"policy.prior must be one of {', '.join(PRIORS)}, not {self.prior!r}")
         if self.output_k < self.decode_k:
             raise ValueError(f"policy.output_k ({self.output_k}) must be >= policy.decode_k ({self.decode_k})")
 
@@ -230,6 +234,8 @@ class Policy:
             model.generation_config = constrained_generation_config(self.tokenizer, self.config.decode_k)
         head = gene_head(model) if not hasattr(model, "peft_config") and materialise_gene_head(model, self.gene_ids) else None
         attach_gene_head(model, None)  # lm_head holds the materialised vectors; the head is saved beside it
+        prior = gene_prior(model) if not hasattr(model, "peft_config") else None
+        attach_prior(model, None)  # saved beside the weights, not inside them
         try:
             model.save_pretrained(tmp, safe_serialization=True)
         finally:
@@ -237,8 +243,11 @@ class Policy:
                 synced = head.synced
                 attach_gene_head(model, head)
                 head.synced = synced
+            attach_prior(model, prior)
         if head is not None:
             head.save(tmp)
+        if prior is not None:
+            prior.save(tmp)
         self.tokenizer.save_pretrained(tmp)
         _write_genes(tmp / GENES_FILE, self.genes, self.identifiers)
         settings = {"format_version": FORMAT_VERSION, "policy": asdict(self.config)}
@@ -470,6 +479,21 @@ def materialise_gene_head(model, gene_ids: torch.LongTensor) -> bool:
     return True
 
 
+def gene_prior(model) -> PhenotypePrior | None:
+    """The model's phenotype prior (:mod:`rarerank.prior`), or None."""
+    return getattr(_unwrap(model), PRIOR_ATTRIBUTE, None)
+
+
+def attach_prior(model, prior: PhenotypePrior | None) -> None:
+    """Make ``prior`` part of the model's gene logits (a submodule: its scalars train with the model)."""
+    inner = _unwrap(model)
+    if prior is None:
+        if hasattr(inner, PRIOR_ATTRIBUTE):
+            delattr(inner, PRIOR_ATTRIBUTE)
+        return
+    setattr(inner, PRIOR_ATTRIBUTE, prior)
+
+
 def model_device(model) -> torch.device:
     """Where the model's weights live (inputs built for it go there too)."""
     return next(model.parameters()).device
@@ -508,6 +532,8 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     model.eval()
     if (path / HEAD_SETTINGS).exists():
         _restore_gene_head(model, AnnotationHead.load(path).to(device), gene_token_ids(tokenizer), path)
+    if (path / PRIOR_SETTINGS).exists():
+        attach_prior(model, PhenotypePrior.load(path).to(device))
     return Policy(model, tokenizer, _read_settings(path), _read_genes(path / GENES_FILE))
 
 
@@ -676,14 +702,14 @@ def gene_scorer(model, gene_ids: torch.LongTensor) -> GeneScorer:
     def decoder(input_ids, attention_mask, positions, cache, use_cache):
         return hidden_states(model, input_ids, attention_mask, cache, positions, use_cache)
 
-    return GeneScorer(decoder, lambda: gene_weight(model, gene_ids), gene_ids)
+    return GeneScorer(decoder, lambda: gene_weight(model, gene_ids), gene_ids, gene_prior(model))
 
 
 def prefill(model, gene_ids, input_ids, attention_mask):
     """Run the prompts once: gene logits of the first completion step ``[B, G]`` and the KV cache."""
     scorer = gene_scorer(model, gene_ids)
     hidden, cache = prompt_pass(scorer, input_ids, attention_mask)
-    return scorer.logits(hidden), cache
+    return scorer.logits(hidden) + scorer.bias(input_ids, attention_mask), cache
 
 
 # ---------------------------------------------------------------------------------------------

@@ -182,6 +182,23 @@ def phenomizer_matrix(policy: Policy, annotations: GeneAnnotations, ontology: On
     return matrix, terms
 
 
+def attach_union_prior(policy: Policy, annotations: GeneAnnotations, ontology: Ontology) -> None:
+    """Give the policy the phenotype prior (:mod:`rarerank.prior`): at its initial scalars the prior
+    alone ranks as ``phenomizer_union``."""
+    from rarerank.baselines import HpoIndex
+    from rarerank.policy import ABSENT, attach_prior
+    from rarerank.prior import PhenotypePrior, prior_arrays
+
+    index = HpoIndex.build(ontology, annotations)
+    vocab = token_vocab(policy.tokenizer)
+    arrays = prior_arrays(index, annotations, vocab, policy.genes)
+    prior = PhenotypePrior(arrays, len(policy.genes), len(policy.tokenizer), vocab[ABSENT])
+    # The gene-to-patient direction costs more than the rest of a step; it is learnt in SFT, on real cases.
+    prior.g2p_weight.requires_grad_(False)
+    attach_prior(policy.model, prior)
+    log.info("phenotype prior: union Resnik similarity over %d terms x %d genes", len(arrays["term_tokens"]), len(policy.genes))
+
+
 def init_factors(policy: Policy, config: PretrainConfig, annotations, ontology, seed: int):
     """Term and gene vectors (rank ``hidden_size - 1``) whose products approximate the initial scorer:
     ``phenomizer`` (the truncated SVD of :func:`phenomizer_matrix`) or ``annotation`` (of the
@@ -266,10 +283,13 @@ def knowledge_init(
         attention.v_proj.weight.copy_(identity)
         attention.o_proj.weight.copy_(identity)
         if probe:
-            from rarerank.policy import encode_prompts, prefill
+            from rarerank.policy import attach_prior, encode_prompts, gene_prior, prefill
 
             prompts = encode_prompts(policy, probe)
+            prior = gene_prior(model)
+            attach_prior(model, None)  # scale the transformer's own logits
             logits, _ = prefill(model, policy.gene_ids, prompts.input_ids, prompts.attention_mask)
+            attach_prior(model, prior)
             scale = logit_std / float(logits.std(dim=-1).mean())
             table[gene_rows, :rank] *= scale
             embedding.copy_(table)
@@ -319,6 +339,8 @@ def pretrain(
     policy = build_policy(policy_config, phenotype_terms(ontology), genes, identifiers, seed=seed)
     sampler = PatientSampler(annotations, ontology, config.synthetic)
     prepare_output_head(policy, annotations, ontology)
+    if policy_config.prior == "union":
+        attach_union_prior(policy, annotations, ontology)
     if config.knowledge_init:
         probe = sampler.batch(np.random.default_rng([seed, 3]), 256)
         term_x, gene_x, init_terms = init_factors(policy, config, annotations, ontology, seed)

@@ -26,6 +26,7 @@ from rarerank.policy import (
     EOS,
     Policy,
     backbone,
+    gene_prior,
     gene_weight,
     hidden_states,
     model_device,
@@ -33,6 +34,7 @@ from rarerank.policy import (
     token_vocab,
     true_gene_ranks,
 )
+from rarerank.prior import PRIOR_ATTRIBUTE
 
 IGNORE = -100
 log = logging.getLogger(__name__)
@@ -132,6 +134,10 @@ def lm_loss(model, batch: dict[str, torch.Tensor], gene_ids: torch.LongTensor, e
     start, stop = int(gene_ids[0]), int(gene_ids[-1]) + 1
     answer_weight = torch.cat([gene_weight(model, gene_ids), weight[eos_id : eos_id + 1]])
     logits = hidden[where] @ answer_weight.T
+    prior = gene_prior(model)
+    if prior is not None:  # the prompt's prior, at every target position of its row (<eos> gets none)
+        bias = prior(batch["input_ids"], batch["attention_mask"])[where.nonzero()[:, 0]]
+        logits = logits + torch.nn.functional.pad(bias, (0, 1))
     chosen = targets[where]
     index = torch.where(chosen == eos_id, stop - start, chosen - start)
     if bool(((index < 0) | (index > stop - start)).any()):
@@ -178,15 +184,27 @@ def in_vocabulary(cases: Sequence, genes, source: str = "training cases") -> lis
     return usable
 
 
+PRIOR_LR_SCALE = 30.0  # the phenotype prior's few scalars move this much faster than the weights
+
+
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms and biases."""
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr,
-        betas=(0.9, 0.98),
-    )
+    """AdamW; no weight decay on norms and biases; the phenotype prior's scalars (:mod:`rarerank.prior`)
+    in their own group at ``PRIOR_LR_SCALE`` times the learning rate (at the weights' rate, a few
+    hundred steps could barely move them)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    prior = [p for n, p in named if PRIOR_ATTRIBUTE in n]
+    decay = [p for n, p in named if PRIOR_ATTRIBUTE not in n and p.ndim >= 2]
+    no_decay = [p for n, p in named if PRIOR_ATTRIBUTE not in n and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if prior:
+        groups.append({"params": prior, "weight_decay": 0.0, "lr_scale": PRIOR_LR_SCALE})
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's rate (``lr`` times the group's ``lr_scale``, default 1)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
@@ -380,8 +398,7 @@ def _train_step(policy: Policy, optimizer, params, examples: Sequence[Example], 
     """One optimiser step on ``examples``; returns (loss, non-padding tokens)."""
     device = model_device(policy.model)
     batch = {k: v.to(device) for k, v in collate(examples, policy.tokenizer.pad_token_id).items()}
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    set_learning_rate(optimizer, lr)
     loss, _ = lm_loss(policy.model, batch, policy.gene_ids, policy.tokenizer.eos_token_id)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -1,0 +1,154 @@
+"""The phenotype prior: at its initial scalars it scores exactly as phenomizer_union (known answer
+against the vectorised baseline and a naive Resnik), its gene-to-patient direction against a naive
+computation, training moves its scalars, and it survives save/load (plain from_pretrained loads the
+transformer alone)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rarerank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, union_case
+from rarerank.cases import Case
+from rarerank.decoding import position_ids
+from rarerank.policy import (
+    PolicyConfig,
+    attach_prior,
+    build_policy,
+    encode_prompts,
+    gene_prior,
+    load_policy,
+    prefill,
+    token_vocab,
+)
+from rarerank.prior import PhenotypePrior, prior_arrays
+from rarerank.training import PRIOR_LR_SCALE, collate, lm_loss, make_example, make_optimizer, set_learning_rate
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+GENES = ["FBN1", "TGFBR1", "TGFBR2", "SCN1A", "PAH", "NF1", "COL1A1", "ABCA4", "MECP2", "NOT_ANNOTATED"]
+CASES = [
+    Case("c1", "x", "", "FBN1", "", "", ("HP:0001166", "HP:0001083"), ("HP:0004322", "HP:0001250")),
+    Case("c2", "x", "", "SCN1A", "", "", ("HP:0001250",), ()),
+    # an excluded term that is also observed counts once, as observed
+    Case("c3", "x", "", "NF1", "", "", ("HP:0000957", "HP:0001250"), ("HP:0001250", "HP:0009732")),
+]
+
+
+@pytest.fixture(scope="module")
+def index(ontology, annotations) -> HpoIndex:
+    return HpoIndex.build(ontology, annotations)
+
+
+@pytest.fixture(scope="module")
+def policy(ontology, annotations, index):
+    terms = sorted({t for c in CASES for t in c.present + c.absent} | {t for g in GENES[:-1] for t in annotations.terms[g]})
+    pol = build_policy(PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, prior="union"), terms, GENES, seed=0)
+    vocab = token_vocab(pol.tokenizer)
+    attach_prior(
+        pol.model, PhenotypePrior(prior_arrays(index, annotations, vocab, pol.genes), len(pol.genes), len(vocab), vocab["<absent>"])
+    )
+    return pol
+
+
+def prior_scores(pol, cases) -> torch.Tensor:
+    prompts = encode_prompts(pol, cases)
+    with torch.no_grad():
+        return gene_prior(pol.model)(prompts.input_ids, prompts.attention_mask)
+
+
+def test_prior_at_init_is_phenomizer_union(policy, index):
+    scores = prior_scores(policy, CASES) / 3.0  # the initial scale
+    expected = list(phenomizer_scores(index, [union_case(c) for c in CASES], False, BaselineConfig()))
+    for row, case_scores in enumerate(expected):
+        for g, gene in enumerate(policy.genes):
+            want = case_scores[index.gene_pos[gene]] if gene in index.gene_pos else 0.0
+            assert float(scores[row, g]) == pytest.approx(want, abs=6e-5), (CASES[row].case_id, gene)  # baseline rounds to 4 decimals
+    assert float(scores[0, policy.genes.index("FBN1")]) > float(scores[0, policy.genes.index("SCN1A")])
+
+
+def test_excluded_weight_and_exact_bonus_change_the_score(policy, index):
+    prior = gene_prior(policy.model)
+    base = prior_scores(policy, CASES[:1])
+    with torch.no_grad():
+        prior.absent_log_weight.fill_(math.log(0.5))
+    try:
+        halved = prior_scores(policy, CASES[:1]) / 3.0
+    finally:
+        with torch.no_grad():
+            prior.absent_log_weight.zero_()
+    rows = [index.similarity_row(index.term_pos[t]) for t in CASES[0].present + CASES[0].absent]
+    want = (rows[0] + rows[1] + 0.5 * rows[2] + 0.5 * rows[3]) / 3.0
+    fbn1 = policy.genes.index("FBN1")
+    assert float(halved[0, fbn1]) == pytest.approx(want[index.gene_pos["FBN1"]], abs=1e-5)
+    assert not torch.allclose(base / 3.0, halved)
+
+
+def test_gene_to_patient_direction_matches_a_naive_computation(policy, index, ontology, annotations):
+    prior = gene_prior(policy.model)
+    case = CASES[0]
+    patient = case.present + case.absent
+    prompts = encode_prompts(policy, [case])
+    weights = prior.term_weights(prompts.input_ids, prompts.attention_mask)
+    used = torch.nonzero(weights.sum(0) > 0).squeeze(1)
+    g2p = prior.g2p(used, weights[:, used])
+    for gene in ("FBN1", "PAH", "ABCA4"):
+        best = []
+        for term in annotations.terms[gene]:
+            common = [set(ontology.ancestors(term)) & set(ontology.ancestors(p)) for p in patient]
+            best.append(max([index.ic[index.term_pos[a]] for c in common for a in c] + [0.0]))
+        assert float(g2p[0, policy.genes.index(gene)]) == pytest.approx(float(np.mean(best)), abs=1e-5), gene
+    assert float(g2p[0, policy.genes.index("NOT_ANNOTATED")]) == 0.0
+
+
+def test_training_moves_the_prior_scalars_at_their_own_rate(policy):
+    model = policy.model
+    model.train()
+    optimizer = make_optimizer(model, 1e-3, 0.01)
+    scaled = [g for g in optimizer.param_groups if g.get("lr_scale") == PRIOR_LR_SCALE]
+    assert len(scaled) == 1 and len(scaled[0]["params"]) == 4
+    set_learning_rate(optimizer, 1e-3)
+    assert scaled[0]["lr"] == pytest.approx(1e-3 * PRIOR_LR_SCALE)
+    rng = np.random.default_rng(0)
+    examples = [make_example(policy, c.present, c.absent, c.gene, rng, 0.0) for c in CASES]
+    loss, n = lm_loss(model, collate(examples, policy.tokenizer.pad_token_id), policy.gene_ids, policy.tokenizer.eos_token_id)
+    loss.backward()
+    prior = gene_prior(model)
+    assert n == 2 * len(CASES)  # one gene and <eos> per example
+    for name in ("log_scale", "absent_log_weight", "exact_bonus", "g2p_weight"):
+        assert getattr(prior, name).grad is not None and float(getattr(prior, name).grad.abs()) > 0, name
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def test_saved_policy_restores_the_prior_and_plain_loading_gets_the_transformer(policy, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    prior = gene_prior(policy.model)
+    with torch.no_grad():
+        prior.g2p_weight.fill_(0.25)
+        prior.exact_bonus.fill_(0.1)
+    try:
+        prompts = encode_prompts(policy, CASES)
+        before, _ = prefill(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask)
+        policy.save(tmp_path / "m")
+    finally:
+        with torch.no_grad():
+            prior.g2p_weight.zero_()
+            prior.exact_bonus.zero_()
+    assert (tmp_path / "m" / "phenotype_prior.safetensors").exists()
+    loaded = load_policy(tmp_path / "m")
+    assert gene_prior(loaded.model).settings()["g2p_weight"] == pytest.approx(0.25)
+    after, _ = prefill(loaded.model, loaded.gene_ids, prompts.input_ids, prompts.attention_mask)
+    assert torch.allclose(before, after, atol=1e-5)
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    with torch.no_grad():
+        positions = position_ids(prompts.attention_mask)
+        logits = plain(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, position_ids=positions).logits[
+            :, -1, loaded.gene_ids
+        ]
+        transformer_only = after - gene_prior(loaded.model)(prompts.input_ids, prompts.attention_mask)
+    assert torch.allclose(logits, transformer_only, atol=1e-4)
