@@ -76,9 +76,13 @@ def _training(fields: Mapping) -> str:
         if fields.get(key) not in (None, "", [], {}):
             value = ", ".join(map(str, fields[key])) if isinstance(fields[key], (list, tuple)) else fields[key]
             lines.append(f"- **{text}**: `{value}`")
-    for key, text in (("final_metrics", "Held-out synthetic patients at the end of pretraining"),
-                      ("best_validation", "Best validation score (model selection)"), ("base_validation", "Validation of the starting model"),
-                      ("summary", "RFT summary")):  # fmt: skip
+    sections = (
+        ("final_metrics", "Held-out synthetic patients at the end of pretraining"),
+        ("best_validation", "Best validation score (model selection)"),
+        ("base_validation", "Validation of the starting model"),
+        ("summary", "RFT summary"),
+    )
+    for key, text in sections:
         if isinstance(fields.get(key), dict) and fields[key]:
             values = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields[key].items())
             lines.append(f"- **{text}**: {values}")
