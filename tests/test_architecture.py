@@ -1,4 +1,5 @@
-"""Imports flow one way, down the floors of DESIGN.md: nothing imports upward, no cycles."""
+"""Imports flow one way, down the floors in FLOORS (the README's development section lists them): nothing
+imports upward, no cycles."""
 
 from __future__ import annotations
 

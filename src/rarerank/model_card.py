@@ -1,7 +1,7 @@
 """A Hugging Face model card (``README.md``) for every saved model folder.
 
-Models floor: no project imports (the policy calls :func:`write_model_card` when it saves, with plain
-values). The card says what the model is, what it was trained on, its measured quality (a metrics
+Models floor: imports only file helpers (the policy calls :func:`write_model_card` when it saves, with
+plain values). The card says what the model is, what it was trained on, its measured quality (a metrics
 table with confidence intervals once ``rarerank model-card --summary`` adds the evaluation), what it
 is for (research, not clinical use), its limits, and how to load it and rank genes with plain
 ``transformers``. That snippet ranks by the first-step distribution restricted to gene tokens, which
