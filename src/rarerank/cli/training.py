@@ -67,19 +67,28 @@ def _run_pretrain(args):
 # sft: supervised fine-tuning on training cases.
 
 
+def _add_fine_tuning_inputs(p, stage: str, start: str) -> None:
+    """The options SFT and RFT share: starting model, cases, output folder, settings, the inputs of
+    synthetic patients, and the data ablations."""
+    p.add_argument("--model", required=True, type=Path, help=f"starting model directory ({start})")
+    p.add_argument("--train", required=True, type=Path, help="cases TSV to train on")
+    p.add_argument("--validation", required=True, type=Path, help="cases TSV for validation at an interval (best weights kept)")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (the best weights, as a full model)")
+    p.add_argument(
+        "--settings", default="{}", help=f"{stage} settings: a JSON object or a JSON/YAML file (keys of the config's {stage}: section)"
+    )
+    needed = f"for synthetic patients (needed when {stage}.synthetic_fraction > 0)"
+    p.add_argument("--ontology", type=Path, help=f"hp.obo, {needed}")
+    p.add_argument("--gene-annotations", type=Path, help=f"genes_to_phenotype.txt, {needed}")
+    p.add_argument("--synthetic", default="{}", help="synthetic patient settings (keys of pretrain: synthetic:), JSON or file")
+    p.add_argument("--max-train-cases", type=int, help="train on a seeded random subset of this many cases")
+    p.add_argument("--present-only", action="store_true", help="drop absent terms from every prompt, training and validation (ablation)")
+
+
 def _add_sft(sub):
     p = sub.add_parser("sft", help="fine-tune a pretrained policy on training cases, early stopping on validation")
-    p.add_argument("--model", required=True, type=Path, help="starting model directory (the pretrained base)")
-    p.add_argument("--train", required=True, type=Path, help="cases TSV to train on")
-    p.add_argument("--validation", required=True, type=Path, help="cases TSV for early stopping (best weights kept)")
-    p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write")
-    p.add_argument("--ontology", type=Path, help="hp.obo (needed when sft.synthetic_fraction > 0)")
-    p.add_argument("--gene-annotations", type=Path, help="genes_to_phenotype.txt (needed when sft.synthetic_fraction > 0)")
-    p.add_argument("--settings", default="{}", help="sft settings: a JSON object or a JSON/YAML file (keys of the config's sft: section)")
-    p.add_argument("--synthetic", default="{}", help="synthetic patient settings for replay (keys of pretrain: synthetic:)")
+    _add_fine_tuning_inputs(p, "sft", "the pretrained base")
     p.add_argument("--seed", type=int, default=42, help="seed of data order and augmentation")
-    p.add_argument("--max-train-cases", type=int, help="train on a seeded random subset of this many cases (overrides the settings)")
-    p.add_argument("--present-only", action="store_true", help="drop absent terms in training and validation (ablation)")
     add_runtime_options(p, training=True)
     p.set_defaults(func=_run_sft)
 
@@ -119,19 +128,10 @@ def _run_sft(args):
 
 def _add_rft(sub):
     p = sub.add_parser("rft", help="reinforcement fine-tuning (GRPO against the rank grader) of a saved policy")
-    p.add_argument("--model", required=True, type=Path, help="starting model directory (SFT or base policy)")
-    p.add_argument("--train", required=True, type=Path, help="cases TSV to train on")
-    p.add_argument("--validation", required=True, type=Path, help="cases TSV for validation at an interval (best weights kept)")
-    p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (best weights, adapter merged)")
+    _add_fine_tuning_inputs(p, "rft", "SFT or base policy")
     p.add_argument("--log", required=True, type=Path, help="training log TSV (one row per step)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint folder: written at an interval, resumed from when it matches")
-    p.add_argument("--settings", default="{}", help="rft settings: a JSON object or a JSON/YAML file (keys of the config's rft: section)")
     p.add_argument("--grader", default="{}", help="grader settings: a JSON object or a JSON/YAML file (shape, k, half_life)")
-    p.add_argument("--present-only", action="store_true", help="drop absent terms from every prompt (ablation)")
-    p.add_argument("--max-train-cases", type=int, help="train on a seeded random subset of this many cases")
-    p.add_argument("--ontology", type=Path, help="hp.obo, for synthetic patients (rft synthetic_fraction > 0)")
-    p.add_argument("--gene-annotations", type=Path, help="genes_to_phenotype.txt, for synthetic patients")
-    p.add_argument("--synthetic", default="{}", help="synthetic patient settings (keys of pretrain: synthetic:), JSON or file")
     p.add_argument("--stop-after", type=int, help="stop after this many steps with a checkpoint (simulates an interruption)")
     p.add_argument("--summary", type=Path, help="JSON summary (steps, start and best validation score, seconds)")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint folder after a finished run")
