@@ -74,6 +74,8 @@ test: env
 	$(BIN)/python -m pytest -q
 
 lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check workflow/Snakefile workflow/rules
 	$(BIN)/snakemake --lint --config phenopackets=$(RELEASE_URL)
 

@@ -52,7 +52,7 @@ def report(name: str, source: Path, ontology: Ontology, repeat: int) -> None:
     )
     for strategy in STRATEGIES:
         config = SplitConfig(strategy)
-        assignment, split_seconds = timed(lambda: assign(result.cases, config), repeat)
+        assignment, split_seconds = timed(lambda config=config: assign(result.cases, config), repeat)
         sizes = split_summary(result.cases, assignment)
         print(f"split {strategy:<11} ({split_seconds * 1000:.0f} ms): cases {sizes['cases']}, groups {sizes['groups']}")
 

@@ -112,7 +112,7 @@ def test_excluded_terms_penalise_genes_that_show_them(index, annotations):
 def test_top_k_ranks_matches_rank_with_ties():
     rng = np.random.default_rng(0)
     genes = [f"G{i:03d}" for i in range(300)]
-    for trial in range(30):
+    for _trial in range(30):
         scores = rng.integers(0, 12, size=300).astype(float)  # many ties
         k = int(rng.integers(1, 320))
         index, ranks = top_k_ranks(scores, k)

@@ -180,9 +180,9 @@ def test_console_script_exit_code_and_stderr(tmp_path):
 def test_settings_option_keeps_exponent_floats_as_numbers(tmp_path):
     """Snakemake passes stage settings as json.dumps output, where 2e-05 has no dot; YAML 1.1 alone
     would read it as a string and the stage config would reject it."""
-    from rarerank.cli import _mapping_option
+    from rarerank.cli.options import mapping_option
 
-    assert _mapping_option('{"learning_rate": 2e-05, "steps": 4}', "settings") == {"learning_rate": 2e-05, "steps": 4}
+    assert mapping_option('{"learning_rate": 2e-05, "steps": 4}', "settings") == {"learning_rate": 2e-05, "steps": 4}
     hand_written = tmp_path / "settings.yaml"
     hand_written.write_text("learning_rate: 0.001\nrewards: {rank: 1.0}\n", encoding="utf-8")
-    assert _mapping_option(str(hand_written), "settings") == {"learning_rate": 0.001, "rewards": {"rank": 1.0}}
+    assert mapping_option(str(hand_written), "settings") == {"learning_rate": 0.001, "rewards": {"rank": 1.0}}

@@ -29,8 +29,8 @@ def metrics_dir(tmp_path_factory):
     def method(offset):
         return {c.case_id: [RankedGene(r, f"G{(i + offset + r) % 7}", "", 1.0 / r) for r in range(1, 8)] for i, c in enumerate(cases)}
 
-    runs = [Run(name, strategy, "validation", cases, method(offset))
-            for strategy in ("random", "gene") for name, offset in (("phenomizer", -1), ("phenomizer_union", 2), ("my_model", 0))]  # fmt: skip
+    offsets = (("phenomizer", -1), ("phenomizer_union", 2), ("my_model", 0))
+    runs = [Run(name, strategy, "validation", cases, method(offset)) for strategy in ("random", "gene") for name, offset in offsets]
     outdir = tmp_path_factory.mktemp("metrics")
     write_evaluation(evaluate(runs, EvalConfig(bootstrap=200, curve_max_k=10)), outdir)
     return outdir

@@ -108,7 +108,8 @@ def test_scores_stay_in_unit_interval():
         '[{"gene": "TGFBR1", "score": 0.9}, {"symbol": "TGFBR2"}, {"gene_symbol": "FBN1"}]',
         '{"genes": ["TGFBR1", "TGFBR2", "FBN1"]}',
         "1. TGFBR1\n2. TGFBR2\n3. FBN1",
-        "Here are the candidates:\n1) TGFBR1 - Loeys-Dietz syndrome 1\n2) **TGFBR2**: aortic aneurysm\n3. FBN1 (Marfan syndrome, 2 reports)",
+        "Here are the candidates:\n1) TGFBR1 - Loeys-Dietz syndrome 1\n2) **TGFBR2**: aortic aneurysm\n"
+        "3. FBN1 (Marfan syndrome, 2 reports)",
         "1. TGFBR1 2. TGFBR2 3. FBN1",
         "tgfbr1 Tgfbr2 fbn1",
         "`TGFBR1`, 'TGFBR2', \"FBN1\".",

@@ -1,4 +1,4 @@
-"""Hostile and careless input (issue 13): outputs honour the umask, file names derived from input
+"""Hostile and careless input: outputs honour the umask, file names derived from input
 data stay inside their output folder, zip bombs and corrupt members become QC rows, symlinks."""
 
 from __future__ import annotations

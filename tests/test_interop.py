@@ -9,7 +9,7 @@ import pytest
 
 from rarerank.cases import Case, write_cases
 from rarerank.cli import main
-from rarerank.grader import GraderConfig, grade
+from rarerank.grader import DEFAULT_GRADER, GraderConfig, grade
 from rarerank.interop import PHEVAL_COLUMNS, export_pheval, export_rft_jsonl, hosted_config, python_grader, rft_prompt
 from rarerank.rankings import RankedGene, write_predictions
 
@@ -95,7 +95,7 @@ def test_python_grader_matches_ours(config):
 GENES = [f"GENE{i}" for i in range(1, 30)] + ["ABCA4", "FBN1", "NF1", "TGFBR1"]
 
 
-def hosted_grade(text: str, answer: str, config: GraderConfig = GraderConfig(), universe=GENES) -> float:
+def hosted_grade(text: str, answer: str, config: GraderConfig = DEFAULT_GRADER, universe=GENES) -> float:
     namespace: dict = {}
     exec(python_grader(config, universe)["source"], namespace)  # noqa: S102 - our own generated source
     return namespace["grade"]({"output_text": text}, {"reference_answer": answer})

@@ -1,4 +1,4 @@
-"""Ranking a real new patient (issue 14) and careless predict input (issue 13, predict items).
+"""Ranking a real new, undiagnosed patient, and careless input to ``rarerank predict``.
 
 Undiagnosed phenopackets and gene-less TSVs, tolerant term parsing, QC of unusable patients and ids,
 one-line errors, clashing and all-or-none outputs, candidate gene lists for the model and the

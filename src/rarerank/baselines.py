@@ -1,9 +1,10 @@
 """Baseline gene rankers: Phenomizer (Resnik) over observed terms, over observed ∪ excluded terms, with an
 excluded-term penalty; popularity; random.
 
-Methods floor: imports cases, annotations, ontology and the predictions contract. Every baseline
-writes the same predictions table as the model (``rarerank.rankings``): the top ``top_k`` genes per
-case, ties sharing the worse rank.
+Methods floor: imports cases, annotations, ontology, the predictions contract, file helpers and the
+grader's symbol normalisation (popularity counts training genes by symbol). Every baseline writes the
+same predictions table as the model (``rarerank.rankings``): the top ``top_k`` genes per case, ties
+sharing the worse rank.
 
 Phenomizer, vectorised. The information content of a term is ``IC(t) = -ln(n_t / N)``, with ``n_t``
 the number of annotated genes whose (ancestor-propagated) annotations include ``t`` and ``N`` the

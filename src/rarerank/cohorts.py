@@ -1,7 +1,7 @@
 """Cohorts: named case sources (phenopackets, a cases TSV, or free-text reports) ingested one by one
 and merged into the training cases table; eval-only cohorts become extra scored case sets.
 
-Floor: beside the stages (imports cases, ontology, textmine; imported only by the CLI and the
+Floor: beside the stages (imports cases, ontology, textmine, file helpers; imported only by the CLI and the
 workflow's ``common.smk``, which uses :func:`cohort_specs` to validate the config).
 
 A cohort is ``{name, type: phenopackets|tsv|text, source: path or URL, role: train|eval}``. The

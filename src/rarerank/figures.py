@@ -132,6 +132,12 @@ def _figure(width: float, height: float):
     return fig
 
 
+def _strategy_panels(n: int):
+    """A figure with one row of ``n`` panels (one per split strategy) sharing the y axis; (figure, axes)."""
+    fig = _figure(2.3 * n + 0.4, 3.0)
+    return fig, fig.subplots(1, n, sharey=True, squeeze=False)[0]
+
+
 def save_figure(fig, stem: str | os.PathLike) -> list[Path]:
     """Write ``stem.png`` and ``stem.pdf`` atomically, without timestamps or version strings."""
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting logs every table at INFO
@@ -204,8 +210,7 @@ def plot_topk(curve_rows: Sequence[Mapping[str, str]], set_name: str, stem: str 
     strategies = strategy_order(s for s, _ in curves) or ["(none)"]
     methods = method_order(m for _, m in curves)
     with _style():
-        fig = _figure(2.3 * len(strategies) + 0.4, 3.0)
-        axes = fig.subplots(1, len(strategies), sharey=True, squeeze=False)[0]
+        fig, axes = _strategy_panels(len(strategies))
         top = 0.0
         for ax, strategy in zip(axes, strategies):
             n = 0
@@ -245,8 +250,7 @@ def plot_rank_distribution(
     strategies = strategy_order(s for s, _ in curves) or ["(none)"]
     methods = method_order(m for _, m in curves)
     with _style():
-        fig = _figure(2.3 * len(strategies) + 0.4, 3.0)
-        axes = fig.subplots(1, len(strategies), sharey=True, squeeze=False)[0]
+        fig, axes = _strategy_panels(len(strategies))
         for ax, strategy in zip(axes, strategies):
             n, max_k = 0, 1
             for method in methods:

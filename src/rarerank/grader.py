@@ -56,6 +56,8 @@ class GraderConfig:
         return math.pow(0.5, (rank - 1) / self.half_life)
 
 
+DEFAULT_GRADER = GraderConfig()  # the default shape: one shared instance (it is frozen)
+
 # Quotes, markdown emphasis and sentence punctuation around a symbol ("**FBN1**:", "(FBN1).").
 _WRAPPING = "\"'`*_.,:;!?()"  # not <> or []: "<eos>" / "[PAD]" must not turn into symbols
 
@@ -139,7 +141,7 @@ def rank_of(answer: str, ranked: list[str]) -> int | None:
 def grade(
     completion: str,
     answer: str,
-    config: GraderConfig = GraderConfig(),
+    config: GraderConfig = DEFAULT_GRADER,
     universe: Iterable[str] | None = None,
 ) -> float:
     """Score in [0, 1]: higher the earlier ``answer`` appears in the completion's ranked list."""

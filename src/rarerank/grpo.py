@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from rarerank.grader import GraderConfig, normalise_symbol, parse_ranked_list, rank_of
+from rarerank.grader import DEFAULT_GRADER, GraderConfig, normalise_symbol, parse_ranked_list, rank_of
 
 # --------------------------------------------------------------------------------------------
 # Rewards: TRL's signature, ``reward(completions, **dataset_columns) -> list[float]``.
@@ -32,7 +32,7 @@ def _ranks(completions, gene) -> list[int | None]:
     return [rank_of(answer, parse_ranked_list(completion_text(c))) for c, answer in zip(completions, gene, strict=True)]
 
 
-def make_rank_reward(grader: GraderConfig = GraderConfig()) -> Callable[..., list[float]]:
+def make_rank_reward(grader: GraderConfig = DEFAULT_GRADER) -> Callable[..., list[float]]:
     """The rank grader as a reward: ``grader.score_rank`` of the true gene (dataset column ``gene``)."""
 
     def rank_reward(completions, gene, **kwargs) -> list[float]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from rarerank.cases import Case, iter_source
 from rarerank.fileio import atomic_write, honour_umask, path_inside
-from rarerank.grader import GraderConfig
+from rarerank.grader import DEFAULT_GRADER, GraderConfig
 from rarerank.ontology import Ontology
 from rarerank.rankings import RankedGene
 
@@ -200,13 +200,13 @@ def grade(sample, item):
 """
 
 
-def hosted_config(config: GraderConfig = GraderConfig(), answer_length: int = ANSWER_LENGTH) -> GraderConfig:
+def hosted_config(config: GraderConfig = DEFAULT_GRADER, answer_length: int = ANSWER_LENGTH) -> GraderConfig:
     """The hosted grader's settings: ours, with the cut-off at the answer length the prompt asks for
     when ours has none (a configured k is kept, so hosted and local scores stay the same)."""
     return config if config.k is not None else dataclasses.replace(config, k=answer_length)
 
 
-def python_grader(config: GraderConfig = GraderConfig(), universe: Iterable[str] | None = None) -> dict:
+def python_grader(config: GraderConfig = DEFAULT_GRADER, universe: Iterable[str] | None = None) -> dict:
     """A hosted-RFT Python grader: the source of :mod:`rarerank.grader` (standard library only) plus a
     ``grade(sample, item)`` entry point with our configured shape, cut off at the answer length
     (:func:`hosted_config`), and counting only the gene symbols of ``universe`` when given."""
@@ -220,7 +220,7 @@ def python_grader(config: GraderConfig = GraderConfig(), universe: Iterable[str]
     return {"type": "python", "name": f"rarerank_{config.shape}_rank", "source": source}
 
 
-def write_python_grader(path: str | os.PathLike, config: GraderConfig = GraderConfig(), universe: Iterable[str] | None = None) -> None:
+def write_python_grader(path: str | os.PathLike, config: GraderConfig = DEFAULT_GRADER, universe: Iterable[str] | None = None) -> None:
     with atomic_write(path) as handle:
         json.dump(python_grader(config, universe), handle, indent=2, sort_keys=True)
         handle.write("\n")

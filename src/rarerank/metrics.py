@@ -296,6 +296,17 @@ class Evaluation:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Resamples:
+    """The bootstrap of one (strategy, set): weights over cases, and over genes (``genes``: gene group of each case)."""
+
+    n: int
+    weights: np.ndarray
+    genes: np.ndarray
+    n_genes: int
+    gene_weights: np.ndarray
+
+
 def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to: Sequence[str] = ()) -> Evaluation:
     """Score every run; pair every method with each reference method on the same (strategy, set)."""
     out = Evaluation()
@@ -303,87 +314,134 @@ def evaluate(runs: Iterable[Run], config: EvalConfig = EvalConfig(), compare_to:
     for run in runs:
         groups[(run.strategy, run.set)].append(run)
     for (strategy, set_name), group in groups.items():
-        n = len(group[0].cases)
-        ids = [c.case_id for c in group[0].cases]
-        for run in group[1:]:
-            if [c.case_id for c in run.cases] != ids:
-                raise ValueError(f"{strategy}/{set_name}: methods {group[0].method} and {run.method} were given different cases")
-        weights = bootstrap_weights(n, config.bootstrap, stream_seed(config.seed, strategy, set_name))
-        groups = gene_groups(group[0].cases)
-        n_genes = int(groups.max()) + 1 if n else 0
-        gene_weights = bootstrap_weights(n_genes, config.bootstrap, stream_seed(config.seed, strategy, set_name, "genes"))
+        ids = _shared_case_ids(strategy, set_name, group)
+        resamples = _resamples(group[0].cases, config, strategy, set_name)
         per_method: dict[str, dict[str, np.ndarray]] = {}
         for run in group:
-            extra = set(prediction_table(run.predictions)["case_id"].unique().tolist()) - set(ids)
-            if extra:
-                out.warnings.append(f"{run.method} {strategy}/{set_name}: predictions for {len(extra)} case(s) not in the set were ignored")
-            results = case_results(run.cases, run.predictions, run.universe)
-            values = per_case_values(results, config)
-            per_method[run.method] = values
-            key = {"method": run.method, "strategy": strategy, "set": set_name}
-            names = config.metric_names + [f"top{k}" for k in range(1, config.curve_max_k + 1)]
-            matrix = np.stack([metric_values(values, m) for m in names], axis=1) if n else np.zeros((0, len(names)))
-            means, lows, highs = (a.tolist() for a in intervals(matrix, weights, config.ci_level))
-            n_summary = len(config.metric_names)
-            for i, metric in enumerate(config.metric_names):
-                out.summary.append(key | {"metric": metric, "value": means[i], "ci_low": lows[i], "ci_high": highs[i], "n": n})
-            macro = config.macro_metric_names
-            by_gene = group_means(np.stack([metric_values(values, m) for m in macro], axis=1), groups) if n else np.zeros((0, len(macro)))
-            for metric, mean, low, high in zip(macro, *intervals(by_gene, gene_weights, config.ci_level)):
-                out.summary.append(
-                    key | {"metric": MACRO + metric, "value": float(mean), "ci_low": float(low), "ci_high": float(high), "n": n_genes}
-                )
-            for k in range(1, config.curve_max_k + 1):
-                i = n_summary + k - 1
-                out.curves.append(key | {"k": k, "value": means[i], "ci_low": lows[i], "ci_high": highs[i], "n": n})
-            for r, grade in zip(results, values["grader"].tolist()):
-                out.ranks.append(
-                    key
-                    | {
-                        "case_id": r.case_id,
-                        "cohort": r.cohort,
-                        "gene": r.gene,
-                        "rank": int(r.rank) if math.isfinite(r.rank) else "",
-                        "rankable": int(r.rankable),
-                        "grader": grade,
-                    }
-                )
-            cohorts: dict[str, list[int]] = defaultdict(list)
-            for i, r in enumerate(results):
-                cohorts[r.cohort].append(i)
-            for cohort in sorted(cohorts):
-                rows = cohorts[cohort]
-                means = {m: float(metric_values(values, m)[rows].mean()) for m in ("top1", "top10", "mrr", "grader")}
-                out.by_cohort.append(key | {"cohort": cohort, "n": len(rows)} | means)
+            per_method[run.method] = _score_run(out, run, ids, config, resamples)
         for reference in compare_to:
-            if reference not in per_method:
-                continue
-            for method in sorted(per_method):
-                if method == reference:
-                    continue
-                a = np.stack([metric_values(per_method[method], m) for m in PAIRED_METRICS], axis=1)
-                b = np.stack([metric_values(per_method[reference], m) for m in PAIRED_METRICS], axis=1)
-                per_case = paired_differences(a, b, weights, config.ci_level)
-                per_gene = (
-                    paired_differences(group_means(a, groups), group_means(b, groups), gene_weights, config.ci_level) if n else per_case
-                )
-                names = list(PAIRED_METRICS) + [MACRO + m for m in PAIRED_METRICS]
-                for metric, count, (diff, low, high, p) in zip(names, [n] * len(per_case) + [n_genes] * len(per_gene), per_case + per_gene):
-                    out.paired.append(
-                        {
-                            "method": method,
-                            "reference": reference,
-                            "strategy": strategy,
-                            "set": set_name,
-                            "metric": metric,
-                            "difference": diff,
-                            "ci_low": low,
-                            "ci_high": high,
-                            "p_value": p,
-                            "n": count,
-                        }
-                    )
+            if reference in per_method:
+                _pair_with(out, reference, per_method, strategy, set_name, config, resamples)
     return out
+
+
+def _shared_case_ids(strategy: str, set_name: str, group: Sequence[Run]) -> list[str]:
+    """The case ids every method of one (strategy, set) was given (an error when they differ)."""
+    ids = [c.case_id for c in group[0].cases]
+    for run in group[1:]:
+        if [c.case_id for c in run.cases] != ids:
+            raise ValueError(f"{strategy}/{set_name}: methods {group[0].method} and {run.method} were given different cases")
+    return ids
+
+
+def _resamples(cases: Sequence, config: EvalConfig, strategy: str, set_name: str) -> _Resamples:
+    n = len(cases)
+    genes = gene_groups(cases)
+    n_genes = int(genes.max()) + 1 if n else 0
+    return _Resamples(
+        n=n,
+        weights=bootstrap_weights(n, config.bootstrap, stream_seed(config.seed, strategy, set_name)),
+        genes=genes,
+        n_genes=n_genes,
+        gene_weights=bootstrap_weights(n_genes, config.bootstrap, stream_seed(config.seed, strategy, set_name, "genes")),
+    )
+
+
+def _score_run(out: Evaluation, run: Run, ids: Sequence[str], config: EvalConfig, resamples: _Resamples) -> dict[str, np.ndarray]:
+    """Append one method's summary, curve, rank and by-cohort rows to ``out``; return its per-case values."""
+    extra = set(prediction_table(run.predictions)["case_id"].unique().tolist()) - set(ids)
+    if extra:
+        out.warnings.append(f"{run.method} {run.strategy}/{run.set}: predictions for {len(extra)} case(s) not in the set were ignored")
+    results = case_results(run.cases, run.predictions, run.universe)
+    values = per_case_values(results, config)
+    key = {"method": run.method, "strategy": run.strategy, "set": run.set}
+    _summary_rows(out, key, values, config, resamples)
+    _rank_rows(out, key, results, values)
+    _cohort_rows(out, key, results, values)
+    return values
+
+
+def _summary_rows(out: Evaluation, key: dict, values: dict[str, np.ndarray], config: EvalConfig, resamples: _Resamples) -> None:
+    """Per-case means with intervals, the per-gene (macro) means, and the top-k curve."""
+    n, n_genes = resamples.n, resamples.n_genes
+    names = config.metric_names + [f"top{k}" for k in range(1, config.curve_max_k + 1)]
+    matrix = np.stack([metric_values(values, m) for m in names], axis=1) if n else np.zeros((0, len(names)))
+    means, lows, highs = (a.tolist() for a in intervals(matrix, resamples.weights, config.ci_level))
+    n_summary = len(config.metric_names)
+    for i, metric in enumerate(config.metric_names):
+        out.summary.append(key | {"metric": metric, "value": means[i], "ci_low": lows[i], "ci_high": highs[i], "n": n})
+    macro = config.macro_metric_names
+    by_gene = group_means(np.stack([metric_values(values, m) for m in macro], axis=1), resamples.genes) if n else np.zeros((0, len(macro)))
+    for metric, mean, low, high in zip(macro, *intervals(by_gene, resamples.gene_weights, config.ci_level)):
+        out.summary.append(
+            key | {"metric": MACRO + metric, "value": float(mean), "ci_low": float(low), "ci_high": float(high), "n": n_genes}
+        )
+    for k in range(1, config.curve_max_k + 1):
+        i = n_summary + k - 1
+        out.curves.append(key | {"k": k, "value": means[i], "ci_low": lows[i], "ci_high": highs[i], "n": n})
+
+
+def _rank_rows(out: Evaluation, key: dict, results: Sequence, values: dict[str, np.ndarray]) -> None:
+    for r, grade in zip(results, values["grader"].tolist()):
+        out.ranks.append(
+            key
+            | {
+                "case_id": r.case_id,
+                "cohort": r.cohort,
+                "gene": r.gene,
+                "rank": int(r.rank) if math.isfinite(r.rank) else "",
+                "rankable": int(r.rankable),
+                "grader": grade,
+            }
+        )
+
+
+def _cohort_rows(out: Evaluation, key: dict, results: Sequence, values: dict[str, np.ndarray]) -> None:
+    cohorts: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(results):
+        cohorts[r.cohort].append(i)
+    for cohort in sorted(cohorts):
+        rows = cohorts[cohort]
+        means = {m: float(metric_values(values, m)[rows].mean()) for m in ("top1", "top10", "mrr", "grader")}
+        out.by_cohort.append(key | {"cohort": cohort, "n": len(rows)} | means)
+
+
+def _pair_with(
+    out: Evaluation,
+    reference: str,
+    per_method: Mapping[str, dict[str, np.ndarray]],
+    strategy: str,
+    set_name: str,
+    config: EvalConfig,
+    resamples: _Resamples,
+) -> None:
+    """Paired differences of every other method against ``reference``, per case and per gene."""
+    n, n_genes, genes = resamples.n, resamples.n_genes, resamples.genes
+    for method in sorted(per_method):
+        if method == reference:
+            continue
+        a = np.stack([metric_values(per_method[method], m) for m in PAIRED_METRICS], axis=1)
+        b = np.stack([metric_values(per_method[reference], m) for m in PAIRED_METRICS], axis=1)
+        per_case = paired_differences(a, b, resamples.weights, config.ci_level)
+        per_gene = (
+            paired_differences(group_means(a, genes), group_means(b, genes), resamples.gene_weights, config.ci_level) if n else per_case
+        )
+        names = list(PAIRED_METRICS) + [MACRO + m for m in PAIRED_METRICS]
+        for metric, count, (diff, low, high, p) in zip(names, [n] * len(per_case) + [n_genes] * len(per_gene), per_case + per_gene):
+            out.paired.append(
+                {
+                    "method": method,
+                    "reference": reference,
+                    "strategy": strategy,
+                    "set": set_name,
+                    "metric": metric,
+                    "difference": diff,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_value": p,
+                    "n": count,
+                }
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,6 +582,26 @@ def seed_table(
     """
     if len(seeds) < 2:
         raise ValueError(f"a seed table needs at least 2 seeds to give an sd, not {list(seeds)}")
+    values, n = _seed_values(summary, strategy)
+    sets = list(dict.fromkeys(s for s, _ in values))
+    wanted = [seed_method(stage, seed) for seed in seeds for stage in stages]
+    for set_name in sets:
+        missing = [m for m in wanted if set(SEED_METRICS) - set(values.get((set_name, m), {}))]
+        if missing:
+            raise ValueError(f"summary has no {', '.join(SEED_METRICS)} for {', '.join(missing)} on {strategy}/{set_name}")
+    if reference is not None and not all((s, reference) in values for s in sets):
+        reference = None
+    deltas = [("rft-sft", "rft", "sft")] if {"rft", "sft"} <= set(stages) else []
+    if reference is not None and "sft" in stages:
+        deltas.append((f"sft-{reference}", "sft", None))
+    rows = []
+    for set_name in sets:
+        rows += _seed_set_rows(set_name, seeds, stages, values, n, reference, deltas)
+    return rows
+
+
+def _seed_values(summary: Sequence[Mapping[str, str]], strategy: str) -> tuple[dict, dict]:
+    """The seed metrics of ``strategy`` by (set, method), and the number of cases by (set, method)."""
     values: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     n: dict[tuple[str, str], str] = {}
     for r in summary:
@@ -531,37 +609,31 @@ def seed_table(
             values[(r["set"], r["method"])][r["metric"]] = float(r["value"])
             if r["metric"] == "top1":
                 n[(r["set"], r["method"])] = r["n"]
-    sets = list(dict.fromkeys(s for s, _ in values))
-    wanted = [seed_method(stage, seed) for seed in seeds for stage in stages]
-    for set_name in sets:
-        missing = [m for m in wanted if set(SEED_METRICS) - set(values.get((set_name, m), {}))]
-        if missing:
-            raise ValueError(f"summary has no {', '.join(SEED_METRICS)} for {', '.join(missing)} on {strategy}/{set_name}")
-    has_reference = reference is not None and all((s, reference) in values for s in sets)
-    deltas = [("rft-sft", "rft", "sft")] if {"rft", "sft"} <= set(stages) else []
-    if has_reference and "sft" in stages:
-        deltas.append((f"sft-{reference}", "sft", None))
+    return values, n
+
+
+def _seed_set_rows(set_name: str, seeds, stages, values: dict, n: dict, reference: str | None, deltas: list) -> list[dict]:
+    """The seed table rows of one set: per seed (reference, stages, deltas), then mean and sd per method."""
     rows = []
-    for set_name in sets:
-        per_method: dict[str, list[dict[str, float]]] = defaultdict(list)
-        for seed in seeds:
-            seed_rows = {}
-            if has_reference:
-                seed_rows[reference] = (values[(set_name, reference)], n[(set_name, reference)])
-            for stage in stages:
-                method = seed_method(stage, seed)
-                seed_rows[stage] = (values[(set_name, method)], n[(set_name, method)])
-            for name, a, b in deltas:
-                left, right = seed_rows[a][0], seed_rows[b or reference][0]
-                seed_rows[name] = ({m: left[m] - right[m] for m in SEED_METRICS}, seed_rows[a][1])
-            for method, (metrics, count) in seed_rows.items():
-                per_method[method].append(metrics)
-                rows.append({"set": set_name, "method": method, "seed": str(seed), "n": count, **metrics})
-        for method, runs in per_method.items():
-            count = next(r["n"] for r in rows if r["set"] == set_name and r["method"] == method)
-            matrix = np.array([[run[m] for m in SEED_METRICS] for run in runs])
-            for label, stat in (("mean", matrix.mean(axis=0)), ("sd", matrix.std(axis=0, ddof=1))):
-                rows.append({"set": set_name, "method": method, "seed": label, "n": count, **dict(zip(SEED_METRICS, stat.tolist()))})
+    per_method: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for seed in seeds:
+        seed_rows = {}
+        if reference is not None:
+            seed_rows[reference] = (values[(set_name, reference)], n[(set_name, reference)])
+        for stage in stages:
+            method = seed_method(stage, seed)
+            seed_rows[stage] = (values[(set_name, method)], n[(set_name, method)])
+        for name, a, b in deltas:
+            left, right = seed_rows[a][0], seed_rows[b or reference][0]
+            seed_rows[name] = ({m: left[m] - right[m] for m in SEED_METRICS}, seed_rows[a][1])
+        for method, (metrics, count) in seed_rows.items():
+            per_method[method].append(metrics)
+            rows.append({"set": set_name, "method": method, "seed": str(seed), "n": count, **metrics})
+    for method, runs in per_method.items():
+        count = next(r["n"] for r in rows if r["method"] == method)
+        matrix = np.array([[run[m] for m in SEED_METRICS] for run in runs])
+        for label, stat in (("mean", matrix.mean(axis=0)), ("sd", matrix.std(axis=0, ddof=1))):
+            rows.append({"set": set_name, "method": method, "seed": label, "n": count, **dict(zip(SEED_METRICS, stat.tolist()))})
     return rows
 
 

@@ -1,7 +1,7 @@
 """A Hugging Face model card (``README.md``) for every saved model folder.
 
-Models floor: no project imports (the policy calls :func:`write_model_card` when it saves, with plain
-values). The card says what the model is, what it was trained on, its measured quality (a metrics
+Models floor: imports only file helpers (the policy calls :func:`write_model_card` when it saves, with
+plain values). The card says what the model is, what it was trained on, its measured quality (a metrics
 table with confidence intervals once ``rarerank model-card --summary`` adds the evaluation), what it
 is for (research, not clinical use), its limits, and how to load it and rank genes with plain
 ``transformers``. That snippet ranks by the first-step distribution restricted to gene tokens, which
@@ -76,9 +76,13 @@ def _training(fields: Mapping) -> str:
         if fields.get(key) not in (None, "", [], {}):
             value = ", ".join(map(str, fields[key])) if isinstance(fields[key], (list, tuple)) else fields[key]
             lines.append(f"- **{text}**: `{value}`")
-    for key, text in (("final_metrics", "Held-out synthetic patients at the end of pretraining"),
-                      ("best_validation", "Best validation score (model selection)"), ("base_validation", "Validation of the starting model"),
-                      ("summary", "RFT summary")):  # fmt: skip
+    sections = (
+        ("final_metrics", "Held-out synthetic patients at the end of pretraining"),
+        ("best_validation", "Best validation score (model selection)"),
+        ("base_validation", "Validation of the starting model"),
+        ("summary", "RFT summary"),
+    )
+    for key, text in sections:
         if isinstance(fields.get(key), dict) and fields[key]:
             values = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields[key].items())
             lines.append(f"- **{text}**: {values}")

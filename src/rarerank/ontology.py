@@ -10,7 +10,6 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 ROOT = "HP:0000001"
@@ -85,6 +84,9 @@ class Ontology:
     replaced_by: dict[str, str] = field(default_factory=dict)
     obsolete: frozenset[str] = frozenset()
     synonyms: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # ancestors per term, filled on first use (per instance: a functools cache on the method would keep
+    # every ontology alive for the life of the process)
+    _ancestor_memo: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ontology:
@@ -156,12 +158,14 @@ class Ontology:
         found = self._ancestors(term_id)
         return found if include_self else found - {term_id}
 
-    @cache
     def _ancestors(self, term_id: str) -> frozenset[str]:
-        result = {term_id}
-        for parent in self.parents.get(term_id, ()):
-            result |= self._ancestors(parent)
-        return frozenset(result)
+        found = self._ancestor_memo.get(term_id)
+        if found is None:
+            result = {term_id}
+            for parent in self.parents.get(term_id, ()):
+                result |= self._ancestors(parent)
+            found = self._ancestor_memo[term_id] = frozenset(result)
+        return found
 
     def is_phenotypic_abnormality(self, term_id: str) -> bool:
         return PHENOTYPIC_ABNORMALITY in self.ancestors(term_id, include_self=False)
@@ -169,7 +173,7 @@ class Ontology:
     def label(self, term_id: str) -> str:
         return self.labels.get(term_id, term_id)
 
-    def __hash__(self) -> int:  # lru_cache on a method needs a hashable self
+    def __hash__(self) -> int:  # one ontology is one object: hashed and compared by identity, never term by term
         return id(self)
 
     def __eq__(self, other: object) -> bool:

@@ -111,12 +111,13 @@ def render_report(
     shown = list(genes[:n_genes])
     evidence_html = "".join(_evidence_block(g, evidence.get(g.gene_symbol, ())) for g in shown) or "<p class='meta'>none</p>"
     meta_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta.items())
+    model, hpo_version = _e(meta.get("model", "")), _e(meta.get("HPO version", ""))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>rarerank: {_e(case_id)}</title><style>{CSS}</style></head>
 <body>
 <h1>Candidate genes for {_e(case_id)}</h1>
-<div class="meta">rarerank gene ranking from HPO phenotypes · model {_e(meta.get("model", ""))} · HPO {_e(meta.get("HPO version", ""))}</div>
+<div class="meta">rarerank gene ranking from HPO phenotypes · model {model} · HPO {hpo_version}</div>
 <div class="note"><b>Research use only, not for clinical decisions.</b> The ranking is a statistical
 suggestion from phenotype terms; it has not been validated for diagnosis. Confirm any candidate with
 the patient's genetic findings and a clinical geneticist.</div>

@@ -1,7 +1,7 @@
 """The policy: a domain-token causal LM whose completion is a ranked list of genes.
 
-Models floor: imports decoding (the constrained decoder), fileio and provenance; used by the
-stages ``pretrain``, ``sft``, ``rft`` and ``predict``.
+Models floor: imports decoding (the constrained decoder), and model_card and provenance when it saves;
+used by the stages ``pretrain``, ``sft``, ``rft`` and ``predict``.
 
 Vocabulary and prompt
 ---------------------
@@ -24,8 +24,8 @@ are allowed, genes already listed are excluded, and the softmax is renormalised 
 (``temperature`` divides the gene logits first). Everything below works on **gene indices** ``0..G-1``
 (positions in :attr:`Policy.genes`); ``Policy.gene_ids[i]`` is the token id of gene ``i``.
 
-API (stable; RFT builds on it)
-------------------------------
+API (what the stages use; RFT needs only load_policy and gene_scorer)
+--------------------------------------------------------------------
 - :class:`PolicyConfig` - model sizes and prompt limits (the ``policy:`` config section).
 - :func:`build_tokenizer(terms, genes)` -> ``PreTrainedTokenizerFast``.
 - :func:`build_policy(config, terms, genes, identifiers, seed)` -> :class:`Policy` (random init).

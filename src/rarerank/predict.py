@@ -506,6 +506,36 @@ def model_facts(model_dir: str | os.PathLike, policy: Policy) -> dict[str, str]:
     return facts
 
 
+def _explain_case(case: Case, ranked, explainer, evidence, html: Path | None, plan: OutputPlan, pages: set[str], facts, present_only: bool):
+    """The per-gene evidence of one ranked case: rows for the evidence file and its HTML page."""
+    from rarerank.patient_report import REPORT_GENES, render_report, report_file_name
+
+    absent = () if present_only else case.absent
+    per_gene = {g.gene_symbol: explainer.explain(case.case_id, case.present, absent, g.rank, g.gene_symbol) for g in ranked[:REPORT_GENES]}
+    if evidence is not None:
+        evidence.write(case.case_id, [row for rows in per_gene.values() for row in rows])
+    if html is not None:
+        page = render_report(case.case_id, case.present, absent, ranked, per_gene, explainer.label, facts)
+        with plan.open(html / report_file_name(case.case_id, pages)) as handle:
+            handle.write(page)
+
+
+def _report_not_ranked(screen: Screen, qc: Path | None, plan: OutputPlan) -> None:
+    """Write the QC rows (when asked for) and warn about inputs not ranked and unknown HPO ids."""
+    if qc:
+        with plan.open(qc) as handle:
+            write_qc_row = qc_writer(handle)
+            for row in screen.qc:
+                write_qc_row(row)
+    if screen.qc:
+        reasons = dict(sorted(Counter(r.reason for r in screen.qc).items()))
+        where = f"see {qc}" if qc else "write them with --qc FILE"
+        log.warning("%d input(s) were not ranked: %s (%s), e.g. %s", len(screen.qc), reasons, where, screen.qc[0].detail)
+    if screen.unresolved:
+        log.warning("%d HPO id occurrence(s) unknown to the ontology were skipped: %s", sum(screen.unresolved.values()),
+                    ", ".join(sorted(screen.unresolved)[:10]))  # fmt: skip
+
+
 def run_predict(
     policy: Policy,
     cases: Iterable[Case],
@@ -530,7 +560,6 @@ def run_predict(
     from contextlib import ExitStack
 
     from rarerank.evidence import EvidenceWriter
-    from rarerank.patient_report import REPORT_GENES, render_report, report_file_name
 
     if (outputs.evidence or outputs.html) and explainer is None:
         raise ValueError("--gene-evidence and --html need the HPO annotations (an explainer)")
@@ -553,32 +582,12 @@ def run_predict(
             write(case.case_id, ranked)
             counts["cases"] += 1
             counts["rows"] += len(ranked)
-            if explainer is None:
-                continue
-            per_gene = {g.gene_symbol: explainer.explain(case.case_id, case.present, () if present_only else case.absent,
-                                                         g.rank, g.gene_symbol) for g in ranked[:REPORT_GENES]}  # fmt: skip
-            if evidence is not None:
-                evidence.write(case.case_id, [row for rows in per_gene.values() for row in rows])
-            if outputs.html is not None:
-                page = render_report(case.case_id, case.present, () if present_only else case.absent, ranked, per_gene,
-                                     explainer.label, facts)  # fmt: skip
-                with plan.open(outputs.html / report_file_name(case.case_id, pages)) as handle:
-                    handle.write(page)
+            if explainer is not None:
+                _explain_case(case, ranked, explainer, evidence, outputs.html, plan, pages, facts, present_only)
         if evidence is not None:
             evidence.close()
-        if outputs.qc:
-            with plan.open(outputs.qc) as handle:
-                write_qc_row = qc_writer(handle)
-                for row in screen.qc:
-                    write_qc_row(row)
+        _report_not_ranked(screen, outputs.qc, plan)
         counts["qc"] = len(screen.qc)
-        if screen.qc:
-            reasons = dict(sorted(Counter(r.reason for r in screen.qc).items()))
-            where = f"see {outputs.qc}" if outputs.qc else "write them with --qc FILE"
-            log.warning("%d input(s) were not ranked: %s (%s), e.g. %s", len(screen.qc), reasons, where, screen.qc[0].detail)
-        if screen.unresolved:
-            log.warning("%d HPO id occurrence(s) unknown to the ontology were skipped: %s", sum(screen.unresolved.values()),
-                        ", ".join(sorted(screen.unresolved)[:10]))  # fmt: skip
         if counts["cases"] == 0:
             raise ValueError("no case could be ranked: " + (screen.qc[0].detail if screen.qc else "the input holds no case"))
         if outputs.provenance:

@@ -363,7 +363,7 @@ def pretrain(
     initial = {f"val_{k}": v for k, v in evaluate().items()}
     training_log.add(step=0, loss=float("nan"), lr=0.0, **initial)  # the initial weights
     log.info("pretrain step 0: %s", " ".join(f"{k}={v:.4g}" for k, v in initial.items()))
-    result = run_loop(policy, synthetic_batches(policy, sampler, config, seed), settings, training_log, evaluate)
+    result = run_loop(policy, synthetic_batches(policy, sampler, config, seed), settings, training_log, evaluate=evaluate)
     final = training_log.rows[-1] if training_log.rows else {}
     log.info(
         "pretrained %d steps in %.0f s (%.0f tokens/s); held-out synthetic top1 %.3f mrr %.3f",

@@ -37,7 +37,7 @@ import torch
 
 from rarerank.decoding import GeneScorer, left_pad, list_logprobs, sample_lists, true_ranks
 from rarerank.device import resolve_device
-from rarerank.grader import GraderConfig
+from rarerank.grader import DEFAULT_GRADER, GraderConfig
 from rarerank.grpo import (
     build_rewards,
     check_symbols,
@@ -639,7 +639,7 @@ def train(
     model,
     task: RFTTask,
     config: RFTConfig,
-    grader: GraderConfig = GraderConfig(),
+    grader: GraderConfig = DEFAULT_GRADER,
     *,
     checkpoint_dir: str | os.PathLike | None = None,
     fingerprint: str = "",
@@ -714,7 +714,7 @@ def run_rft(
     log_path: str | os.PathLike,
     *,
     config: RFTConfig = RFTConfig(),
-    grader: GraderConfig = GraderConfig(),
+    grader: GraderConfig = DEFAULT_GRADER,
     checkpoint_dir: str | os.PathLike | None = None,
     present_only: bool = False,
     max_train_cases: int | None = None,

@@ -23,7 +23,7 @@ from rarerank.annotations import GeneAnnotations
 from rarerank.device import resolve_device
 from rarerank.ontology import Ontology
 from rarerank.policy import Policy, load_policy
-from rarerank.synthetic import PatientSampler, SyntheticConfig
+from rarerank.synthetic import DEFAULT_SYNTHETIC, PatientSampler, SyntheticConfig
 from rarerank.training import (
     Example,
     LoopResult,
@@ -125,7 +125,7 @@ def sft(
     outdir: str | os.PathLike,
     ontology: Ontology | None = None,
     annotations: GeneAnnotations | None = None,
-    synthetic: SyntheticConfig = SyntheticConfig(),
+    synthetic: SyntheticConfig = DEFAULT_SYNTHETIC,
     seed: int = 42,
     progress: bool = False,
     provenance_fields: dict | None = None,

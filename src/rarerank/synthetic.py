@@ -54,6 +54,9 @@ class SyntheticConfig:
         return cls(**values)
 
 
+DEFAULT_SYNTHETIC = SyntheticConfig()  # the default draw: one shared instance (it is frozen)
+
+
 @dataclass(frozen=True)
 class SyntheticPatient:
     gene: str
@@ -64,7 +67,7 @@ class SyntheticPatient:
 class PatientSampler:
     """Draw synthetic patients for any annotated gene."""
 
-    def __init__(self, annotations: GeneAnnotations, ontology: Ontology, config: SyntheticConfig = SyntheticConfig()):
+    def __init__(self, annotations: GeneAnnotations, ontology: Ontology, config: SyntheticConfig = DEFAULT_SYNTHETIC):
         self.config = config
         self.ontology = ontology
         self.genes = sorted(g for g, terms in annotations.terms.items() if any(f is None or f > 0 for f in terms.values()))

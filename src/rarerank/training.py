@@ -1,4 +1,5 @@
-"""Supervised training machinery shared by knowledge pretraining and SFT.
+"""Supervised training machinery shared by knowledge pretraining and SFT (RFT uses its learning-rate
+schedule and log writer).
 
 Models floor: imports policy, decoding (left padding) and fileio. A training example is a prompt
 plus a completion whose target tokens carry the loss (the true gene and ``<eos>``; an optional prefix of distractor genes
@@ -413,6 +414,7 @@ def run_loop(
     batch_at: Callable[[int], list[Example]],
     settings: LoopSettings,
     training_log: TrainingLog,
+    *,
     evaluate: Callable[[], dict[str, float]] | None = None,
     initial_metric: float | None = None,
 ) -> LoopResult:
@@ -434,33 +436,48 @@ def run_loop(
     bar = _progress_bar(settings)
     step, stopped = 0, False
     for step in range(settings.max_steps):
+        # forward, backward, update (the learning rate is a function of the step)
         meter.add(*_train_step(policy, optimizer, params, batch_at(step), settings.lr(step), settings.max_grad_norm))
         if ema is not None:
             ema.update()
         if bar is not None:
             bar.update(1)
+        # evaluate at an interval and at the end; stop when patience runs out
         if (step + 1) % settings.eval_interval == 0 or step + 1 == settings.max_steps:
-            row = meter.row(step + 1, settings.lr(step), settings.log_timing)
-            # With ema the average is what gets scored, and so what a best checkpoint keeps.
-            with ema.swapped_in() if ema is not None else contextlib.nullcontext():
-                metrics = evaluate() if evaluate is not None else {}
-                improved = best.improved(metrics)
-            row.update({f"val_{k}": v for k, v in metrics.items()})
-            training_log.add(**row)
-            log.info("%s step %d: %s", settings.desc, step + 1, " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"))
-            meter.reset_window()
-            if best.record(improved, metrics, step + 1):
+            if _evaluate(step + 1, settings, evaluate, meter, ema, best, training_log):
                 stopped = True
                 break
     if bar is not None:
         bar.close()
+    # the result: the moving average (when kept), then the best weights (when selecting)
     if ema is not None:
         ema.copy_to_params()
     best.restore()
     model.eval()
     best_step = best.step if settings.select_metric is not None else step + 1
-    seconds = time.perf_counter() - meter.start
-    return LoopResult(step + 1, best_step, best.metric, stopped, seconds, meter.tokens_total)
+    return LoopResult(step + 1, best_step, best.metric, stopped, time.perf_counter() - meter.start, meter.tokens_total)
+
+
+def _evaluate(
+    steps_done: int,
+    settings: LoopSettings,
+    evaluate: Callable[[], dict[str, float]] | None,
+    meter: _Throughput,
+    ema: _WeightAverage | None,
+    best: _BestWeights,
+    training_log: TrainingLog,
+) -> bool:
+    """One evaluation: score, snapshot the best weights, add a log row; True when training should stop."""
+    row = meter.row(steps_done, settings.lr(steps_done - 1), settings.log_timing)
+    # With ema the average is what gets scored, and so what a best checkpoint keeps.
+    with ema.swapped_in() if ema is not None else contextlib.nullcontext():
+        metrics = evaluate() if evaluate is not None else {}
+        improved = best.improved(metrics)
+    row.update({f"val_{k}": v for k, v in metrics.items()})
+    training_log.add(**row)
+    log.info("%s step %d: %s", settings.desc, steps_done, " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"))
+    meter.reset_window()
+    return best.record(improved, metrics, steps_done)
 
 
 def _progress_bar(settings: LoopSettings):

@@ -1,0 +1,81 @@
+"""The ``rarerank`` command line: one subcommand per pipeline stage.
+
+Each subcommand imports its stage lazily, so ``rarerank --help`` is instant and a stage's heavy
+dependencies (torch, matplotlib) load only when that stage runs. Logging is set up here, never at
+import time. The subcommands live beside their runners, one module per part of the pipeline, listed
+in pipeline order: :mod:`~rarerank.cli.ingest` (reference, cases, cohorts, splits),
+:mod:`~rarerank.cli.baselines`, :mod:`~rarerank.cli.training` (pretrain, sft, rft),
+:mod:`~rarerank.cli.predict`, :mod:`~rarerank.cli.evaluation` (scores, tables, figures) and
+:mod:`~rarerank.cli.interop` (exports, free text); shared options in :mod:`~rarerank.cli.options`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+import zipfile
+
+from rarerank import __version__
+from rarerank.cli import baselines, evaluation, ingest, interop, predict, training
+
+log = logging.getLogger("rarerank")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rarerank", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rarerank {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (ingest, baselines, training, predict, evaluation, interop):  # pipeline order
+        for add in module.COMMANDS:
+            add(sub)
+    return parser
+
+
+def _output_set(args) -> dict:
+    """The output files a subcommand declared (``set_defaults(outputs=...)``: option names or a function)."""
+    spec = getattr(args, "outputs", ())
+    if callable(spec):
+        return spec(args)
+    return {"-o/--output" if dest == "output" else "--" + dest.replace("_", "-"): getattr(args, dest) for dest in spec}
+
+
+def _input_paths(args) -> tuple:
+    values = [getattr(args, dest) for dest in getattr(args, "inputs", ())]
+    return tuple(p for v in values for p in (v if isinstance(v, list) else [v]) if p is not None)
+
+
+# Errors that bad input produces (missing or unreadable files, wrong formats, unreachable URLs): one
+# line naming the file and the problem, exit 1; anything else is a bug and keeps its traceback.
+INPUT_ERRORS = (OSError, ValueError, csv.Error, zipfile.BadZipFile, EOFError, RecursionError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rarerank.fileio import output_set
+
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        with output_set(_output_set(args), _input_paths(args)):  # all outputs or none; clashing paths refused
+            args.func(args)
+    except INPUT_ERRORS as error:
+        log.error("%s", _describe(error), exc_info=args.verbose > 0)  # -v: with the traceback
+        return 1
+    return 0
+
+
+def _describe(error: BaseException) -> str:
+    """One line for an input error; OSError's file name is added when its message lacks it."""
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in str(error):
+        return f"{error.filename}: {error.strerror or error}"
+    if isinstance(error, RecursionError):
+        return f"input nested too deeply to read ({error})"
+    return str(error) or type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

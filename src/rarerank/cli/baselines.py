@@ -1,0 +1,165 @@
+"""Baseline subcommands: the HPO index, the ranking baselines and the absent-term audit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rarerank.cli.options import given
+
+log = logging.getLogger("rarerank")
+
+
+# --------------------------------------------------------------------------------------------
+# baseline-index: the HPO arrays the baselines read.
+
+
+def _add_baseline_index(sub):
+    p = sub.add_parser("baseline-index", help="precompute the HPO arrays (ancestors, IC, propagated annotations) the baselines use")
+    p.add_argument("--ontology", required=True, type=Path, help="hp.obo")
+    p.add_argument("--gene-annotations", required=True, type=Path, help="genes_to_phenotype.txt")
+    p.add_argument("-o", "--output", required=True, type=Path, help="index file to write (.npz)")
+    p.add_argument("--universe", type=Path, help="also write the annotated genes (gene_symbol, gene_identifier) as TSV")
+    p.set_defaults(func=_run_baseline_index)
+
+
+def _run_baseline_index(args):
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.baselines import HpoIndex
+    from rarerank.ontology import Ontology
+
+    ontology = Ontology.load(args.ontology)
+    index = HpoIndex.build(ontology, GeneAnnotations.load(args.gene_annotations, ontology))
+    index.save(args.output)
+    if args.universe:
+        index.write_universe(args.universe)
+    log.info(
+        "HPO %s: %d terms, %d genes, %d propagated annotations -> %s",
+        index.hpo_version,
+        len(index.terms),
+        index.n_genes,
+        len(index.ann_gene),
+        args.output,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# baseline: rank genes with a baseline method.
+
+
+def _add_baseline(sub):
+    p = sub.add_parser("baseline", help="rank genes for a cases file with a baseline (predictions contract TSV)")
+    p.add_argument(
+        "method",
+        help="which baseline: phenomizer (observed terms), phenomizer_union (observed ∪ excluded terms), "
+        "phenomizer_absent (excluded terms as a penalty), popularity or random",
+    )
+    p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
+    p.add_argument("--cases", required=True, type=Path, help="cases TSV to rank genes for")
+    p.add_argument("--train", type=Path, help="training cases TSV (needed by popularity)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="predictions TSV to write")
+    p.add_argument("--top-k", type=int, help="genes written per case; ties crossing k are dropped whole (default 100)")
+    p.add_argument("--absent-weight", type=float, help="phenomizer_absent: penalty weight of an excluded feature (default 1.0)")
+    p.add_argument("--unknown-frequency", type=float, help="phenomizer_absent: frequency assumed where HPO gives none (default 0.5)")
+    p.add_argument("--seed", type=int, help="random: seed of the per-case permutations (default 42)")
+    p.add_argument("--genes", type=Path, help="candidate genes (one symbol per line or a TSV gene_symbol column): rank only these")
+    p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
+    p.set_defaults(func=_run_baseline, outputs=("output", "provenance"), inputs=("cases", "train"))
+
+
+def _run_baseline(args):
+    from rarerank.baselines import METHODS, BaselineConfig, HpoIndex, rank_cases, run_baseline
+    from rarerank.cases import read_cases
+    from rarerank.provenance import write_provenance
+
+    if args.method not in METHODS:
+        raise ValueError(f"unknown baseline {args.method!r}; choose one of {', '.join(METHODS)}")
+    config = BaselineConfig(
+        **given(top_k=args.top_k, absent_weight=args.absent_weight, unknown_frequency=args.unknown_frequency, seed=args.seed)
+    )
+    if args.method == "popularity" and args.train is None:
+        raise ValueError("the popularity baseline needs --train (the training cases whose genes it counts)")
+    index = HpoIndex.load(args.index)
+    cases = read_cases(args.cases)
+    train = read_cases(args.train) if args.train else None
+    if args.genes:  # rank every gene, keep the candidates, rank them again among themselves
+        from dataclasses import replace
+
+        from rarerank.panels import CutWatch, match_genes, read_gene_list, restrict_ranking
+        from rarerank.rankings import write_predictions
+
+        genes = set(match_genes(read_gene_list(args.genes), index.genes.tolist(), str(args.genes)))
+        watch = CutWatch(config.top_k, len(genes))
+        predictions = [
+            (c, watch.check(c, restrict_ranking(r, genes, config.top_k), restrict_ranking(r, genes, None)))
+            for c, r in rank_cases(args.method, index, cases, replace(config, top_k=index.n_genes), train)
+        ]
+        write_predictions(args.output, predictions)
+        rows = sum(len(r) for _, r in predictions)
+    else:
+        rows = run_baseline(args.method, index, cases, args.output, config, train)
+        watch = _short_rankings(args.output, args.method, index, cases, config, train)
+    watch.warn(f"{args.method} ranking")
+    if args.provenance:
+        write_provenance(
+            args.provenance,
+            stage="baseline",
+            method=args.method,
+            cases=str(args.cases),
+            train=str(args.train) if args.train else None,
+            hpo_version=index.hpo_version,
+            config=vars(config),
+        )
+    log.info("%s: %d cases, %d rows -> %s", args.method, len(cases), rows, args.output)
+
+
+def _short_rankings(path, method, index, cases, config, train):
+    """A CutWatch over a written predictions file: cases a tie at the cut-off left short or empty
+    (the first few ranked again without a cut-off, to say how far their tie reaches)."""
+    from dataclasses import replace
+
+    from rarerank.baselines import rank_cases
+    from rarerank.panels import CutWatch
+    from rarerank.rankings import read_predictions
+
+    written = read_predictions(path)
+    watch = CutWatch(config.top_k, index.n_genes)
+    for case in cases:
+        watch.check(case.case_id, written.get(case.case_id, ()))
+    short = {c for c, _ in watch.short[:5]}
+    for case_id, full in rank_cases(method, index, [c for c in cases if c.case_id in short], replace(config, top_k=index.n_genes), train):
+        watch.reach(case_id, full)
+    return watch
+
+
+# --------------------------------------------------------------------------------------------
+# absent-audit: how often excluded terms are the true gene's features.
+
+
+def _add_absent_audit(sub):
+    p = sub.add_parser("absent-audit", help="how often excluded terms are features of the true gene (curation shortcut)")
+    p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
+    p.add_argument("--sets-dir", required=True, type=Path, help="folder with {strategy}/{set}.tsv case sets")
+    p.add_argument("--strategies", required=True, nargs="+", help="split strategies")
+    p.add_argument("--sets", required=True, nargs="+", help="case sets")
+    p.add_argument("-o", "--output", required=True, type=Path, help="TSV, one row per strategy and set")
+    p.set_defaults(func=_run_absent_audit)
+
+
+def _run_absent_audit(args):
+    from rarerank.baselines import AUDIT_COLUMNS, HpoIndex, absent_term_audit
+    from rarerank.cases import read_cases
+    from rarerank.metrics import write_table
+
+    index = HpoIndex.load(args.index)
+    rows = []
+    for strategy in args.strategies:
+        for set_name in args.sets:
+            cases = read_cases(args.sets_dir / strategy / f"{set_name}.tsv")
+            rows.append({"strategy": strategy, "set": set_name} | absent_term_audit(index, cases))
+    write_table(args.output, ("strategy", "set") + AUDIT_COLUMNS, rows)
+    log.info("absent-term audit of %d sets -> %s", len(rows), args.output)
+
+
+# The subcommands of this module, in the order `rarerank --help` lists them.
+COMMANDS = (_add_baseline_index, _add_baseline, _add_absent_audit)

@@ -1,0 +1,171 @@
+"""Predict subcommands: rank genes for patients with a trained model, and its model card."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rarerank.cli.options import add_runtime_options, positive_int, set_threads
+
+log = logging.getLogger("rarerank")
+
+
+# --------------------------------------------------------------------------------------------
+# predict: patients (TSV, phenopackets, HPO ids or a text) -> ranked genes, evidence, HTML pages.
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="rank candidate genes with a trained model for patients (TSV, phenopackets, HPO ids or text)")
+    p.add_argument("--model", required=True, type=Path, help="model directory (saved policy, or a peft LoRA adapter directory)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--cases",
+        type=Path,
+        help="patients TSV (case_id, present[, absent]; no gene needed), or a phenopacket "
+        "JSON file, folder or release zip (diagnosed or not)",
+    )
+    source.add_argument(
+        "--hpo",
+        help="observed HPO ids of one patient, separated by commas, semicolons or spaces "
+        "(e.g. 'HP:0001250 HP:0001263'; hp:1250 is read as HP:0001250)",
+    )
+    source.add_argument(
+        "--text",
+        type=Path,
+        help="a free-text case report (.txt): present/absent HPO terms are extracted (negation, family history) and ranked",
+    )
+    p.add_argument("--evidence", type=Path, help="with --text: TSV of what was extracted (span, sentence, rule)")
+    p.add_argument("--absent", help="excluded HPO ids of that patient, like --hpo (with --hpo)")
+    p.add_argument("--case-id", default="patient", help="case_id of the --hpo / --text patient in the output")
+    p.add_argument("-o", "--output", type=Path, help="predictions TSV to write (default: standard output)")
+    p.add_argument("--qc", type=Path, help="TSV of the inputs that were not ranked, with the reason (no usable term, duplicate id, ...)")
+    p.add_argument(
+        "--genes",
+        type=Path,
+        help="candidate genes (a panel, or genes with candidate variants): one symbol per line "
+        "or a TSV column gene_symbol/gene/symbol; the ranking is restricted to them and renormalised",
+    )
+    p.add_argument(
+        "--gene-evidence",
+        type=Path,
+        help="per ranked gene (top 10), the patient terms that support it or count against it: TSV, or JSON when the name ends in .json",
+    )
+    p.add_argument("--html", type=Path, help="folder for one self-contained HTML report per patient (terms, top genes, evidence)")
+    p.add_argument("--gene-annotations", default="bundled", help="genes_to_phenotype.txt for --gene-evidence/--html: 'bundled' or a path")
+    p.add_argument("--index", type=Path, help="HPO index from `rarerank baseline-index` (speeds up --gene-evidence/--html)")
+    p.add_argument("--provenance", type=Path, help="JSON provenance record (model, input, settings, unknown terms)")
+    p.add_argument("--top-k", type=positive_int, help="genes per case in the output (default: the model's output_k)")
+    p.add_argument(
+        "--decode-k",
+        type=positive_int,
+        help="genes ranked by greedy constrained decoding before first-step order (default: the model's decode_k)",
+    )
+    p.add_argument(
+        "--ontology",
+        help="hp.obo for reading phenopackets and mapping alt/obsolete ids: 'bundled', a path or a URL "
+        "(default: 'bundled' for phenopackets, --hpo and reports; a cases TSV is used as written unless given)",
+    )
+    p.add_argument("--present-only", action="store_true", help="ignore absent terms (ablation)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="cases per forward pass")
+    add_runtime_options(p)
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args):
+    import functools
+
+    from rarerank.device import resolve_device
+    from rarerank.panels import match_genes, read_gene_list
+    from rarerank.policy import term_tokens
+    from rarerank.predict import Outputs, Screen, is_cases_table, load_model, model_facts, read_patients, run_predict, single_case
+    from rarerank.reference import load_ontology
+
+    set_threads(args)
+    if args.absent and not args.hpo:
+        raise ValueError("--absent goes with --hpo (a cases file carries its own absent terms)")
+    outputs = Outputs(args.output, args.qc, args.gene_evidence, args.html, args.provenance)
+    with outputs.plan([args.cases, args.text, args.genes]) as plan:
+        plan.add(args.evidence, "--evidence")
+        ontology_loader = functools.lru_cache(maxsize=1)(lambda: load_ontology(args.ontology or "bundled"))
+        policy = load_model(args.model, resolve_device(args.device))
+        genes = match_genes(read_gene_list(args.genes), policy.genes, str(args.genes)) if args.genes else None
+        explain = args.gene_evidence or args.html
+        use_ontology = args.ontology or args.hpo is not None or args.text or explain or not is_cases_table(args.cases)
+        screen = Screen(set(term_tokens(policy.tokenizer)), ontology_loader() if use_ontology else None)
+        if args.hpo is not None:
+            cases = [screen.one(single_case(args.hpo, args.absent, args.case_id), "--hpo")]
+        elif args.text:
+            cases = [
+                screen.one(_case_from_text(args, ontology_loader(), plan.stage(args.evidence) if args.evidence else None), str(args.text))
+            ]
+        else:
+            cases = read_patients(args.cases, ontology_loader)
+        if args.hpo is not None or args.text:
+            screen = Screen(screen.known_terms, None)  # already screened and resolved
+        explainer = _explainer(args, ontology_loader()) if explain else None
+        progress = args.cases is not None and not args.no_progress
+        counts = run_predict(
+            policy, cases, screen, outputs, plan, top_k=args.top_k, decode_k=args.decode_k, batch_size=args.batch_size,
+            present_only=args.present_only, genes=genes, explainer=explainer, facts=model_facts(args.model, policy),
+            progress=progress,
+            provenance_fields=dict(stage="predict", model=str(args.model), input=str(args.cases or args.text or "--hpo"),
+                                   present_only=args.present_only, top_k=args.top_k or policy.config.output_k,
+                                   decode_k=args.decode_k or policy.config.decode_k, device=str(resolve_device(args.device))),
+        )  # fmt: skip
+    log.info("%d case(s) ranked, %d not ranked -> %s", counts["cases"], counts["qc"], args.output or "stdout")
+
+
+def _case_from_text(args, ontology, evidence_path=None):
+    """predict --text: extract one case report's terms (no gene needed), log them, optionally write evidence."""
+    from rarerank.cases import write_tsv
+    from rarerank.textmine import EVIDENCE_COLUMNS, Extractor, HPOMatcher, extract_text_file
+
+    case, extraction = extract_text_file(args.text, Extractor(HPOMatcher.build(ontology)), args.case_id)
+    log.info(
+        "%s: present %s; absent %s",
+        args.text,
+        ", ".join(f"{t} {ontology.label(t)}" for t in case.present),
+        ", ".join(f"{t} {ontology.label(t)}" for t in case.absent) or "none",
+    )
+    if evidence_path:
+        write_tsv(evidence_path, EVIDENCE_COLUMNS, extraction.evidence_rows(case.case_id, ontology.labels))
+    return case
+
+
+def _explainer(args, ontology):
+    from rarerank.annotations import GeneAnnotations
+    from rarerank.baselines import HpoIndex
+    from rarerank.evidence import Explainer
+    from rarerank.reference import GENE_ANNOTATION_FILE, source_path
+
+    annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
+    index = HpoIndex.load(args.index) if args.index else None
+    if index is not None and index.hpo_version != ontology.version:
+        log.warning("--index is HPO %s but the ontology is %s: evidence uses the index's IC", index.hpo_version, ontology.version)
+    return Explainer(ontology, annotations, index)
+
+
+# --------------------------------------------------------------------------------------------
+# model-card: the README.md of a model folder.
+
+
+def _add_model_card(sub):
+    p = sub.add_parser("model-card", help="(re)write a model folder's README.md model card, optionally with evaluation metrics")
+    p.add_argument("--model", required=True, type=Path, help="saved model directory")
+    p.add_argument("--summary", type=Path, help="evaluation summary.tsv (results/metrics/summary.tsv) to add as a metrics table")
+    p.add_argument("--method", help="the model's method name in the summary (e.g. sft, rft)")
+    p.add_argument("--strategy", help="the split strategy of the model in the summary (e.g. random, publication, gene)")
+    p.set_defaults(func=_run_model_card)
+
+
+def _run_model_card(args):
+    from rarerank.model_card import read_summary_metrics, refresh_model_card
+
+    if args.summary and not (args.method and args.strategy):
+        raise ValueError("--summary needs --method and --strategy (which rows of the summary describe this model)")
+    metrics = read_summary_metrics(args.summary, args.method, args.strategy) if args.summary else ()
+    log.info("model card -> %s", refresh_model_card(args.model, metrics))
+
+
+# The subcommands of this module, in the order `rarerank --help` lists them.
+COMMANDS = (_add_predict, _add_model_card)
