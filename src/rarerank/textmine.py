@@ -412,6 +412,87 @@ def _descendant_counts(ontology: Ontology) -> dict[str, int]:
 
 
 @dataclass
+class _DictionaryEntries:
+    """Dictionary phrases of the ontology before ties are resolved: key -> {term: best priority}."""
+
+    candidates: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)
+    abbreviations: dict[str, set[str]] = field(default_factory=dict)
+    absence_of: set[tuple[str, ...]] = field(default_factory=set)
+    skipped: Counter = field(default_factory=Counter)
+    extra: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # derived keys, used where no real entry has the key
+    plural: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # one-word synonyms written as plurals
+
+    @classmethod
+    def collect(cls, ontology: Ontology, config: TextmineConfig) -> _DictionaryEntries:
+        entries = cls()
+        for term, label in ontology.labels.items():
+            if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
+                continue
+            synonyms = [(text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.scopes]
+            for text, how in [(label, "label")] + synonyms:
+                entries.add(term, text.strip(), how, config.min_key_chars)
+        for phrase, term in CURATED_SYNONYMS:
+            if term in ontology.labels:
+                entries.candidates.setdefault(dictionary_key(phrase), {}).setdefault(term, PRIORITY["curated"])
+        for key, terms in entries.extra.items():
+            if key not in entries.candidates and len(terms) == 1:
+                entries.candidates[key] = {next(iter(terms)): PRIORITY["EXACT"]}
+        return entries
+
+    def add(self, term: str, stripped: str, how: str, min_key_chars: int) -> None:
+        """One label or synonym of ``term``: its key (and derived keys), or an abbreviation."""
+        last = stripped.rsplit(None, 1)[-1]
+        if how != "label" and last[1:].islower() and last.endswith("s") and stem(last) != last.lower() and " " not in stripped:
+            self.plural.setdefault(dictionary_key(stripped), set()).add(term)  # "Lipomas" (Multiple lipomas)
+        if _ABBREVIATION.match(stripped) and how != "label":
+            self.abbreviations.setdefault(stripped, set()).add(term)
+            return
+        key = dictionary_key(stripped)
+        if not key or len("".join(key)) < min_key_chars:
+            self.skipped["too_short"] += 1
+            return
+        variants = [key]
+        if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
+            self.extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
+        if "absent" in key:  # "Absent corpus callosum" also as "absence of the corpus callosum"
+            variants.append(tuple(sorted("absence" if s == "absent" else s for s in key)))
+            self.absence_of.add(variants[-1])
+        elif "absence of" in stripped.lower():
+            self.absence_of.add(key)
+        for variant in variants:
+            best = self.candidates.setdefault(variant, {})
+            best[term] = min(best.get(term, 99), PRIORITY[how])
+
+
+def _resolve_keys(
+    candidates: dict[tuple[str, ...], dict[str, int]], ontology: Ontology
+) -> tuple[dict[tuple[str, ...], tuple[str, str]], int]:
+    """key -> (term, how): the best-priority term; the same phrase naming two terms equally goes to
+    the most general one (an ancestor of the others: "ear anomalies" = Abnormality of the ear, not of
+    the outer ear), else the lower id. Also how many keys were so tied."""
+    keys = {}
+    ambiguous_keys = 0
+    for key, terms in candidates.items():
+        ranked = sorted(terms.items(), key=lambda item: (item[1], item[0]))
+        term, priority = ranked[0]
+        tied = [t for t, p in ranked if p == priority]
+        if len(tied) > 1:
+            ambiguous_keys += 1
+            general = [t for t in tied if all(t in ontology.ancestors(o) for o in tied)]
+            term = general[0] if general else tied[0]
+        keys[key] = (term, next(k for k, v in PRIORITY.items() if v == priority))
+    return keys, ambiguous_keys
+
+
+def _shared_modifier(tokens: Sequence[Token], lead: int) -> int | None:
+    """The word right before the first conjunct that modifies them all ("sparse" in "sparse pubic
+    and axillary hair"), or None."""
+    if lead >= 1 and not tokens[lead].break_before and not tokens[lead - 1].stop and not tokens[lead - 1].break_before:
+        return lead - 1
+    return None
+
+
+@dataclass
 class HPOMatcher:
     """Bag-of-stems dictionary over HPO labels and synonyms. Build with :meth:`build`."""
 
@@ -434,70 +515,19 @@ class HPOMatcher:
     @classmethod
     def build(cls, ontology: Ontology, config: TextmineConfig | None = None) -> HPOMatcher:
         config = config or TextmineConfig()
-        candidates: dict[tuple[str, ...], dict[str, int]] = {}
-        abbreviations: dict[str, set[str]] = {}
-        absence_of: set[tuple[str, ...]] = set()
-        skipped = Counter()
-        extra: dict[tuple[str, ...], set[str]] = {}  # derived keys, used where no real entry has the key
-        plural: dict[tuple[str, ...], set[str]] = {}  # one-word synonyms written as plurals
-        for term, label in ontology.labels.items():
-            if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
-                continue
-            entries = [(label, "label")] + [(text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.scopes]
-            for text, how in entries:
-                stripped = text.strip()
-                last = stripped.rsplit(None, 1)[-1]
-                if how != "label" and last[1:].islower() and last.endswith("s") and stem(last) != last.lower() and " " not in stripped:
-                    plural.setdefault(dictionary_key(stripped), set()).add(term)  # "Lipomas" (Multiple lipomas)
-                if _ABBREVIATION.match(stripped) and how != "label":
-                    abbreviations.setdefault(stripped, set()).add(term)
-                    continue
-                key = dictionary_key(stripped)
-                if not key or len("".join(key)) < config.min_key_chars:
-                    skipped["too_short"] += 1
-                    continue
-                variants = [key]
-                if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
-                    extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
-                if "absent" in key:  # "Absent corpus callosum" also as "absence of the corpus callosum"
-                    variants.append(tuple(sorted("absence" if s == "absent" else s for s in key)))
-                    absence_of.add(variants[-1])
-                elif "absence of" in stripped.lower():
-                    absence_of.add(key)
-                for variant in variants:
-                    best = candidates.setdefault(variant, {})
-                    best[term] = min(best.get(term, 99), PRIORITY[how])
-        for phrase, term in CURATED_SYNONYMS:
-            if term in ontology.labels:
-                candidates.setdefault(dictionary_key(phrase), {}).setdefault(term, PRIORITY["curated"])
-        for key, terms in extra.items():
-            if key not in candidates and len(terms) == 1:
-                candidates[key] = {next(iter(terms)): PRIORITY["EXACT"]}
-        keys = {}
-        ambiguous_keys = 0
-        for key, terms in candidates.items():
-            ranked = sorted(terms.items(), key=lambda item: (item[1], item[0]))
-            term, priority = ranked[0]
-            tied = [t for t, p in ranked if p == priority]
-            if len(tied) > 1:
-                # the same phrase names two terms equally: the most general one (an ancestor of the
-                # others) wins ("ear anomalies" = Abnormality of the ear, not of the outer ear), else
-                # the lower id; counted
-                ambiguous_keys += 1
-                general = [t for t in tied if all(t in ontology.ancestors(o) for o in tied)]
-                term = general[0] if general else tied[0]
-            keys[key] = (term, next(k for k, v in PRIORITY.items() if v == priority))
-        plural_keys = {k: next(iter(t)) for k, t in plural.items() if len(t) == 1 and k in keys and keys[k][0] not in t}
+        entries = _DictionaryEntries.collect(ontology, config)
+        keys, ambiguous_keys = _resolve_keys(entries.candidates, ontology)
+        plural_keys = {k: next(iter(t)) for k, t in entries.plural.items() if len(t) == 1 and k in keys and keys[k][0] not in t}
         # "S3" (third heart sound) is also "Table S3": letter+digit abbreviations need a definition
-        unique = {a: next(iter(t)) for a, t in abbreviations.items() if len(t) == 1 and not _FIGURE_LIKE.match(a)}
-        ambiguous = frozenset(a for a in abbreviations if a not in unique)
+        unique = {a: next(iter(t)) for a, t in entries.abbreviations.items() if len(t) == 1 and not _FIGURE_LIKE.match(a)}
+        ambiguous = frozenset(a for a in entries.abbreviations if a not in unique)
         vocabulary = frozenset(s for key in keys for s in key)
         return cls(
             keys=keys,
             abbreviations=unique,
             ambiguous_abbreviations=ambiguous,
             vocabulary=vocabulary,
-            absence_of_keys=frozenset(absence_of),
+            absence_of_keys=frozenset(entries.absence_of),
             plural_keys=plural_keys,
             max_key_length=max(len(k) for k in keys),
             labels=dict(ontology.labels),
@@ -510,7 +540,7 @@ class HPOMatcher:
                 "abbreviations": len(unique),
                 "ambiguous_abbreviations": sorted(ambiguous),
                 "ambiguous_keys": ambiguous_keys,
-                "skipped_entries": dict(skipped),
+                "skipped_entries": dict(entries.skipped),
                 "scopes": list(config.scopes),
             },
         )
@@ -559,50 +589,50 @@ class HPOMatcher:
         """Terms implied by a coordination: a shared head after the conjuncts ("palmar and plantar
         pits", "branchial, otic and renal anomalies", "sparse pubic and axillary hair") or before them
         ("hypoplasia of the radius and ulna"). Only whole dictionary keys count."""
+        out = []
+        for c in range(1, len(tokens) - 1):
+            if tokens[c].text.lower() in ("and", "or") and not tokens[c].break_before and not tokens[c + 1].stop:
+                out.extend(self._shared_head_after(tokens, c))
+        out.extend(self._shared_head_before(tokens, matches))
+        return out
+
+    def _shared_head_after(self, tokens: Sequence[Token], c: int) -> list[tuple[int, int, str]]:
+        """ "palmar and plantar pits": the conjuncts left of "and"/"or" at ``c`` (comma-separated single
+        words, maybe after one shared modifier) each joined to the head phrase after it."""
+        n = len(tokens)
+        conjuncts, k = [], c - 1
+        while k >= 0 and not tokens[k].stop:
+            conjuncts.append(k)
+            if tokens[k].break_before and k >= 1 and not tokens[k - 1].stop and len(conjuncts) < 6:
+                k -= 1
+                continue
+            break
+        modifier = _shared_modifier(tokens, conjuncts[-1]) if conjuncts else None
+        out = []
+        rest: list[str] = []
+        for j in range(c + 1, min(n, c + 1 + self.max_key_length)):
+            if j > c + 1 and (tokens[j].break_before or tokens[j].stop):
+                break
+            if j > c + 1:
+                rest.append(tokens[j].stem)
+            if not rest:
+                continue
+            for k in conjuncts:
+                term, first = self._lookup([tokens[k].stem] + rest), k
+                if term is None and modifier is not None:
+                    term, first = self._lookup([tokens[modifier].stem, tokens[k].stem] + rest), modifier
+                if term:
+                    out.append((first, j, term))
+            if modifier is not None:
+                term = self._lookup([tokens[modifier].stem, tokens[c + 1].stem] + rest)
+                if term:
+                    out.append((c + 1, j, term))
+        return out
+
+    def _shared_head_before(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
+        """A match ends right before "and"/"or" + one word ("hypoplasia of the radius and ulna")."""
         n = len(tokens)
         out = []
-        for c in range(1, n - 1):
-            if tokens[c].text.lower() not in ("and", "or") or tokens[c].break_before or tokens[c + 1].stop:
-                continue
-            # Shared head after: conjuncts to the left of "and", comma-separated single words.
-            conjuncts, k = [], c - 1
-            while k >= 0 and not tokens[k].stop:
-                conjuncts.append(k)
-                if tokens[k].break_before and k >= 1 and not tokens[k - 1].stop and len(conjuncts) < 6:
-                    k -= 1
-                    continue
-                break
-            lead = conjuncts[-1] if conjuncts else None
-            modifier = (
-                lead - 1
-                if lead is not None
-                and lead >= 1
-                and not tokens[lead].break_before
-                and not tokens[lead - 1].stop
-                and not tokens[lead - 1].break_before
-                else None
-            )
-            rest: list[str] = []
-            for j in range(c + 1, min(n, c + 1 + self.max_key_length)):
-                if j > c + 1 and (tokens[j].break_before or tokens[j].stop):
-                    break
-                if j > c + 1:
-                    rest.append(tokens[j].stem)
-                if not rest:
-                    continue
-                for k in conjuncts:
-                    term = self._lookup([tokens[k].stem] + rest)
-                    first = k
-                    if term is None and modifier is not None:
-                        term = self._lookup([tokens[modifier].stem, tokens[k].stem] + rest)
-                        first = modifier
-                    if term:
-                        out.append((first, j, term))
-                if modifier is not None:
-                    term = self._lookup([tokens[modifier].stem, tokens[c + 1].stem] + rest)
-                    if term:
-                        out.append((c + 1, j, term))
-        # Shared head before: a match ends right before "and"/"or" + one word ("... radius and ulna").
         for m in matches:
             c = m.last + 1
             if (
@@ -750,89 +780,131 @@ def _is_pseudo(stems: Sequence[str], at: int) -> bool:
     return any(_find(stems, p, at) for p in PSEUDO_NEGATION)
 
 
+@dataclass
+class _Sentence:
+    """One sentence prepared for context rules: words, stems, clause starts and triggers found at
+    each position (computed once per sentence; the mention rules only look up)."""
+
+    tokens: Sequence[Token]
+    words: list[str]
+    stems: list[str]
+    inside: list[bool]  # token belongs to some match
+    clause_start: list[int]
+    pseudo: list[bool]
+    pre_at: list[list[tuple[str, ...]]]
+    narrow_at: list[list[tuple[str, ...]]]
+    post_at: list[tuple[str, ...] | None]
+
+    @classmethod
+    def of(cls, tokens: Sequence[Token], matches: Sequence[Match]) -> _Sentence:
+        words = [t.text.lower() for t in tokens]
+        stems = [t.stem for t in tokens]
+        n = len(tokens)
+        inside = [False] * n
+        for m in matches:
+            for k in range(m.first, m.last + 1):
+                inside[k] = True
+        clause_start = [0] * n
+        start = 0
+        for k, t in enumerate(tokens):
+            if words[k] in TERMINATORS or t.clause_before:
+                start = k
+            clause_start[k] = start
+        return cls(
+            tokens,
+            words,
+            stems,
+            inside,
+            clause_start,
+            pseudo=[words[k] in _PSEUDO_FIRST and _is_pseudo(stems, k) for k in range(n)],
+            pre_at=[[t for t in PRE_NEGATION if _find(words, t, k)] if words[k] in _PRE_FIRST else [] for k in range(n)],
+            narrow_at=[[t for t in NARROW_PRE_NEGATION if _find(words, t, k)] if words[k] in _NARROW_FIRST else [] for k in range(n)],
+            post_at=[next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None for k in range(n)],
+        )
+
+
 def classify(tokens: Sequence[Token], matches: Sequence[Match], config: TextmineConfig) -> list[tuple[str, str]]:
     """(status, rule) for each match of one sentence."""
-    words = [t.text.lower() for t in tokens]
-    stems = [t.stem for t in tokens]
-    inside = [False] * len(tokens)
-    for m in matches:
-        for k in range(m.first, m.last + 1):
-            inside[k] = True
-    clause_start = [0] * len(tokens)
-    start = 0
-    for k, t in enumerate(tokens):
-        if words[k] in TERMINATORS or t.clause_before:
-            start = k
-        clause_start[k] = start
-    # Triggers found at each position, computed once per sentence (the mention loops only look up).
-    n = len(tokens)
-    pseudo = [words[k] in _PSEUDO_FIRST and _is_pseudo(stems, k) for k in range(n)]
-    pre_at = [[t for t in PRE_NEGATION if _find(words, t, k)] if words[k] in _PRE_FIRST else [] for k in range(n)]
-    narrow_at = [[t for t in NARROW_PRE_NEGATION if _find(words, t, k)] if words[k] in _NARROW_FIRST else [] for k in range(n)]
-    post_at = [next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None for k in range(n)]
+    sentence = _Sentence.of(tokens, matches)
     results = []
     for m in matches:
-        lo = clause_start[m.first]
-        # Family history: "family history of X", a relative as the subject of the clause, "X in her mother".
-        family_rule = None
-        for k in range(lo, m.first):
-            if words[k] == "family" and k + 1 < len(words) and words[k + 1] in ("history", "histories"):
-                family_rule = "family_history"
-            elif (stems[k] in RELATIVES or words[k] in ("relatives", "siblings", "sibs", "parents")) and not inside[k]:
-                # "born to healthy parents", "the second child of ..." name the family, not the subject
-                after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
-                # "This patient and his younger brother exhibited X", "she, like her mother, had X":
-                # the patient shares the subject, so the feature is the patient's too
-                # "Patient 2, his sister, had X": an apposition names the patient
-                before = range(max(lo, k - 6), k)
-                shared = any(stems[p] in PROBAND for p in before) and (
-                    any(words[p] in SHARED_SUBJECT for p in before) or any(tokens[p].break_before for p in before) or tokens[k].break_before
-                )
-                if shared:
-                    family_rule = None
-                    break
-                if not after_preposition and not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
-                    family_rule = f"relative_subject:{words[k]}"
-            elif stems[k] in PROBAND and family_rule and family_rule.startswith("relative"):
-                family_rule = None
-        if family_rule is None:
-            for k in range(m.last + 1, min(len(tokens), m.last + 6)):
-                if words[k] in TERMINATORS:
-                    break
-                if words[k] == "in" and k + 2 < len(tokens) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
-                    family_rule = "relative_after"
-                    break
+        family_rule = _family_rule(sentence, m)
         if family_rule:
             results.append((FAMILY, family_rule))
             continue
-        rule = None
-        for k in range(max(lo, m.first - config.negation_window), m.first):
-            if inside[k] or pseudo[k]:
-                continue
-            for trigger in pre_at[k]:
-                if k + len(trigger) <= m.first:
-                    rule = "pre:" + " ".join(trigger)
-            for trigger in narrow_at[k]:
-                end = k + len(trigger)
-                if (
-                    end <= m.first <= end + NARROW_SCOPE
-                    and not any(inside[end : m.first])
-                    and not any(t.break_before for t in tokens[end : m.first + 1])
-                ):
-                    rule = "pre:" + " ".join(trigger)
-        if rule is None:
-            stop = min(len(tokens), m.last + 1 + config.post_negation_window)
-            for k in range(m.last + 1, stop):
-                if words[k] in TERMINATORS or tokens[k].clause_before:
-                    break
-                if inside[k] or pseudo[k]:
-                    continue
-                trigger = post_at[k]
-                if trigger and words[k - 1] in COPULA:
-                    rule = "post:" + " ".join(trigger)
-                    break
+        rule = _pre_negation_rule(sentence, m, config.negation_window) or _post_negation_rule(sentence, m, config.post_negation_window)
         results.append((ABSENT, rule) if rule else (PRESENT, "affirmed"))
     return results
+
+
+def _family_rule(s: _Sentence, m: Match) -> str | None:
+    """Family history: "family history of X", a relative as the subject of the clause, "X in her
+    mother"; None when the mention is the patient's."""
+    words, stems, lo = s.words, s.stems, s.clause_start[m.first]
+    family_rule = None
+    for k in range(lo, m.first):
+        if words[k] == "family" and k + 1 < len(words) and words[k + 1] in ("history", "histories"):
+            family_rule = "family_history"
+        elif (stems[k] in RELATIVES or words[k] in ("relatives", "siblings", "sibs", "parents")) and not s.inside[k]:
+            if _shares_subject(s, lo, k):
+                family_rule = None
+                break
+            # "born to healthy parents", "the second child of ..." name the family, not the subject
+            after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
+            if not after_preposition and not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
+                family_rule = f"relative_subject:{words[k]}"
+        elif stems[k] in PROBAND and family_rule and family_rule.startswith("relative"):
+            family_rule = None
+    if family_rule is None:
+        for k in range(m.last + 1, min(len(words), m.last + 6)):
+            if words[k] in TERMINATORS:
+                break
+            if words[k] == "in" and k + 2 < len(words) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
+                return "relative_after"
+    return family_rule
+
+
+def _shares_subject(s: _Sentence, lo: int, k: int) -> bool:
+    """The relative at ``k`` shares the subject with the patient: "This patient and his younger
+    brother exhibited X", "she, like her mother, had X", or an apposition "Patient 2, his sister, had X"."""
+    before = range(max(lo, k - 6), k)
+    return any(s.stems[p] in PROBAND for p in before) and (
+        any(s.words[p] in SHARED_SUBJECT for p in before) or any(s.tokens[p].break_before for p in before) or s.tokens[k].break_before
+    )
+
+
+def _pre_negation_rule(s: _Sentence, m: Match, window: int) -> str | None:
+    """A trigger before the mention within its clause ("no", "without"; narrow ones like "absent"
+    only right before it)."""
+    rule = None
+    for k in range(max(s.clause_start[m.first], m.first - window), m.first):
+        if s.inside[k] or s.pseudo[k]:
+            continue
+        for trigger in s.pre_at[k]:
+            if k + len(trigger) <= m.first:
+                rule = "pre:" + " ".join(trigger)
+        for trigger in s.narrow_at[k]:
+            end = k + len(trigger)
+            if (
+                end <= m.first <= end + NARROW_SCOPE
+                and not any(s.inside[end : m.first])
+                and not any(t.break_before for t in s.tokens[end : m.first + 1])
+            ):
+                rule = "pre:" + " ".join(trigger)
+    return rule
+
+
+def _post_negation_rule(s: _Sentence, m: Match, window: int) -> str | None:
+    """A trigger after a verb following the mention ("seizures were not observed")."""
+    for k in range(m.last + 1, min(len(s.tokens), m.last + 1 + window)):
+        if s.words[k] in TERMINATORS or s.tokens[k].clause_before:
+            break
+        if s.inside[k] or s.pseudo[k]:
+            continue
+        trigger = s.post_at[k]
+        if trigger and s.words[k - 1] in COPULA:
+            return "post:" + " ".join(trigger)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def find_sections(text: str) -> list[Section]:
     marks: list[tuple[int, str, str]] = []  # (offset, kind, heading)
     current = None
     for i, (offset, line) in enumerate(lines):
-        following = next((l for _, l in lines[i + 1 :] if l.strip()), "")
+        following = next((text_line for _, text_line in lines[i + 1 :] if text_line.strip()), "")
         if not _is_heading(line, following):
             continue
         named = heading_kind(line)
