@@ -228,6 +228,84 @@ IRREGULAR = {
     "preterm": "premature",
 }
 
+# Organ and tissue adjectives -> the stem of their noun, so "retinal detachment" = "detachment of the
+# retina", "gingival abnormalities" = "Abnormality of the gingiva", "facial asymmetry" = "asymmetry of
+# the face". Only pairs whose adjective means the organ itself ("labial", "cerebral", "occipital",
+# "tubular" name more than one thing and stay apart).
+ORGAN_ADJECTIVES = {
+    "abdominal": "abdomen",
+    "anal": "anus",
+    "aortic": "aorta",
+    "arterial": "artery",
+    "atrial": "atrium",
+    "bronchial": "bronchus",
+    "cerebellar": "cerebellum",
+    "choroidal": "choroid",
+    "clavicular": "clavicle",
+    "colonic": "colon",
+    "conjunctival": "conjunctiva",
+    "corneal": "cornea",
+    "cranial": "skull",
+    "cystic": "cyst",
+    "digital": "digit",
+    "epidermal": "epidermis",
+    "esophageal": "esophagus",
+    "facial": "face",
+    "femoral": "femur",
+    "fibular": "fibula",
+    "gastric": "stomach",
+    "gingival": "gingiva",
+    "humeral": "humerus",
+    "intestinal": "intestine",
+    "laryngeal": "larynx",
+    "lingual": "tongue",
+    "mandibular": "mandible",
+    "maxillary": "maxilla",
+    "muscular": "muscle",
+    "myocardial": "myocardium",
+    "nasal": "nose",
+    "neuronal": "neuron",
+    "nodular": "nodule",
+    "ovarian": "ovary",
+    "palatal": "palate",
+    "pancreatic": "pancreas",
+    "papular": "papule",
+    "patellar": "patella",
+    "pelvic": "pelvis",
+    "penile": "penis",
+    "pericardial": "pericardium",
+    "peritoneal": "peritoneum",
+    "petechial": "petechia",
+    "pharyngeal": "pharynx",
+    "pleural": "pleura",
+    "prostatic": "prostate",
+    "pulmonary": "lung",
+    "rectal": "rectum",
+    "retinal": "retina",
+    "sacral": "sacrum",
+    "scapular": "scapula",
+    "scleral": "sclera",
+    "scrotal": "scrotum",
+    "skeletal": "skeleton",
+    "spinal": "spine",
+    "splenic": "spleen",
+    "sternal": "sternum",
+    "testicular": "testis",
+    "thoracic": "thorax",
+    "tibial": "tibia",
+    "tracheal": "trachea",
+    "umbilical": "umbilicus",
+    "ureteral": "ureter",
+    "urethral": "urethra",
+    "uterine": "uterus",
+    "vaginal": "vagina",
+    "valvular": "valve",
+    "venous": "vein",
+    "ventricular": "ventricle",
+    "vertebral": "vertebra",
+    "vesicular": "vesicle",
+}
+
 # Adjective and noun forms of the same abnormality (suffix -> common suffix).
 DERIVATIONS = (
     ("plastic", "plasia"),
@@ -274,6 +352,10 @@ def stem(word: str) -> str:
             w = w[: -len(old)] + new
             break
     return IRREGULAR.get(w, w)
+
+
+IRREGULAR.update({adjective: stem(noun) for adjective, noun in ORGAN_ADJECTIVES.items()})
+stem.cache_clear()
 
 
 def fold(text: str) -> str:
