@@ -700,9 +700,13 @@ class HPOMatcher:
             if not rest:
                 continue
             for k in conjuncts:
-                term, first = self._lookup([tokens[k].stem] + rest), k
-                if term is None and modifier is not None:
-                    term, first = self._lookup([tokens[modifier].stem, tokens[k].stem] + rest), modifier
+                # the shared modifier first: "posterior subcapsular or capsular cataract" -> Posterior
+                # subcapsular cataract (the more specific reading), else the conjunct alone
+                term, first = (
+                    (self._lookup([tokens[modifier].stem, tokens[k].stem] + rest), modifier) if modifier is not None else (None, k)
+                )
+                if term is None:
+                    term, first = self._lookup([tokens[k].stem] + rest), k
                 if term:
                     out.append((first, j, term))
             if modifier is not None:
