@@ -43,7 +43,7 @@ from pathlib import Path
 from rarerank.cases import NO_GENE, NO_PRESENT_TERMS, Case, InvalidRecord
 from rarerank.ontology import Ontology
 from rarerank.textmine_genes import GeneCall, detect_gene, gene_mentions
-from rarerank.textmine_sections import CASE, Section, find_sections, patient_marker, table_row_absent
+from rarerank.textmine_sections import CASE, Section, find_sections, literature_sentence, patient_marker, table_row_absent
 
 # QC reasons for text inputs (one per text that did not become a case).
 EMPTY_TEXT = "empty_text"
@@ -54,7 +54,9 @@ NO_HPO_MENTION = "no_hpo_mention"
 AMBIGUOUS_GENE = "ambiguous_gene"
 
 # Mention statuses.
-PRESENT, ABSENT, FAMILY = "present", "absent", "family"
+# "other": a mention that is not a statement about the patient ("congenital cataract genes", "testing
+# for Friedreich ataxia", a literature comparison inside a case description); kept in the evidence.
+PRESENT, ABSENT, FAMILY, OTHER = "present", "absent", "family", "other"
 
 EVIDENCE_COLUMNS = (
     "case_id",
@@ -837,6 +839,21 @@ RELATIVES = frozenset(
 RELATIVE_PREPOSITIONS = frozenset("to of from by between".split())
 SHARED_SUBJECT = frozenset("and both like as".split())  # "the patient and her sister", "like his father"
 PROBAND = frozenset("she he proband patient boy girl child infant neonate newborn index man woman".split())
+# A mention right before one of these nouns names a gene set, a clinic or a study, not a finding:
+# "congenital cataract genes", "an arrhythmia gene panel", "the epilepsy clinic", "leukemia-associated genes".
+NON_PHENOTYPE_HEADS = frozenset("gene genes panel panels clinic clinics consultation registry foundation society database".split())
+LINKING_WORDS = frozenset("associated related causing linked".split())  # "leukemia-associated genes"
+# A test, not a finding: "testing for X", "screened for X", "X prophylaxis" ("risk of X" stays: an
+# abstract's "increased risk of skin cancer" is a feature of the disease the annotators keep).
+WORKUP_BEFORE = (
+    ("testing", "for"),
+    ("tested", "for"),
+    ("screening", "for"),
+    ("screened", "for"),
+    ("screen", "for"),
+)
+WORKUP_AFTER = frozenset("prophylaxis".split())
+WORKUP_GAP = 2  # words allowed between a workup trigger and the mention
 
 
 @dataclass(frozen=True)
@@ -918,6 +935,10 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
         if family_rule:
             results.append((FAMILY, family_rule))
             continue
+        other_rule = _not_patient_rule(sentence, m)
+        if other_rule:
+            results.append((OTHER, other_rule))
+            continue
         rule = _pre_negation_rule(sentence, m, config.negation_window) or _post_negation_rule(sentence, m, config.post_negation_window)
         results.append((ABSENT, rule) if rule else (PRESENT, "affirmed"))
     return results
@@ -948,6 +969,27 @@ def _family_rule(s: _Sentence, m: Match) -> str | None:
             if words[k] == "in" and k + 2 < len(words) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
                 return "relative_after"
     return family_rule
+
+
+def _not_patient_rule(s: _Sentence, m: Match) -> str | None:
+    """The mention names a gene set, a clinic or a test, not a finding of the patient."""
+    words, n = s.words, len(s.words)
+    nxt = m.last + 1
+    if nxt < n and not s.tokens[nxt].break_before:
+        if words[nxt] in NON_PHENOTYPE_HEADS:
+            return f"modifier_of:{words[nxt]}"
+        if words[nxt] in LINKING_WORDS and any(w in NON_PHENOTYPE_HEADS for w in words[nxt + 1 : nxt + 3]):
+            return f"modifier_of:{words[nxt]}"
+        if words[nxt] in WORKUP_AFTER:
+            return f"workup:{words[nxt]}"
+    for gap in range(WORKUP_GAP + 1):  # "testing for Friedreich ataxia": a name may stand between
+        if gap and (s.inside[m.first - gap] if m.first >= gap else True):
+            break
+        for trigger in WORKUP_BEFORE:
+            at = m.first - gap - len(trigger)
+            if at >= 0 and _find(words, trigger, at):
+                return "workup:" + " ".join(trigger)
+    return None
 
 
 def _shares_subject(s: _Sentence, lo: int, k: int) -> bool:
@@ -1090,6 +1132,13 @@ class Extractor:
             for m in mentions
         ]
         mentions = self._locate(folded, sentences, sections, mentions)
+        if len(sections) > 1:  # a paper: its case description compares with published patients
+            mentions = [
+                replace(m, status=OTHER, rule="literature_sentence")
+                if m.section == CASE and m.status in (PRESENT, ABSENT) and literature_sentence(folded[slice(*sentences[m.sentence_index])])
+                else m
+                for m in mentions
+            ]
         in_case = [m for m in mentions if m.section == CASE]
         present, absent = self._terms(in_case, len(sections) > 1)
         patients = {}
