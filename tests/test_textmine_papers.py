@@ -11,7 +11,7 @@ from test_textmine import statuses as terms  # term -> statuses of its mentions
 
 from rarerank.cli import main
 from rarerank.cohorts import read_text_cohort
-from rarerank.textmine import FAMILY, PRESENT, Extractor, HPOMatcher, TextmineConfig
+from rarerank.textmine import FAMILY, OTHER, PRESENT, Extractor, HPOMatcher, TextmineConfig, stem
 from rarerank.textmine_sections import (
     CASE,
     DISCUSSION,
@@ -31,6 +31,8 @@ ULCERATIVE_COLITIS, COLITIS = "HP:0100279", "HP:0002583"
 LIPOMA, MULTIPLE_LIPOMAS, ABNORMAL_RIB = "HP:0012032", "HP:0001012", "HP:0000772"
 PTOSIS, SCOLIOSIS, ATAXIA, MICROCEPHALY = "HP:0000508", "HP:0002650", "HP:0001251", "HP:0000252"
 POLYURIA, GAIT_ATAXIA = "HP:0000103", "HP:0002066"
+RETINAL_DETACHMENT, GINGIVA, FACIAL_ASYMMETRY = "HP:0000541", "HP:0000168", "HP:0000324"
+POSTERIOR_SUBCAPSULAR, SUBCAPSULAR, CATARACT = "HP:0007787", "HP:0000523", "HP:0000518"
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +89,53 @@ def test_general_and_plural_forms(extractor, text, term):
     assert set(terms(extractor, text)) == {term}
 
 
+@pytest.mark.parametrize(
+    ("adjective", "noun"), [("retinal", "retina"), ("gingival", "gingiva"), ("facial", "face"), ("vertebral", "vertebrae")]
+)
+def test_organ_adjectives_share_their_nouns_stem(adjective, noun):
+    assert stem(adjective) == stem(noun)
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Fundoscopy showed a detachment of the retina.", RETINAL_DETACHMENT),
+        ("Gingival abnormalities were seen at the age of four.", GINGIVA),  # "Abnormality of the gingiva"
+        ("He had an asymmetry of the face.", FACIAL_ASYMMETRY),
+    ],
+)
+def test_organ_adjective_and_noun_phrasings_find_one_term(extractor, text, term):
+    assert set(terms(extractor, text)) == {term}
+
+
+def test_coordination_keeps_a_shared_modifier(extractor):
+    # "posterior" modifies the first conjunct: the specific term, not only "Subcapsular cataract"
+    found = set(terms(extractor, "The left eye had a posterior subcapsular or capsular cataract."))
+    assert POSTERIOR_SUBCAPSULAR in found and SUBCAPSULAR not in found
+
+
+@pytest.mark.parametrize(
+    ("text", "term", "rule"),
+    [
+        ("The boy was sequenced with a 40-gene cataract gene panel.", CATARACT, "modifier_of:gene"),
+        ("We looked for variants in known seizure-associated genes.", SEIZURE, "modifier_of:associated"),
+        ("She was first seen in the scoliosis clinic.", SCOLIOSIS, "modifier_of:clinic"),
+        ("Earlier testing for spinocerebellar ataxia was negative.", ATAXIA, "workup:testing for"),
+        ("After the operation he received seizure prophylaxis.", SEIZURE, "workup:prophylaxis"),
+    ],
+)
+def test_mentions_naming_genes_clinics_or_tests_are_not_the_patients(extractor, text, term, rule):
+    x = extractor.extract(text)
+    assert [(m.term, m.status, m.rule) for m in x.mentions] == [(term, OTHER, rule)]
+    assert x.present == () and x.absent == ()
+
+
+def test_the_patients_own_mentions_beside_a_gene_panel_stay(extractor):
+    found = terms(extractor, "She had a cataract; a cataract gene panel found nothing.")
+    assert found == {CATARACT: {PRESENT, OTHER}}
+    assert extractor.extract("She had a cataract; a cataract gene panel found nothing.").present == (CATARACT,)
+
+
 def test_shared_subject_keeps_the_patients_features(extractor):
     shared = terms(extractor, "This patient and his younger brother exhibited hearing loss and cleft palate.")
     assert shared == {HEARING: {PRESENT}, CLEFT_PALATE: {PRESENT}}
@@ -141,6 +190,30 @@ def test_paper_terms_come_from_the_case_description(extractor, matcher):
     assert {ATAXIA, MICROCEPHALY} <= outside  # still in the evidence, with their section
     whole = Extractor(matcher, config=TextmineConfig(patient_sections=False)).extract(PAPER)
     assert {ATAXIA, MICROCEPHALY} <= set(whole.present)
+
+
+COMPARED = """A girl with ptosis
+Introduction
+The syndrome is characterized by seizures, ataxia and microcephaly in most of the affected children.
+Case report
+The proband, a 6-year-old girl, presented with ptosis at the age of 2 years and scoliosis at 5 years.
+Microcephaly has been previously reported in a boy with the same variant (Smith et al. 2001).
+Variant characterization in cells
+Patient fibroblasts showed reduced protein levels; knockout mice had seizures and an ataxic gait.
+Discussion
+Seizures and ataxia are the most common features of the syndrome and are typically present early.
+"""
+
+
+def test_literature_comparison_and_lab_studies_in_a_case_description_are_not_the_patients(extractor):
+    x = extractor.extract(COMPARED)
+    kinds = [(s.kind, s.heading) for s in x.sections]
+    assert ("methods", "Variant characterization in cells") in kinds  # a lab sub-heading ends the case part
+    assert set(x.present) == {PTOSIS, SCOLIOSIS}
+    compared = [m for m in x.mentions if m.term == MICROCEPHALY and m.section == CASE]
+    assert [(m.status, m.rule) for m in compared] == [(OTHER, "literature_sentence")]
+    # the same sentence in an abstract (no sections) still counts: annotators keep such mentions
+    assert MICROCEPHALY in extractor.extract("Microcephaly has been previously reported in a boy.").present
 
 
 def test_paper_without_a_case_section_keeps_every_mention():
