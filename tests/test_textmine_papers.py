@@ -33,6 +33,7 @@ PTOSIS, SCOLIOSIS, ATAXIA, MICROCEPHALY = "HP:0000508", "HP:0002650", "HP:000125
 POLYURIA, GAIT_ATAXIA = "HP:0000103", "HP:0002066"
 RETINAL_DETACHMENT, GINGIVA, FACIAL_ASYMMETRY = "HP:0000541", "HP:0000168", "HP:0000324"
 POSTERIOR_SUBCAPSULAR, SUBCAPSULAR, CATARACT = "HP:0007787", "HP:0000523", "HP:0000518"
+HIGH_PALATE = "HP:0000218"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,15 @@ def test_general_and_plural_forms(extractor, text, term):
 
 
 @pytest.mark.parametrize(
-    ("adjective", "noun"), [("retinal", "retina"), ("gingival", "gingiva"), ("facial", "face"), ("vertebral", "vertebrae")]
+    ("adjective", "noun"),
+    [
+        ("retinal", "retina"),
+        ("gingival", "gingiva"),
+        ("facial", "face"),
+        ("vertebral", "vertebrae"),
+        ("reduced", "decreased"),
+        ("developmental", "development"),
+    ],
 )
 def test_organ_adjectives_share_their_nouns_stem(adjective, noun):
     assert stem(adjective) == stem(noun)
@@ -102,6 +111,7 @@ def test_organ_adjectives_share_their_nouns_stem(adjective, noun):
         ("Fundoscopy showed a detachment of the retina.", RETINAL_DETACHMENT),
         ("Gingival abnormalities were seen at the age of four.", GINGIVA),  # "Abnormality of the gingiva"
         ("He had an asymmetry of the face.", FACIAL_ASYMMETRY),
+        ("She had a highly arched palate.", HIGH_PALATE),
     ],
 )
 def test_organ_adjective_and_noun_phrasings_find_one_term(extractor, text, term):

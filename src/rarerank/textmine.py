@@ -228,6 +228,12 @@ IRREGULAR = {
     "axonal": "axon",
     "bloody": "blood",
     "preterm": "premature",
+    # degree words of the same meaning ("reduced muscle tone" = "decreased muscle tone", "highly
+    # arched palate" = "high arched palate") and "development" as adjective or noun
+    "reduced": "decreased",
+    "diminished": "decreased",
+    "highly": "high",
+    "developmental": "development",
 }
 
 # Organ and tissue adjectives -> the stem of their noun, so "retinal detachment" = "detachment of the
