@@ -17,6 +17,7 @@ FLOORS = [
         "textmine",
         "textmine_sections",
         "textmine_genes",
+        "textmine_external",
         "splits",
         "figures",
         "synthetic",

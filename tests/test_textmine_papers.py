@@ -4,6 +4,7 @@ patient/relative subjects, case-description detection, per-patient sets, `rarera
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 
 import pytest
@@ -12,6 +13,7 @@ from test_textmine import statuses as terms  # term -> statuses of its mentions
 from rarerank.cli import main
 from rarerank.cohorts import read_text_cohort
 from rarerank.textmine import FAMILY, OTHER, PRESENT, Extractor, HPOMatcher, TextmineConfig, stem
+from rarerank.textmine_external import FastHPOCRRecogniser
 from rarerank.textmine_sections import (
     CASE,
     DISCUSSION,
@@ -307,3 +309,53 @@ def test_extract_keeps_texts_without_a_gene(tmp_path):
     assert main(["-q", "extract", str(reports), "-o", str(out), "--summary", str(summary), "--require-gene"]) == 0
     counts = json.loads(summary.read_text())
     assert (counts["cases"], counts["cases_without_gene"], counts["qc_by_reason"]) == (1, 0, {"no_gene": 1})
+
+
+# ---------------------------------------------------------------------------------------------
+# A field recogniser's spans in place of (or beside) the dictionary, our context steps on top.
+
+
+def _spans_of(phrases: dict[str, str]):
+    """A stand-in recogniser: every occurrence of each phrase -> (start, end, id)."""
+
+    def recognise(text: str):
+        spans = []
+        for phrase, term in phrases.items():
+            start = text.find(phrase)
+            while start >= 0:
+                spans.append((start, start + len(phrase), term))
+                start = text.find(phrase, start + 1)
+        return spans
+
+    return recognise
+
+
+def test_external_spans_get_negation_family_and_sections(matcher):
+    recognise = _spans_of({"droopy lids": PTOSIS, "fits": SEIZURE, "curved spine": SCOLIOSIS, "HP:0000001 root": "HP:0000001"})
+    config = TextmineConfig(recogniser="fasthpocr", recogniser_index="unused.index")
+    x = Extractor(matcher, config=config, recogniser=recognise)
+    found = terms(x, "She had droopy lids and no fits. Her brother had a curved spine. HP:0000001 root.")
+    # the root is no phenotypic abnormality: dropped like the dictionary drops it
+    assert found == {PTOSIS: {PRESENT}, SEIZURE: {"absent"}, SCOLIOSIS: {FAMILY}}
+    assert {m.how for m in x.extract("She had droopy lids.").mentions} == {"external"}
+
+
+def test_both_recognisers_add_spans_only_where_the_dictionary_found_nothing(matcher):
+    recognise = _spans_of({"droopy lids": PTOSIS, "scoliosis": CLEFT_PALATE})  # a wrong id on a dictionary match
+    config = TextmineConfig(recogniser="both", recogniser_index="unused.index")
+    x = Extractor(matcher, config=config, recogniser=recognise)
+    assert set(x.extract("She had droopy lids and scoliosis.").present) == {PTOSIS, SCOLIOSIS}
+
+
+def test_fasthpocr_recogniser_needs_an_index_and_the_library(tmp_path):
+    with pytest.raises(ValueError, match="recogniser_index"):
+        TextmineConfig(recogniser="fasthpocr")
+    with pytest.raises(ValueError, match="recogniser must be one of"):
+        TextmineConfig(recogniser="metamap")
+    with pytest.raises(FileNotFoundError, match="FastHPOCR index not found"):
+        FastHPOCRRecogniser(tmp_path / "missing.index")
+    index = tmp_path / "hp.index"
+    index.write_text("")
+    if importlib.util.find_spec("FastHPOCR") is None:
+        with pytest.raises(RuntimeError, match="pip install FastHPOCR"):
+            FastHPOCRRecogniser(index)

@@ -1,6 +1,7 @@
 """Free-text case reports -> present / absent HPO terms and the target gene, with evidence.
 
-Floor: models and methods (imports cases, annotations, ontology, textmine_sections, textmine_genes).
+Floor: models and methods (imports cases, annotations, ontology, textmine_sections, textmine_genes,
+textmine_external).
 
 Four parts, each a small pure function of the text:
 
@@ -35,13 +36,14 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 from rarerank.cases import NO_GENE, NO_PRESENT_TERMS, Case, InvalidRecord
 from rarerank.ontology import Ontology
+from rarerank.textmine_external import FastHPOCRRecogniser
 from rarerank.textmine_genes import GeneCall, detect_gene, gene_mentions
 from rarerank.textmine_sections import CASE, Section, find_sections, literature_sentence, patient_marker, table_row_absent
 
@@ -73,6 +75,7 @@ EVIDENCE_COLUMNS = (
 )
 
 SYNONYM_SCOPES = ("EXACT", "RELATED", "BROAD", "NARROW")
+RECOGNISERS = ("dictionary", "fasthpocr", "both")  # both: FastHPOCR spans where the dictionary found nothing
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class TextmineConfig:
     coordination: bool = True  # expand "palmar and plantar pits" -> palmar pits + plantar pits
     patient_sections: bool = True  # a paper with headings: only its case description gives the patient's terms
     general_term_descendants: int = 50  # in a paper, a term this general yields to a descendant found (0 = never)
+    recogniser: str = "dictionary"  # dictionary (ours) | fasthpocr (FastHPOCR spans, our context steps on top) | both
+    recogniser_index: str = ""  # fasthpocr: its index file (rarerank.textmine_external.build_fasthpocr_index)
 
     def __post_init__(self):
         unknown = set(self.scopes) - set(SYNONYM_SCOPES)
@@ -99,6 +104,10 @@ class TextmineConfig:
             raise ValueError(f"text max_bytes must be positive, not {self.max_bytes}")
         if self.negation_window < 1 or self.post_negation_window < 0:
             raise ValueError("negation windows must be >= 1 (pre) and >= 0 (post) tokens")
+        if self.recogniser not in RECOGNISERS:
+            raise ValueError(f"text recogniser must be one of {', '.join(RECOGNISERS)}, not {self.recogniser!r}")
+        if self.recogniser != "dictionary" and not self.recogniser_index:
+            raise ValueError(f"text recogniser {self.recogniser} needs recogniser_index (a FastHPOCR index file)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1096,6 +1105,13 @@ class Extraction:
         return rows
 
 
+def _merge_matches(ours: list[Match], theirs: list[Match]) -> list[Match]:
+    """Our matches plus another recogniser's where they overlap none of ours."""
+    taken = {k for m in ours for k in range(m.first, m.last + 1)}
+    extra = [m for m in theirs if not any(k in taken for k in range(m.first, m.last + 1))]
+    return sorted(ours + extra, key=lambda m: (m.start, m.end)) if extra else ours
+
+
 _DEFINITION = re.compile(r"\s*\(([A-Z][A-Z0-9-]{1,7})\)")
 
 
@@ -1103,12 +1119,19 @@ class Extractor:
     """Concept recognition + context + gene detection with one dictionary built once."""
 
     def __init__(
-        self, matcher: HPOMatcher, genes: Iterable[str] = (), gene_ids: dict[str, str] | None = None, config: TextmineConfig | None = None
+        self,
+        matcher: HPOMatcher,
+        genes: Iterable[str] = (),
+        gene_ids: dict[str, str] | None = None,
+        config: TextmineConfig | None = None,
+        recogniser: Callable[[str], list[tuple[int, int, str]]] | None = None,
     ):
         self.matcher = matcher
         self.genes = frozenset(genes)
         self.gene_ids = gene_ids or {}
         self.config = config or TextmineConfig()
+        # spans (start, end, HPO id) from a field recogniser in place of the dictionary matches
+        self.recogniser = recogniser
 
     @classmethod
     def from_reference(cls, ontology: Ontology, annotations=None, config: TextmineConfig | None = None) -> Extractor:
@@ -1116,16 +1139,45 @@ class Extractor:
         matcher = HPOMatcher.build(ontology, config)
         genes = annotations.terms.keys() if annotations is not None else ()
         gene_ids = annotations.gene_ids if annotations is not None else {}
-        return cls(matcher, genes, gene_ids, config)
+        recogniser = FastHPOCRRecogniser(config.recogniser_index) if config.recogniser != "dictionary" else None
+        return cls(matcher, genes, gene_ids, config, recogniser)
+
+    def _external_matches(self, tokens: Sequence[Token], spans: Sequence[tuple[int, int, str]]) -> list[Match]:
+        """A field recogniser's spans inside one sentence as matches on its tokens (phenotypic-
+        abnormality terms of our ontology only; overlapping spans resolve to the longest)."""
+        if not tokens:
+            return []
+        starts = [t.start for t in tokens]
+        lo, hi = tokens[0].start, tokens[-1].end
+        found = []
+        for start, end, term in spans:
+            if start < lo or start >= hi or term not in self.matcher.ancestors:
+                continue
+            first = max(0, bisect.bisect_right(starts, start) - 1)
+            last = max(first, bisect.bisect_left(starts, end) - 1)
+            found.append((-(last - first), first, last, term))
+        taken = [False] * len(tokens)
+        matches = []
+        for _, first, last, term in sorted(found):
+            if any(taken[first : last + 1]):
+                continue
+            taken[first : last + 1] = [True] * (last - first + 1)
+            matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, getattr(self.recogniser, "name", "external")))
+        return sorted(matches, key=lambda m: (m.start, m.end))
 
     def extract(self, text: str) -> Extraction:
         folded = fold(text)
         sentences = split_sentences(folded)
         defined: dict[str, str] = {}
         mentions: list[Mention] = []
+        spans = self.recogniser(text) if self.recogniser else None
         for s_index, (s_start, s_end) in enumerate(sentences):
             tokens = tokenize(folded[s_start:s_end], s_start)
-            matches = self.matcher.match_sentence(tokens, defined, self.config.nested, self.config.coordination)
+            matches = []
+            if spans is None or self.config.recogniser == "both":
+                matches = self.matcher.match_sentence(tokens, defined, self.config.nested, self.config.coordination)
+            if spans is not None:
+                matches = _merge_matches(matches, self._external_matches(tokens, spans))
             for m in matches:  # "atrial septal defect (ASD)" defines ASD for the rest of the text
                 definition = _DEFINITION.match(folded, m.end)
                 if definition and m.how not in ("abbreviation", "defined_abbreviation"):
