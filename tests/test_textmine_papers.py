@@ -35,7 +35,7 @@ PTOSIS, SCOLIOSIS, ATAXIA, MICROCEPHALY = "HP:0000508", "HP:0002650", "HP:000125
 POLYURIA, GAIT_ATAXIA = "HP:0000103", "HP:0002066"
 RETINAL_DETACHMENT, GINGIVA, FACIAL_ASYMMETRY = "HP:0000541", "HP:0000168", "HP:0000324"
 POSTERIOR_SUBCAPSULAR, SUBCAPSULAR, CATARACT = "HP:0007787", "HP:0000523", "HP:0000518"
-HIGH_PALATE = "HP:0000218"
+HIGH_PALATE, HYPOTONIA, LOW_COPPER = "HP:0000218", "HP:0001252", "HP:0011967"
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,8 @@ def test_organ_adjectives_share_their_nouns_stem(adjective, noun):
         ("Gingival abnormalities were seen at the age of four.", GINGIVA),  # "Abnormality of the gingiva"
         ("He had an asymmetry of the face.", FACIAL_ASYMMETRY),
         ("She had a highly arched palate.", HIGH_PALATE),
+        ("On examination the boy had reduced muscle tone.", HYPOTONIA),  # "decreased muscle tone"
+        ("Her serum copper was low at the age of 3 years.", LOW_COPPER),  # "reduced serum copper"
     ],
 )
 def test_organ_adjective_and_noun_phrasings_find_one_term(extractor, text, term):

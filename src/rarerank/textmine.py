@@ -237,10 +237,14 @@ IRREGULAR = {
     "axonal": "axon",
     "bloody": "blood",
     "preterm": "premature",
-    # degree words of the same meaning ("reduced muscle tone" = "decreased muscle tone", "highly
+    # degree words of the same meaning ("reduced muscle tone" = "decreased muscle tone", "serum copper
+    # was low" = "reduced serum copper", "highly
     # arched palate" = "high arched palate") and "development" as adjective or noun
     "reduced": "decreased",
     "diminished": "decreased",
+    "low": "decreased",
+    "elevated": "increased",
+    "raised": "increased",
     "highly": "high",
     "developmental": "development",
 }
