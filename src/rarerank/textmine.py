@@ -238,8 +238,8 @@ IRREGULAR = {
     "bloody": "blood",
     "preterm": "premature",
     # degree words of the same meaning ("reduced muscle tone" = "decreased muscle tone", "serum copper
-    # was low" = "reduced serum copper", "highly
-    # arched palate" = "high arched palate") and "development" as adjective or noun
+    # was low" = "reduced serum copper", "highly arched palate" = "high arched palate") and
+    # "development" as adjective or noun
     "reduced": "decreased",
     "diminished": "decreased",
     "low": "decreased",
