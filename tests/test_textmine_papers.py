@@ -35,7 +35,7 @@ PTOSIS, SCOLIOSIS, ATAXIA, MICROCEPHALY = "HP:0000508", "HP:0002650", "HP:000125
 POLYURIA, GAIT_ATAXIA = "HP:0000103", "HP:0002066"
 RETINAL_DETACHMENT, GINGIVA, FACIAL_ASYMMETRY = "HP:0000541", "HP:0000168", "HP:0000324"
 POSTERIOR_SUBCAPSULAR, SUBCAPSULAR, CATARACT = "HP:0007787", "HP:0000523", "HP:0000518"
-HIGH_PALATE, HYPOTONIA, LOW_COPPER = "HP:0000218", "HP:0001252", "HP:0011967"
+HIGH_PALATE, HYPOTONIA, LOW_COPPER, HIP_DISLOCATION = "HP:0000218", "HP:0001252", "HP:0011967", "HP:0002827"
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,7 @@ def test_organ_adjectives_share_their_nouns_stem(adjective, noun):
         ("She had a highly arched palate.", HIGH_PALATE),
         ("On examination the boy had reduced muscle tone.", HYPOTONIA),  # "decreased muscle tone"
         ("Her serum copper was low at the age of 3 years.", LOW_COPPER),  # "reduced serum copper"
+        ("Both hips were dislocated at birth.", HIP_DISLOCATION),  # participle = noun of the process
     ],
 )
 def test_organ_adjective_and_noun_phrasings_find_one_term(extractor, text, term):

@@ -339,6 +339,11 @@ DERIVATIONS = (
     ("icity", "ic"),
     ("ised", "ized"),
     ("isation", "ization"),
+    # participle and noun of one process: "dislocated hips" = "hip dislocation", "elongated" =
+    # "elongation", "hyperpigmented" = "hyperpigmentation" (not "-ation" -> "-ate": "a bone marrow
+    # aspirate" is no aspiration)
+    ("ated", "ation"),
+    ("ented", "entation"),
     ("ising", "izing"),
 )
 
