@@ -57,6 +57,7 @@ def extractor(matcher) -> Extractor:
     [
         ("She had palmar and plantar pits.", {PALMAR_PITS, PLANTAR_PITS}),
         ("He had sparse pubic and axillary hair.", {SPARSE_PUBIC, SPARSE_AXILLARY}),
+        ("She had ptosis, sparse pubic and axillary hair and scoliosis.", {PTOSIS, SPARSE_PUBIC, SPARSE_AXILLARY, SCOLIOSIS}),
         ("The girl had branchial, otic and renal anomalies.", {BRANCHIAL, EAR, KIDNEY}),
     ],
 )

@@ -595,7 +595,9 @@ def _resolve_keys(
 def _shared_modifier(tokens: Sequence[Token], lead: int) -> int | None:
     """The word right before the first conjunct that modifies them all ("sparse" in "sparse pubic
     and axillary hair"), or None."""
-    if lead >= 1 and not tokens[lead].break_before and not tokens[lead - 1].stop and not tokens[lead - 1].break_before:
+    # punctuation before the modifier does not matter ("..., sparse pubic and axillary hair"), between
+    # it and the first conjunct it does
+    if lead >= 1 and not tokens[lead].break_before and not tokens[lead - 1].stop:
         return lead - 1
     return None
 
