@@ -36,6 +36,7 @@ POLYURIA, GAIT_ATAXIA = "HP:0000103", "HP:0002066"
 RETINAL_DETACHMENT, GINGIVA, FACIAL_ASYMMETRY = "HP:0000541", "HP:0000168", "HP:0000324"
 POSTERIOR_SUBCAPSULAR, SUBCAPSULAR, CATARACT = "HP:0007787", "HP:0000523", "HP:0000518"
 HIGH_PALATE, HYPOTONIA, LOW_COPPER, HIP_DISLOCATION = "HP:0000218", "HP:0001252", "HP:0011967", "HP:0002827"
+ANHIDROSIS = "HP:0000970"
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,8 @@ def test_organ_adjectives_share_their_nouns_stem(adjective, noun):
         ("On examination the boy had reduced muscle tone.", HYPOTONIA),  # "decreased muscle tone"
         ("Her serum copper was low at the age of 3 years.", LOW_COPPER),  # "reduced serum copper"
         ("Both hips were dislocated at birth.", HIP_DISLOCATION),  # participle = noun of the process
+        ("The boy had absent sweating.", ANHIDROSIS),  # "Lack of sweating"
+        ("Absence of sweating was noted in summer.", ANHIDROSIS),
     ],
 )
 def test_organ_adjective_and_noun_phrasings_find_one_term(extractor, text, term):
@@ -144,6 +147,10 @@ def test_mentions_naming_genes_clinics_or_tests_are_not_the_patients(extractor, 
     x = extractor.extract(text)
     assert [(m.term, m.status, m.rule) for m in x.mentions] == [(term, OTHER, rule)]
     assert x.present == () and x.absent == ()
+
+
+def test_lack_of_a_finding_is_still_a_negation(extractor):
+    assert terms(extractor, "During follow-up there was a lack of seizures.") == {SEIZURE: {"absent"}}
 
 
 def test_the_patients_own_mentions_beside_a_gene_panel_stay(extractor):

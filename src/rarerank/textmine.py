@@ -160,6 +160,7 @@ IRREGULAR = {
     "cafe": "cafe",
     "missing": "absent",
     "lacking": "absent",
+    "lack": "absent",  # "Lack of sweating" (Anhidrosis) = "absent sweating"
     "dilated": "dilat",
     "dilatation": "dilat",
     "dilation": "dilat",
