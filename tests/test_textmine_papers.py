@@ -149,6 +149,14 @@ def test_mentions_naming_genes_clinics_or_tests_are_not_the_patients(extractor, 
     assert x.present == () and x.absent == ()
 
 
+def test_a_severity_word_picks_the_graded_descendant(extractor):
+    # "severe developmental delay" is no HPO phrase, but "Global developmental delay, severe" is the
+    # general term's phrase plus the grade
+    assert set(terms(extractor, "At two years she had severe developmental delay.")) == {"HP:0011344"}
+    assert set(terms(extractor, "At two years she had developmental delay.")) == {"HP:0001263"}
+    assert set(terms(extractor, "Scoliosis was severe, at two years.")) == {SCOLIOSIS}  # no graded scoliosis term
+
+
 def test_lack_of_a_finding_is_still_a_negation(extractor):
     assert terms(extractor, "During follow-up there was a lack of seizures.") == {SEIZURE: {"absent"}}
 

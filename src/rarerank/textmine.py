@@ -593,6 +593,24 @@ def _resolve_keys(
     return keys, ambiguous_keys
 
 
+SEVERITY = ("mild", "moderate", "severe", "profound")
+
+
+def _graded_terms(keys: dict[tuple[str, ...], tuple[str, str]], ontology: Ontology) -> dict[tuple[str, str], str]:
+    """(term, severity) -> descendant whose key is one of the term's keys plus that severity word
+    ("Global developmental delay" + severe = "Global developmental delay, severe"; "Muscular
+    hypotonia" (Hypotonia) + severe = "Severe muscular hypotonia")."""
+    graded = {}
+    for key, (term, _) in keys.items():
+        for grade in SEVERITY:
+            if grade in key:
+                continue
+            hit = keys.get(tuple(sorted(key + (grade,))))
+            if hit and hit[0] != term and term in ontology.ancestors(hit[0]):
+                graded.setdefault((term, grade), hit[0])
+    return graded
+
+
 def _shared_modifier(tokens: Sequence[Token], lead: int) -> int | None:
     """The word right before the first conjunct that modifies them all ("sparse" in "sparse pubic
     and axillary hair"), or None."""
@@ -621,6 +639,9 @@ class HPOMatcher:
     descendants: dict[str, int] = field(default_factory=dict)  # how many terms each dictionary term subsumes
     # one-word keys whose plural names another term: "lipomas" = Multiple lipomas, "lipoma" = Lipoma
     plural_keys: dict[tuple[str, ...], str] = field(default_factory=dict)
+    # (term, severity stem) -> the descendant that names that grade: "severe developmental delay" ->
+    # "Global developmental delay, severe" (its key is a key of the general term plus the grade)
+    graded: dict[tuple[str, str], str] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
 
     @classmethod
@@ -640,6 +661,7 @@ class HPOMatcher:
             vocabulary=vocabulary,
             absence_of_keys=frozenset(entries.absence_of),
             plural_keys=plural_keys,
+            graded=_graded_terms(keys, ontology),
             max_key_length=max(len(k) for k in keys),
             labels=dict(ontology.labels),
             ancestors={t: ontology.ancestors(t) for t in {t for t, _ in keys.values()}},
@@ -675,6 +697,10 @@ class HPOMatcher:
             for k in range(first, last + 1):
                 taken[k] = True
             chosen.append((first, last))
+            grade = tokens[first - 1].stem if first and not tokens[first].break_before else ""
+            if (term, grade) in self.graded and not taken[first - 1]:  # "severe" + developmental delay
+                term, how, first = self.graded[(term, grade)], how + "+grade", first - 1
+                taken[first] = True
             matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how))
         terms = {m.term for m in matches}
         if nested:  # the head of a longer match, when it names a more general term ("ulcerative colitis")
