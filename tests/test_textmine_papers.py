@@ -328,6 +328,10 @@ def test_extract_keeps_texts_without_a_gene(tmp_path):
     assert main(["-q", "extract", str(reports), "-o", str(out), "--summary", str(summary), "--require-gene"]) == 0
     counts = json.loads(summary.read_text())
     assert (counts["cases"], counts["cases_without_gene"], counts["qc_by_reason"]) == (1, 0, {"no_gene": 1})
+    # the FastHPOCR option without its index: one clear error, no outputs
+    other = tmp_path / "other.tsv"
+    assert main(["-q", "extract", str(reports), "-o", str(other), "--recogniser", "fasthpocr"]) == 1
+    assert not other.exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,5 +380,5 @@ def test_fasthpocr_recogniser_needs_an_index_and_the_library(tmp_path):
     index = tmp_path / "hp.index"
     index.write_text("")
     if importlib.util.find_spec("FastHPOCR") is None:
-        with pytest.raises(RuntimeError, match="pip install FastHPOCR"):
+        with pytest.raises(ValueError, match="pip install FastHPOCR"):
             FastHPOCRRecogniser(index)

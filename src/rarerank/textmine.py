@@ -20,11 +20,14 @@ Four parts, each a small pure function of the text:
   that is part of the matched phrase ("absence of the corpus callosum" = agenesis) does not count;
   pseudo-negations ("not only", "no longer") are skipped. Mentions attributed to a relative ("her
   brother had seizures", "no family history of epilepsy") are dropped with the reason, unless the
-  patient shares the subject ("the patient and his brother had X").
+  patient shares the subject ("the patient and his brother had X"); mentions naming a gene set, a
+  clinic or a test ("cataract gene panel", "testing for ataxia") get the status "other".
 * **Location** (:mod:`rarerank.textmine_sections`): in a paper with headings only the case
   description gives the patient's terms (introductions and discussions describe the disease);
   "Patient 1" / "Patient 2" split it into per-patient sets.
 * **Gene** (:mod:`rarerank.textmine_genes`): the HGNC symbol the variant language points to.
+* Optionally a field recogniser's spans replace or complement the dictionary matches
+  (:mod:`rarerank.textmine_external`: FastHPOCR); the other steps stay the same.
 
 Every decision keeps its evidence (span, sentence, rule) for the per-case provenance table.
 """

@@ -19,6 +19,7 @@ from pathlib import Path
 
 Span = tuple[int, int, str]  # (start, end, HPO id): character offsets into the text given
 
+# a ValueError: the setting asks for a recogniser this environment does not have (the CLI reports it in one line)
 _INSTALL_HINT = "FastHPOCR is not installed: `pip install FastHPOCR` (it is not a rarerank dependency), or use recogniser=dictionary"
 
 
@@ -26,7 +27,7 @@ def _import_fasthpocr():
     try:
         from FastHPOCR.HPOAnnotator import HPOAnnotator
     except ImportError as error:
-        raise RuntimeError(_INSTALL_HINT) from error
+        raise ValueError(_INSTALL_HINT) from error
     return HPOAnnotator
 
 
@@ -63,7 +64,7 @@ def build_fasthpocr_index(obo: str | os.PathLike, out_dir: str | os.PathLike | N
         from FastHPOCR.cr.CRIndexKB import CRIndexKB
         from FastHPOCR.IndexHPO import IndexHPO
     except ImportError as error:
-        raise RuntimeError(_INSTALL_HINT) from error
+        raise ValueError(_INSTALL_HINT) from error
 
     # FastHPOCR 0.1.4 serialises its index with a scan of all vocabulary tokens per cluster (hours on
     # 2 cores); the same lists, built once from an inverted map:
