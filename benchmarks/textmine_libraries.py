@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -32,43 +32,22 @@ def reports() -> dict[str, str]:
 
 
 def run_fasthpocr(obo: str, rounds: int) -> dict:
-    from collections import defaultdict
+    # rarerank.textmine_external has no project imports: it loads in a venv that holds only FastHPOCR
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from rarerank.textmine_external import FastHPOCRRecogniser, build_fasthpocr_index
 
-    from FastHPOCR.cr.CRIndexKB import CRIndexKB
-    from FastHPOCR.HPOAnnotator import HPOAnnotator
-    from FastHPOCR.IndexHPO import IndexHPO
-
-    # FastHPOCR 0.1.4 serialises its index with a scan of all 573k vocabulary tokens per cluster
-    # (hours on 2 cores); the same lists, built from one inverted map:
-    def compile_cluster_list(self, cluster_id, base_clusters):
-        if getattr(self, "_by_cluster", None) is None:
-            self._by_cluster = defaultdict(list)
-            for token, cid in base_clusters.items():
-                self._by_cluster[cid].append(token)
-        return list(self._by_cluster.get(cluster_id, []))
-
-    CRIndexKB.compileClusterList = compile_cluster_list
-
-    out = Path(tempfile.mkdtemp(prefix="fasthpocr-"))
     t0 = time.perf_counter()
-    IndexHPO(obo, str(out), indexConfig={"rootConcepts": ["HP:0000118"], "allow3LetterAcronyms": True}).index()
+    index = build_fasthpocr_index(obo)
     build = time.perf_counter() - t0
-    index = next(out.glob("*"))
-    annotator = HPOAnnotator(str(index))
+    recogniser = FastHPOCRRecogniser(index)
     texts = reports()
     preds = {}
     t0 = time.perf_counter()
-    fallback = set()
     for _ in range(rounds):
         for cid, text in texts.items():
-            try:
-                found = annotator.annotate(text, longestMatch=True)
-            except ValueError:  # 0.1.4's longest-match step fails on some long texts (a negative offset)
-                fallback.add(cid)
-                found = annotator.annotate(text, longestMatch=False)
-            preds[cid] = {"present": sorted({a.getHPOUri() for a in found}), "absent": []}
+            preds[cid] = {"present": sorted({term for _, _, term in recogniser(text)}), "absent": []}
     per_s = rounds * len(texts) / (time.perf_counter() - t0)
-    note = f"longest match failed on {len(fallback)} of {len(texts)} texts: all matches kept there"
+    note = f"longest match failed {recogniser.fallbacks} times over {rounds} passes of {len(texts)} texts: all matches kept there"
     return {"method": "FastHPOCR (no negation)", "note": note, "build_s": build, "per_s": per_s, "predictions": preds}
 
 

@@ -19,6 +19,7 @@ FLOORS = [
         "textmine",
         "textmine_sections",
         "textmine_genes",
+        "textmine_external",
         "splits",
         "figures",
         "synthetic",

@@ -4,6 +4,7 @@ patient/relative subjects, case-description detection, per-patient sets, `rarera
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 
 import pytest
@@ -11,7 +12,8 @@ from test_textmine import statuses as terms  # term -> statuses of its mentions
 
 from rarerank.cli import main
 from rarerank.cohorts import read_text_cohort
-from rarerank.textmine import FAMILY, PRESENT, Extractor, HPOMatcher, TextmineConfig
+from rarerank.textmine import FAMILY, OTHER, PRESENT, Extractor, HPOMatcher, TextmineConfig, stem
+from rarerank.textmine_external import FastHPOCRRecogniser
 from rarerank.textmine_sections import (
     CASE,
     DISCUSSION,
@@ -31,6 +33,10 @@ ULCERATIVE_COLITIS, COLITIS = "HP:0100279", "HP:0002583"
 LIPOMA, MULTIPLE_LIPOMAS, ABNORMAL_RIB = "HP:0012032", "HP:0001012", "HP:0000772"
 PTOSIS, SCOLIOSIS, ATAXIA, MICROCEPHALY = "HP:0000508", "HP:0002650", "HP:0001251", "HP:0000252"
 POLYURIA, GAIT_ATAXIA = "HP:0000103", "HP:0002066"
+RETINAL_DETACHMENT, GINGIVA, FACIAL_ASYMMETRY = "HP:0000541", "HP:0000168", "HP:0000324"
+POSTERIOR_SUBCAPSULAR, SUBCAPSULAR, CATARACT = "HP:0007787", "HP:0000523", "HP:0000518"
+HIGH_PALATE, HYPOTONIA, LOW_COPPER, HIP_DISLOCATION = "HP:0000218", "HP:0001252", "HP:0011967", "HP:0002827"
+ANHIDROSIS = "HP:0000970"
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +58,7 @@ def extractor(matcher) -> Extractor:
     [
         ("She had palmar and plantar pits.", {PALMAR_PITS, PLANTAR_PITS}),
         ("He had sparse pubic and axillary hair.", {SPARSE_PUBIC, SPARSE_AXILLARY}),
+        ("She had ptosis, sparse pubic and axillary hair and scoliosis.", {PTOSIS, SPARSE_PUBIC, SPARSE_AXILLARY, SCOLIOSIS}),
         ("The girl had branchial, otic and renal anomalies.", {BRANCHIAL, EAR, KIDNEY}),
     ],
 )
@@ -85,6 +92,79 @@ def test_nested_head_terms_are_an_option(extractor, matcher):
 )
 def test_general_and_plural_forms(extractor, text, term):
     assert set(terms(extractor, text)) == {term}
+
+
+@pytest.mark.parametrize(
+    ("adjective", "noun"),
+    [
+        ("retinal", "retina"),
+        ("gingival", "gingiva"),
+        ("facial", "face"),
+        ("vertebral", "vertebrae"),
+        ("reduced", "decreased"),
+        ("developmental", "development"),
+    ],
+)
+def test_organ_adjectives_share_their_nouns_stem(adjective, noun):
+    assert stem(adjective) == stem(noun)
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Fundoscopy showed a detachment of the retina.", RETINAL_DETACHMENT),
+        ("Gingival abnormalities were seen at the age of four.", GINGIVA),  # "Abnormality of the gingiva"
+        ("He had an asymmetry of the face.", FACIAL_ASYMMETRY),
+        ("She had a highly arched palate.", HIGH_PALATE),
+        ("On examination the boy had reduced muscle tone.", HYPOTONIA),  # "decreased muscle tone"
+        ("Her serum copper was low at the age of 3 years.", LOW_COPPER),  # "reduced serum copper"
+        ("Both hips were dislocated at birth.", HIP_DISLOCATION),  # participle = noun of the process
+        ("The boy had absent sweating.", ANHIDROSIS),  # "Lack of sweating"
+        ("Absence of sweating was noted in summer.", ANHIDROSIS),
+    ],
+)
+def test_organ_adjective_and_noun_phrasings_find_one_term(extractor, text, term):
+    assert set(terms(extractor, text)) == {term}
+
+
+def test_coordination_keeps_a_shared_modifier(extractor):
+    # "posterior" modifies the first conjunct: the specific term, not only "Subcapsular cataract"
+    found = set(terms(extractor, "The left eye had a posterior subcapsular or capsular cataract."))
+    assert POSTERIOR_SUBCAPSULAR in found and SUBCAPSULAR not in found
+
+
+@pytest.mark.parametrize(
+    ("text", "term", "rule"),
+    [
+        ("The boy was sequenced with a 40-gene cataract gene panel.", CATARACT, "modifier_of:gene"),
+        ("We looked for variants in known seizure-associated genes.", SEIZURE, "modifier_of:associated"),
+        ("She was first seen in the scoliosis clinic.", SCOLIOSIS, "modifier_of:clinic"),
+        ("Earlier testing for spinocerebellar ataxia was negative.", ATAXIA, "workup:testing for"),
+        ("After the operation he received seizure prophylaxis.", SEIZURE, "workup:prophylaxis"),
+    ],
+)
+def test_mentions_naming_genes_clinics_or_tests_are_not_the_patients(extractor, text, term, rule):
+    x = extractor.extract(text)
+    assert [(m.term, m.status, m.rule) for m in x.mentions] == [(term, OTHER, rule)]
+    assert x.present == () and x.absent == ()
+
+
+def test_a_severity_word_picks_the_graded_descendant(extractor):
+    # "severe developmental delay" is no HPO phrase, but "Global developmental delay, severe" is the
+    # general term's phrase plus the grade
+    assert set(terms(extractor, "At two years she had severe developmental delay.")) == {"HP:0011344"}
+    assert set(terms(extractor, "At two years she had developmental delay.")) == {"HP:0001263"}
+    assert set(terms(extractor, "Scoliosis was severe, at two years.")) == {SCOLIOSIS}  # no graded scoliosis term
+
+
+def test_lack_of_a_finding_is_still_a_negation(extractor):
+    assert terms(extractor, "During follow-up there was a lack of seizures.") == {SEIZURE: {"absent"}}
+
+
+def test_the_patients_own_mentions_beside_a_gene_panel_stay(extractor):
+    found = terms(extractor, "She had a cataract; a cataract gene panel found nothing.")
+    assert found == {CATARACT: {PRESENT, OTHER}}
+    assert extractor.extract("She had a cataract; a cataract gene panel found nothing.").present == (CATARACT,)
 
 
 def test_shared_subject_keeps_the_patients_features(extractor):
@@ -141,6 +221,30 @@ def test_paper_terms_come_from_the_case_description(extractor, matcher):
     assert {ATAXIA, MICROCEPHALY} <= outside  # still in the evidence, with their section
     whole = Extractor(matcher, config=TextmineConfig(patient_sections=False)).extract(PAPER)
     assert {ATAXIA, MICROCEPHALY} <= set(whole.present)
+
+
+COMPARED = """A girl with ptosis
+Introduction
+The syndrome is characterized by seizures, ataxia and microcephaly in most of the affected children.
+Case report
+The proband, a 6-year-old girl, presented with ptosis at the age of 2 years and scoliosis at 5 years.
+Microcephaly has been previously reported in a boy with the same variant (Smith et al. 2001).
+Variant characterization in cells
+Patient fibroblasts showed reduced protein levels; knockout mice had seizures and an ataxic gait.
+Discussion
+Seizures and ataxia are the most common features of the syndrome and are typically present early.
+"""
+
+
+def test_literature_comparison_and_lab_studies_in_a_case_description_are_not_the_patients(extractor):
+    x = extractor.extract(COMPARED)
+    kinds = [(s.kind, s.heading) for s in x.sections]
+    assert ("methods", "Variant characterization in cells") in kinds  # a lab sub-heading ends the case part
+    assert set(x.present) == {PTOSIS, SCOLIOSIS}
+    compared = [m for m in x.mentions if m.term == MICROCEPHALY and m.section == CASE]
+    assert [(m.status, m.rule) for m in compared] == [(OTHER, "literature_sentence")]
+    # the same sentence in an abstract (no sections) still counts: annotators keep such mentions
+    assert MICROCEPHALY in extractor.extract("Microcephaly has been previously reported in a boy.").present
 
 
 def test_paper_without_a_case_section_keeps_every_mention():
@@ -224,3 +328,57 @@ def test_extract_keeps_texts_without_a_gene(tmp_path):
     assert main(["-q", "extract", str(reports), "-o", str(out), "--summary", str(summary), "--require-gene"]) == 0
     counts = json.loads(summary.read_text())
     assert (counts["cases"], counts["cases_without_gene"], counts["qc_by_reason"]) == (1, 0, {"no_gene": 1})
+    # the FastHPOCR option without its index: one clear error, no outputs
+    other = tmp_path / "other.tsv"
+    assert main(["-q", "extract", str(reports), "-o", str(other), "--recogniser", "fasthpocr"]) == 1
+    assert not other.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A field recogniser's spans in place of (or beside) the dictionary, our context steps on top.
+
+
+def _spans_of(phrases: dict[str, str]):
+    """A stand-in recogniser: every occurrence of each phrase -> (start, end, id)."""
+
+    def recognise(text: str):
+        spans = []
+        for phrase, term in phrases.items():
+            start = text.find(phrase)
+            while start >= 0:
+                spans.append((start, start + len(phrase), term))
+                start = text.find(phrase, start + 1)
+        return spans
+
+    return recognise
+
+
+def test_external_spans_get_negation_family_and_sections(matcher):
+    recognise = _spans_of({"droopy lids": PTOSIS, "fits": SEIZURE, "curved spine": SCOLIOSIS, "HP:0000001 root": "HP:0000001"})
+    config = TextmineConfig(recogniser="fasthpocr", recogniser_index="unused.index")
+    x = Extractor(matcher, config=config, recogniser=recognise)
+    found = terms(x, "She had droopy lids and no fits. Her brother had a curved spine. HP:0000001 root.")
+    # the root is no phenotypic abnormality: dropped like the dictionary drops it
+    assert found == {PTOSIS: {PRESENT}, SEIZURE: {"absent"}, SCOLIOSIS: {FAMILY}}
+    assert {m.how for m in x.extract("She had droopy lids.").mentions} == {"external"}
+
+
+def test_both_recognisers_add_spans_only_where_the_dictionary_found_nothing(matcher):
+    recognise = _spans_of({"droopy lids": PTOSIS, "scoliosis": CLEFT_PALATE})  # a wrong id on a dictionary match
+    config = TextmineConfig(recogniser="both", recogniser_index="unused.index")
+    x = Extractor(matcher, config=config, recogniser=recognise)
+    assert set(x.extract("She had droopy lids and scoliosis.").present) == {PTOSIS, SCOLIOSIS}
+
+
+def test_fasthpocr_recogniser_needs_an_index_and_the_library(tmp_path):
+    with pytest.raises(ValueError, match="recogniser_index"):
+        TextmineConfig(recogniser="fasthpocr")
+    with pytest.raises(ValueError, match="recogniser must be one of"):
+        TextmineConfig(recogniser="metamap")
+    with pytest.raises(FileNotFoundError, match="FastHPOCR index not found"):
+        FastHPOCRRecogniser(tmp_path / "missing.index")
+    index = tmp_path / "hp.index"
+    index.write_text("")
+    if importlib.util.find_spec("FastHPOCR") is None:
+        with pytest.raises(ValueError, match="pip install FastHPOCR"):
+            FastHPOCRRecogniser(index)

@@ -1,6 +1,7 @@
 """Free-text case reports -> present / absent HPO terms and the target gene, with evidence.
 
-Floor: models and methods (imports cases, annotations, ontology, textmine_sections, textmine_genes).
+Floor: models and methods (imports cases, annotations, ontology, textmine_sections, textmine_genes,
+textmine_external).
 
 Four parts, each a small pure function of the text:
 
@@ -19,11 +20,14 @@ Four parts, each a small pure function of the text:
   that is part of the matched phrase ("absence of the corpus callosum" = agenesis) does not count;
   pseudo-negations ("not only", "no longer") are skipped. Mentions attributed to a relative ("her
   brother had seizures", "no family history of epilepsy") are dropped with the reason, unless the
-  patient shares the subject ("the patient and his brother had X").
+  patient shares the subject ("the patient and his brother had X"); mentions naming a gene set, a
+  clinic or a test ("cataract gene panel", "testing for ataxia") get the status "other".
 * **Location** (:mod:`rarerank.textmine_sections`): in a paper with headings only the case
   description gives the patient's terms (introductions and discussions describe the disease);
   "Patient 1" / "Patient 2" split it into per-patient sets.
 * **Gene** (:mod:`rarerank.textmine_genes`): the HGNC symbol the variant language points to.
+* Optionally a field recogniser's spans replace or complement the dictionary matches
+  (:mod:`rarerank.textmine_external`: FastHPOCR); the other steps stay the same.
 
 Every decision keeps its evidence (span, sentence, rule) for the per-case provenance table.
 """
@@ -35,15 +39,16 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 from rarerank.cases import NO_GENE, NO_PRESENT_TERMS, Case, InvalidRecord
 from rarerank.ontology import Ontology
+from rarerank.textmine_external import FastHPOCRRecogniser
 from rarerank.textmine_genes import GeneCall, detect_gene, gene_mentions
-from rarerank.textmine_sections import CASE, Section, find_sections, patient_marker, table_row_absent
+from rarerank.textmine_sections import CASE, Section, find_sections, literature_sentence, patient_marker, table_row_absent
 
 # QC reasons for text inputs (one per text that did not become a case).
 EMPTY_TEXT = "empty_text"
@@ -54,7 +59,9 @@ NO_HPO_MENTION = "no_hpo_mention"
 AMBIGUOUS_GENE = "ambiguous_gene"
 
 # Mention statuses.
-PRESENT, ABSENT, FAMILY = "present", "absent", "family"
+# "other": a mention that is not a statement about the patient ("congenital cataract genes", "testing
+# for Friedreich ataxia", a literature comparison inside a case description); kept in the evidence.
+PRESENT, ABSENT, FAMILY, OTHER = "present", "absent", "family", "other"
 
 EVIDENCE_COLUMNS = (
     "case_id",
@@ -71,6 +78,7 @@ EVIDENCE_COLUMNS = (
 )
 
 SYNONYM_SCOPES = ("EXACT", "RELATED", "BROAD", "NARROW")
+RECOGNISERS = ("dictionary", "fasthpocr", "both")  # both: FastHPOCR spans where the dictionary found nothing
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,8 @@ class TextmineConfig:
     coordination: bool = True  # expand "palmar and plantar pits" -> palmar pits + plantar pits
     patient_sections: bool = True  # a paper with headings: only its case description gives the patient's terms
     general_term_descendants: int = 50  # in a paper, a term this general yields to a descendant found (0 = never)
+    recogniser: str = "dictionary"  # dictionary (ours) | fasthpocr (FastHPOCR spans, our context steps on top) | both
+    recogniser_index: str = ""  # fasthpocr: its index file (rarerank.textmine_external.build_fasthpocr_index)
 
     def __post_init__(self):
         unknown = set(self.scopes) - set(SYNONYM_SCOPES)
@@ -97,6 +107,10 @@ class TextmineConfig:
             raise ValueError(f"text max_bytes must be positive, not {self.max_bytes}")
         if self.negation_window < 1 or self.post_negation_window < 0:
             raise ValueError("negation windows must be >= 1 (pre) and >= 0 (post) tokens")
+        if self.recogniser not in RECOGNISERS:
+            raise ValueError(f"text recogniser must be one of {', '.join(RECOGNISERS)}, not {self.recogniser!r}")
+        if self.recogniser != "dictionary" and not self.recogniser_index:
+            raise ValueError(f"text recogniser {self.recogniser} needs recogniser_index (a FastHPOCR index file)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +163,7 @@ IRREGULAR = {
     "cafe": "cafe",
     "missing": "absent",
     "lacking": "absent",
+    "lack": "absent",  # "Lack of sweating" (Anhidrosis) = "absent sweating"
     "dilated": "dilat",
     "dilatation": "dilat",
     "dilation": "dilat",
@@ -226,6 +241,94 @@ IRREGULAR = {
     "axonal": "axon",
     "bloody": "blood",
     "preterm": "premature",
+    # degree words of the same meaning ("reduced muscle tone" = "decreased muscle tone", "serum copper
+    # was low" = "reduced serum copper", "highly arched palate" = "high arched palate") and
+    # "development" as adjective or noun
+    "reduced": "decreased",
+    "diminished": "decreased",
+    "low": "decreased",
+    "elevated": "increased",
+    "raised": "increased",
+    "highly": "high",
+    "developmental": "development",
+}
+
+# Organ and tissue adjectives -> the stem of their noun, so "retinal detachment" = "detachment of the
+# retina", "gingival abnormalities" = "Abnormality of the gingiva", "facial asymmetry" = "asymmetry of
+# the face". Only pairs whose adjective means the organ itself ("labial", "cerebral", "occipital",
+# "tubular" name more than one thing and stay apart).
+ORGAN_ADJECTIVES = {
+    "abdominal": "abdomen",
+    "anal": "anus",
+    "aortic": "aorta",
+    "arterial": "artery",
+    "atrial": "atrium",
+    "bronchial": "bronchus",
+    "cerebellar": "cerebellum",
+    "choroidal": "choroid",
+    "clavicular": "clavicle",
+    "colonic": "colon",
+    "conjunctival": "conjunctiva",
+    "corneal": "cornea",
+    "cranial": "skull",
+    "cystic": "cyst",
+    "digital": "digit",
+    "epidermal": "epidermis",
+    "esophageal": "esophagus",
+    "facial": "face",
+    "femoral": "femur",
+    "fibular": "fibula",
+    "gastric": "stomach",
+    "gingival": "gingiva",
+    "humeral": "humerus",
+    "intestinal": "intestine",
+    "laryngeal": "larynx",
+    "lingual": "tongue",
+    "mandibular": "mandible",
+    "maxillary": "maxilla",
+    "muscular": "muscle",
+    "myocardial": "myocardium",
+    "nasal": "nose",
+    "neuronal": "neuron",
+    "nodular": "nodule",
+    "ovarian": "ovary",
+    "palatal": "palate",
+    "pancreatic": "pancreas",
+    "papular": "papule",
+    "patellar": "patella",
+    "pelvic": "pelvis",
+    "penile": "penis",
+    "pericardial": "pericardium",
+    "peritoneal": "peritoneum",
+    "petechial": "petechia",
+    "pharyngeal": "pharynx",
+    "pleural": "pleura",
+    "prostatic": "prostate",
+    "pulmonary": "lung",
+    "rectal": "rectum",
+    "retinal": "retina",
+    "sacral": "sacrum",
+    "scapular": "scapula",
+    "scleral": "sclera",
+    "scrotal": "scrotum",
+    "skeletal": "skeleton",
+    "spinal": "spine",
+    "splenic": "spleen",
+    "sternal": "sternum",
+    "testicular": "testis",
+    "thoracic": "thorax",
+    "tibial": "tibia",
+    "tracheal": "trachea",
+    "umbilical": "umbilicus",
+    "ureteral": "ureter",
+    "urethral": "urethra",
+    "uterine": "uterus",
+    "vaginal": "vagina",
+    "valvular": "valve",
+    "venous": "vein",
+    "ventricular": "ventricle",
+    "vertebral": "vertebra",
+    "vesicular": "vesicle",
 }
 
 # Adjective and noun forms of the same abnormality (suffix -> common suffix).
@@ -240,6 +343,11 @@ DERIVATIONS = (
     ("icity", "ic"),
     ("ised", "ized"),
     ("isation", "ization"),
+    # participle and noun of one process: "dislocated hips" = "hip dislocation", "elongated" =
+    # "elongation", "hyperpigmented" = "hyperpigmentation" (not "-ation" -> "-ate": "a bone marrow
+    # aspirate" is no aspiration)
+    ("ated", "ation"),
+    ("ented", "entation"),
     ("ising", "izing"),
 )
 
@@ -274,6 +382,10 @@ def stem(word: str) -> str:
             w = w[: -len(old)] + new
             break
     return IRREGULAR.get(w, w)
+
+
+IRREGULAR.update({adjective: stem(noun) for adjective, noun in ORGAN_ADJECTIVES.items()})
+stem.cache_clear()
 
 
 def fold(text: str) -> str:
@@ -412,6 +524,107 @@ def _descendant_counts(ontology: Ontology) -> dict[str, int]:
 
 
 @dataclass
+class _DictionaryEntries:
+    """Dictionary phrases of the ontology before ties are resolved: key -> {term: best priority}."""
+
+    candidates: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)
+    abbreviations: dict[str, set[str]] = field(default_factory=dict)
+    absence_of: set[tuple[str, ...]] = field(default_factory=set)
+    skipped: Counter = field(default_factory=Counter)
+    extra: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # derived keys, used where no real entry has the key
+    plural: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # one-word synonyms written as plurals
+
+    @classmethod
+    def collect(cls, ontology: Ontology, config: TextmineConfig) -> _DictionaryEntries:
+        entries = cls()
+        for term, label in ontology.labels.items():
+            if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
+                continue
+            synonyms = [(text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.scopes]
+            for text, how in [(label, "label")] + synonyms:
+                entries.add(term, text.strip(), how, config.min_key_chars)
+        for phrase, term in CURATED_SYNONYMS:
+            if term in ontology.labels:
+                entries.candidates.setdefault(dictionary_key(phrase), {}).setdefault(term, PRIORITY["curated"])
+        for key, terms in entries.extra.items():
+            if key not in entries.candidates and len(terms) == 1:
+                entries.candidates[key] = {next(iter(terms)): PRIORITY["EXACT"]}
+        return entries
+
+    def add(self, term: str, stripped: str, how: str, min_key_chars: int) -> None:
+        """One label or synonym of ``term``: its key (and derived keys), or an abbreviation."""
+        last = stripped.rsplit(None, 1)[-1]
+        if how != "label" and last[1:].islower() and last.endswith("s") and stem(last) != last.lower() and " " not in stripped:
+            self.plural.setdefault(dictionary_key(stripped), set()).add(term)  # "Lipomas" (Multiple lipomas)
+        if _ABBREVIATION.match(stripped) and how != "label":
+            self.abbreviations.setdefault(stripped, set()).add(term)
+            return
+        key = dictionary_key(stripped)
+        if not key or len("".join(key)) < min_key_chars:
+            self.skipped["too_short"] += 1
+            return
+        variants = [key]
+        if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
+            self.extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
+        if "absent" in key:  # "Absent corpus callosum" also as "absence of the corpus callosum"
+            variants.append(tuple(sorted("absence" if s == "absent" else s for s in key)))
+            self.absence_of.add(variants[-1])
+        elif "absence of" in stripped.lower():
+            self.absence_of.add(key)
+        for variant in variants:
+            best = self.candidates.setdefault(variant, {})
+            best[term] = min(best.get(term, 99), PRIORITY[how])
+
+
+def _resolve_keys(
+    candidates: dict[tuple[str, ...], dict[str, int]], ontology: Ontology
+) -> tuple[dict[tuple[str, ...], tuple[str, str]], int]:
+    """key -> (term, how): the best-priority term; the same phrase naming two terms equally goes to
+    the most general one (an ancestor of the others: "ear anomalies" = Abnormality of the ear, not of
+    the outer ear), else the lower id. Also how many keys were so tied."""
+    keys = {}
+    ambiguous_keys = 0
+    for key, terms in candidates.items():
+        ranked = sorted(terms.items(), key=lambda item: (item[1], item[0]))
+        term, priority = ranked[0]
+        tied = [t for t, p in ranked if p == priority]
+        if len(tied) > 1:
+            ambiguous_keys += 1
+            general = [t for t in tied if all(t in ontology.ancestors(o) for o in tied)]
+            term = general[0] if general else tied[0]
+        keys[key] = (term, next(k for k, v in PRIORITY.items() if v == priority))
+    return keys, ambiguous_keys
+
+
+SEVERITY = ("mild", "moderate", "severe", "profound")
+
+
+def _graded_terms(keys: dict[tuple[str, ...], tuple[str, str]], ontology: Ontology) -> dict[tuple[str, str], str]:
+    """(term, severity) -> descendant whose key is one of the term's keys plus that severity word
+    ("Global developmental delay" + severe = "Global developmental delay, severe"; "Muscular
+    hypotonia" (Hypotonia) + severe = "Severe muscular hypotonia")."""
+    graded = {}
+    for key, (term, _) in keys.items():
+        for grade in SEVERITY:
+            if grade in key:
+                continue
+            hit = keys.get(tuple(sorted(key + (grade,))))
+            if hit and hit[0] != term and term in ontology.ancestors(hit[0]):
+                graded.setdefault((term, grade), hit[0])
+    return graded
+
+
+def _shared_modifier(tokens: Sequence[Token], lead: int) -> int | None:
+    """The word right before the first conjunct that modifies them all ("sparse" in "sparse pubic
+    and axillary hair"), or None."""
+    # punctuation before the modifier does not matter ("..., sparse pubic and axillary hair"), between
+    # it and the first conjunct it does
+    if lead >= 1 and not tokens[lead].break_before and not tokens[lead - 1].stop:
+        return lead - 1
+    return None
+
+
+@dataclass
 class HPOMatcher:
     """Bag-of-stems dictionary over HPO labels and synonyms. Build with :meth:`build`."""
 
@@ -429,76 +642,29 @@ class HPOMatcher:
     descendants: dict[str, int] = field(default_factory=dict)  # how many terms each dictionary term subsumes
     # one-word keys whose plural names another term: "lipomas" = Multiple lipomas, "lipoma" = Lipoma
     plural_keys: dict[tuple[str, ...], str] = field(default_factory=dict)
+    # (term, severity stem) -> the descendant that names that grade: "severe developmental delay" ->
+    # "Global developmental delay, severe" (its key is a key of the general term plus the grade)
+    graded: dict[tuple[str, str], str] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
 
     @classmethod
     def build(cls, ontology: Ontology, config: TextmineConfig | None = None) -> HPOMatcher:
         config = config or TextmineConfig()
-        candidates: dict[tuple[str, ...], dict[str, int]] = {}
-        abbreviations: dict[str, set[str]] = {}
-        absence_of: set[tuple[str, ...]] = set()
-        skipped = Counter()
-        extra: dict[tuple[str, ...], set[str]] = {}  # derived keys, used where no real entry has the key
-        plural: dict[tuple[str, ...], set[str]] = {}  # one-word synonyms written as plurals
-        for term, label in ontology.labels.items():
-            if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
-                continue
-            entries = [(label, "label")] + [(text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.scopes]
-            for text, how in entries:
-                stripped = text.strip()
-                last = stripped.rsplit(None, 1)[-1]
-                if how != "label" and last[1:].islower() and last.endswith("s") and stem(last) != last.lower() and " " not in stripped:
-                    plural.setdefault(dictionary_key(stripped), set()).add(term)  # "Lipomas" (Multiple lipomas)
-                if _ABBREVIATION.match(stripped) and how != "label":
-                    abbreviations.setdefault(stripped, set()).add(term)
-                    continue
-                key = dictionary_key(stripped)
-                if not key or len("".join(key)) < config.min_key_chars:
-                    skipped["too_short"] += 1
-                    continue
-                variants = [key]
-                if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
-                    extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
-                if "absent" in key:  # "Absent corpus callosum" also as "absence of the corpus callosum"
-                    variants.append(tuple(sorted("absence" if s == "absent" else s for s in key)))
-                    absence_of.add(variants[-1])
-                elif "absence of" in stripped.lower():
-                    absence_of.add(key)
-                for variant in variants:
-                    best = candidates.setdefault(variant, {})
-                    best[term] = min(best.get(term, 99), PRIORITY[how])
-        for phrase, term in CURATED_SYNONYMS:
-            if term in ontology.labels:
-                candidates.setdefault(dictionary_key(phrase), {}).setdefault(term, PRIORITY["curated"])
-        for key, terms in extra.items():
-            if key not in candidates and len(terms) == 1:
-                candidates[key] = {next(iter(terms)): PRIORITY["EXACT"]}
-        keys = {}
-        ambiguous_keys = 0
-        for key, terms in candidates.items():
-            ranked = sorted(terms.items(), key=lambda item: (item[1], item[0]))
-            term, priority = ranked[0]
-            tied = [t for t, p in ranked if p == priority]
-            if len(tied) > 1:
-                # the same phrase names two terms equally: the most general one (an ancestor of the
-                # others) wins ("ear anomalies" = Abnormality of the ear, not of the outer ear), else
-                # the lower id; counted
-                ambiguous_keys += 1
-                general = [t for t in tied if all(t in ontology.ancestors(o) for o in tied)]
-                term = general[0] if general else tied[0]
-            keys[key] = (term, next(k for k, v in PRIORITY.items() if v == priority))
-        plural_keys = {k: next(iter(t)) for k, t in plural.items() if len(t) == 1 and k in keys and keys[k][0] not in t}
+        entries = _DictionaryEntries.collect(ontology, config)
+        keys, ambiguous_keys = _resolve_keys(entries.candidates, ontology)
+        plural_keys = {k: next(iter(t)) for k, t in entries.plural.items() if len(t) == 1 and k in keys and keys[k][0] not in t}
         # "S3" (third heart sound) is also "Table S3": letter+digit abbreviations need a definition
-        unique = {a: next(iter(t)) for a, t in abbreviations.items() if len(t) == 1 and not _FIGURE_LIKE.match(a)}
-        ambiguous = frozenset(a for a in abbreviations if a not in unique)
+        unique = {a: next(iter(t)) for a, t in entries.abbreviations.items() if len(t) == 1 and not _FIGURE_LIKE.match(a)}
+        ambiguous = frozenset(a for a in entries.abbreviations if a not in unique)
         vocabulary = frozenset(s for key in keys for s in key)
         return cls(
             keys=keys,
             abbreviations=unique,
             ambiguous_abbreviations=ambiguous,
             vocabulary=vocabulary,
-            absence_of_keys=frozenset(absence_of),
+            absence_of_keys=frozenset(entries.absence_of),
             plural_keys=plural_keys,
+            graded=_graded_terms(keys, ontology),
             max_key_length=max(len(k) for k in keys),
             labels=dict(ontology.labels),
             ancestors={t: ontology.ancestors(t) for t in {t for t, _ in keys.values()}},
@@ -510,7 +676,7 @@ class HPOMatcher:
                 "abbreviations": len(unique),
                 "ambiguous_abbreviations": sorted(ambiguous),
                 "ambiguous_keys": ambiguous_keys,
-                "skipped_entries": dict(skipped),
+                "skipped_entries": dict(entries.skipped),
                 "scopes": list(config.scopes),
             },
         )
@@ -534,6 +700,10 @@ class HPOMatcher:
             for k in range(first, last + 1):
                 taken[k] = True
             chosen.append((first, last))
+            grade = tokens[first - 1].stem if first and not tokens[first].break_before else ""
+            if (term, grade) in self.graded and not taken[first - 1]:  # "severe" + developmental delay
+                term, how, first = self.graded[(term, grade)], how + "+grade", first - 1
+                taken[first] = True
             matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how))
         terms = {m.term for m in matches}
         if nested:  # the head of a longer match, when it names a more general term ("ulcerative colitis")
@@ -559,50 +729,54 @@ class HPOMatcher:
         """Terms implied by a coordination: a shared head after the conjuncts ("palmar and plantar
         pits", "branchial, otic and renal anomalies", "sparse pubic and axillary hair") or before them
         ("hypoplasia of the radius and ulna"). Only whole dictionary keys count."""
+        out = []
+        for c in range(1, len(tokens) - 1):
+            if tokens[c].text.lower() in ("and", "or") and not tokens[c].break_before and not tokens[c + 1].stop:
+                out.extend(self._shared_head_after(tokens, c))
+        out.extend(self._shared_head_before(tokens, matches))
+        return out
+
+    def _shared_head_after(self, tokens: Sequence[Token], c: int) -> list[tuple[int, int, str]]:
+        """ "palmar and plantar pits": the conjuncts left of "and"/"or" at ``c`` (comma-separated single
+        words, maybe after one shared modifier) each joined to the head phrase after it."""
+        n = len(tokens)
+        conjuncts, k = [], c - 1
+        while k >= 0 and not tokens[k].stop:
+            conjuncts.append(k)
+            if tokens[k].break_before and k >= 1 and not tokens[k - 1].stop and len(conjuncts) < 6:
+                k -= 1
+                continue
+            break
+        modifier = _shared_modifier(tokens, conjuncts[-1]) if conjuncts else None
+        out = []
+        rest: list[str] = []
+        for j in range(c + 1, min(n, c + 1 + self.max_key_length)):
+            if j > c + 1 and (tokens[j].break_before or tokens[j].stop):
+                break
+            if j > c + 1:
+                rest.append(tokens[j].stem)
+            if not rest:
+                continue
+            for k in conjuncts:
+                # the shared modifier first: "posterior subcapsular or capsular cataract" -> Posterior
+                # subcapsular cataract (the more specific reading), else the conjunct alone
+                term, first = (
+                    (self._lookup([tokens[modifier].stem, tokens[k].stem] + rest), modifier) if modifier is not None else (None, k)
+                )
+                if term is None:
+                    term, first = self._lookup([tokens[k].stem] + rest), k
+                if term:
+                    out.append((first, j, term))
+            if modifier is not None:
+                term = self._lookup([tokens[modifier].stem, tokens[c + 1].stem] + rest)
+                if term:
+                    out.append((c + 1, j, term))
+        return out
+
+    def _shared_head_before(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
+        """A match ends right before "and"/"or" + one word ("hypoplasia of the radius and ulna")."""
         n = len(tokens)
         out = []
-        for c in range(1, n - 1):
-            if tokens[c].text.lower() not in ("and", "or") or tokens[c].break_before or tokens[c + 1].stop:
-                continue
-            # Shared head after: conjuncts to the left of "and", comma-separated single words.
-            conjuncts, k = [], c - 1
-            while k >= 0 and not tokens[k].stop:
-                conjuncts.append(k)
-                if tokens[k].break_before and k >= 1 and not tokens[k - 1].stop and len(conjuncts) < 6:
-                    k -= 1
-                    continue
-                break
-            lead = conjuncts[-1] if conjuncts else None
-            modifier = (
-                lead - 1
-                if lead is not None
-                and lead >= 1
-                and not tokens[lead].break_before
-                and not tokens[lead - 1].stop
-                and not tokens[lead - 1].break_before
-                else None
-            )
-            rest: list[str] = []
-            for j in range(c + 1, min(n, c + 1 + self.max_key_length)):
-                if j > c + 1 and (tokens[j].break_before or tokens[j].stop):
-                    break
-                if j > c + 1:
-                    rest.append(tokens[j].stem)
-                if not rest:
-                    continue
-                for k in conjuncts:
-                    term = self._lookup([tokens[k].stem] + rest)
-                    first = k
-                    if term is None and modifier is not None:
-                        term = self._lookup([tokens[modifier].stem, tokens[k].stem] + rest)
-                        first = modifier
-                    if term:
-                        out.append((first, j, term))
-                if modifier is not None:
-                    term = self._lookup([tokens[modifier].stem, tokens[c + 1].stem] + rest)
-                    if term:
-                        out.append((c + 1, j, term))
-        # Shared head before: a match ends right before "and"/"or" + one word ("... radius and ulna").
         for m in matches:
             c = m.last + 1
             if (
@@ -721,6 +895,21 @@ RELATIVES = frozenset(
 RELATIVE_PREPOSITIONS = frozenset("to of from by between".split())
 SHARED_SUBJECT = frozenset("and both like as".split())  # "the patient and her sister", "like his father"
 PROBAND = frozenset("she he proband patient boy girl child infant neonate newborn index man woman".split())
+# A mention right before one of these nouns names a gene set, a clinic or a study, not a finding:
+# "congenital cataract genes", "an arrhythmia gene panel", "the epilepsy clinic", "leukemia-associated genes".
+NON_PHENOTYPE_HEADS = frozenset("gene genes panel panels clinic clinics consultation registry foundation society database".split())
+LINKING_WORDS = frozenset("associated related causing linked".split())  # "leukemia-associated genes"
+# A test, not a finding: "testing for X", "screened for X", "X prophylaxis" ("risk of X" stays: an
+# abstract's "increased risk of skin cancer" is a feature of the disease the annotators keep).
+WORKUP_BEFORE = (
+    ("testing", "for"),
+    ("tested", "for"),
+    ("screening", "for"),
+    ("screened", "for"),
+    ("screen", "for"),
+)
+WORKUP_AFTER = frozenset("prophylaxis".split())
+WORKUP_GAP = 2  # words allowed between a workup trigger and the mention
 
 
 @dataclass(frozen=True)
@@ -750,89 +939,156 @@ def _is_pseudo(stems: Sequence[str], at: int) -> bool:
     return any(_find(stems, p, at) for p in PSEUDO_NEGATION)
 
 
+@dataclass
+class _Sentence:
+    """One sentence prepared for context rules: words, stems, clause starts and triggers found at
+    each position (computed once per sentence; the mention rules only look up)."""
+
+    tokens: Sequence[Token]
+    words: list[str]
+    stems: list[str]
+    inside: list[bool]  # token belongs to some match
+    clause_start: list[int]
+    pseudo: list[bool]
+    pre_at: list[list[tuple[str, ...]]]
+    narrow_at: list[list[tuple[str, ...]]]
+    post_at: list[tuple[str, ...] | None]
+
+    @classmethod
+    def of(cls, tokens: Sequence[Token], matches: Sequence[Match]) -> _Sentence:
+        words = [t.text.lower() for t in tokens]
+        stems = [t.stem for t in tokens]
+        n = len(tokens)
+        inside = [False] * n
+        for m in matches:
+            for k in range(m.first, m.last + 1):
+                inside[k] = True
+        clause_start = [0] * n
+        start = 0
+        for k, t in enumerate(tokens):
+            if words[k] in TERMINATORS or t.clause_before:
+                start = k
+            clause_start[k] = start
+        return cls(
+            tokens,
+            words,
+            stems,
+            inside,
+            clause_start,
+            pseudo=[words[k] in _PSEUDO_FIRST and _is_pseudo(stems, k) for k in range(n)],
+            pre_at=[[t for t in PRE_NEGATION if _find(words, t, k)] if words[k] in _PRE_FIRST else [] for k in range(n)],
+            narrow_at=[[t for t in NARROW_PRE_NEGATION if _find(words, t, k)] if words[k] in _NARROW_FIRST else [] for k in range(n)],
+            post_at=[next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None for k in range(n)],
+        )
+
+
 def classify(tokens: Sequence[Token], matches: Sequence[Match], config: TextmineConfig) -> list[tuple[str, str]]:
     """(status, rule) for each match of one sentence."""
-    words = [t.text.lower() for t in tokens]
-    stems = [t.stem for t in tokens]
-    inside = [False] * len(tokens)
-    for m in matches:
-        for k in range(m.first, m.last + 1):
-            inside[k] = True
-    clause_start = [0] * len(tokens)
-    start = 0
-    for k, t in enumerate(tokens):
-        if words[k] in TERMINATORS or t.clause_before:
-            start = k
-        clause_start[k] = start
-    # Triggers found at each position, computed once per sentence (the mention loops only look up).
-    n = len(tokens)
-    pseudo = [words[k] in _PSEUDO_FIRST and _is_pseudo(stems, k) for k in range(n)]
-    pre_at = [[t for t in PRE_NEGATION if _find(words, t, k)] if words[k] in _PRE_FIRST else [] for k in range(n)]
-    narrow_at = [[t for t in NARROW_PRE_NEGATION if _find(words, t, k)] if words[k] in _NARROW_FIRST else [] for k in range(n)]
-    post_at = [next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None for k in range(n)]
+    sentence = _Sentence.of(tokens, matches)
     results = []
     for m in matches:
-        lo = clause_start[m.first]
-        # Family history: "family history of X", a relative as the subject of the clause, "X in her mother".
-        family_rule = None
-        for k in range(lo, m.first):
-            if words[k] == "family" and k + 1 < len(words) and words[k + 1] in ("history", "histories"):
-                family_rule = "family_history"
-            elif (stems[k] in RELATIVES or words[k] in ("relatives", "siblings", "sibs", "parents")) and not inside[k]:
-                # "born to healthy parents", "the second child of ..." name the family, not the subject
-                after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
-                # "This patient and his younger brother exhibited X", "she, like her mother, had X":
-                # the patient shares the subject, so the feature is the patient's too
-                # "Patient 2, his sister, had X": an apposition names the patient
-                before = range(max(lo, k - 6), k)
-                shared = any(stems[p] in PROBAND for p in before) and (
-                    any(words[p] in SHARED_SUBJECT for p in before) or any(tokens[p].break_before for p in before) or tokens[k].break_before
-                )
-                if shared:
-                    family_rule = None
-                    break
-                if not after_preposition and not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
-                    family_rule = f"relative_subject:{words[k]}"
-            elif stems[k] in PROBAND and family_rule and family_rule.startswith("relative"):
-                family_rule = None
-        if family_rule is None:
-            for k in range(m.last + 1, min(len(tokens), m.last + 6)):
-                if words[k] in TERMINATORS:
-                    break
-                if words[k] == "in" and k + 2 < len(tokens) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
-                    family_rule = "relative_after"
-                    break
+        family_rule = _family_rule(sentence, m)
         if family_rule:
             results.append((FAMILY, family_rule))
             continue
-        rule = None
-        for k in range(max(lo, m.first - config.negation_window), m.first):
-            if inside[k] or pseudo[k]:
-                continue
-            for trigger in pre_at[k]:
-                if k + len(trigger) <= m.first:
-                    rule = "pre:" + " ".join(trigger)
-            for trigger in narrow_at[k]:
-                end = k + len(trigger)
-                if (
-                    end <= m.first <= end + NARROW_SCOPE
-                    and not any(inside[end : m.first])
-                    and not any(t.break_before for t in tokens[end : m.first + 1])
-                ):
-                    rule = "pre:" + " ".join(trigger)
-        if rule is None:
-            stop = min(len(tokens), m.last + 1 + config.post_negation_window)
-            for k in range(m.last + 1, stop):
-                if words[k] in TERMINATORS or tokens[k].clause_before:
-                    break
-                if inside[k] or pseudo[k]:
-                    continue
-                trigger = post_at[k]
-                if trigger and words[k - 1] in COPULA:
-                    rule = "post:" + " ".join(trigger)
-                    break
+        other_rule = _not_patient_rule(sentence, m)
+        if other_rule:
+            results.append((OTHER, other_rule))
+            continue
+        rule = _pre_negation_rule(sentence, m, config.negation_window) or _post_negation_rule(sentence, m, config.post_negation_window)
         results.append((ABSENT, rule) if rule else (PRESENT, "affirmed"))
     return results
+
+
+def _family_rule(s: _Sentence, m: Match) -> str | None:
+    """Family history: "family history of X", a relative as the subject of the clause, "X in her
+    mother"; None when the mention is the patient's."""
+    words, stems, lo = s.words, s.stems, s.clause_start[m.first]
+    family_rule = None
+    for k in range(lo, m.first):
+        if words[k] == "family" and k + 1 < len(words) and words[k + 1] in ("history", "histories"):
+            family_rule = "family_history"
+        elif (stems[k] in RELATIVES or words[k] in ("relatives", "siblings", "sibs", "parents")) and not s.inside[k]:
+            if _shares_subject(s, lo, k):
+                family_rule = None
+                break
+            # "born to healthy parents", "the second child of ..." name the family, not the subject
+            after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
+            if not after_preposition and not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
+                family_rule = f"relative_subject:{words[k]}"
+        elif stems[k] in PROBAND and family_rule and family_rule.startswith("relative"):
+            family_rule = None
+    if family_rule is None:
+        for k in range(m.last + 1, min(len(words), m.last + 6)):
+            if words[k] in TERMINATORS:
+                break
+            if words[k] == "in" and k + 2 < len(words) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
+                return "relative_after"
+    return family_rule
+
+
+def _not_patient_rule(s: _Sentence, m: Match) -> str | None:
+    """The mention names a gene set, a clinic or a test, not a finding of the patient."""
+    words, n = s.words, len(s.words)
+    nxt = m.last + 1
+    if nxt < n and not s.tokens[nxt].break_before:
+        if words[nxt] in NON_PHENOTYPE_HEADS:
+            return f"modifier_of:{words[nxt]}"
+        if words[nxt] in LINKING_WORDS and any(w in NON_PHENOTYPE_HEADS for w in words[nxt + 1 : nxt + 3]):
+            return f"modifier_of:{words[nxt]}"
+        if words[nxt] in WORKUP_AFTER:
+            return f"workup:{words[nxt]}"
+    for gap in range(WORKUP_GAP + 1):  # "testing for Friedreich ataxia": a name may stand between
+        if gap and (s.inside[m.first - gap] if m.first >= gap else True):
+            break
+        for trigger in WORKUP_BEFORE:
+            at = m.first - gap - len(trigger)
+            if at >= 0 and _find(words, trigger, at):
+                return "workup:" + " ".join(trigger)
+    return None
+
+
+def _shares_subject(s: _Sentence, lo: int, k: int) -> bool:
+    """The relative at ``k`` shares the subject with the patient: "This patient and his younger
+    brother exhibited X", "she, like her mother, had X", or an apposition "Patient 2, his sister, had X"."""
+    before = range(max(lo, k - 6), k)
+    return any(s.stems[p] in PROBAND for p in before) and (
+        any(s.words[p] in SHARED_SUBJECT for p in before) or any(s.tokens[p].break_before for p in before) or s.tokens[k].break_before
+    )
+
+
+def _pre_negation_rule(s: _Sentence, m: Match, window: int) -> str | None:
+    """A trigger before the mention within its clause ("no", "without"; narrow ones like "absent"
+    only right before it)."""
+    rule = None
+    for k in range(max(s.clause_start[m.first], m.first - window), m.first):
+        if s.inside[k] or s.pseudo[k]:
+            continue
+        for trigger in s.pre_at[k]:
+            if k + len(trigger) <= m.first:
+                rule = "pre:" + " ".join(trigger)
+        for trigger in s.narrow_at[k]:
+            end = k + len(trigger)
+            if (
+                end <= m.first <= end + NARROW_SCOPE
+                and not any(s.inside[end : m.first])
+                and not any(t.break_before for t in s.tokens[end : m.first + 1])
+            ):
+                rule = "pre:" + " ".join(trigger)
+    return rule
+
+
+def _post_negation_rule(s: _Sentence, m: Match, window: int) -> str | None:
+    """A trigger after a verb following the mention ("seizures were not observed")."""
+    for k in range(m.last + 1, min(len(s.tokens), m.last + 1 + window)):
+        if s.words[k] in TERMINATORS or s.tokens[k].clause_before:
+            break
+        if s.inside[k] or s.pseudo[k]:
+            continue
+        trigger = s.post_at[k]
+        if trigger and s.words[k - 1] in COPULA:
+            return "post:" + " ".join(trigger)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -890,6 +1146,13 @@ class Extraction:
         return rows
 
 
+def _merge_matches(ours: list[Match], theirs: list[Match]) -> list[Match]:
+    """Our matches plus another recogniser's where they overlap none of ours."""
+    taken = {k for m in ours for k in range(m.first, m.last + 1)}
+    extra = [m for m in theirs if not any(k in taken for k in range(m.first, m.last + 1))]
+    return sorted(ours + extra, key=lambda m: (m.start, m.end)) if extra else ours
+
+
 _DEFINITION = re.compile(r"\s*\(([A-Z][A-Z0-9-]{1,7})\)")
 
 
@@ -897,12 +1160,19 @@ class Extractor:
     """Concept recognition + context + gene detection with one dictionary built once."""
 
     def __init__(
-        self, matcher: HPOMatcher, genes: Iterable[str] = (), gene_ids: dict[str, str] | None = None, config: TextmineConfig | None = None
+        self,
+        matcher: HPOMatcher,
+        genes: Iterable[str] = (),
+        gene_ids: dict[str, str] | None = None,
+        config: TextmineConfig | None = None,
+        recogniser: Callable[[str], list[tuple[int, int, str]]] | None = None,
     ):
         self.matcher = matcher
         self.genes = frozenset(genes)
         self.gene_ids = gene_ids or {}
         self.config = config or TextmineConfig()
+        # spans (start, end, HPO id) from a field recogniser in place of the dictionary matches
+        self.recogniser = recogniser
 
     @classmethod
     def from_reference(cls, ontology: Ontology, annotations=None, config: TextmineConfig | None = None) -> Extractor:
@@ -910,16 +1180,45 @@ class Extractor:
         matcher = HPOMatcher.build(ontology, config)
         genes = annotations.terms.keys() if annotations is not None else ()
         gene_ids = annotations.gene_ids if annotations is not None else {}
-        return cls(matcher, genes, gene_ids, config)
+        recogniser = FastHPOCRRecogniser(config.recogniser_index) if config.recogniser != "dictionary" else None
+        return cls(matcher, genes, gene_ids, config, recogniser)
+
+    def _external_matches(self, tokens: Sequence[Token], spans: Sequence[tuple[int, int, str]]) -> list[Match]:
+        """A field recogniser's spans inside one sentence as matches on its tokens (phenotypic-
+        abnormality terms of our ontology only; overlapping spans resolve to the longest)."""
+        if not tokens:
+            return []
+        starts = [t.start for t in tokens]
+        lo, hi = tokens[0].start, tokens[-1].end
+        found = []
+        for start, end, term in spans:
+            if start < lo or start >= hi or term not in self.matcher.ancestors:
+                continue
+            first = max(0, bisect.bisect_right(starts, start) - 1)
+            last = max(first, bisect.bisect_left(starts, end) - 1)
+            found.append((-(last - first), first, last, term))
+        taken = [False] * len(tokens)
+        matches = []
+        for _, first, last, term in sorted(found):
+            if any(taken[first : last + 1]):
+                continue
+            taken[first : last + 1] = [True] * (last - first + 1)
+            matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, getattr(self.recogniser, "name", "external")))
+        return sorted(matches, key=lambda m: (m.start, m.end))
 
     def extract(self, text: str) -> Extraction:
         folded = fold(text)
         sentences = split_sentences(folded)
         defined: dict[str, str] = {}
         mentions: list[Mention] = []
+        spans = self.recogniser(text) if self.recogniser else None
         for s_index, (s_start, s_end) in enumerate(sentences):
             tokens = tokenize(folded[s_start:s_end], s_start)
-            matches = self.matcher.match_sentence(tokens, defined, self.config.nested, self.config.coordination)
+            matches = []
+            if spans is None or self.config.recogniser == "both":
+                matches = self.matcher.match_sentence(tokens, defined, self.config.nested, self.config.coordination)
+            if spans is not None:
+                matches = _merge_matches(matches, self._external_matches(tokens, spans))
             for m in matches:  # "atrial septal defect (ASD)" defines ASD for the rest of the text
                 definition = _DEFINITION.match(folded, m.end)
                 if definition and m.how not in ("abbreviation", "defined_abbreviation"):
@@ -932,6 +1231,13 @@ class Extractor:
             for m in mentions
         ]
         mentions = self._locate(folded, sentences, sections, mentions)
+        if len(sections) > 1:  # a paper: its case description compares with published patients
+            mentions = [
+                replace(m, status=OTHER, rule="literature_sentence")
+                if m.section == CASE and m.status in (PRESENT, ABSENT) and literature_sentence(folded[slice(*sentences[m.sentence_index])])
+                else m
+                for m in mentions
+            ]
         in_case = [m for m in mentions if m.section == CASE]
         present, absent = self._terms(in_case, len(sections) > 1)
         patients = {}

@@ -89,7 +89,6 @@ def gene_mentions(text: str, sentences: Sequence[tuple[int, int]], genes: frozen
                 )
                 or re.search(r"(heterozygous|homozygous|hemizygous|biallelic|truncating|germline) (\w+ )?(\w+ )?$", before)
             )
-            context = has_hgvs or cue_words > 0
             ambiguous = symbol in AMBIGUOUS_SYMBOLS or len(symbol) <= 2
             local_negation = negated and re.search(
                 r"\b(not|no|negative|normal|unremarkable|excluded)\b", before[-30:] + " " + after[:30].lower()

@@ -13,6 +13,8 @@ phenotypes of the *patient* in its case description. Three small functions of th
 * :func:`sentence_cues`: a sentence about the patient ("the proband", "patient 1", "at the age of",
   "on examination", "she presented with") or about the disease in general ("is characterized by",
   "have been reported", "patients with X typically").
+* :func:`literature_sentence`: a sentence comparing with published patients ("previously reported
+  in", "et al.") inside a case description.
 * :func:`patient_markers`: "Patient 1", "Case 2", "Proband II-3", "P3" open the description of one
   patient, for per-patient term sets.
 
@@ -65,6 +67,14 @@ HEADINGS = (
     (ABSTRACT, r"abstract|objectives?|aims?\b|purpose"),
 )
 _HEADINGS = tuple((kind, re.compile(pattern)) for kind, pattern in HEADINGS)
+# Inside a case description (or results), a sub-heading about laboratory studies of the gene ends the
+# patient's part ("D233E mutation in POGLUT1", "Calpain-1 KO mice exhibit ataxia", "Generation of
+# hiPSCs", "Splicing variant characterization"); elsewhere (a title, a discussion) such words say nothing.
+_LAB_STUDY = re.compile(
+    r"mutations?\b|mutational|variants?\b|knock-?(out|down|in)|\bko\b|mice|mouse|zebrafish|drosophila|"
+    r"\bcells?\b|ipscs?|fibroblasts|cardiomyocytes|proteins?\b|proteome|expression|immunoprecipitation|"
+    r"immunoblot|transfect|luciferase|splicing|bioinformatic|genomic|in vitro|measurements"
+)
 # Headings of tables and paragraphs about other (published) patients: the disease, not the patient.
 _LITERATURE = re.compile(
     r"reported|literature|previous|review|summary of|comparison|compar|common|frequen|"
@@ -110,6 +120,19 @@ def _is_heading(line: str, next_line: str) -> bool:
     return len(next_line.strip()) > 60 or bool(heading_kind(stripped))
 
 
+def _heading_kind_after(line: str, current: str | None) -> str | None:
+    """The kind a heading names where it stands (after a section of kind ``current``), or None."""
+    named = heading_kind(line)
+    words = _NUMBERING.sub("", line.strip()).lower()
+    if named == CASE and _LITERATURE.search(words):
+        return DISCUSSION
+    if named == CASE and current in (INTRO, DISCUSSION) and not _STRONG_CASE.search(words):
+        return None  # "TRPS1 gene defects and clinical manifestations" inside a discussion
+    if named is None and current in (CASE, RESULTS) and _LAB_STUDY.search(words):
+        return METHODS
+    return named
+
+
 def find_sections(text: str) -> list[Section]:
     """Sections of a paper in order, covering the text; one ``case`` section when it has no headings."""
     lines = []
@@ -120,15 +143,10 @@ def find_sections(text: str) -> list[Section]:
     marks: list[tuple[int, str, str]] = []  # (offset, kind, heading)
     current = None
     for i, (offset, line) in enumerate(lines):
-        following = next((l for _, l in lines[i + 1 :] if l.strip()), "")
+        following = next((text_line for _, text_line in lines[i + 1 :] if text_line.strip()), "")
         if not _is_heading(line, following):
             continue
-        named = heading_kind(line)
-        words = _NUMBERING.sub("", line.strip()).lower()
-        if named == CASE and _LITERATURE.search(words):
-            named = DISCUSSION
-        elif named == CASE and current in (INTRO, DISCUSSION) and not _STRONG_CASE.search(words):
-            named = None  # "TRPS1 gene defects and clinical manifestations" inside a discussion
+        named = _heading_kind_after(line, current)
         if named is None:
             if current is None:
                 continue  # the title (or a stray short line) before any heading
@@ -195,6 +213,21 @@ _GENERIC = re.compile(
 def sentence_cues(sentence: str) -> tuple[bool, bool]:
     """(names the patient, describes the disease in general) for one sentence."""
     return bool(_PATIENT.search(sentence)), bool(_GENERIC.search(sentence))
+
+
+# A comparison with published patients inside a case description: "has been previously reported in a
+# child with polymicrogyria", "as described by Smith et al.", "cases reported in the literature".
+_LITERATURE_SENTENCE = re.compile(
+    r"\b(previously (been )?(reported|described|published)|(has|have|had) (also )?been (reported|described|published)|"
+    r"et al\b|literature|(reported|published|described) (cases|patients|individuals|families)|"
+    r"cases (reported|described|published))",
+    re.I,
+)
+
+
+def literature_sentence(sentence: str) -> bool:
+    """The sentence compares with published patients (its mentions are not the patient's)."""
+    return bool(_LITERATURE_SENTENCE.search(sentence))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,6 +106,14 @@ def add_text_options(p):
         help="every mention counts, also in a paper's introduction and discussion (default: a paper "
         "with headings gives only its case description's terms)",
     )
+    p.add_argument(
+        "--recogniser",
+        default="dictionary",
+        choices=("dictionary", "fasthpocr", "both"),
+        help="concept recogniser: our HPO dictionary, FastHPOCR (pip install FastHPOCR; needs --fasthpocr-index), or both "
+        "(FastHPOCR where the dictionary found nothing); our negation, family, section and patient steps on top",
+    )
+    p.add_argument("--fasthpocr-index", default="", help="FastHPOCR index file (rarerank.textmine_external.build_fasthpocr_index)")
 
 
 def text_extractor(args, ontology, require_gene: bool = True):
@@ -119,6 +127,8 @@ def text_extractor(args, ontology, require_gene: bool = True):
         require_gene=require_gene,
         nested=args.nested,
         patient_sections=not args.whole_text,
+        recogniser=args.recogniser,
+        recogniser_index=args.fasthpocr_index,
     )
     annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
     return Extractor.from_reference(ontology, annotations, config)
