@@ -140,6 +140,7 @@ def test_saved_policy_restores_the_prior_and_plain_loading_gets_the_transformer(
             prior.g2p_weight.zero_()
             prior.exact_bonus.zero_()
     assert (tmp_path / "m" / "phenotype_prior.safetensors").exists()
+    assert "phenotype prior" in (tmp_path / "m" / "README.md").read_text(encoding="utf-8")  # the card says the snippet lacks it
     loaded = load_policy(tmp_path / "m")
     assert gene_prior(loaded.model).settings()["g2p_weight"] == pytest.approx(0.25)
     after, _ = prefill(loaded.model, loaded.gene_ids, prompts.input_ids, prompts.attention_mask)

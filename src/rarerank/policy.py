@@ -95,7 +95,7 @@ class PolicyConfig:
     max_absent_terms: int = 64  # 97% of real cases; absent terms carry signal (see README)
     decode_k: int = 1  # genes ranked by greedy constrained decoding; the rest by first-step probability (README)
     output_k: int = 100  # rows per case in predictions files (the full ranking is ~5k genes)
-    prior: str = "none"  # union: gene logits = the union Resnik score (learned scalars) + the transformer's (rarerank.prior)
+    prior: str = "union"  # union: gene logits = the union Resnik score (learned scalars) + the transformer's (rarerank.prior)
 
     def __post_init__(self):
         for f in fields(self):
@@ -250,9 +250,11 @@ class Policy:
             prior.save(tmp)
         self.tokenizer.save_pretrained(tmp)
         _write_genes(tmp / GENES_FILE, self.genes, self.identifiers)
-        settings = {"format_version": FORMAT_VERSION, "policy": asdict(self.config)}
+        # The settings say what the folder holds: a policy built without its prior saves as prior "none".
+        config = {**asdict(self.config), "prior": "union" if gene_prior(self.model) is not None else "none"}
+        settings = {"format_version": FORMAT_VERSION, "policy": config}
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        write_model_card(tmp, asdict(self.config), len(self.genes), len(term_tokens(self.tokenizer)), provenance_fields)
+        write_model_card(tmp, config, len(self.genes), len(term_tokens(self.tokenizer)), provenance_fields)
         if provenance_fields:
             write_provenance(tmp / "provenance.json", **provenance_fields)
         if path.exists():

@@ -50,7 +50,7 @@ class SFTConfig:
     max_epochs: float = 3.0  # passes over the real training cases; early stopping usually ends sooner
     max_steps: int = 300  # hard cap that keeps SFT near a minute per strategy on 2 cores
     batch_size: int = 64  # examples per step (real + synthetic)
-    synthetic_fraction: float = 0.75  # share of each batch replaying synthetic patients (keeps gene knowledge)
+    synthetic_fraction: float = 0.25  # share of each batch replaying synthetic patients (the prior keeps untrained genes; README)
     learning_rate: float = 3e-4  # a third of pretraining: 1e-3 made gene-disjoint validation worse, 3e-4 better
     warmup_steps: int = 20  # short warm-up; the model is already trained
     min_lr_ratio: float = 0.1  # cosine decay floor
