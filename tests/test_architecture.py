@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rarerank"
 
 FLOORS = [
-    {"ontology", "grader", "fileio", "provenance", "device"},  # foundations
+    {"ontology", "grader", "fileio", "provenance", "device", "settings"},  # foundations
     {"cases", "annotations", "metrics", "rankings", "reference", "panels"},  # the data and the measures
     {
         "policy",

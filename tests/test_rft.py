@@ -221,7 +221,7 @@ def test_learning_rate_schedules():
 def test_invalid_config_fails_with_a_fix(overrides, message):
     with pytest.raises(ValueError, match=message):
         RFTConfig(**overrides)
-    with pytest.raises(ValueError, match="unknown rft config key"):
+    with pytest.raises(ValueError, match="unknown rft setting"):
         RFTConfig.from_dict({"group_sise": 4})
 
 

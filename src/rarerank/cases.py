@@ -31,6 +31,7 @@ from rarerank.fileio import (
     split_list,
 )
 from rarerank.ontology import CURRENT, MALFORMED, OBSOLETE, UNKNOWN, Ontology
+from rarerank.settings import checked_settings
 
 CASE_COLUMNS = ("case_id", "cohort", "pmid", "gene", "gene_id", "disease_id", "present", "absent", "source")
 QC_COLUMNS = ("source_file", "case_id", "reason", "detail")
@@ -154,10 +155,7 @@ class IngestConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> IngestConfig:
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown ingest setting(s): {', '.join(sorted(unknown))}")
+        values = checked_settings(cls, values, "ingest")
         return cls(**values)
 
 

@@ -66,6 +66,7 @@ import torch
 
 from rarerank.decoding import GeneScorer, left_pad, position_ids, prompt_pass, rank_genes, true_ranks
 from rarerank.prior import PRIOR_ATTRIBUTE, PRIOR_SETTINGS, PRIORS, PhenotypePrior
+from rarerank.settings import checked_settings
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +127,7 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> PolicyConfig:
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown policy setting(s): {', '.join(sorted(unknown))}")
+        values = checked_settings(cls, values, "policy")
         return cls(**values)
 
 

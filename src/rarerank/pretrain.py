@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from rarerank.annotations import GeneAnnotations
 from rarerank.device import resolve_device
 from rarerank.ontology import Ontology
 from rarerank.policy import AnnotationHead, Policy, PolicyConfig, attach_gene_head, build_policy, gene_head, token_vocab
+from rarerank.settings import checked_settings
 from rarerank.synthetic import PatientSampler, SyntheticConfig
 from rarerank.training import (
     Example,
@@ -80,10 +81,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> PretrainConfig:
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown pretrain setting(s): {', '.join(sorted(unknown))}")
+        values = checked_settings(cls, values, "pretrain")
         if "synthetic" in values:
             values["synthetic"] = SyntheticConfig.from_dict(values["synthetic"])
         return cls(**values)

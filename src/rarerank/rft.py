@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ from rarerank.grpo import (
     until_hit_weights,
 )
 from rarerank.policy import gene_scorer
+from rarerank.settings import checked_settings
 from rarerank.training import SCHEDULES, lr_at, write_log
 
 log = logging.getLogger(__name__)
@@ -165,11 +166,7 @@ class RFTConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping | None) -> RFTConfig:
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown rft config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = checked_settings(cls, values, "rft")
         return cls(**values)
 
     def total_steps(self, n_train: int) -> int:

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from rarerank.annotations import GeneAnnotations
 from rarerank.device import resolve_device
 from rarerank.ontology import Ontology
 from rarerank.policy import Policy, load_policy
+from rarerank.settings import checked_settings
 from rarerank.synthetic import DEFAULT_SYNTHETIC, PatientSampler, SyntheticConfig
 from rarerank.training import (
     Example,
@@ -79,10 +80,7 @@ class SFTConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> SFTConfig:
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown sft setting(s): {', '.join(sorted(unknown))}")
+        values = checked_settings(cls, values, "sft")
         return cls(**values)
 
 

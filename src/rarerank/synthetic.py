@@ -12,12 +12,13 @@ Everything is a pure function of the numpy Generator passed in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from rarerank.annotations import GeneAnnotations
 from rarerank.ontology import PHENOTYPIC_ABNORMALITY, Ontology
+from rarerank.settings import checked_settings
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,7 @@ class SyntheticConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> SyntheticConfig:
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown synthetic patient setting(s): {', '.join(sorted(unknown))}")
+        values = checked_settings(cls, values, "synthetic patient")
         return cls(**values)
 
 
