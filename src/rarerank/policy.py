@@ -41,7 +41,8 @@ API (what the stages use; RFT needs only load_policy and gene_scorer)
   ``numpy.random.Generator``) term order is shuffled and over-long blocks are subsampled.
 - :func:`gene_scorer(model, gene_ids)` -> :class:`rarerank.decoding.GeneScorer`: the model seen
   through its gene tokens; the one constrained decoder (:mod:`rarerank.decoding`: ``sample_lists``,
-  ``list_logprobs``, ``rank_genes``, ``true_ranks``) runs on it.
+  ``list_logprobs``, ``rank_genes``, ``true_ranks``) runs on it. With a phenotype prior attached
+  (:func:`attach_prior`, :func:`gene_prior`; :mod:`rarerank.prior`) its logits add the prior's.
 - :func:`prefill(model, gene_ids, input_ids, attention_mask)` -> gene logits of the first completion
   step ``[B, G]`` and the KV cache.
 - :func:`constrained_rank(policy, cases, k=None, batch_size=64, top_n=None)` -> per case a list of
