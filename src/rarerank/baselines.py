@@ -2,7 +2,8 @@
 excluded-term penalty; popularity; random.
 
 Methods floor: imports cases, annotations, ontology, the predictions contract, file helpers and the
-grader's symbol normalisation (popularity counts training genes by symbol). Every baseline writes the
+grader's symbol normalisation (popularity counts training genes by symbol) and the Resnik rows of
+:func:`rarerank.prior.similarity_rows` (one implementation for the baselines and the model's prior). Every baseline writes the
 same predictions table as the model (``rarerank.rankings``): the top ``top_k`` genes per case, ties
 sharing the worse rank.
 
@@ -48,6 +49,7 @@ from rarerank.cases import Case
 from rarerank.fileio import atomic_write
 from rarerank.grader import normalise_symbol
 from rarerank.ontology import Ontology
+from rarerank.prior import similarity_rows
 from rarerank.rankings import RankedGene, write_predictions
 
 log = logging.getLogger(__name__)
@@ -186,13 +188,7 @@ class HpoIndex:
 
     def similarity_row(self, term: int) -> np.ndarray:
         """Resnik similarity of one patient term to every gene (IC of the most informative common ancestor)."""
-        row = np.zeros(self.n_genes, dtype=np.float64)
-        ancestors = self.anc_index[self.anc_ptr[term] : self.anc_ptr[term + 1]]
-        for a in ancestors[np.argsort(self.ic[ancestors], kind="stable")]:  # increasing IC: the last write is the max
-            lo, hi = self.ann_ptr[a], self.ann_ptr[a + 1]
-            if hi > lo:
-                row[self.ann_gene[lo:hi]] = self.ic[a]
-        return row
+        return similarity_rows([term], self.anc_ptr, self.anc_index, self.ann_ptr, self.ann_gene, self.ic, self.n_genes, np.float64)[0]
 
     def penalty_row(self, term: int, unknown_frequency: float) -> np.ndarray:
         """IC(e) x frequency with which each gene shows excluded term ``e`` (0 when not annotated)."""

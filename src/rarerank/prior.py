@@ -51,10 +51,11 @@ def ancestor_table(anc_ptr: np.ndarray, anc_index: np.ndarray) -> np.ndarray:
     return table
 
 
-def similarity_rows(terms, anc_ptr, anc_index, ann_ptr, ann_gene, ic, n_genes: int) -> np.ndarray:
-    """Resnik similarity ``[len(terms), n_genes]`` of ontology terms to each gene (float32), as
-    :meth:`rarerank.baselines.HpoIndex.similarity_row`: ancestors assigned in increasing IC order."""
-    out = np.zeros((len(terms), n_genes), dtype=np.float32)
+def similarity_rows(terms, anc_ptr, anc_index, ann_ptr, ann_gene, ic, n_genes: int, dtype=np.float32) -> np.ndarray:
+    """Resnik similarity ``[len(terms), n_genes]`` of ontology terms to each gene: the IC of the most
+    informative ancestor of the term in the gene's annotation closure (ancestors assigned in increasing
+    IC order, so the last write is the max). The one implementation; the baselines call it too."""
+    out = np.zeros((len(terms), n_genes), dtype=dtype)
     for row, term in enumerate(np.asarray(terms).tolist()):
         ancestors = anc_index[anc_ptr[term] : anc_ptr[term + 1]]
         for a in ancestors[np.argsort(ic[ancestors], kind="stable")]:
