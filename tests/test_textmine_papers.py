@@ -19,6 +19,8 @@ from rarerank.textmine_sections import (
     DISCUSSION,
     INTRO,
     METHODS,
+    clinical_course_sentence,
+    figure_legend,
     find_sections,
     patient_marker,
     sentence_cues,
@@ -174,6 +176,42 @@ def test_shared_subject_keeps_the_patients_features(extractor):
     assert terms(extractor, "His younger brother had seizures.") == {SEIZURE: {FAMILY}}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "She has a healthy twin brother and an older brother who was diagnosed with seizures.",
+        "Clinical presentation of the proband's daughter: ptosis and scoliosis.",
+        "In 2009, her younger sister (IV: 6, Figure 1A) developed seizures.",  # ":" inside brackets
+    ],
+)
+def test_a_relatives_clause_is_the_relatives(extractor, text):
+    assert {s for found in terms(extractor, text).values() for s in found} == {FAMILY}
+
+
+def test_a_clause_after_the_patient_stays_the_patients(extractor):
+    # the same shapes with the patient before the clause
+    assert terms(extractor, "The proband, who was born at term, had seizures.") == {SEIZURE: {PRESENT}}
+    assert terms(extractor, "Findings of the proband: ptosis.") == {PTOSIS: {PRESENT}}
+
+
+def test_coordination_does_not_join_across_a_negation(extractor, ontology):
+    # "megakaryocytes and no abnormal cells" is no "abnormal megakaryocytes"
+    found = terms(extractor, "Bone marrow showed a normal number of megakaryocytes and no abnormal cells.")
+    assert not any("megakaryocyte" in ontology.labels[t].lower() for t in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("He had a shield-like chest.", "HP:0000914"),  # Shield chest
+        ("She had mild mulberry like molars.", "HP:0011092"),  # Mulberry molar
+        ("She had large ears with overfolded helices.", "HP:0000396"),  # Overfolded helix ("helices" = helix)
+    ],
+)
+def test_like_compounds_and_latin_plurals(extractor, text, term):
+    assert term in terms(extractor, text)
+
+
 def test_table_row_whose_cells_all_say_no_is_absent(extractor):
     text = "Polyuria\tNo\tNo\t\u2212\n"
     assert table_row_absent(text, 0, len("Polyuria"))
@@ -245,6 +283,51 @@ def test_literature_comparison_and_lab_studies_in_a_case_description_are_not_the
     assert [(m.status, m.rule) for m in compared] == [(OTHER, "literature_sentence")]
     # the same sentence in an abstract (no sections) still counts: annotators keep such mentions
     assert MICROCEPHALY in extractor.extract("Microcephaly has been previously reported in a boy.").present
+
+
+EVENTS = """A boy with ptosis
+Introduction
+The syndrome is characterized by seizures, ataxia and microcephaly in most of the affected children.
+Case report
+The proband, a 6-year-old boy, presented with ptosis at the age of 2 years and scoliosis at 5 years.
+At 3 years he was admitted to the intensive care unit because of respiratory distress.
+A, B: Photographs of the proband's hands show short fingers and camptodactyly.
+Figure 1A shows the pedigree; the boy also had microcephaly.
+Discussion
+Seizures and ataxia are the most common features of the syndrome and are typically present early.
+"""
+
+
+def test_legends_admissions_and_deaths_in_a_paper_are_not_the_phenotype(extractor):
+    x = extractor.extract(EVENTS)
+    assert set(x.present) == {PTOSIS, SCOLIOSIS, MICROCEPHALY}  # a sentence citing a figure still counts
+    rules = {(m.term, m.rule) for m in x.mentions if m.status == OTHER}
+    assert ("HP:0002098", "clinical_course") in rules  # Respiratory distress
+    assert ("HP:0012385", "figure_legend") in rules  # Camptodactyly
+    # the same sentences in an abstract or a note (no sections) count
+    assert "HP:0002098" in extractor.extract("He was admitted because of respiratory distress.").present
+
+
+@pytest.mark.parametrize(
+    ("line", "legend"),
+    [
+        ("A, B: Fundus photographs of the proband.", True),
+        ("(C) Clinical presentation of the daughter.", True),
+        ("a Slit lamp photograph showing a cataract.", True),
+        ("Fig. 2 Brain MRI of patient 1.", True),
+        ("Figure 1A shows the pedigree of the family.", False),
+        ("A 7-month-old girl was referred.", False),
+        ("A girl, aged 3, was referred.", False),
+    ],
+)
+def test_figure_legends(line, legend):
+    assert figure_legend(line) is legend
+
+
+def test_clinical_course_sentences():
+    assert clinical_course_sentence("At 18 months the patient died due to aspiration pneumonia.")
+    assert clinical_course_sentence("He was hospitalized for pneumonia.")
+    assert not clinical_course_sentence("On examination he had pneumonia and scoliosis.")
 
 
 def test_paper_without_a_case_section_keeps_every_mention():

@@ -48,7 +48,16 @@ from rarerank.cases import NO_GENE, NO_PRESENT_TERMS, Case, InvalidRecord
 from rarerank.ontology import Ontology
 from rarerank.textmine_external import FastHPOCRRecogniser
 from rarerank.textmine_genes import GeneCall, detect_gene, gene_mentions
-from rarerank.textmine_sections import CASE, Section, find_sections, literature_sentence, patient_marker, table_row_absent
+from rarerank.textmine_sections import (
+    CASE,
+    Section,
+    clinical_course_sentence,
+    figure_legend,
+    find_sections,
+    literature_sentence,
+    patient_marker,
+    table_row_absent,
+)
 
 # QC reasons for text inputs (one per text that did not become a case).
 EMPTY_TEXT = "empty_text"
@@ -124,6 +133,9 @@ _BREAK = re.compile(r"[,;:()\[\]{}]")  # punctuation a phrase does not cross
 STOPWORDS = frozenset(
     "a an the of in on at to by for from with was were is are be been being has have had his her its their "
     "this that these those both very".split()
+    # "-like" / "-shaped" compounds name the same feature: "shield-like chest" = Shield chest,
+    # "mulberry like molars" = Mulberry molar, "screwdriver-shaped incisors"
+    + ["like", "shaped"]
 )
 
 # Irregular plurals and spelling variants -> canonical stem.
@@ -219,6 +231,9 @@ IRREGULAR = {
     "pharynx": "pharynx",
     "cortex": "cortex",
     "lids": "lid",
+    "helices": "helix",
+    "apices": "apex",
+    "cortices": "cortex",
     # General words for "abnormal" and organ adjectives -> one stem, so "ear anomalies", "abnormality
     # of the ear" and "otic abnormalities" share a key (a short, general list; not per document).
     "anomaly": "abnormal",
@@ -418,28 +433,27 @@ class Token:
     end: int
     stop: bool
     break_before: bool  # punctuation between the previous token and this one (a phrase does not cross it)
-    clause_before: bool = False  # ";" or ":" before this token (a negation scope does not cross it)
+    clause_before: bool = False  # ";" or ":" outside parentheses before this token (a negation scope does not cross it)
 
 
 def tokenize(text: str, offset: int = 0) -> list[Token]:
     """Word tokens of ``text`` (already folded), with character offsets shifted by ``offset``."""
     tokens: list[Token] = []
     previous_end = 0
+    depth = 0  # parentheses open: "her sister (IV: 6) developed X" is one clause
     for match in _TOKEN.finditer(text):
         word = match.group()
         gap = text[previous_end : match.start()]
         s = stem(word)
-        tokens.append(
-            Token(
-                word,
-                s,
-                match.start() + offset,
-                match.end() + offset,
-                s in STOPWORDS,
-                bool(_BREAK.search(gap)),
-                ";" in gap or ":" in gap,
-            )
-        )
+        clause = False
+        for ch in gap:
+            if ch in "([":
+                depth += 1
+            elif ch in ")]":
+                depth = max(0, depth - 1)
+            elif ch in ";:" and not depth:
+                clause = True
+        tokens.append(Token(word, s, match.start() + offset, match.end() + offset, s in STOPWORDS, bool(_BREAK.search(gap)), clause))
         previous_end = match.end()
     return tokens
 
@@ -501,6 +515,9 @@ CURATED_SYNONYMS = (
     ("learning difficulties", "HP:0001328"),
     ("mental retardation", "HP:0001249"),
 )
+# A word after "and"/"or" that starts a negated phrase, not a conjunct sharing a head: "normal number
+# of megakaryocytes and no abnormal cells" is no "abnormal megakaryocytes".
+NOT_CONJUNCT = frozenset("no not without never none nor neither".split())
 _ABBREVIATION = re.compile(r"^[A-Z][A-Z0-9-]{1,7}$")
 _FIGURE_LIKE = re.compile(r"^[A-Z]\d{1,2}$")
 
@@ -731,7 +748,12 @@ class HPOMatcher:
         ("hypoplasia of the radius and ulna"). Only whole dictionary keys count."""
         out = []
         for c in range(1, len(tokens) - 1):
-            if tokens[c].text.lower() in ("and", "or") and not tokens[c].break_before and not tokens[c + 1].stop:
+            if (
+                tokens[c].text.lower() in ("and", "or")
+                and not tokens[c].break_before
+                and not tokens[c + 1].stop
+                and tokens[c + 1].text.lower() not in NOT_CONJUNCT
+            ):
                 out.extend(self._shared_head_after(tokens, c))
         out.extend(self._shared_head_before(tokens, matches))
         return out
@@ -783,6 +805,7 @@ class HPOMatcher:
                 not (c + 1 < n and tokens[c].text.lower() in ("and", "or") and m.last > m.first)
                 or tokens[c + 1].stop
                 or tokens[c + 1].break_before
+                or tokens[c + 1].text.lower() in NOT_CONJUNCT
             ):
                 continue
             if c + 2 < n and not (tokens[c + 2].stop or tokens[c + 2].break_before):
@@ -892,6 +915,8 @@ RELATIVES = frozenset(
     "mother father brother sister sibling sib parent son daughter uncle aunt cousin grandmother "
     "grandfather grandparent niece nephew twin relative mom dad family member kindred".split()
 )
+RELATIVE_PLURALS = frozenset("relatives siblings sibs parents".split())
+RELATIVE_CLAUSE = frozenset("who whose".split())  # "a brother who was diagnosed with X": the brother's
 RELATIVE_PREPOSITIONS = frozenset("to of from by between".split())
 SHARED_SUBJECT = frozenset("and both like as".split())  # "the patient and her sister", "like his father"
 PROBAND = frozenset("she he proband patient boy girl child infant neonate newborn index man woman".split())
@@ -1004,11 +1029,11 @@ def _family_rule(s: _Sentence, m: Match) -> str | None:
     """Family history: "family history of X", a relative as the subject of the clause, "X in her
     mother"; None when the mention is the patient's."""
     words, stems, lo = s.words, s.stems, s.clause_start[m.first]
-    family_rule = None
+    family_rule = _relative_opens_clause(s, lo)
     for k in range(lo, m.first):
         if words[k] == "family" and k + 1 < len(words) and words[k + 1] in ("history", "histories"):
             family_rule = "family_history"
-        elif (stems[k] in RELATIVES or words[k] in ("relatives", "siblings", "sibs", "parents")) and not s.inside[k]:
+        elif (stems[k] in RELATIVES or words[k] in RELATIVE_PLURALS) and not s.inside[k]:
             if _shares_subject(s, lo, k):
                 family_rule = None
                 break
@@ -1025,6 +1050,19 @@ def _family_rule(s: _Sentence, m: Match) -> str | None:
             if words[k] == "in" and k + 2 < len(words) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
                 return "relative_after"
     return family_rule
+
+
+def _relative_opens_clause(s: _Sentence, lo: int) -> str | None:
+    """The clause starting at ``lo`` describes a relative named right before it: "an older brother
+    who was diagnosed with X", "the proband's daughter: X, Y" (a patient word in between ends the search)."""
+    if lo == 0 or not (s.words[lo] in RELATIVE_CLAUSE or s.tokens[lo].clause_before):
+        return None
+    for p in range(lo - 1, max(-1, lo - 5), -1):
+        if s.stems[p] in PROBAND:
+            return None
+        if (s.stems[p] in RELATIVES or s.words[p] in RELATIVE_PLURALS) and not s.inside[p]:
+            return f"relative_clause:{s.words[p]}"
+    return None
 
 
 def _not_patient_rule(s: _Sentence, m: Match) -> str | None:
@@ -1231,13 +1269,8 @@ class Extractor:
             for m in mentions
         ]
         mentions = self._locate(folded, sentences, sections, mentions)
-        if len(sections) > 1:  # a paper: its case description compares with published patients
-            mentions = [
-                replace(m, status=OTHER, rule="literature_sentence")
-                if m.section == CASE and m.status in (PRESENT, ABSENT) and literature_sentence(folded[slice(*sentences[m.sentence_index])])
-                else m
-                for m in mentions
-            ]
+        if len(sections) > 1:  # a paper: its case description compares with published patients, has legends
+            mentions = [self._paper_sentence_rule(m, folded, sentences[m.sentence_index]) for m in mentions]
         in_case = [m for m in mentions if m.section == CASE]
         present, absent = self._terms(in_case, len(sections) > 1)
         patients = {}
@@ -1247,6 +1280,25 @@ class Extractor:
                 patients[label] = self._terms([m for m in in_case if m.patient in ("", label)], True)
         gene = detect_gene(gene_mentions(folded, sentences, self.genes)) if self.genes else GeneCall("", "none", {}, ())
         return Extraction(text, sentences, mentions, gene, present, absent, sections, patients)
+
+    @staticmethod
+    def _paper_sentence_rule(m: Mention, folded: str, sentence: tuple[int, int]) -> Mention:
+        """A case-section mention of a paper that is not about the patient's phenotype -> status
+        other: a sentence comparing with the literature or reporting an admission or a death, a line
+        that is a figure legend. Only the sentence's part on the mention's line counts (a legend line
+        and the paragraph after it end up in one sentence when no full stop separates them)."""
+        if m.section != CASE or m.status not in (PRESENT, ABSENT):
+            return m
+        line_start = folded.rfind("\n", 0, m.start) + 1
+        line_end = folded.find("\n", m.start) % (len(folded) + 1)  # -1 (last line) -> the end
+        part = folded[max(sentence[0], line_start) : min(sentence[1], line_end)]
+        if literature_sentence(part):
+            return replace(m, status=OTHER, rule="literature_sentence")
+        if figure_legend(folded[line_start:line_end]):
+            return replace(m, status=OTHER, rule="figure_legend")
+        if clinical_course_sentence(part):
+            return replace(m, status=OTHER, rule="clinical_course")
+        return m
 
     @staticmethod
     def _locate(folded: str, sentences, sections, mentions: list[Mention]) -> list[Mention]:

@@ -14,7 +14,8 @@ phenotypes of the *patient* in its case description. Three small functions of th
   "on examination", "she presented with") or about the disease in general ("is characterized by",
   "have been reported", "patients with X typically").
 * :func:`literature_sentence`: a sentence comparing with published patients ("previously reported
-  in", "et al.") inside a case description.
+  in", "et al.") inside a case description; :func:`figure_legend` and :func:`clinical_course_sentence`:
+  a legend describing an image, an admission or a death (events, not the phenotype).
 * :func:`patient_markers`: "Patient 1", "Case 2", "Proband II-3", "P3" open the description of one
   patient, for per-patient term sets.
 
@@ -228,6 +229,32 @@ _LITERATURE_SENTENCE = re.compile(
 def literature_sentence(sentence: str) -> bool:
     """The sentence compares with published patients (its mentions are not the patient's)."""
     return bool(_LITERATURE_SENTENCE.search(sentence))
+
+
+# A figure legend: "A, Axial T2 ...", "C, D: Fundus photographs of ...", "(C) Clinical presentation of
+# the proband's daughter", "a Slit lamp photograph", "Fig. 2 ...". It describes an image (of the
+# patient, a relative, a model organism); the findings the patient has are stated in the text.
+_LEGEND = re.compile(
+    r"^\s*(?:\(?[A-H]\)|[A-H](?:\s*[,&-]\s*[A-H])*\s*[,:]\s|[a-h](?:\s*[,&-]\s*[a-h])*,?\s+[A-Z]|"
+    r"(?:Fig|FIG|Figure|FIGURE)s?\.?\s*\d+[A-Za-z]?\s*[.:|]?\s+[A-Z(])"  # not "Figure 1A shows the pedigree"
+)
+# Events of the clinical course (a reason for admission, a cause of death) rather than features of the
+# patient: "he was admitted to the NICU because of respiratory distress", "died due to aspiration pneumonia".
+_COURSE = re.compile(
+    r"\b(died|passed away|admitted|hospitali[sz]ed|emergency (department|room)|"
+    r"intensive care( unit)?|NICU|ICU)\b",
+    re.I,
+)
+
+
+def figure_legend(sentence: str) -> bool:
+    """The sentence opens a figure legend (its mentions describe an image, not the case)."""
+    return bool(_LEGEND.match(sentence))
+
+
+def clinical_course_sentence(sentence: str) -> bool:
+    """The sentence reports an admission or a death (its mentions are events, not the phenotype)."""
+    return bool(_COURSE.search(sentence))
 
 
 # ---------------------------------------------------------------------------------------------
