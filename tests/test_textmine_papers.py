@@ -25,6 +25,7 @@ from rarerank.textmine_sections import (
     patient_marker,
     sentence_cues,
     table_row_absent,
+    table_row_frequencies,
 )
 
 PALMAR_PITS, PLANTAR_PITS = "HP:0010610", "HP:0010612"
@@ -188,6 +189,16 @@ def test_a_relatives_clause_is_the_relatives(extractor, text):
     assert {s for found in terms(extractor, text).values() for s in found} == {FAMILY}
 
 
+def test_a_relative_after_the_patients_own_statement_is_a_new_subject(extractor):
+    found = terms(extractor, "The patient had ptosis and her brother had seizures.")
+    assert found == {PTOSIS: {PRESENT}, SEIZURE: {FAMILY}}
+    # the patient and the relatives as one subject, a pedigree id in between
+    shared = terms(extractor, "The proband (III:3), as well as her two affected sisters (III:2 and III:4), had seizures.")
+    assert shared == {SEIZURE: {PRESENT}}
+    # relatives telling what the patient has
+    assert terms(extractor, "Her parents report seizures at night.") == {SEIZURE: {PRESENT}}
+
+
 def test_a_clause_after_the_patient_stays_the_patients(extractor):
     # the same shapes with the patient before the clause
     assert terms(extractor, "The proband, who was born at term, had seizures.") == {SEIZURE: {PRESENT}}
@@ -217,6 +228,14 @@ def test_table_row_whose_cells_all_say_no_is_absent(extractor):
     assert table_row_absent(text, 0, len("Polyuria"))
     assert not table_row_absent("Polyuria\tNo\tYes\n", 0, len("Polyuria"))
     assert extractor.extract("Clinical features\nPolyuria\tNo\tNo\n").absent == (POLYURIA,)
+
+
+def test_table_row_of_counts_in_published_patients_is_not_the_patients(extractor):
+    assert table_row_frequencies("Polyuria\t9/12\t75%\t\n", 0, len("Polyuria"))
+    assert not table_row_frequencies("Polyuria\t9/12\t+\n", 0, len("Polyuria"))  # "+": our patient has it
+    x = extractor.extract("Clinical features\tReported\tOur patient\nPolyuria\t9/12\t\nScoliosis\t3/12\t+\n")
+    assert x.present == (SCOLIOSIS,)
+    assert [(m.status, m.rule) for m in x.mentions if m.term == POLYURIA] == [(OTHER, "table_row_frequencies")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from rarerank.textmine_sections import (
     literature_sentence,
     patient_marker,
     table_row_absent,
+    table_row_frequencies,
 )
 
 # The public API of free-text extraction (the steps' own names re-exported for callers of rarerank.textmine).
@@ -180,6 +181,18 @@ def _merge_matches(ours: list[Match], theirs: list[Match]) -> list[Match]:
     return sorted(ours + extra, key=lambda m: (m.start, m.end)) if extra else ours
 
 
+def _table_row_rule(m: Mention, text: str) -> Mention:
+    """A mention labelling a table row: absent when every other cell says no, other when they only
+    count published patients ("Speech delay<TAB>9/12")."""
+    if m.status != PRESENT:
+        return m
+    if table_row_absent(text, m.start, m.end):
+        return replace(m, status=ABSENT, rule="table_row_no")
+    if table_row_frequencies(text, m.start, m.end):
+        return replace(m, status=OTHER, rule="table_row_frequencies")
+    return m
+
+
 _DEFINITION = re.compile(r"\s*\(([A-Z][A-Z0-9-]{1,7})\)")
 
 
@@ -253,10 +266,7 @@ class Extractor:
             for m, (status, rule) in zip(matches, classify(tokens, matches, self.config)):
                 mentions.append(Mention(m.term, status, rule, m.start, m.end, s_index, m.how))
         sections = find_sections(folded) if self.config.patient_sections else [Section(0, len(folded), CASE, "")]
-        mentions = [
-            replace(m, status=ABSENT, rule="table_row_no") if m.status == PRESENT and table_row_absent(text, m.start, m.end) else m
-            for m in mentions
-        ]
+        mentions = [_table_row_rule(m, text) for m in mentions]
         mentions = self._locate(folded, sentences, sections, mentions)
         if len(sections) > 1:  # a paper: its case description compares with published patients, has legends
             mentions = [self._paper_sentence_rule(m, folded, sentences[m.sentence_index]) for m in mentions]

@@ -87,6 +87,14 @@ RELATIVES = frozenset(
 RELATIVE_PLURALS = frozenset("relatives siblings sibs parents".split())
 RELATIVE_CLAUSE = frozenset("who whose".split())  # "a brother who was diagnosed with X": the brother's
 RELATIVE_PREPOSITIONS = frozenset("to of from by between".split())
+SHARED_SUBJECT_WINDOW = 10  # tokens between the patient and a relative sharing the subject ("(III:3), as well as her two")
+# A relative telling what the patient has: "her parents report erratic behaviour".
+REPORTING = frozenset("report reports reported noted noticed observed described recalled mentioned".split())
+# Verbs that state a finding: a relative after one starts a new statement.
+VERBS_OF_FINDING = frozenset(
+    "was were is are be been has have had did does do showed shows presented presents developed develops "
+    "exhibited exhibits displayed displays suffered revealed reveals demonstrated experienced manifested".split()
+)
 SHARED_SUBJECT = frozenset("and both like as".split())  # "the patient and her sister", "like his father"
 PROBAND = frozenset("she he proband patient boy girl child infant neonate newborn index man woman".split())
 # A mention right before one of these nouns names a gene set, a clinic or a study, not a finding:
@@ -193,6 +201,8 @@ def _family_rule(s: _Sentence, m: Match) -> str | None:
             if _shares_subject(s, lo, k):
                 family_rule = None
                 break
+            if k + 1 < len(words) and words[k + 1] in REPORTING:
+                continue  # "her parents report extreme anxiety": the parents tell, the patient has
             # "born to healthy parents", "the second child of ..." name the family, not the subject
             after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
             if not after_preposition and not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
@@ -244,11 +254,18 @@ def _not_patient_rule(s: _Sentence, m: Match) -> str | None:
 
 def _shares_subject(s: _Sentence, lo: int, k: int) -> bool:
     """The relative at ``k`` shares the subject with the patient: "This patient and his younger
-    brother exhibited X", "she, like her mother, had X", or an apposition "Patient 2, his sister, had X"."""
-    before = range(max(lo, k - 6), k)
-    return any(s.stems[p] in PROBAND for p in before) and (
-        any(s.words[p] in SHARED_SUBJECT for p in before) or any(s.tokens[p].break_before for p in before) or s.tokens[k].break_before
-    )
+    brother exhibited X", "The proband (III:3), as well as her two sisters, had X", "she, like her
+    mother, had X", or an apposition "Patient 2, his sister, had X". Not when a verb or a finding
+    stands between them: "The patient had ptosis and her brother had seizures"."""
+    for p in range(max(lo, k - SHARED_SUBJECT_WINDOW), k):
+        if s.stems[p] not in PROBAND:
+            continue
+        between = range(p + 1, k)
+        if any(s.inside[q] or s.words[q] in VERBS_OF_FINDING for q in between):
+            continue
+        if any(s.words[q] in SHARED_SUBJECT or s.tokens[q].break_before for q in between) or s.tokens[k].break_before:
+            return True
+    return False
 
 
 def _pre_negation_rule(s: _Sentence, m: Match, window: int) -> str | None:

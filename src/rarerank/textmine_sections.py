@@ -282,12 +282,29 @@ def patient_marker(sentence: str) -> str | None:
 _NEGATIVE_CELL = re.compile(r"^(no|n|-|\u2212|\u2013|absent|negative|none|0|0/\d+|0 ?%)$", re.I)
 
 
-def table_row_absent(text: str, start: int, end: int) -> bool:
-    """True when a mention labels a tab-separated table row whose every other cell says no."""
+# Cells of a frequency table ("Speech delay<TAB>9/12<TAB>75%"): counts in published patients, no
+# statement about the patient ("+", "Y", "yes" or words would be one).
+_FREQUENCY_CELL = re.compile(r"^(\d+([.,]\d+)?\s*(/\s*\d+)?\s*(%|\(\d+([.,]\d+)?\s*%?\))?|n/?a|n\.?d\.?|\?)$", re.I)
+
+
+def _row_cells(text: str, start: int, end: int) -> list[str] | None:
+    """The other cells of the tab-separated table row a mention labels (its first cell), or None."""
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     line_end = len(text) if line_end < 0 else line_end
     if "\t" not in text[end:line_end] or "\t" in text[line_start:start]:
-        return False
-    cells = [c.strip() for c in text[end:line_end].split("\t")[1:] if c.strip()]
+        return None
+    return [c.strip() for c in text[end:line_end].split("\t")[1:]]
+
+
+def table_row_absent(text: str, start: int, end: int) -> bool:
+    """True when a mention labels a tab-separated table row whose every other cell says no."""
+    cells = [c for c in _row_cells(text, start, end) or () if c]
     return bool(cells) and all(_NEGATIVE_CELL.match(c) for c in cells)
+
+
+def table_row_frequencies(text: str, start: int, end: int) -> bool:
+    """True when a mention labels a table row whose other cells are only counts or blanks
+    ("Growth retardation<TAB>9/12<TAB>"): a frequency among published patients, not the patient's."""
+    cells = _row_cells(text, start, end)
+    return cells is not None and all(not c or _FREQUENCY_CELL.match(c) for c in cells)
