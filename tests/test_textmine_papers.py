@@ -205,6 +205,13 @@ def test_a_clause_after_the_patient_stays_the_patients(extractor):
     assert terms(extractor, "Findings of the proband: ptosis.") == {PTOSIS: {PRESENT}}
 
 
+def test_a_word_ending_a_finding_is_no_conjunct(extractor):
+    # "elongated philtrum" is a finding (Long philtrum): no "philtrum hypoplasia" from "... and malar hypoplasia"
+    found = terms(extractor, "She had an elongated philtrum and malar hypoplasia.")
+    assert {"HP:0000343", "HP:0000272"} <= set(found)  # Long philtrum, Malar flattening
+    assert "HP:0005326" not in found  # Hypoplastic philtrum
+
+
 def test_coordination_does_not_join_across_a_negation(extractor, ontology):
     # "megakaryocytes and no abnormal cells" is no "abnormal megakaryocytes"
     found = terms(extractor, "Bone marrow showed a normal number of megakaryocytes and no abnormal cells.")

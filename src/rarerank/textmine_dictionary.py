@@ -312,6 +312,9 @@ class HPOMatcher:
         pits", "branchial, otic and renal anomalies", "sparse pubic and axillary hair") or before them
         ("hypoplasia of the radius and ulna"). Only whole dictionary keys count."""
         out = []
+        # a word that ends a longer finding is no conjunct of what follows "and": "elongated philtrum and
+        # malar hypoplasia" is no "philtrum hypoplasia"
+        phrase_ends = {m.last for m in matches if m.last > m.first}
         for c in range(1, len(tokens) - 1):
             if (
                 tokens[c].text.lower() in ("and", "or")
@@ -319,16 +322,17 @@ class HPOMatcher:
                 and not tokens[c + 1].stop
                 and tokens[c + 1].text.lower() not in NOT_CONJUNCT
             ):
-                out.extend(self._shared_head_after(tokens, c))
+                out.extend(self._shared_head_after(tokens, c, phrase_ends))
         out.extend(self._shared_head_before(tokens, matches))
         return out
 
-    def _shared_head_after(self, tokens: Sequence[Token], c: int) -> list[tuple[int, int, str]]:
+    def _shared_head_after(self, tokens: Sequence[Token], c: int, phrase_ends: set[int]) -> list[tuple[int, int, str]]:
         """ "palmar and plantar pits": the conjuncts left of "and"/"or" at ``c`` (comma-separated single
-        words, maybe after one shared modifier) each joined to the head phrase after it."""
+        words, maybe after one shared modifier, none ending a longer match) each joined to the head
+        phrase after it."""
         n = len(tokens)
         conjuncts, k = [], c - 1
-        while k >= 0 and not tokens[k].stop:
+        while k >= 0 and not tokens[k].stop and k not in phrase_ends:
             conjuncts.append(k)
             if tokens[k].break_before and k >= 1 and not tokens[k - 1].stop and len(conjuncts) < 6:
                 k -= 1
