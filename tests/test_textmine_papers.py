@@ -160,6 +160,12 @@ def test_a_severity_word_picks_the_graded_descendant(extractor):
     assert set(terms(extractor, "Scoliosis was severe, at two years.")) == {SCOLIOSIS}  # no graded scoliosis term
 
 
+def test_enlarged_is_large_and_profound_is_the_severe_grade(extractor):
+    assert stem("enlarged") == stem("large") == stem("enlargement")
+    assert set(terms(extractor, "At birth the placenta was enlarged.")) == {"HP:0006267"}  # Large placenta
+    assert set(terms(extractor, "The infant had profound hypotonia.")) == {"HP:0006829"}  # Severe muscular hypotonia
+
+
 def test_lack_of_a_finding_is_still_a_negation(extractor):
     assert terms(extractor, "During follow-up there was a lack of seizures.") == {SEIZURE: {"absent"}}
 

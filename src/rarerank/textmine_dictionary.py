@@ -193,6 +193,9 @@ def _graded_terms(keys: dict[tuple[str, ...], tuple[str, str]], ontology: Ontolo
             hit = keys.get(tuple(sorted(key + (grade,))))
             if hit and hit[0] != term and term in ontology.ancestors(hit[0]):
                 graded.setdefault((term, grade), hit[0])
+    for (term, grade), hit in list(graded.items()):  # "profound hypotonia": no profound grade -> the severe one
+        if grade == "severe":
+            graded.setdefault((term, "profound"), hit)
     return graded
 
 
