@@ -289,7 +289,8 @@ class Extractor:
         if m.section != CASE or m.status not in (PRESENT, ABSENT):
             return m
         line_start = folded.rfind("\n", 0, m.start) + 1
-        line_end = folded.find("\n", m.start) % (len(folded) + 1)  # -1 (last line) -> the end
+        line_end = folded.find("\n", m.start)
+        line_end = len(folded) if line_end < 0 else line_end
         part = folded[max(sentence[0], line_start) : min(sentence[1], line_end)]
         if literature_sentence(part):
             return replace(m, status=OTHER, rule="literature_sentence")
