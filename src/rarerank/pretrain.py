@@ -59,9 +59,9 @@ class PretrainConfig:
     prefix_rate: float = 0.25  # share of examples with distractor genes before the true gene
     eval_interval: int = 50  # evaluations on held-out synthetic patients (for the log)
     eval_patients: int = 1000  # held-out synthetic patients per evaluation
-    knowledge_init: bool = False  # the SVD start of the no-prior model; with the prior the transformer starts near 0 (random init)
+    knowledge_init: bool = True  # start the transformer as an SVD bag-of-terms scorer (its logits add to the prior's)
     init_scorer: str = "annotation"  # knowledge init reproduces: annotation (IC-weighted counts) | phenomizer (README)
-    init_logit_std: float = 2.0  # standard deviation of the initial gene logits under knowledge_init
+    init_logit_std: float = 0.5  # std of the transformer's initial gene logits under knowledge_init (the prior leads)
     ema_decay: float | None = None  # keep (and save) an exponential moving average of the weights; None: off
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
