@@ -29,7 +29,7 @@ from rarerank.training import PRIOR_LR_SCALE, collate, lm_loss, make_example, ma
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-GENES = ["FBN1", "TGFBR1", "TGFBR2", "SCN1A", "PAH", "NF1", "COL1A1", "ABCA4", "MECP2", "NOT_ANNOTATED"]
+GENES = ["FBN1", "TGFBR1", "TGFBR2", "SCN1A", "PAH", "NF1", "COL1A1", "ABCA4", "MECP2", "NOTANNOTATED1"]
 CASES = [
     Case("c1", "x", "", "FBN1", "", "", ("HP:0001166", "HP:0001083"), ("HP:0004322", "HP:0001250")),
     Case("c2", "x", "", "SCN1A", "", "", ("HP:0001250",), ()),
@@ -101,7 +101,7 @@ def test_gene_to_patient_direction_matches_a_naive_computation(policy, index, on
             common = [set(ontology.ancestors(term)) & set(ontology.ancestors(p)) for p in patient]
             best.append(max([index.ic[index.term_pos[a]] for c in common for a in c] + [0.0]))
         assert float(g2p[0, policy.genes.index(gene)]) == pytest.approx(float(np.mean(best)), abs=1e-5), gene
-    assert float(g2p[0, policy.genes.index("NOT_ANNOTATED")]) == 0.0
+    assert float(g2p[0, policy.genes.index("NOTANNOTATED1")]) == 0.0
 
 
 def test_training_moves_the_prior_scalars_at_their_own_rate(policy):
@@ -153,3 +153,36 @@ def test_saved_policy_restores_the_prior_and_plain_loading_gets_the_transformer(
         ]
         transformer_only = after - gene_prior(loaded.model)(prompts.input_ids, prompts.attention_mask)
     assert torch.allclose(logits, transformer_only, atol=1e-4)
+
+
+@pytest.mark.parametrize("adapter", ["lora", "full"])
+def test_rft_trains_the_prior_scalars_only_with_train_prior(policy, adapter):
+    """rft.train_prior: GRPO moves the prior's scalars (their own group, PRIOR_LR_SCALE x the rate); without it they stay."""
+    import copy
+
+    from rarerank.policy import prompt_token_ids
+    from rarerank.prior import PARAMETERS
+    from rarerank.rft import RFTConfig, RFTTask, train
+
+    cfg = policy.config
+    prompts = [
+        prompt_token_ids(policy.tokenizer, c.present, c.absent, None, False, cfg.max_present_terms, cfg.max_absent_terms) for c in CASES
+    ]
+    genes = [c.gene for c in CASES]
+    task = RFTTask(policy.gene_ids.tolist(), policy.genes, policy.tokenizer.pad_token_id, lambda i, rng: prompts[i], genes, [], [])
+    start = {name: float(getattr(gene_prior(policy.model), name).detach()) for name in PARAMETERS}
+    for train_prior in (False, True):
+        config = RFTConfig(max_steps=3, group_size=4, cases_per_step=3, list_length=3, learning_rate=1e-2, eval_cases=None,
+                           synthetic_fraction=0.0, adapter=adapter, train_prior=train_prior, warmup_steps=0)  # fmt: skip
+        result = train(copy.deepcopy(policy.model), task, config, progress=False)
+        prior = gene_prior(result.model)
+        assert all(p.requires_grad == train_prior for p in prior.parameters())
+        moved = {name: abs(float(getattr(prior, name).detach()) - start[name]) > 1e-6 for name in PARAMETERS}
+        assert any(moved.values()) == train_prior, moved
+    from rarerank.rft import make_optimizer as rft_optimizer
+    from rarerank.rft import prepare_model
+
+    config = RFTConfig(adapter=adapter, train_prior=True)
+    optimizer = rft_optimizer(prepare_model(copy.deepcopy(policy.model), config), config, 1e-3)
+    assert [round(g["lr"] / 1e-3, 6) for g in optimizer.param_groups] == [1.0, PRIOR_LR_SCALE]
+    assert len(optimizer.param_groups[1]["params"]) == len(PARAMETERS)

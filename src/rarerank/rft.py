@@ -47,9 +47,10 @@ from rarerank.grpo import (
     lists_as_text,
     until_hit_weights,
 )
-from rarerank.policy import gene_scorer
+from rarerank.policy import gene_prior, gene_scorer
+from rarerank.prior import PRIOR_ATTRIBUTE
 from rarerank.settings import checked_settings
-from rarerank.training import SCHEDULES, lr_at, write_log
+from rarerank.training import PRIOR_LR_SCALE, SCHEDULES, lr_at, set_learning_rate, write_log
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class RFTConfig:
     lora_alpha: int = 32  # LoRA scaling numerator (scale = alpha / r)
     lora_dropout: float = 0.0  # dropout would make sampling and training policies differ
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    train_prior: bool = False  # the phenotype prior's scalars train too (gene-agnostic: what can reach unseen genes)
     eval_interval: int = 10  # steps between validation evaluations (and best-weight checks)
     eval_cases: int | None = 512  # validation cases per evaluation (None: all); the same subset every time
     checkpoint_interval: int = 25  # steps between resumable checkpoints
@@ -248,9 +250,13 @@ def evaluate(scorer: GeneScorer, prompts, genes, symbols, pad_id, grader: Grader
 
 
 def prepare_model(model, config: RFTConfig):
-    """Full fine-tuning (all weights train) or a fresh LoRA adapter on ``lora_targets``."""
+    """Full fine-tuning (all weights train) or a fresh LoRA adapter on ``lora_targets``; the phenotype
+    prior's scalars (:mod:`rarerank.prior`) train only with ``train_prior``, whatever the adapter."""
+    prior = gene_prior(model)
     if config.adapter == "full":
         model.requires_grad_(True)
+        if prior is not None:
+            prior.requires_grad_(config.train_prior)
         return model
     from peft import LoraConfig, get_peft_model
 
@@ -263,9 +269,25 @@ def prepare_model(model, config: RFTConfig):
         bias="none",
     )
     try:
-        return get_peft_model(model, lora)
+        model = get_peft_model(model, lora)
     except ValueError as error:
         raise ValueError(f"LoRA targets {list(config.lora_targets)} do not fit this model: {error}") from error
+    if prior is not None:
+        prior.requires_grad_(config.train_prior)
+    return model
+
+
+def make_optimizer(model, config: RFTConfig, lr: float) -> torch.optim.AdamW:
+    """AdamW over the trainable weights; the prior's scalars (with ``train_prior``) in their own group
+    at ``PRIOR_LR_SCALE`` times the rate, as in pretraining and SFT."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if PRIOR_ATTRIBUTE not in n]}]
+    prior = [p for n, p in named if PRIOR_ATTRIBUTE in n]
+    if prior:
+        groups.append({"params": prior, "lr_scale": PRIOR_LR_SCALE})
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=config.weight_decay)
+    set_learning_rate(optimizer, lr)
+    return optimizer
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -482,7 +504,7 @@ class GRPORun:
         self.model = prepare_model(model, config).eval()  # no dropout: the policy that samples is the one that learns
         self.scorer = task.scorer(self.model, self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr(0, self.total), weight_decay=config.weight_decay)
+        self.optimizer = make_optimizer(self.model, config, config.lr(0, self.total))
         self.rewards = build_rewards(config.rewards, grader, config.hit_k)
         self.top1_only = build_rewards({"top1": 1.0}, grader)
         self.sample_k = task.decode_k if config.list_sampling == "ranking" else config.list_length
@@ -593,8 +615,7 @@ class GRPORun:
         lr = config.lr(self.state.step, self.total)
         if batch is None:
             return {"lr": lr}
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)
         ids, mask = (t.to(self.device) for t in left_pad(batch.prompts, self.task.pad_id))
         advantages, _, _ = group_advantages(batch.rewards.to(self.device), G, config.scale_rewards)
         weights = None
