@@ -95,7 +95,7 @@ class RFTConfig:
     lora_alpha: int = 32  # LoRA scaling numerator (scale = alpha / r)
     lora_dropout: float = 0.0  # dropout would make sampling and training policies differ
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    train_prior: bool = False  # the phenotype prior's scalars train too (gene-agnostic: what can reach unseen genes)
+    train_prior: bool = True  # the prior's scalars train too: gene-agnostic, the one part that reaches unseen genes
     eval_interval: int = 10  # steps between validation evaluations (and best-weight checks)
     eval_cases: int | None = 512  # validation cases per evaluation (None: all); the same subset every time
     checkpoint_interval: int = 25  # steps between resumable checkpoints

@@ -30,6 +30,7 @@ rule rft:
         method=RFT_METHOD,
     conda:
         ENV
+    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     threads: 1
     params:
         settings=rft_settings,

@@ -17,6 +17,7 @@ rule pretrain:
         "results/benchmarks/pretrain.tsv"
     conda:
         ENV
+    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     threads: 2
     params:
         policy=policy_settings,
@@ -45,6 +46,7 @@ rule sft:
         method=SFT_METHOD,
     conda:
         ENV
+    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     threads: 2
     params:
         settings=sft_settings,
