@@ -28,9 +28,9 @@ rule rft:
         "results/benchmarks/rft/{method}/{strategy}.tsv"
     wildcard_constraints:
         method=RFT_METHOD,
+    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     conda:
         ENV
-    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     threads: 1
     params:
         settings=rft_settings,

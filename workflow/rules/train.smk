@@ -15,9 +15,9 @@ rule pretrain:
         "logs/pretrain/pretrain.log",
     benchmark:
         "results/benchmarks/pretrain.tsv"
+    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     conda:
         ENV
-    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     threads: 2
     params:
         policy=policy_settings,
@@ -44,9 +44,9 @@ rule sft:
         "results/benchmarks/sft/{method}/{strategy}.tsv"
     wildcard_constraints:
         method=SFT_METHOD,
+    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     conda:
         ENV
-    priority: 10  # the training chain is the critical path: start it before baselines and predictions
     threads: 2
     params:
         settings=sft_settings,
