@@ -1,7 +1,9 @@
 """HPO gene–phenotype annotations (``genes_to_phenotype.txt``) as per-gene term sets.
 
-Data floor: imports only the ontology. Terms are mapped to current ids; annotations whose term the
-ontology does not know are counted in ``skipped`` (never dropped silently).
+Data floor: imports only the ontology (and numpy, for :func:`similarity_rows`: the one Resnik
+similarity of the baselines and the model's prior, kept here so the baselines run without torch).
+Terms are mapped to current ids; annotations whose term the ontology does not know are counted in
+``skipped`` (never dropped silently).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from rarerank.ontology import Ontology
 
@@ -104,3 +108,18 @@ class GeneAnnotations:
             diseases={g: tuple(sorted(d)) for g, d in diseases.items()},
             skipped=skipped,
         )
+
+
+def similarity_rows(terms, anc_ptr, anc_index, ann_ptr, ann_gene, ic, n_genes: int, dtype=np.float32) -> np.ndarray:
+    """Resnik similarity ``[len(terms), n_genes]`` of ontology terms to each gene: the IC of the most
+    informative ancestor of the term in the gene's annotation closure (ancestors assigned in increasing
+    IC order, so the last write is the max). The one implementation: the baselines and
+    :mod:`rarerank.prior` call it."""
+    out = np.zeros((len(terms), n_genes), dtype=dtype)
+    for row, term in enumerate(np.asarray(terms).tolist()):
+        ancestors = anc_index[anc_ptr[term] : anc_ptr[term + 1]]
+        for a in ancestors[np.argsort(ic[ancestors], kind="stable")]:
+            lo, hi = ann_ptr[a], ann_ptr[a + 1]
+            if hi > lo:
+                out[row, ann_gene[lo:hi]] = ic[a]
+    return out

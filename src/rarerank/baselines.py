@@ -2,9 +2,10 @@
 excluded-term penalty; popularity; random.
 
 Methods floor: imports cases, annotations, ontology, the predictions contract, file helpers and the
-grader's symbol normalisation (popularity counts training genes by symbol) and the Resnik rows of
-:func:`rarerank.prior.similarity_rows` (one implementation for the baselines and the model's prior). Every baseline writes the
-same predictions table as the model (``rarerank.rankings``): the top ``top_k`` genes per case, ties
+grader's symbol normalisation (popularity counts training genes by symbol), and the Resnik rows of
+:func:`rarerank.annotations.similarity_rows` (one implementation for the baselines and the model's
+prior; no torch). Every baseline writes the same predictions table as the model
+(``rarerank.rankings``): the top ``top_k`` genes per case, ties
 sharing the worse rank.
 
 Phenomizer, vectorised. The information content of a term is ``IC(t) = -ln(n_t / N)``, with ``n_t``
@@ -44,12 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rarerank.annotations import GeneAnnotations
+from rarerank.annotations import GeneAnnotations, similarity_rows
 from rarerank.cases import Case
 from rarerank.fileio import atomic_write
 from rarerank.grader import normalise_symbol
 from rarerank.ontology import Ontology
-from rarerank.prior import similarity_rows
 from rarerank.rankings import RankedGene, write_predictions
 
 log = logging.getLogger(__name__)

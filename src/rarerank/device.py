@@ -1,11 +1,15 @@
 """Where tensors live: one resolver for the ``--device`` option of every stage.
 
-Foundation module: no project imports.
+Foundation module: no project imports, and torch only when a device is resolved (every subcommand's
+parser reads ``CHOICES``; the baselines and data stages should not pay for importing torch).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 CHOICES = ("auto", "cpu", "cuda")
 
@@ -15,6 +19,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
     ``cuda:N`` selects one GPU. The error says how to fix it rather than failing deep in a stage.
     """
+    import torch
+
     if isinstance(name, torch.device):
         return name
     text = (name or "auto").strip().lower()

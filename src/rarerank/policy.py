@@ -786,10 +786,17 @@ def true_gene_ranks(policy: Policy, cases: Sequence, batch_size: int = 128, pres
     index = {g: i for i, g in enumerate(policy.genes)}
     scorer = gene_scorer(policy.model, policy.gene_ids)
     ranks = np.empty(len(cases), dtype=np.int64)
-    for start in range(0, len(cases), batch_size):
-        chunk = cases[start : start + batch_size]
-        prompts = encode_prompts(policy, chunk, present_only=present_only)
-        targets = [index.get(case.gene) for case in chunk]
+    # Batches of similar prompt length: left padding to the longest prompt of a file-order batch
+    # more than doubled the tokens of a validation pass.
+    order = sorted(range(len(cases)), key=lambda i: (_prompt_terms(cases[i], present_only), i))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        prompts = encode_prompts(policy, [cases[i] for i in chunk], present_only=present_only)
+        targets = [index.get(cases[i].gene) for i in chunk]
         found = true_ranks(scorer, prompts.input_ids, prompts.attention_mask, targets, policy.config.decode_k)
-        ranks[start : start + len(chunk)] = [len(index) + 1 if r is None else r for r in found]
+        ranks[chunk] = [len(index) + 1 if r is None else r for r in found]
     return ranks
+
+
+def _prompt_terms(case, present_only: bool) -> int:
+    return len(case.present) + (0 if present_only else len(getattr(case, "absent", ())))

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rarerank.annotations import similarity_rows  # noqa: F401  (re-exported: the prior's rows)
+
 PRIOR_WEIGHTS = "phenotype_prior.safetensors"
 PRIOR_SETTINGS = "phenotype_prior.json"
 PRIOR_ATTRIBUTE = "rarerank_prior"
@@ -49,20 +51,6 @@ def ancestor_table(anc_ptr: np.ndarray, anc_index: np.ndarray) -> np.ndarray:
     cols = np.arange(len(anc_index)) - np.repeat(anc_ptr[:-1], counts)
     table[np.repeat(np.arange(n), counts), cols] = anc_index
     return table
-
-
-def similarity_rows(terms, anc_ptr, anc_index, ann_ptr, ann_gene, ic, n_genes: int, dtype=np.float32) -> np.ndarray:
-    """Resnik similarity ``[len(terms), n_genes]`` of ontology terms to each gene: the IC of the most
-    informative ancestor of the term in the gene's annotation closure (ancestors assigned in increasing
-    IC order, so the last write is the max). The one implementation; the baselines call it too."""
-    out = np.zeros((len(terms), n_genes), dtype=dtype)
-    for row, term in enumerate(np.asarray(terms).tolist()):
-        ancestors = anc_index[anc_ptr[term] : anc_ptr[term + 1]]
-        for a in ancestors[np.argsort(ic[ancestors], kind="stable")]:
-            lo, hi = ann_ptr[a], ann_ptr[a + 1]
-            if hi > lo:
-                out[row, ann_gene[lo:hi]] = ic[a]
-    return out
 
 
 class PhenotypePrior(torch.nn.Module):

@@ -236,11 +236,14 @@ def evaluate(scorer: GeneScorer, prompts, genes, symbols, pad_id, grader: Grader
     """Validation (grader mean, top-1, per-case ranks) of the ranking ``predict`` writes for these prompts."""
     index = {s: j for j, s in enumerate(symbols)}
     device = scorer.gene_ids.device
-    ranks: list[int | None] = []
-    for start in range(0, len(prompts), batch):
-        ids, mask = left_pad(prompts[start : start + batch], pad_id)
-        targets = [index.get(gene) for gene in genes[start : start + batch]]
-        ranks += true_ranks(scorer, ids.to(device), mask.to(device), targets, decode_k)
+    ranks: list[int | None] = [None] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))  # batches of similar length: less padding
+    for start in range(0, len(order), batch):
+        chunk = order[start : start + batch]
+        ids, mask = left_pad([prompts[i] for i in chunk], pad_id)
+        found = true_ranks(scorer, ids.to(device), mask.to(device), [index.get(genes[i]) for i in chunk], decode_k)
+        for i, r in zip(chunk, found):
+            ranks[i] = r
     n = max(1, len(ranks))
     return sum(grader.score_rank(r) for r in ranks) / n, sum(r == 1 for r in ranks) / n, ranks
 
