@@ -144,6 +144,38 @@ def test_small_obo_with_alt_and_obsolete(tmp_path):
     assert onto.ancestors("HP:0000002") == {"HP:0000002", "HP:0000118", "HP:0000001"}
 
 
+def test_parsed_ontology_is_cached_by_content(tmp_path, monkeypatch, caplog):
+    """The second load of the same bytes reads the cache and gives the same ontology; a changed file
+    misses it; a corrupt cache is ignored (parsed again, with a warning); ``none`` turns it off."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RARERANK_CACHE_DIR", str(cache))
+    obo = tmp_path / "mini.obo"
+    head = "format-version: 1.2\ndata-version: hp/releases/2030-01-01\n\n[Term]\nid: HP:0000001\nname: All\n\n"
+    terms = (
+        "[Term]\nid: HP:0000118\nname: Phenotypic abnormality\nis_a: HP:0000001\n\n"
+        '[Term]\nid: HP:0000002\nname: Child\nalt_id: HP:0000020\nsynonym: "Kid" EXACT []\nis_a: HP:0000118\n\n'
+        "[Term]\nid: HP:0000030\nname: obsolete old\nis_obsolete: true\nreplaced_by: HP:0000002\n"
+    )
+    obo.write_text(head + terms)
+    parsed = Ontology.load(obo)
+    [entry] = cache.iterdir()
+    cached = Ontology.load(obo)
+    assert cached is not parsed and cached._fields() == parsed._fields()
+    assert cached.synonyms["HP:0000002"] == (("Kid", "EXACT"),) and cached.parents["HP:0000002"] == ("HP:0000118",)
+    assert cached.resolve("HP:0000030") == ("HP:0000002", REPLACED)
+    obo.write_text(head + terms.replace("name: Child", "name: Renamed"))
+    assert Ontology.load(obo).label("HP:0000002") == "Renamed" and len(list(cache.iterdir())) == 2
+    entry.write_text("{not json")
+    obo.write_text(head + terms)
+    with caplog.at_level("WARNING"):
+        assert Ontology.load(obo).label("HP:0000002") == "Child"
+    assert "ignoring the unreadable ontology cache" in caplog.text
+    for entry in cache.iterdir():
+        entry.unlink()
+    monkeypatch.setenv("RARERANK_CACHE_DIR", "none")
+    assert Ontology.load(obo).label("HP:0000002") == "Child" and not any(cache.iterdir())
+
+
 def test_load_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.obo"):
         Ontology.load(tmp_path / "missing.obo")

@@ -1,20 +1,32 @@
 """The Human Phenotype Ontology: current ids, alt-id and obsolete mapping, ancestors, labels.
 
-Foundation module: no project imports. Loads ``hp.obo`` with pronto once and keeps plain dicts, so
-lookups in hot loops are dictionary reads.
+Foundation module: imports only the file helpers. Loads ``hp.obo`` with pronto once and keeps plain
+dicts, so lookups in hot loops are dictionary reads. Parsing takes ~5 s and most pipeline jobs load the
+ontology, so the parsed dicts are cached as JSON, keyed by the SHA-256 of the file's bytes (and the
+cache format), in ``$RARERANK_CACHE_DIR`` (default ``$XDG_CACHE_HOME/rarerank`` or
+``~/.cache/rarerank``; ``RARERANK_CACHE_DIR=none`` turns it off). A cache that cannot be read or
+written is ignored: the file is parsed as without one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rarerank.fileio import atomic_write
+
+log = logging.getLogger(__name__)
+
 ROOT = "HP:0000001"
 PHENOTYPIC_ABNORMALITY = "HP:0000118"
 HPO_ID = re.compile(r"^HP:\d{7}$")
+CACHE_FORMAT = 1  # bump when the cached fields change
 
 # How a raw id was resolved; see Ontology.resolve.
 CURRENT, ALT_ID, REPLACED, OBSOLETE, UNKNOWN, MALFORMED = (
@@ -62,6 +74,17 @@ def obo_version(path: str | os.PathLike) -> str:
     return "unknown"
 
 
+def _cache_file(path: Path) -> Path | None:
+    """Where the parsed form of the ontology file ``path`` is cached (None: caching is off)."""
+    root = os.environ.get("RARERANK_CACHE_DIR")
+    if root is not None and root.strip().lower() in ("", "none", "off"):
+        return None
+    if root is None:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rarerank"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Path(root) / f"ontology-{digest[:40]}-v{CACHE_FORMAT}.json"
+
+
 def _check_obo_header(path: Path) -> None:
     """Raise ValueError unless ``path`` starts like an OBO 1.x file (``format-version:`` header)."""
     try:
@@ -90,12 +113,52 @@ class Ontology:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ontology:
-        import pronto
-
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"HPO ontology file not found: {path}")
         _check_obo_header(path)  # pronto's parsers panic (BaseException) on some non-OBO input
+        cache = _cache_file(path)
+        if cache is not None and cache.exists():
+            try:
+                return cls._from_fields(json.loads(cache.read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                log.warning("ignoring the unreadable ontology cache %s (%s); parsing %s", cache, error, path)
+        onto = cls._parse(path)
+        if cache is not None:
+            try:
+                with atomic_write(cache) as handle:
+                    json.dump(onto._fields(), handle)
+            except OSError as error:
+                log.debug("ontology cache not written (%s)", error)
+        return onto
+
+    def _fields(self) -> dict:
+        return {
+            "version": self.version,
+            "labels": self.labels,
+            "parents": self.parents,
+            "alt_ids": self.alt_ids,
+            "replaced_by": self.replaced_by,
+            "obsolete": sorted(self.obsolete),
+            "synonyms": self.synonyms,
+        }
+
+    @classmethod
+    def _from_fields(cls, data: dict) -> Ontology:
+        return cls(
+            version=data["version"],
+            labels=data["labels"],
+            parents={k: tuple(v) for k, v in data["parents"].items()},
+            alt_ids=data["alt_ids"],
+            replaced_by=data["replaced_by"],
+            obsolete=frozenset(data["obsolete"]),
+            synonyms={k: tuple(tuple(pair) for pair in v) for k, v in data["synonyms"].items()},
+        )
+
+    @classmethod
+    def _parse(cls, path: Path) -> Ontology:
+        import pronto
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pronto warns about encoding guesses on every load
             try:

@@ -501,8 +501,11 @@ def model_device(model) -> torch.device:
 
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:
-    """Load a saved policy directory, or a peft adapter directory on top of its base model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load a saved policy directory, or a peft adapter directory on top of its base model.
+
+    The tokenizer is always :func:`build_tokenizer`'s class, loaded as such: ``AutoTokenizer`` takes
+    ~3 s to find that out (plain ``AutoTokenizer.from_pretrained`` still works, tested)."""
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     path = Path(path)
     if not path.is_dir():
@@ -523,12 +526,12 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         model = PeftModel.from_pretrained(base.model, path)
         model.eval()
         tokenizer_dir = path if (path / "tokenizer.json").exists() else base_dir
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
         settings_dir = path if (path / SETTINGS_FILE).exists() else base_dir
         return Policy(model, tokenizer, _read_settings(settings_dir), _read_genes(settings_dir / GENES_FILE) or base.identifiers)
     if not (path / "config.json").exists():
         raise ValueError(f"{path}: not a model directory (no config.json or adapter_config.json)")
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
     model.eval()
     if (path / HEAD_SETTINGS).exists():

@@ -9,6 +9,7 @@ rule hpo_reference:
         version=f"{REFERENCE}/version.json",
     log:
         "logs/hpo_reference/hpo_reference.log",
+    priority: 10  # upstream of pretraining, the start of the critical path
     conda:
         ENV
     params:
@@ -25,6 +26,7 @@ rule download_phenopackets:
         "data/phenopackets/{name}.zip",
     log:
         "logs/download_phenopackets/{name}.log",
+    priority: 10  # upstream of pretraining, the start of the critical path
     conda:
         ENV
     params:
@@ -68,6 +70,7 @@ rule ingest_cohort:
         "results/benchmarks/ingest_cohort/{cohort}.tsv"
     wildcard_constraints:
         cohort=names_regex(COHORTS),
+    priority: 10  # upstream of pretraining, the start of the critical path
     conda:
         ENV
     params:
@@ -100,6 +103,7 @@ rule ingest:
         "logs/ingest/ingest.log",
     benchmark:
         "results/benchmarks/ingest.tsv"
+    priority: 10  # upstream of pretraining, the start of the critical path
     conda:
         ENV
     params:

@@ -10,6 +10,7 @@ rule split:
         provenance="results/splits/{strategy}.provenance.json",
     log:
         "logs/split/{strategy}.log",
+    priority: 10  # upstream of pretraining, the start of the critical path
     conda:
         ENV
     params:
@@ -30,6 +31,7 @@ rule case_set:
         "results/sets/{strategy}/{split}.tsv",
     log:
         "logs/case_set/{strategy}/{split}.log",
+    priority: 10  # upstream of pretraining, the start of the critical path
     conda:
         ENV
     shell:
