@@ -186,16 +186,19 @@ def in_vocabulary(cases: Sequence, genes, source: str = "training cases") -> lis
 
 
 PRIOR_LR_SCALE = 30.0  # the phenotype prior's few scalars move this much faster than the weights
+GAIN_ATTRIBUTE = "rarerank_gain"  # SFT's fallback fit: a gain on the final norm, trained with the prior's scalars
 
 
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW; no weight decay on norms and biases; the phenotype prior's scalars (:mod:`rarerank.prior`)
-    in their own group at ``PRIOR_LR_SCALE`` times the learning rate (at the weights' rate, a few
-    hundred steps could barely move them)."""
+    and a fallback gain (``GAIN_ATTRIBUTE``, :mod:`rarerank.sft`) in their own group at
+    ``PRIOR_LR_SCALE`` times the learning rate (at the weights' rate, a few hundred steps could
+    barely move them)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    prior = [p for n, p in named if PRIOR_ATTRIBUTE in n]
-    decay = [p for n, p in named if PRIOR_ATTRIBUTE not in n and p.ndim >= 2]
-    no_decay = [p for n, p in named if PRIOR_ATTRIBUTE not in n and p.ndim < 2]
+    fast = {n for n, _ in named if PRIOR_ATTRIBUTE in n or n.startswith(GAIN_ATTRIBUTE)}
+    prior = [p for n, p in named if n in fast]
+    decay = [p for n, p in named if n not in fast and p.ndim >= 2]
+    no_decay = [p for n, p in named if n not in fast and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if prior:
         groups.append({"params": prior, "weight_decay": 0.0, "lr_scale": PRIOR_LR_SCALE})
