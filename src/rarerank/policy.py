@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rarerank.decoding import GeneScorer, left_pad, position_ids, prompt_pass, rank_genes, true_ranks
+from rarerank.decoding import GeneScorer, left_pad, length_batches, position_ids, prompt_pass, rank_genes, true_ranks
 from rarerank.prior import PRIOR_ATTRIBUTE, PRIOR_SETTINGS, PRIORS, PhenotypePrior
 from rarerank.settings import checked_settings
 
@@ -762,15 +762,13 @@ def constrained_rank(
         )
         for c in cases
     ]
-    order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
     results: list = [None] * len(sequences)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(sequences), unit="case", desc="ranking")
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in length_batches([len(s) for s in sequences], batch_size):
         ids, mask = left_pad([sequences[i] for i in chunk], tokenizer.pad_token_id, model_device(policy.model))
         for i, ranked in zip(chunk, rank_batch(policy, Prompts(ids, mask), k, top_n)):
             results[i] = ranked
@@ -789,11 +787,7 @@ def true_gene_ranks(policy: Policy, cases: Sequence, batch_size: int = 128, pres
     index = {g: i for i, g in enumerate(policy.genes)}
     scorer = gene_scorer(policy.model, policy.gene_ids)
     ranks = np.empty(len(cases), dtype=np.int64)
-    # Batches of similar prompt length: left padding to the longest prompt of a file-order batch
-    # more than doubled the tokens of a validation pass.
-    order = sorted(range(len(cases)), key=lambda i: (_prompt_terms(cases[i], present_only), i))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in length_batches([_prompt_terms(case, present_only) for case in cases], batch_size):
         prompts = encode_prompts(policy, [cases[i] for i in chunk], present_only=present_only)
         targets = [index.get(cases[i].gene) for i in chunk]
         found = true_ranks(scorer, prompts.input_ids, prompts.attention_mask, targets, policy.config.decode_k)

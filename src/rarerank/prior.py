@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rarerank.annotations import similarity_rows  # noqa: F401  (re-exported: the prior's rows)
+from rarerank.annotations import similarity_rows
 
 PRIOR_WEIGHTS = "phenotype_prior.safetensors"
 PRIOR_SETTINGS = "phenotype_prior.json"

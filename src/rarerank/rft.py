@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rarerank.decoding import GeneScorer, left_pad, list_logprobs, sample_lists, true_ranks
+from rarerank.decoding import GeneScorer, left_pad, length_batches, list_logprobs, sample_lists, true_ranks
 from rarerank.device import resolve_device
 from rarerank.grader import DEFAULT_GRADER, GraderConfig
 from rarerank.grpo import (
@@ -237,9 +237,7 @@ def evaluate(scorer: GeneScorer, prompts, genes, symbols, pad_id, grader: Grader
     index = {s: j for j, s in enumerate(symbols)}
     device = scorer.gene_ids.device
     ranks: list[int | None] = [None] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))  # batches of similar length: less padding
-    for start in range(0, len(order), batch):
-        chunk = order[start : start + batch]
+    for chunk in length_batches([len(p) for p in prompts], batch):
         ids, mask = left_pad([prompts[i] for i in chunk], pad_id)
         found = true_ranks(scorer, ids.to(device), mask.to(device), [index.get(genes[i]) for i in chunk], decode_k)
         for i, r in zip(chunk, found):
