@@ -75,12 +75,32 @@ def test_index_information_content(index, ontology, propagated):
 
 def test_phenomizer_matches_naive_resnik(index, ontology, annotations, propagated):
     patient = ["HP:0001166", "HP:0001083", "HP:0004322"]  # arachnodactyly, ectopia lentis, short stature
-    scores = next(phenomizer_scores(index, [case(present=patient)], False, BaselineConfig()))
+    scores = next(phenomizer_scores(index, [case(present=patient)], False, BaselineConfig(size_penalty=0.0)))
     for gene in ("FBN1", "TGFBR1", "SCN1A", "PAH", "NF1", "COL1A1", "ABCA4", index.genes[17], index.genes[4000]):
         expected = np.mean([naive_resnik(p, gene, ontology, annotations, propagated) for p in patient])
         assert scores[index.gene_pos[gene]] == pytest.approx(round(expected, 4), abs=1e-9)
     fbn1 = scores[index.gene_pos["FBN1"]]
     assert (scores >= fbn1).sum() <= 10  # Marfan features put FBN1 in the top 10
+
+
+def test_size_penalty_ranks_the_more_specific_of_equal_matches_first(index, ontology, annotations, propagated):
+    patient = ["HP:0001250", "HP:0001263"]  # seizure, global developmental delay: thousands of genes match alike
+    plain = next(phenomizer_scores(index, [case(present=patient)], False, BaselineConfig(size_penalty=0.0)))
+    scored = next(phenomizer_scores(index, [case(present=patient)], False, BaselineConfig(size_penalty=0.02)))
+    for gene in ("SCN1A", "PAH", index.genes[17]):
+        expected = round(plain[index.gene_pos[gene]] - 0.02 * math.log1p(len(propagated[gene])), 4)
+        assert scored[index.gene_pos[gene]] == pytest.approx(expected, abs=1e-9)
+    top = plain.max()
+    tied = np.flatnonzero(plain == top)
+    assert len(tied) > 100  # the plain rule ties them all for first place
+    sizes = np.array([len(propagated[index.genes[g]]) for g in tied])
+    ((_, ranked),) = list(rank_cases("phenomizer", index, [case(present=patient)], BaselineConfig(top_k=1, size_penalty=0.02)))
+    assert [r.rank for r in ranked] == [1] * len(ranked) and 1 <= len(ranked) <= (sizes == sizes.min()).sum()
+    assert len(propagated[ranked[0].gene_symbol]) == sizes.min()  # the smallest annotation closure among the tied
+    ((_, none_first),) = list(rank_cases("phenomizer", index, [case(present=patient)], BaselineConfig(top_k=1, size_penalty=0.0)))
+    assert none_first == []  # plain ties cross k=1 and are dropped whole
+    with pytest.raises(ValueError, match="size_penalty"):
+        BaselineConfig(size_penalty=-0.1)
 
 
 def test_gene_described_by_its_own_terms_ranks_first(index, ontology, annotations):
@@ -223,8 +243,9 @@ def tiny() -> HpoIndex:
     return HpoIndex.build(ontology, annotations)
 
 
-def ranks_of(index, method, c, top_k=10) -> dict[str, int]:
-    ((_, ranked),) = list(rank_cases(method, index, [c], BaselineConfig(top_k=top_k)))
+def ranks_of(index, method, c, top_k=10, size_penalty=0.0) -> dict[str, int]:
+    """Ranks by plain Phenomizer (exact ties) unless a size penalty is given."""
+    ((_, ranked),) = list(rank_cases(method, index, [c], BaselineConfig(top_k=top_k, size_penalty=size_penalty)))
     return {g.gene_symbol: g.rank for g in ranked}
 
 
@@ -237,9 +258,11 @@ def test_union_known_answer(tiny):
     observed_only = case("c", "G4", present=[A1], absent=[B1])
     # Observed A1: G1 and G4 share A1 (ln 2), G2 shares A (ln 4/3), G3 only P (0). G1, G4 tie: both rank 2.
     assert ranks_of(tiny, "phenomizer", observed_only) == {"G1": 2, "G4": 2, "G2": 3, "G3": 4}
+    # The size penalty breaks the tie: G1's closure {root, P, A, A1} is smaller than G4's (6 terms).
+    assert ranks_of(tiny, "phenomizer", observed_only, size_penalty=0.01) == {"G1": 1, "G4": 2, "G2": 3, "G3": 4}
     # Union {A1, B1}: G4 (ln 2 + ln 2) / 2; G1 and G3 (ln 2 + 0) / 2 tie at rank 3; G2 (ln 4/3 + 0) / 2.
     assert ranks_of(tiny, "phenomizer_union", observed_only) == {"G4": 1, "G1": 3, "G3": 3, "G2": 4}
-    scores = next(phenomizer_scores(tiny, [union_case(observed_only)], False, BaselineConfig()))
+    scores = next(phenomizer_scores(tiny, [union_case(observed_only)], False, BaselineConfig(size_penalty=0.0)))
     expected = {"G1": math.log(2) / 2, "G2": math.log(4 / 3) / 2, "G3": math.log(2) / 2, "G4": math.log(2)}
     assert {g: scores[tiny.gene_pos[g]] for g in expected} == pytest.approx({g: round(v, 4) for g, v in expected.items()}, abs=1e-12)
     # The excluded-term penalty reads the same input the other way round: G3 and G4 show B1 and lose

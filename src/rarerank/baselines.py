@@ -29,8 +29,17 @@ descendants; ``unknown_frequency`` when HPO gives none)::
 
     score(case, gene) = (sum_p sim(p, gene) - absent_weight * sum_e IC(e) * freq(e, gene)) / n_present
 
-so one contradicted feature costs about as much as one matched feature gains. Scores are rounded to
-``SCORE_DECIMALS`` before ranking, so ties are exact and the written scores reproduce the ranks.
+so one contradicted feature costs about as much as one matched feature gains.
+
+Specificity (every Phenomizer variant). Many genes share the same best-matching ancestors, so the
+plain score ties often (8% of gene-disjoint validation cases tie the true gene with another gene for
+first place, and a tie takes the worse rank). Every score then loses
+``size_penalty * ln(1 + closure size)``, the closure being the terms annotated to the gene or implied
+by its annotations: among genes the patient matches equally well, the one with fewer annotations (the
+more specific explanation) ranks first, and with the default 0.01 the penalty (0.007 to 0.09 score
+units) rarely reorders genes whose scores differ. ``size_penalty: 0`` is the plain rule. Scores are
+rounded to ``SCORE_DECIMALS`` before ranking, so ties are exact and the written scores reproduce the
+ranks.
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ class BaselineConfig:
     absent_weight: float = 1.0  # cost of one contradicted excluded feature, in units of one present term's IC
     unknown_frequency: float = 0.5  # frequency assumed for annotations without one (HPO leaves ~12% blank)
     seed: int = 42  # random baseline: each case's permutation derives from (seed, case_id)
+    size_penalty: float = 0.01  # Phenomizer: score lost per ln(1 + annotation closure size); breaks ties by specificity
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -76,6 +86,8 @@ class BaselineConfig:
             raise ValueError(f"baselines absent_weight must be >= 0 (0 turns the penalty off), not {self.absent_weight}")
         if not 0 <= self.unknown_frequency <= 1:
             raise ValueError(f"baselines unknown_frequency must be a probability in [0, 1], not {self.unknown_frequency}")
+        if not 0 <= self.size_penalty <= 1:
+            raise ValueError(f"baselines size_penalty must be in [0, 1] (0 = plain Phenomizer), not {self.size_penalty}")
 
 
 def stable_int(*parts: str) -> int:
@@ -115,6 +127,11 @@ class HpoIndex:
     @property
     def n_genes(self) -> int:
         return len(self.genes)
+
+    @property
+    def closure_sizes(self) -> np.ndarray:
+        """Per gene, how many terms its propagated annotations hold (the annotated terms and their ancestors)."""
+        return np.bincount(self.ann_gene, minlength=self.n_genes)
 
     @classmethod
     def build(cls, ontology: Ontology, annotations: GeneAnnotations) -> HpoIndex:
@@ -265,6 +282,7 @@ def phenomizer_scores(index: HpoIndex, cases: Sequence[Case], use_absent: bool, 
     pen = np.stack([index.penalty_row(t, config.unknown_frequency) for t in pen_terms]) if pen_terms else np.zeros((0, index.n_genes))
     pen_row = {t: i for i, t in enumerate(pen_terms)}
     zeros = np.zeros(index.n_genes)
+    specificity = config.size_penalty * np.log1p(index.closure_sizes) if config.size_penalty else zeros
     for p_terms, a_terms in zip(present, absent):
         if not p_terms:  # nothing known about the patient: every gene ties
             yield zeros
@@ -272,7 +290,7 @@ def phenomizer_scores(index: HpoIndex, cases: Sequence[Case], use_absent: bool, 
         total = sim[[sim_row[t] for t in p_terms]].sum(axis=0)
         if a_terms and config.absent_weight:
             total = total - config.absent_weight * pen[[pen_row[t] for t in a_terms]].sum(axis=0)
-        yield np.round(total / len(p_terms), SCORE_DECIMALS)
+        yield np.round(total / len(p_terms) - specificity, SCORE_DECIMALS)
 
 
 def popularity_universe(index: HpoIndex, train: Sequence[Case]) -> tuple[list[str], list[str], np.ndarray]:

@@ -44,8 +44,9 @@ rule baseline:
         top_k=config["baselines"]["top_k"],
         absent_weight=config["baselines"]["absent_weight"],
         unknown_frequency=config["baselines"]["unknown_frequency"],
+        size_penalty=config["baselines"]["size_penalty"],
         seed=config["seed"],
     shell:
         "rarerank baseline {wildcards.method} --index {input.index:q} --cases {input.cases:q} {params.train} "
         "--top-k {params.top_k} --absent-weight {params.absent_weight} --unknown-frequency {params.unknown_frequency} "
-        "--seed {params.seed} -o {output.predictions:q} --provenance {output.provenance:q} 2> {log:q}"
+        "--size-penalty {params.size_penalty} --seed {params.seed} -o {output.predictions:q} --provenance {output.provenance:q} 2> {log:q}"

@@ -61,6 +61,12 @@ def _add_baseline(sub):
     p.add_argument("--top-k", type=int, help="genes written per case; ties crossing k are dropped whole (default 100)")
     p.add_argument("--absent-weight", type=float, help="phenomizer_absent: penalty weight of an excluded feature (default 1.0)")
     p.add_argument("--unknown-frequency", type=float, help="phenomizer_absent: frequency assumed where HPO gives none (default 0.5)")
+    p.add_argument(
+        "--size-penalty",
+        type=float,
+        help="phenomizer*: score lost per ln(1 + the gene's annotation closure size), so equally matched genes "
+        "rank the more specific first (default 0.01; 0 = plain Phenomizer, exact ties)",
+    )
     p.add_argument("--seed", type=int, help="random: seed of the per-case permutations (default 42)")
     p.add_argument("--genes", type=Path, help="candidate genes (one symbol per line or a TSV gene_symbol column): rank only these")
     p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
@@ -75,7 +81,13 @@ def _run_baseline(args):
     if args.method not in METHODS:
         raise ValueError(f"unknown baseline {args.method!r}; choose one of {', '.join(METHODS)}")
     config = BaselineConfig(
-        **given(top_k=args.top_k, absent_weight=args.absent_weight, unknown_frequency=args.unknown_frequency, seed=args.seed)
+        **given(
+            top_k=args.top_k,
+            absent_weight=args.absent_weight,
+            unknown_frequency=args.unknown_frequency,
+            seed=args.seed,
+            size_penalty=args.size_penalty,
+        )
     )
     if args.method == "popularity" and args.train is None:
         raise ValueError("the popularity baseline needs --train (the training cases whose genes it counts)")
