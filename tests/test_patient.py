@@ -243,23 +243,28 @@ def test_a_gene_list_restricts_a_baseline_and_ties_at_the_cut_off_are_explained(
     cases = tmp_path / "c.tsv"
     write_cases(cases, [single_case("HP:0001250,HP:0001263", None, "sz")])
     out = tmp_path / "b.tsv"
+    plain = ["--size-penalty", "0"]  # plain Phenomizer: exact ties
     with caplog.at_level(logging.WARNING):
-        assert main(["baseline", "phenomizer", "--index", str(index_file), "--cases", str(cases), "-o", str(out)]) == 0
+        assert main(["baseline", "phenomizer", "--index", str(index_file), "--cases", str(cases), "-o", str(out), *plain]) == 0
     assert read_predictions(out) == {}  # every gene annotated with both terms ties at the top: the tie is dropped whole ...
     needed = int(re.search(r"--top-k (\d+) keeps the tie", caplog.text).group(1))  # ... and the warning says why
     assert "sz (0 rows" in caplog.text and needed > 100
     assert main(["baseline", "phenomizer", "--index", str(index_file), "--cases", str(cases), "-o", str(out),
-                 "--top-k", str(needed)]) == 0  # fmt: skip
+                 "--top-k", str(needed), *plain]) == 0  # fmt: skip
     full = read_predictions(out)["sz"]
     assert {g.rank for g in full[:2]} == {needed}
     (tmp_path / "panel.txt").write_text("SCN1A\nFBN1\nCDKL5\n")
     assert main(["baseline", "phenomizer", "--index", str(index_file), "--cases", str(cases), "-o", str(out),
-                 "--genes", str(tmp_path / "panel.txt")]) == 0  # fmt: skip
+                 "--genes", str(tmp_path / "panel.txt"), *plain]) == 0  # fmt: skip
     panel = read_predictions(out)["sz"]
     by_gene = {g.gene_symbol: g for g in panel}
     assert set(by_gene) == {"SCN1A", "FBN1", "CDKL5"}
     assert by_gene["SCN1A"].score == by_gene["CDKL5"].score > by_gene["FBN1"].score  # both epilepsy genes annotated with both
     assert by_gene["SCN1A"].rank == by_gene["CDKL5"].rank == 2 and by_gene["FBN1"].rank == 3
+    # With the default size penalty the big tie breaks (genes of equal closure size may still tie).
+    assert main(["baseline", "phenomizer", "--index", str(index_file), "--cases", str(cases), "-o", str(out)]) == 0
+    ranked = read_predictions(out)["sz"]
+    assert ranked[0].rank == 1 and len(ranked) > 90
 
 
 # ---------------------------------------------------------------------------------------------

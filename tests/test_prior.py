@@ -24,7 +24,7 @@ from rarerank.policy import (
     prefill,
     token_vocab,
 )
-from rarerank.prior import PhenotypePrior, prior_arrays
+from rarerank.prior import INITIAL_SIZE_WEIGHT, PARAMETERS, PhenotypePrior, prior_arrays
 from rarerank.training import PRIOR_LR_SCALE, collate, lm_loss, make_example, make_optimizer, set_learning_rate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -81,10 +81,30 @@ def test_excluded_weight_and_exact_bonus_change_the_score(policy, index):
         with torch.no_grad():
             prior.absent_log_weight.zero_()
     rows = [index.similarity_row(index.term_pos[t]) for t in CASES[0].present + CASES[0].absent]
-    want = (rows[0] + rows[1] + 0.5 * rows[2] + 0.5 * rows[3]) / 3.0
+    size = INITIAL_SIZE_WEIGHT * np.log1p(np.bincount(index.ann_gene, minlength=index.n_genes))
+    want = (rows[0] + rows[1] + 0.5 * rows[2] + 0.5 * rows[3]) / 3.0 - size
     fbn1 = policy.genes.index("FBN1")
     assert float(halved[0, fbn1]) == pytest.approx(want[index.gene_pos["FBN1"]], abs=1e-5)
     assert not torch.allclose(base / 3.0, halved)
+
+
+def test_size_term_is_the_baselines_specificity_penalty(policy, index):
+    """size_weight x ln(1 + closure size) per gene, starting at the baselines' default size_penalty."""
+    assert INITIAL_SIZE_WEIGHT == BaselineConfig().size_penalty
+    prior = gene_prior(policy.model)
+    base = prior_scores(policy, CASES[:1])
+    with torch.no_grad():
+        prior.size_weight.fill_(0.5)
+    try:
+        bigger = prior_scores(policy, CASES[:1])
+    finally:
+        with torch.no_grad():
+            prior.size_weight.fill_(INITIAL_SIZE_WEIGHT)
+    closure = np.bincount(index.ann_gene, minlength=index.n_genes)
+    for gene in ("FBN1", "PAH", "NOTANNOTATED1"):
+        size = closure[index.gene_pos[gene]] if gene in index.gene_pos else 0
+        g = policy.genes.index(gene)
+        assert float(base[0, g] - bigger[0, g]) / 3.0 == pytest.approx((0.5 - INITIAL_SIZE_WEIGHT) * math.log1p(size), abs=1e-4), gene
 
 
 def test_gene_to_patient_direction_matches_a_naive_computation(policy, index, ontology, annotations):
@@ -109,7 +129,7 @@ def test_training_moves_the_prior_scalars_at_their_own_rate(policy):
     model.train()
     optimizer = make_optimizer(model, 1e-3, 0.01)
     scaled = [g for g in optimizer.param_groups if g.get("lr_scale") == PRIOR_LR_SCALE]
-    assert len(scaled) == 1 and len(scaled[0]["params"]) == 4
+    assert len(scaled) == 1 and len(scaled[0]["params"]) == len(PARAMETERS)
     set_learning_rate(optimizer, 1e-3)
     assert scaled[0]["lr"] == pytest.approx(1e-3 * PRIOR_LR_SCALE)
     rng = np.random.default_rng(0)
@@ -118,7 +138,7 @@ def test_training_moves_the_prior_scalars_at_their_own_rate(policy):
     loss.backward()
     prior = gene_prior(model)
     assert n == 2 * len(CASES)  # one gene and <eos> per example
-    for name in ("log_scale", "absent_log_weight", "exact_bonus", "g2p_weight"):
+    for name in PARAMETERS:
         assert getattr(prior, name).grad is not None and float(getattr(prior, name).grad.abs()) > 0, name
     optimizer.zero_grad(set_to_none=True)
     model.eval()
@@ -153,6 +173,14 @@ def test_saved_policy_restores_the_prior_and_plain_loading_gets_the_transformer(
         ]
         transformer_only = after - gene_prior(loaded.model)(prompts.input_ids, prompts.attention_mask)
     assert torch.allclose(logits, transformer_only, atol=1e-4)
+    # A prior saved before the size term existed was trained without it: it loads with size_weight 0.
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "m" / "phenotype_prior.safetensors"
+    tensors = load_file(str(weights))
+    del tensors["size_weight"]
+    save_file(tensors, str(weights))
+    assert gene_prior(load_policy(tmp_path / "m").model).settings()["size_weight"] == 0.0
 
 
 @pytest.mark.parametrize("adapter", ["lora", "full"])

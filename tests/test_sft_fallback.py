@@ -52,7 +52,7 @@ def base_dir(ontology, annotations, tmp_path_factory):
 
 
 def _config(**overrides) -> SFTConfig:
-    settings = dict(max_epochs=40, max_steps=40, batch_size=8, synthetic_fraction=0.0, learning_rate=1e-2, warmup_steps=2,
+    settings = dict(max_epochs=40, max_steps=40, batch_size=8, synthetic_fraction=0.0, learning_rate=3e-2, warmup_steps=2,
                     eval_interval=10, patience=100)  # fmt: skip
     return SFTConfig(**{**settings, **overrides})
 

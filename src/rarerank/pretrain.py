@@ -191,8 +191,10 @@ def attach_union_prior(policy: Policy, annotations: GeneAnnotations, ontology: O
     vocab = token_vocab(policy.tokenizer)
     arrays = prior_arrays(index, annotations, vocab, policy.genes)
     prior = PhenotypePrior(arrays, len(policy.genes), len(policy.tokenizer), vocab[ABSENT])
-    # The gene-to-patient direction costs more than the rest of a step; it is learnt in SFT, on real cases.
+    # The gene-to-patient direction costs more than the rest of a step, and which genes get case reports
+    # (the size term) is a fact of real cohorts, not of synthetic patients: both are learnt in SFT, on real cases.
     prior.g2p_weight.requires_grad_(False)
+    prior.size_weight.requires_grad_(False)
     attach_prior(policy.model, prior)
     log.info("phenotype prior: union Resnik similarity over %d terms x %d genes", len(arrays["term_tokens"]), len(policy.genes))
 

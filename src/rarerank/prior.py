@@ -5,16 +5,19 @@ Models floor (numpy and torch only). With ``policy.prior: union`` a policy's gen
     logits(case, gene) = prior(case, gene) + hidden(case) . w_gene          (the transformer's part)
 
     prior = scale * ( sum_t v_t [sim(t, gene) + exact_bonus * IC(t) * [gene has t]] / sum_t v_t
-                      + g2p_weight * g2p(case, gene) )
+                      + g2p_weight * g2p(case, gene) - size_weight * ln(1 + closure size(gene)) )
 
 over the distinct terms ``t`` of the prompt (observed and excluded, observed first), with
 ``v_t = exp(absent_log_weight)`` for an excluded term and 1 for an observed one. ``sim`` is the Resnik
 similarity of Phenomizer (:mod:`rarerank.baselines`: the IC of the most informative ancestor of ``t``
 in the gene's annotation closure); ``g2p`` is the other direction (the mean over the gene's own
-annotated terms of their best Resnik match among the patient's terms). Every parameter here is a
-scalar shared by all genes, so what training learns transfers to genes no training case has; at
-initialisation (``exact_bonus = g2p_weight = absent_log_weight = 0``) the prior ranks exactly as
-``phenomizer_union`` (up to float32 rounding), the strongest baseline reading the same input.
+annotated terms of their best Resnik match among the patient's terms); the size term is the
+baselines' specificity penalty (``baselines.size_penalty``: of equally matched genes the one with the
+smaller annotation closure first). Every parameter here is a scalar shared by all genes, so what
+training learns transfers to genes no training case has; at initialisation (``exact_bonus =
+g2p_weight = absent_log_weight = 0``, ``size_weight = 0.01``, the baselines' default) the prior ranks
+exactly as ``phenomizer_union`` (up to float32 rounding), the strongest baseline reading the same
+input. A prior saved before the size term existed loads with ``size_weight = 0`` (how it was trained).
 
 The prior is a submodule of the causal LM (attribute ``rarerank_prior``) so its parameters train with
 the model; it is saved beside the weights (``phenotype_prior.safetensors``: the HPO arrays it needs,
@@ -39,7 +42,9 @@ PRIOR_SETTINGS = "phenotype_prior.json"
 PRIOR_ATTRIBUTE = "rarerank_prior"
 PRIORS = ("none", "union")
 ARRAYS = ("term_tokens", "term_onto", "anc_ptr", "anc_index", "ann_ptr", "ann_gene", "ic", "direct_ptr", "direct_term")
-PARAMETERS = ("log_scale", "absent_log_weight", "exact_bonus", "g2p_weight")
+PARAMETERS = ("log_scale", "absent_log_weight", "exact_bonus", "g2p_weight", "size_weight")
+OPTIONAL = {"size_weight": 0.0}  # parameters older saved priors lack, with the value they were trained with
+INITIAL_SIZE_WEIGHT = 0.01  # = BaselineConfig.size_penalty's default (tests/test_prior.py checks)
 INITIAL_SCALE = 3.0  # union scores are mean IC (nats); 3x spreads the top genes over a few logits
 
 
@@ -99,10 +104,13 @@ class PhenotypePrior(torch.nn.Module):
         self.register_buffer("annotated_ancestors", torch.as_tensor(flat, dtype=torch.long), persistent=False)
         self.register_buffer("annotated_owner", torch.as_tensor(np.repeat(np.arange(len(annotated)), lengths)), persistent=False)
         self.n_annotated = len(annotated)
+        closure = np.bincount(np.asarray(a["ann_gene"], dtype=np.int64), minlength=self.n_genes)
+        self.register_buffer("log_closure", torch.as_tensor(np.log1p(closure), dtype=torch.float32), persistent=False)
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(INITIAL_SCALE)))
         self.absent_log_weight = torch.nn.Parameter(torch.tensor(0.0))
         self.exact_bonus = torch.nn.Parameter(torch.tensor(0.0))
         self.g2p_weight = torch.nn.Parameter(torch.tensor(0.0))
+        self.size_weight = torch.nn.Parameter(torch.tensor(INITIAL_SIZE_WEIGHT))
 
     def term_weights(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
         """``[B, T]``: each distinct prompt term's weight (1 observed, exp(absent_log_weight) excluded only)."""
@@ -148,7 +156,7 @@ class PhenotypePrior(torch.nn.Module):
         ic = self.term_ic[used].unsqueeze(1)
         phi = similarity + self.exact_bonus * ic * (similarity >= ic - 1e-6).float()
         union = weights @ phi / weights.sum(1, keepdim=True).clamp(min=1e-9)
-        score = union
+        score = union - self.size_weight * self.log_closure
         if (torch.is_grad_enabled() and self.g2p_weight.requires_grad) or float(self.g2p_weight) != 0.0:
             score = score + self.g2p_weight * self.g2p(used, weights)
         return self.log_scale.exp() * score
@@ -179,13 +187,13 @@ class PhenotypePrior(torch.nn.Module):
         directory = Path(directory)
         settings = json.loads((directory / PRIOR_SETTINGS).read_text(encoding="utf-8"))
         tensors = load_file(str(directory / PRIOR_WEIGHTS))
-        missing = (set(ARRAYS) | set(PARAMETERS)) - set(tensors)
+        missing = (set(ARRAYS) | set(PARAMETERS)) - set(tensors) - set(OPTIONAL)
         if missing:
             raise ValueError(f"{directory / PRIOR_WEIGHTS}: missing tensor(s) {', '.join(sorted(missing))}")
         prior = cls({k: tensors[k].numpy() for k in ARRAYS}, settings["n_genes"], settings["vocab_size"], settings["absent_token"])
         with torch.no_grad():
             for name in PARAMETERS:
-                getattr(prior, name).copy_(tensors[name].reshape(()))
+                getattr(prior, name).copy_(tensors[name].reshape(()) if name in tensors else torch.tensor(OPTIONAL[name]))
         return prior
 
 
