@@ -39,6 +39,9 @@ class TextmineConfig:
     coordination: bool = True  # expand "palmar and plantar pits" -> palmar pits + plantar pits
     patient_sections: bool = True  # a paper with headings: only its case description gives the patient's terms
     general_term_descendants: int = 50  # in a paper, a term this general yields to a descendant found (0 = never)
+    # one-word substitutions mined from HPO's own label/synonym pairs ("renal" / "kidney" agenesis),
+    # kept when this many terms show them, applied to every key (0 = off); chosen on the dev halves
+    word_equivalence_min_terms: int = 0
     recogniser: str = "dictionary"  # dictionary (ours) | fasthpocr (FastHPOCR spans, our context steps on top) | both
     recogniser_index: str = ""  # fasthpocr: its index file (rarerank.textmine_external.build_fasthpocr_index)
 
@@ -50,6 +53,8 @@ class TextmineConfig:
             raise ValueError(f"text max_bytes must be positive, not {self.max_bytes}")
         if self.negation_window < 1 or self.post_negation_window < 0:
             raise ValueError("negation windows must be >= 1 (pre) and >= 0 (post) tokens")
+        if self.word_equivalence_min_terms < 0:
+            raise ValueError(f"text word_equivalence_min_terms must be >= 0, not {self.word_equivalence_min_terms}")
         if self.recogniser not in RECOGNISERS:
             raise ValueError(f"text recogniser must be one of {', '.join(RECOGNISERS)}, not {self.recogniser!r}")
         if self.recogniser != "dictionary" and not self.recogniser_index:
@@ -59,7 +64,7 @@ class TextmineConfig:
 # ---------------------------------------------------------------------------------------------
 # The dictionary matcher.
 
-PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4, "curated": 5}
+PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4, "curated": 5, "equivalence": 6}
 
 # Everyday phrasings HPO lacks, added at the lowest priority (an HPO label or synonym with the same
 # key wins). General clinical language, not words of any one document.
@@ -131,7 +136,32 @@ class _DictionaryEntries:
         for key, terms in entries.extra.items():
             if key not in entries.candidates and len(terms) == 1:
                 entries.candidates[key] = {next(iter(terms)): PRIORITY["EXACT"]}
+        if config.word_equivalence_min_terms:
+            entries.add_equivalent_keys(word_equivalences(ontology, config), ontology)
         return entries
+
+    def add_equivalent_keys(self, equivalences: dict[str, frozenset[str]], ontology: Ontology) -> None:
+        """Keys with one stem swapped for an equivalent ("kidney" for "renal", "underdeveloped" for
+        "small"), where no real entry has the key; several terms on one new key -> their common
+        ancestor among them, else none."""
+        derived: dict[tuple[str, ...], set[str]] = {}
+        for key, terms in self.candidates.items():
+            best = min(terms.values())
+            if best > PRIORITY["EXACT"] or len(key) < 2:  # one-word keys: "large" is no Overgrowth
+                continue
+            owners = {t for t, p in terms.items() if p == best}
+            for i, s in enumerate(key):
+                for other in equivalences.get(s, ()):
+                    variant = tuple(sorted(key[:i] + (other,) + key[i + 1 :]))
+                    if variant not in self.candidates:
+                        derived.setdefault(variant, set()).update(owners)
+        for variant, terms in derived.items():
+            general = [t for t in terms if all(t == o or t in ontology.ancestors(o) for o in terms)]
+            if general:
+                self.candidates[variant] = {general[0]: PRIORITY["equivalence"]}
+                self.skipped["equivalence_keys"] += 1
+            else:
+                self.skipped["equivalence_ambiguous"] += 1
 
     def add(self, term: str, stripped: str, how: str, min_key_chars: int) -> None:
         """One label or synonym of ``term``: its key (and derived keys), or an abbreviation."""
@@ -156,6 +186,33 @@ class _DictionaryEntries:
         for variant in variants:
             best = self.candidates.setdefault(variant, {})
             best[term] = min(best.get(term, 99), PRIORITY[how])
+
+
+def word_equivalences(ontology: Ontology, config: TextmineConfig) -> dict[str, frozenset[str]]:
+    """One-word substitutions HPO itself makes between a term's names: two exact names of one term whose
+    bags of stems differ in exactly one stem ("Renal agenesis" / "Kidney agenesis", "Small uterus" /
+    "Underdeveloped uterus") give a pair; pairs shown by at least ``config.word_equivalence_min_terms``
+    terms are kept, both ways: stem -> its equivalents."""
+    seen: dict[tuple[str, str], set[str]] = {}
+    for term, label in ontology.labels.items():
+        if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
+            continue
+        names = [label] + [text for text, scope in ontology.synonyms.get(term, ()) if scope == "EXACT"]
+        keys = sorted({k for k in map(dictionary_key, names) if k})
+        for a_index, a in enumerate(keys):
+            for b in keys[a_index + 1 :]:
+                if len(a) != len(b):
+                    continue
+                only_a, only_b = Counter(a) - Counter(b), Counter(b) - Counter(a)
+                if len(only_a) == 1 and len(only_b) == 1 and sum(only_a.values()) == 1:
+                    pair = (next(iter(only_a)), next(iter(only_b)))
+                    seen.setdefault(tuple(sorted(pair)), set()).add(term)
+    out: dict[str, set[str]] = {}
+    for (x, y), terms in seen.items():
+        if len(terms) >= config.word_equivalence_min_terms:
+            out.setdefault(x, set()).add(y)
+            out.setdefault(y, set()).add(x)
+    return {s: frozenset(others) for s, others in out.items()}
 
 
 def _resolve_keys(
@@ -275,7 +332,9 @@ class HPOMatcher:
         -> Palmar pits beside Plantar pits)."""
         found = self._candidates(tokens, defined)
         n = len(tokens)
-        found.sort()
+        # longest first; a key derived by a mined word equivalence only fills words no real dictionary
+        # phrase covers ("small umbilical hernia" stays Umbilical hernia, not a small umbilicus)
+        found.sort(key=lambda f: (f[4] == "equivalence", f))
         taken = [False] * n
         matches = []
         chosen: list[tuple[int, int]] = []
