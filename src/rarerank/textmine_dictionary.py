@@ -178,6 +178,8 @@ class _DictionaryEntries:
         variants = [key]
         if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
             self.extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
+        for variant in _lab_variants(key):  # "Elevated circulating IgG concentration" as "increased serum IgG levels"
+            self.extra.setdefault(variant, set()).add(term)
         if "absent" in key:  # "Absent corpus callosum" also as "absence of the corpus callosum"
             variants.append(tuple(sorted("absence" if s == "absent" else s for s in key)))
             self.absence_of.add(variants[-1])
@@ -186,6 +188,26 @@ class _DictionaryEntries:
         for variant in variants:
             best = self.candidates.setdefault(variant, {})
             best[term] = min(best.get(term, 99), PRIORITY[how])
+
+
+# How a case report writes a lab finding HPO calls "Elevated circulating X concentration": "elevated X",
+# "increased serum X levels", "raised plasma X", "elevated levels of X in blood".
+_LAB_SAMPLES = ("", "serum", "plasma", "blood")
+_LAB_QUANTITIES = ("", "level", "concentration")
+
+
+def _lab_variants(key: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Other keys of a circulating-concentration term: without "circulating" or with the sample
+    named instead, with "level", "concentration" or neither. Only terms with a direction (increased /
+    decreased) and an analyte besides."""
+    if "circulating" not in key or not {"increased", "decreased"} & set(key):
+        return []
+    core = [s for s in key if s not in ("circulating", "concentration", "level")]
+    if len(core) < 2:
+        return []
+    return [
+        tuple(sorted(core + [x for x in (sample, quantity) if x])) for sample in _LAB_SAMPLES for quantity in _LAB_QUANTITIES
+    ]
 
 
 def word_equivalences(ontology: Ontology, config: TextmineConfig) -> dict[str, frozenset[str]]:
@@ -386,6 +408,24 @@ class HPOMatcher:
             ):
                 out.extend(self._shared_head_after(tokens, c, phrase_ends))
         out.extend(self._shared_head_before(tokens, matches))
+        out.extend(self._stacked_adjectives(tokens, matches))
+        return out
+
+    def _stacked_adjectives(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
+        """ "prominent, cupped ears", "thin, translucent skin": a word before a comma that no match
+        covers, joined to the head (last word) of the match right after the comma ("hips, joint
+        hypermobility" is no "hip hypermobility")."""
+        covered = {k for m in matches for k in range(m.first, m.last + 1)}
+        out = []
+        for m in matches:
+            k = m.first - 1
+            if not (tokens[m.first].break_before and k >= 0 and k not in covered and not tokens[k].stop):
+                continue
+            if k >= 1 and not (tokens[k].break_before or tokens[k - 1].stop):
+                continue  # "long philtrum, thin lips": only a lone word before the comma
+            term = self._lookup([tokens[k].stem, tokens[m.last].stem]) if m.last > m.first else None
+            if term:
+                out.append((k, m.last, term))
         return out
 
     def _shared_head_after(self, tokens: Sequence[Token], c: int, phrase_ends: set[int]) -> list[tuple[int, int, str]]:
@@ -427,11 +467,30 @@ class HPOMatcher:
         return out
 
     def _shared_head_before(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
-        """A match ends right before "and"/"or" + one word ("hypoplasia of the radius and ulna")."""
+        """A match ends right before "and"/"or" + one word ("hypoplasia of the radius and ulna"),
+        maybe after a comma-separated list of single words ("short nose, columella and philtrum")."""
         n = len(tokens)
         out = []
+        found = {k for m in matches for k in range(m.first, m.last + 1)}  # "gait ataxia, spasticity and ...": a finding
         for m in matches:
             c = m.last + 1
+            listed = []  # ", columella" before "and philtrum"
+            while (
+                c + 1 < n
+                and tokens[c].break_before
+                and not tokens[c].stop
+                and (tokens[c + 1].break_before or tokens[c + 1].text.lower() in ("and", "or"))
+            ):
+                listed.append(c)
+                c += 1
+            if listed and c < n and tokens[c].text.lower() in ("and", "or") and not tokens[c].break_before:
+                others = [t.stem for t in tokens[m.first : m.last] if not t.stop]
+                for k in listed:
+                    term = self._lookup(others + [tokens[k].stem]) if m.last > m.first and k not in found else None
+                    if term:
+                        out.append((k, k, term))
+            elif listed:
+                continue
             if (
                 not (c + 1 < n and tokens[c].text.lower() in ("and", "or") and m.last > m.first)
                 or tokens[c + 1].stop
