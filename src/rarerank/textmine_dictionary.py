@@ -117,6 +117,7 @@ class _DictionaryEntries:
     candidates: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)
     abbreviations: dict[str, set[str]] = field(default_factory=dict)
     absence_of: set[tuple[str, ...]] = field(default_factory=set)
+    with_keys: set[tuple[str, ...]] = field(default_factory=set)  # phrases with "with" inside ("Cleft palate with ...")
     skipped: Counter = field(default_factory=Counter)
     extra: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # derived keys, used where no real entry has the key
     plural: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # one-word synonyms written as plurals
@@ -176,6 +177,8 @@ class _DictionaryEntries:
             self.skipped["too_short"] += 1
             return
         variants = [key]
+        if re.search(r"\bwith\b", stripped, re.IGNORECASE):
+            self.with_keys.add(key)
         if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
             self.extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
         for variant in _lab_variants(key):  # "Elevated circulating IgG concentration" as "increased serum IgG levels"
@@ -299,6 +302,9 @@ class HPOMatcher:
     # Keys that may match a span containing "absence of": "absence of seizures" is a negation, not
     # an "absence seizure"; "absence of the corpus callosum" is agenesis (from "Absent corpus callosum").
     absence_of_keys: frozenset[tuple[str, ...]]
+    # Keys that may match a span with "with" inside: "genitalia with hypoplastic labia majora" is two
+    # findings, not "Hypoplasia of the female external genitalia"; HPO phrases that have "with" match.
+    with_keys: frozenset[tuple[str, ...]]
     max_key_length: int
     labels: dict[str, str]
     hpo_version: str = "unknown"
@@ -327,6 +333,7 @@ class HPOMatcher:
             ambiguous_abbreviations=ambiguous,
             vocabulary=vocabulary,
             absence_of_keys=frozenset(entries.absence_of),
+            with_keys=frozenset(entries.with_keys),
             plural_keys=plural_keys,
             graded=_graded_terms(keys, ontology),
             max_key_length=max(len(k) for k in keys),
@@ -523,11 +530,13 @@ class HPOMatcher:
                 continue
             content: list[str] = []
             has_absence_of = False
+            has_with = False
             for j in range(i, n):
                 t = tokens[j]
                 if j > i and t.break_before:
                     break
                 if t.stop:
+                    has_with = has_with or (j > i and t.stem == "with")
                     continue
                 if t.stem not in self.vocabulary:
                     break
@@ -537,7 +546,7 @@ class HPOMatcher:
                     break
                 key = tuple(sorted(content))
                 hit = self.keys.get(key)
-                if hit and not (has_absence_of and key not in self.absence_of_keys):
+                if hit and not (has_absence_of and key not in self.absence_of_keys) and not (has_with and key not in self.with_keys):
                     term, how = hit
                     if i == j and key in self.plural_keys and t.text.lower() != t.stem and t.text.lower().endswith("s"):
                         term, how = self.plural_keys[key], "plural"
