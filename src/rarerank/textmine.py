@@ -71,6 +71,7 @@ __all__ = [
     "Match",
     "Mention",
     "TextmineConfig",
+    "abbreviates",
     "classify",
     "decode_text",
     "dictionary_key",

@@ -208,9 +208,7 @@ def _lab_variants(key: tuple[str, ...]) -> list[tuple[str, ...]]:
     core = [s for s in key if s not in ("circulating", "concentration", "level")]
     if len(core) < 2:
         return []
-    return [
-        tuple(sorted(core + [x for x in (sample, quantity) if x])) for sample in _LAB_SAMPLES for quantity in _LAB_QUANTITIES
-    ]
+    return [tuple(sorted(core + [x for x in (sample, quantity) if x])) for sample in _LAB_SAMPLES for quantity in _LAB_QUANTITIES]
 
 
 def word_equivalences(ontology: Ontology, config: TextmineConfig) -> dict[str, frozenset[str]]:
