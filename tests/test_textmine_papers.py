@@ -546,6 +546,14 @@ def test_a_modifier_shared_over_a_comma_list(extractor):
     assert found == {GAIT_ATAXIA, "HP:0001257", "HP:0002015"}
 
 
+def test_a_serial_comma_ends_a_list(extractor):
+    # "..., nail, or hair abnormalities": every conjunct shares the head, as without the comma
+    found = terms(extractor, "There was no evidence of spine, nail, or hair abnormalities.")
+    assert found == {"HP:0000925": {"absent"}, "HP:0001597": {"absent"}, "HP:0001595": {"absent"}}
+    found = set(terms(extractor, "She had a short nose, columella, and philtrum."))
+    assert found == {"HP:0003196", "HP:0002000", "HP:0000322"}
+
+
 def test_with_separates_two_findings(extractor):
     found = set(terms(extractor, "She had normal external female genitalia with hypoplastic labia majora."))
     assert found == {"HP:0000059"}  # Hypoplastic labia majora, not Hypoplasia of the female external genitalia

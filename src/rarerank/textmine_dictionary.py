@@ -407,7 +407,8 @@ class HPOMatcher:
         for c in range(1, len(tokens) - 1):
             if (
                 tokens[c].text.lower() in ("and", "or")
-                and not tokens[c].break_before
+                # a serial comma before "and" ends a list: "chest, spine, nail, or hair abnormalities"
+                and (not tokens[c].break_before or (c >= 2 and tokens[c - 1].break_before))
                 and not tokens[c + 1].stop
                 and tokens[c + 1].text.lower() not in NOT_CONJUNCT
             ):
@@ -484,11 +485,12 @@ class HPOMatcher:
                 c + 1 < n
                 and tokens[c].break_before
                 and not tokens[c].stop
+                and tokens[c].text.lower() not in ("and", "or")
                 and (tokens[c + 1].break_before or tokens[c + 1].text.lower() in ("and", "or"))
             ):
                 listed.append(c)
                 c += 1
-            if listed and c < n and tokens[c].text.lower() in ("and", "or") and not tokens[c].break_before:
+            if listed and c < n and tokens[c].text.lower() in ("and", "or"):
                 others = [t.stem for t in tokens[m.first : m.last] if not t.stop]
                 for k in listed:
                     term = self._lookup(others + [tokens[k].stem]) if m.last > m.first and k not in found else None
