@@ -546,6 +546,12 @@ def test_a_modifier_shared_over_a_comma_list(extractor):
     assert found == {GAIT_ATAXIA, "HP:0001257", "HP:0002015"}
 
 
+def test_ordinal_words_are_ordinal_numbers(extractor):
+    assert stem("fifth") == stem("5th") and stem("second") == stem("2nd")
+    assert set(terms(extractor, "She had bilateral fourth toe clinodactyly.")) == {"HP:0011918"}  # of the 4th toe
+    assert set(terms(extractor, "He had 2nd and 3rd toes syndactyly.")) == {"HP:0004691"}  # 2-3 toe syndactyly
+
+
 def test_a_serial_comma_ends_a_list(extractor):
     # "..., nail, or hair abnormalities": every conjunct shares the head, as without the comma
     found = terms(extractor, "There was no evidence of spine, nail, or hair abnormalities.")

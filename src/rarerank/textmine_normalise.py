@@ -160,6 +160,12 @@ IRREGULAR = {
     "raised": "increased",
     "highly": "high",
     "developmental": "development",
+    # ordinals as words or digits ("fifth finger clinodactyly" = "Clinodactyly of the 5th finger")
+    "first": "1st",
+    "second": "2nd",
+    "third": "3rd",
+    "fourth": "4th",
+    "fifth": "5th",
 }
 
 # Organ and tissue adjectives -> the stem of their noun, so "retinal detachment" = "detachment of the
