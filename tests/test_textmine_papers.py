@@ -552,6 +552,13 @@ def test_ordinal_words_are_ordinal_numbers(extractor):
     assert set(terms(extractor, "He had 2nd and 3rd toes syndactyly.")) == {"HP:0004691"}  # 2-3 toe syndactyly
 
 
+def test_a_hyphenated_prefix_joins_its_word(extractor):
+    assert set(terms(extractor, "He had hyper-convex toenails.")) == {"HP:0030055"}  # Hyperconvex toenail
+    assert set(terms(extractor, "She had intra-uterine growth retardation.")) == {"HP:0001511"}
+    # only bound prefixes: "low-set ears" stays two words of Low-set ears
+    assert set(terms(extractor, "He had low-set ears.")) == {"HP:0000369"}
+
+
 def test_a_serial_comma_ends_a_list(extractor):
     # "..., nail, or hair abnormalities": every conjunct shares the head, as without the comma
     found = terms(extractor, "There was no evidence of spine, nail, or hair abnormalities.")

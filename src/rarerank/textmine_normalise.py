@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 # ---------------------------------------------------------------------------------------------
@@ -336,14 +336,26 @@ class Token:
     clause_before: bool = False  # ";" or ":" outside parentheses before this token (a negation scope does not cross it)
 
 
+# Bound prefixes a text may hyphenate where HPO writes one word or the reverse: "hyper-convex" =
+# "hyperconvex", "mid-face" = "midface", "post-axial" = "postaxial".
+PREFIXES = frozenset("hyper hypo micro macro mid pseudo hemi poly oligo brachy dolicho pre post peri para intra extra".split())
+
+
 def tokenize(text: str, offset: int = 0) -> list[Token]:
-    """Word tokens of ``text`` (already folded), with character offsets shifted by ``offset``."""
+    """Word tokens of ``text`` (already folded), with character offsets shifted by ``offset``; a
+    hyphenated bound prefix joins its word ("hyper-convex" is one token, "hyperconvex")."""
     tokens: list[Token] = []
     previous_end = 0
     depth = 0  # parentheses open: "her sister (IV: 6) developed X" is one clause
     for match in _TOKEN.finditer(text):
         word = match.group()
         gap = text[previous_end : match.start()]
+        if gap == "-" and tokens and tokens[-1].text.lower() in PREFIXES and word[:1].islower():
+            joined = tokens.pop()
+            word = joined.text + word
+            tokens.append(replace(joined, text=word, stem=stem(word), end=match.end() + offset, stop=False))
+            previous_end = match.end()
+            continue
         s = stem(word)
         clause = False
         for ch in gap:
