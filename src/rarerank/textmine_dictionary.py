@@ -7,7 +7,9 @@ by their bag of stems; overlapping matches resolve to the longest; coordinations
 imply ("palmar and plantar pits"); optionally the more general head of a match too ("colitis" in
 "ulcerative colitis"); a severity word picks the graded descendant ("severe developmental delay").
 All-caps abbreviations from the ontology ("VSD") match case-sensitively, ambiguous ones ("ASD") only
-when the text defines them. :class:`TextmineConfig` holds the settings of the whole extractor.
+when the text defines them. Derived keys: lab phrasings of circulating-concentration terms ("increased
+serum IgG levels") and, as an option, one-word substitutions mined from HPO's own synonyms
+(:func:`word_equivalences`). :class:`TextmineConfig` holds the settings of the whole extractor.
 """
 
 from __future__ import annotations

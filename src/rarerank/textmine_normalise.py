@@ -6,7 +6,8 @@ Floor: models and methods (no project imports; used by :mod:`rarerank.textmine_d
 The same function turns dictionary entries and text tokens into stems: lower case, accents and
 hyphens removed, plurals, UK spellings and adjective/noun forms merged ("hypoplastic nails" and
 "nail hypoplasia" give the same bag of stems; the general words "anomaly", "malformation",
-"abnormality" and organ adjectives — "renal", "ocular", "otic" — share a stem with their nouns).
+"abnormality" and organ adjectives — "renal", "ocular", "otic" — share a stem with their nouns;
+ordinal words are ordinal numbers; a hyphenated bound prefix joins its word: "hyper-convex").
 """
 
 from __future__ import annotations
