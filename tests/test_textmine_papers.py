@@ -497,3 +497,112 @@ def test_fasthpocr_recogniser_needs_an_index_and_the_library(tmp_path):
     if importlib.util.find_spec("FastHPOCR") is None:
         with pytest.raises(ValueError, match="pip install FastHPOCR"):
             FastHPOCRRecogniser(index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classes of phrasing: lab findings, stacked adjectives, comma lists, "with", abbreviations,
+# one-word equivalences mined from HPO.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # "Increased circulating IgG concentration" as a report writes it
+        ("She had markedly increased serum IgG levels.", {"HP:0003237"}),
+        ("He had elevated C-reactive protein and raised plasma lactate.", {"HP:0011227", "HP:0002151"}),
+    ],
+)
+def test_lab_findings_without_circulating_or_concentration(extractor, text, expected):
+    assert set(terms(extractor, text)) == expected
+
+
+def test_lab_variants_need_a_direction_and_an_analyte():
+    from rarerank.textmine_dictionary import _lab_variants
+
+    variants = _lab_variants(("circulating", "concentration", "igg", "increased"))
+    assert ("igg", "increased", "level", "serum") in variants and ("igg", "increased") in variants
+    assert _lab_variants(("abnormal", "circulating", "concentration", "igg")) == []  # no direction
+    assert _lab_variants(("circulating", "increased", "level")) == []  # no analyte
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("He had prominent, cupped ears.", {"HP:0000411", "HP:0000378"}),  # Protruding ear, Cupped ear
+        ("She had thin, translucent skin.", {"HP:0000963", "HP:0010648"}),  # Thin skin, Dermal translucency
+        # a finding before the comma is no adjective of the next one: no "hip hypermobility"
+        ("Laxity of the hips, joint hypermobility and scoliosis.", {"HP:0001382", SCOLIOSIS}),
+    ],
+)
+def test_stacked_adjectives_before_a_comma(extractor, text, expected):
+    assert set(terms(extractor, text)) == expected
+
+
+def test_a_modifier_shared_over_a_comma_list(extractor):
+    found = set(terms(extractor, "She had a short nose, columella and philtrum."))
+    assert found == {"HP:0003196", "HP:0002000", "HP:0000322"}  # Short nose, Short columella, Short philtrum
+    # a listed word that is a finding itself is no conjunct: no "gait spasticity" (Spastic gait)
+    found = set(terms(extractor, "She presented with gait ataxia, spasticity and dysphagia."))
+    assert found == {GAIT_ATAXIA, "HP:0001257", "HP:0002015"}
+
+
+def test_ordinal_words_are_ordinal_numbers(extractor):
+    assert stem("fifth") == stem("5th") and stem("second") == stem("2nd")
+    assert set(terms(extractor, "She had bilateral fourth toe clinodactyly.")) == {"HP:0011918"}  # of the 4th toe
+    assert set(terms(extractor, "He had 2nd and 3rd toes syndactyly.")) == {"HP:0004691"}  # 2-3 toe syndactyly
+
+
+def test_a_hyphenated_prefix_joins_its_word(extractor):
+    assert set(terms(extractor, "He had hyper-convex toenails.")) == {"HP:0030055"}  # Hyperconvex toenail
+    assert set(terms(extractor, "She had intra-uterine growth retardation.")) == {"HP:0001511"}
+    # only bound prefixes: "low-set ears" stays two words of Low-set ears
+    assert set(terms(extractor, "He had low-set ears.")) == {"HP:0000369"}
+
+
+def test_a_serial_comma_ends_a_list(extractor):
+    # "..., nail, or hair abnormalities": every conjunct shares the head, as without the comma
+    found = terms(extractor, "There was no evidence of spine, nail, or hair abnormalities.")
+    assert found == {"HP:0000925": {"absent"}, "HP:0001597": {"absent"}, "HP:0001595": {"absent"}}
+    found = set(terms(extractor, "She had a short nose, columella, and philtrum."))
+    assert found == {"HP:0003196", "HP:0002000", "HP:0000322"}
+
+
+def test_with_separates_two_findings(extractor):
+    found = set(terms(extractor, "She had normal external female genitalia with hypoplastic labia majora."))
+    assert found == {"HP:0000059"}  # Hypoplastic labia majora, not Hypoplasia of the female external genitalia
+
+
+def test_an_abbreviation_is_defined_only_by_its_long_form(extractor):
+    from rarerank.textmine import abbreviates
+
+    assert abbreviates("TCC", "thin corpus callosum") and abbreviates("VSD", "ventricular septal defect")
+    assert not abbreviates("CNM", "myopathy") and not abbreviates("CSD", "diarrhea")
+    # "centronuclear myopathy (CNM)": CNM names the disease, not the matched "myopathy"
+    found = extractor.extract("Centronuclear myopathy (CNM) was suspected. CNM was confirmed by biopsy.")
+    assert [(m.term, m.how) for m in found.mentions] == [("HP:0003198", "label")]
+    found = extractor.extract("MRI showed a thin corpus callosum (TCC). The TCC was stable.")
+    assert [(m.term, m.how) for m in found.mentions] == [("HP:0033725", "label"), ("HP:0033725", "defined_abbreviation")]
+
+
+@pytest.fixture(scope="module")
+def equivalences(ontology):
+    from rarerank.textmine_dictionary import word_equivalences
+
+    return word_equivalences(ontology, TextmineConfig(word_equivalence_min_terms=10))
+
+
+def test_word_equivalences_are_mined_from_hpo_synonyms(equivalences):
+    # "Renal agenesis" / "Renal aplasia", "Hypoplasia of the uterus" / "Underdevelopment of the uterus"
+    assert stem("aplasia") in equivalences[stem("agenesis")] and stem("agenesis") in equivalences[stem("aplasia")]
+    assert stem("underdevelopment") in equivalences[stem("hypoplasia")]
+    assert stem("seizure") not in equivalences.get(stem("hypoplasia"), ())
+
+
+def test_word_equivalences_are_an_option_filling_gaps(ontology, matcher):
+    on = Extractor(HPOMatcher.build(ontology, TextmineConfig(word_equivalence_min_terms=10)))
+    text = "MRI showed underdevelopment of the frontal lobes."
+    assert set(terms(on, text)) == {"HP:0007333"}  # Hypoplasia of the frontal lobes, via hypoplasia = underdevelopment
+    assert set(terms(Extractor(matcher), text)) == set()  # off by default
+    # a derived key only fills words no real phrase covers: "small umbilical" is no Hypoplastic umbilicus here
+    assert set(terms(on, "A small umbilical hernia was seen.")) == {"HP:0001537"}
+    assert set(terms(on, "The liver was large.")) == {"HP:0002240"}  # one-word keys are not derived ("large")

@@ -71,6 +71,7 @@ __all__ = [
     "Match",
     "Mention",
     "TextmineConfig",
+    "abbreviates",
     "classify",
     "decode_text",
     "dictionary_key",
@@ -196,6 +197,23 @@ def _table_row_rule(m: Mention, text: str) -> Mention:
 _DEFINITION = re.compile(r"\s*\(([A-Z][A-Z0-9-]{1,7})\)")
 
 
+def abbreviates(short: str, phrase: str) -> bool:
+    """Whether ``phrase`` can be the long form of ``short`` (Schwartz & Hearst 2003): the letters
+    and digits of the abbreviation appear in the phrase in order, the first at the start of a word.
+    "thin corpus callosum (TCC)" defines TCC; in "congenital sodium diarrhea (CSD)" or "centronuclear
+    myopathy (CNM)" the abbreviation names the longer disease, not the matched "diarrhea" / "myopathy"."""
+    letters = [c for c in short.lower() if c.isalnum()]
+    text = phrase.lower()
+    k = len(text) - 1
+    for index in range(len(letters) - 1, -1, -1):
+        while k >= 0 and (text[k] != letters[index] or (index == 0 and k > 0 and text[k - 1].isalnum())):
+            k -= 1
+        if k < 0:
+            return False
+        k -= 1
+    return True
+
+
 class Extractor:
     """Concept recognition + context + gene detection with one dictionary built once."""
 
@@ -261,7 +279,11 @@ class Extractor:
                 matches = _merge_matches(matches, self._external_matches(tokens, spans))
             for m in matches:  # "atrial septal defect (ASD)" defines ASD for the rest of the text
                 definition = _DEFINITION.match(folded, m.end)
-                if definition and m.how not in ("abbreviation", "defined_abbreviation"):
+                if (
+                    definition
+                    and m.how not in ("abbreviation", "defined_abbreviation")
+                    and abbreviates(definition.group(1), folded[m.start : m.end])
+                ):
                     defined.setdefault(definition.group(1), m.term)
             for m, (status, rule) in zip(matches, classify(tokens, matches, self.config)):
                 mentions.append(Mention(m.term, status, rule, m.start, m.end, s_index, m.how))

@@ -7,7 +7,9 @@ by their bag of stems; overlapping matches resolve to the longest; coordinations
 imply ("palmar and plantar pits"); optionally the more general head of a match too ("colitis" in
 "ulcerative colitis"); a severity word picks the graded descendant ("severe developmental delay").
 All-caps abbreviations from the ontology ("VSD") match case-sensitively, ambiguous ones ("ASD") only
-when the text defines them. :class:`TextmineConfig` holds the settings of the whole extractor.
+when the text defines them. Derived keys: lab phrasings of circulating-concentration terms ("increased
+serum IgG levels") and, as an option, one-word substitutions mined from HPO's own synonyms
+(:func:`word_equivalences`). :class:`TextmineConfig` holds the settings of the whole extractor.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class TextmineConfig:
     coordination: bool = True  # expand "palmar and plantar pits" -> palmar pits + plantar pits
     patient_sections: bool = True  # a paper with headings: only its case description gives the patient's terms
     general_term_descendants: int = 50  # in a paper, a term this general yields to a descendant found (0 = never)
+    # one-word substitutions mined from HPO's own label/synonym pairs ("renal" / "kidney" agenesis),
+    # kept when this many terms show them, applied to every key (0 = off); chosen on the dev halves
+    word_equivalence_min_terms: int = 0
     recogniser: str = "dictionary"  # dictionary (ours) | fasthpocr (FastHPOCR spans, our context steps on top) | both
     recogniser_index: str = ""  # fasthpocr: its index file (rarerank.textmine_external.build_fasthpocr_index)
 
@@ -50,6 +55,8 @@ class TextmineConfig:
             raise ValueError(f"text max_bytes must be positive, not {self.max_bytes}")
         if self.negation_window < 1 or self.post_negation_window < 0:
             raise ValueError("negation windows must be >= 1 (pre) and >= 0 (post) tokens")
+        if self.word_equivalence_min_terms < 0:
+            raise ValueError(f"text word_equivalence_min_terms must be >= 0, not {self.word_equivalence_min_terms}")
         if self.recogniser not in RECOGNISERS:
             raise ValueError(f"text recogniser must be one of {', '.join(RECOGNISERS)}, not {self.recogniser!r}")
         if self.recogniser != "dictionary" and not self.recogniser_index:
@@ -59,7 +66,7 @@ class TextmineConfig:
 # ---------------------------------------------------------------------------------------------
 # The dictionary matcher.
 
-PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4, "curated": 5}
+PRIORITY = {"label": 0, "EXACT": 1, "RELATED": 2, "NARROW": 3, "BROAD": 4, "curated": 5, "equivalence": 6}
 
 # Everyday phrasings HPO lacks, added at the lowest priority (an HPO label or synonym with the same
 # key wins). General clinical language, not words of any one document.
@@ -112,6 +119,7 @@ class _DictionaryEntries:
     candidates: dict[tuple[str, ...], dict[str, int]] = field(default_factory=dict)
     abbreviations: dict[str, set[str]] = field(default_factory=dict)
     absence_of: set[tuple[str, ...]] = field(default_factory=set)
+    with_keys: set[tuple[str, ...]] = field(default_factory=set)  # phrases with "with" inside ("Cleft palate with ...")
     skipped: Counter = field(default_factory=Counter)
     extra: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # derived keys, used where no real entry has the key
     plural: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # one-word synonyms written as plurals
@@ -131,7 +139,32 @@ class _DictionaryEntries:
         for key, terms in entries.extra.items():
             if key not in entries.candidates and len(terms) == 1:
                 entries.candidates[key] = {next(iter(terms)): PRIORITY["EXACT"]}
+        if config.word_equivalence_min_terms:
+            entries.add_equivalent_keys(word_equivalences(ontology, config), ontology)
         return entries
+
+    def add_equivalent_keys(self, equivalences: dict[str, frozenset[str]], ontology: Ontology) -> None:
+        """Keys with one stem swapped for an equivalent ("kidney" for "renal", "underdeveloped" for
+        "small"), where no real entry has the key; several terms on one new key -> their common
+        ancestor among them, else none."""
+        derived: dict[tuple[str, ...], set[str]] = {}
+        for key, terms in self.candidates.items():
+            best = min(terms.values())
+            if best > PRIORITY["EXACT"] or len(key) < 2:  # one-word keys: "large" is no Overgrowth
+                continue
+            owners = {t for t, p in terms.items() if p == best}
+            for i, s in enumerate(key):
+                for other in equivalences.get(s, ()):
+                    variant = tuple(sorted(key[:i] + (other,) + key[i + 1 :]))
+                    if variant not in self.candidates:
+                        derived.setdefault(variant, set()).update(owners)
+        for variant, terms in derived.items():
+            general = [t for t in terms if all(t == o or t in ontology.ancestors(o) for o in terms)]
+            if general:
+                self.candidates[variant] = {general[0]: PRIORITY["equivalence"]}
+                self.skipped["equivalence_keys"] += 1
+            else:
+                self.skipped["equivalence_ambiguous"] += 1
 
     def add(self, term: str, stripped: str, how: str, min_key_chars: int) -> None:
         """One label or synonym of ``term``: its key (and derived keys), or an abbreviation."""
@@ -146,8 +179,12 @@ class _DictionaryEntries:
             self.skipped["too_short"] += 1
             return
         variants = [key]
+        if re.search(r"\bwith\b", stripped, re.IGNORECASE):
+            self.with_keys.add(key)
         if "abnormal" in key and "morphology" in key:  # "Abnormal rib morphology" as "abnormal ribs"
             self.extra.setdefault(tuple(k for k in key if k != "morphology"), set()).add(term)
+        for variant in _lab_variants(key):  # "Elevated circulating IgG concentration" as "increased serum IgG levels"
+            self.extra.setdefault(variant, set()).add(term)
         if "absent" in key:  # "Absent corpus callosum" also as "absence of the corpus callosum"
             variants.append(tuple(sorted("absence" if s == "absent" else s for s in key)))
             self.absence_of.add(variants[-1])
@@ -156,6 +193,51 @@ class _DictionaryEntries:
         for variant in variants:
             best = self.candidates.setdefault(variant, {})
             best[term] = min(best.get(term, 99), PRIORITY[how])
+
+
+# How a case report writes a lab finding HPO calls "Elevated circulating X concentration": "elevated X",
+# "increased serum X levels", "raised plasma X", "elevated levels of X in blood".
+_LAB_SAMPLES = ("", "serum", "plasma", "blood")
+_LAB_QUANTITIES = ("", "level", "concentration")
+
+
+def _lab_variants(key: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Other keys of a circulating-concentration term: without "circulating" or with the sample
+    named instead, with "level", "concentration" or neither. Only terms with a direction (increased /
+    decreased) and an analyte besides."""
+    if "circulating" not in key or not {"increased", "decreased"} & set(key):
+        return []
+    core = [s for s in key if s not in ("circulating", "concentration", "level")]
+    if len(core) < 2:
+        return []
+    return [tuple(sorted(core + [x for x in (sample, quantity) if x])) for sample in _LAB_SAMPLES for quantity in _LAB_QUANTITIES]
+
+
+def word_equivalences(ontology: Ontology, config: TextmineConfig) -> dict[str, frozenset[str]]:
+    """One-word substitutions HPO itself makes between a term's names: two exact names of one term whose
+    bags of stems differ in exactly one stem ("Renal agenesis" / "Kidney agenesis", "Small uterus" /
+    "Underdeveloped uterus") give a pair; pairs shown by at least ``config.word_equivalence_min_terms``
+    terms are kept, both ways: stem -> its equivalents."""
+    seen: dict[tuple[str, str], set[str]] = {}
+    for term, label in ontology.labels.items():
+        if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
+            continue
+        names = [label] + [text for text, scope in ontology.synonyms.get(term, ()) if scope == "EXACT"]
+        keys = sorted({k for k in map(dictionary_key, names) if k})
+        for a_index, a in enumerate(keys):
+            for b in keys[a_index + 1 :]:
+                if len(a) != len(b):
+                    continue
+                only_a, only_b = Counter(a) - Counter(b), Counter(b) - Counter(a)
+                if len(only_a) == 1 and len(only_b) == 1 and sum(only_a.values()) == 1:
+                    pair = (next(iter(only_a)), next(iter(only_b)))
+                    seen.setdefault(tuple(sorted(pair)), set()).add(term)
+    out: dict[str, set[str]] = {}
+    for (x, y), terms in seen.items():
+        if len(terms) >= config.word_equivalence_min_terms:
+            out.setdefault(x, set()).add(y)
+            out.setdefault(y, set()).add(x)
+    return {s: frozenset(others) for s, others in out.items()}
 
 
 def _resolve_keys(
@@ -220,6 +302,9 @@ class HPOMatcher:
     # Keys that may match a span containing "absence of": "absence of seizures" is a negation, not
     # an "absence seizure"; "absence of the corpus callosum" is agenesis (from "Absent corpus callosum").
     absence_of_keys: frozenset[tuple[str, ...]]
+    # Keys that may match a span with "with" inside: "genitalia with hypoplastic labia majora" is two
+    # findings, not "Hypoplasia of the female external genitalia"; HPO phrases that have "with" match.
+    with_keys: frozenset[tuple[str, ...]]
     max_key_length: int
     labels: dict[str, str]
     hpo_version: str = "unknown"
@@ -248,6 +333,7 @@ class HPOMatcher:
             ambiguous_abbreviations=ambiguous,
             vocabulary=vocabulary,
             absence_of_keys=frozenset(entries.absence_of),
+            with_keys=frozenset(entries.with_keys),
             plural_keys=plural_keys,
             graded=_graded_terms(keys, ontology),
             max_key_length=max(len(k) for k in keys),
@@ -275,7 +361,9 @@ class HPOMatcher:
         -> Palmar pits beside Plantar pits)."""
         found = self._candidates(tokens, defined)
         n = len(tokens)
-        found.sort()
+        # longest first; a key derived by a mined word equivalence only fills words no real dictionary
+        # phrase covers ("small umbilical hernia" stays Umbilical hernia, not a small umbilicus)
+        found.sort(key=lambda f: (f[4] == "equivalence", f))
         taken = [False] * n
         matches = []
         chosen: list[tuple[int, int]] = []
@@ -321,12 +409,31 @@ class HPOMatcher:
         for c in range(1, len(tokens) - 1):
             if (
                 tokens[c].text.lower() in ("and", "or")
-                and not tokens[c].break_before
+                # a serial comma before "and" ends a list: "chest, spine, nail, or hair abnormalities"
+                and (not tokens[c].break_before or (c >= 2 and tokens[c - 1].break_before))
                 and not tokens[c + 1].stop
                 and tokens[c + 1].text.lower() not in NOT_CONJUNCT
             ):
                 out.extend(self._shared_head_after(tokens, c, phrase_ends))
         out.extend(self._shared_head_before(tokens, matches))
+        out.extend(self._stacked_adjectives(tokens, matches))
+        return out
+
+    def _stacked_adjectives(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
+        """ "prominent, cupped ears", "thin, translucent skin": a word before a comma that no match
+        covers, joined to the head (last word) of the match right after the comma ("hips, joint
+        hypermobility" is no "hip hypermobility")."""
+        covered = {k for m in matches for k in range(m.first, m.last + 1)}
+        out = []
+        for m in matches:
+            k = m.first - 1
+            if not (tokens[m.first].break_before and k >= 0 and k not in covered and not tokens[k].stop):
+                continue
+            if k >= 1 and not (tokens[k].break_before or tokens[k - 1].stop):
+                continue  # "long philtrum, thin lips": only a lone word before the comma
+            term = self._lookup([tokens[k].stem, tokens[m.last].stem]) if m.last > m.first else None
+            if term:
+                out.append((k, m.last, term))
         return out
 
     def _shared_head_after(self, tokens: Sequence[Token], c: int, phrase_ends: set[int]) -> list[tuple[int, int, str]]:
@@ -368,11 +475,31 @@ class HPOMatcher:
         return out
 
     def _shared_head_before(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
-        """A match ends right before "and"/"or" + one word ("hypoplasia of the radius and ulna")."""
+        """A match ends right before "and"/"or" + one word ("hypoplasia of the radius and ulna"),
+        maybe after a comma-separated list of single words ("short nose, columella and philtrum")."""
         n = len(tokens)
         out = []
+        found = {k for m in matches for k in range(m.first, m.last + 1)}  # "gait ataxia, spasticity and ...": a finding
         for m in matches:
             c = m.last + 1
+            listed = []  # ", columella" before "and philtrum"
+            while (
+                c + 1 < n
+                and tokens[c].break_before
+                and not tokens[c].stop
+                and tokens[c].text.lower() not in ("and", "or")
+                and (tokens[c + 1].break_before or tokens[c + 1].text.lower() in ("and", "or"))
+            ):
+                listed.append(c)
+                c += 1
+            if listed and c < n and tokens[c].text.lower() in ("and", "or"):
+                others = [t.stem for t in tokens[m.first : m.last] if not t.stop]
+                for k in listed:
+                    term = self._lookup(others + [tokens[k].stem]) if m.last > m.first and k not in found else None
+                    if term:
+                        out.append((k, k, term))
+            elif listed:
+                continue
             if (
                 not (c + 1 < n and tokens[c].text.lower() in ("and", "or") and m.last > m.first)
                 or tokens[c + 1].stop
@@ -405,11 +532,13 @@ class HPOMatcher:
                 continue
             content: list[str] = []
             has_absence_of = False
+            has_with = False
             for j in range(i, n):
                 t = tokens[j]
                 if j > i and t.break_before:
                     break
                 if t.stop:
+                    has_with = has_with or (j > i and t.stem == "with")
                     continue
                 if t.stem not in self.vocabulary:
                     break
@@ -419,7 +548,7 @@ class HPOMatcher:
                     break
                 key = tuple(sorted(content))
                 hit = self.keys.get(key)
-                if hit and not (has_absence_of and key not in self.absence_of_keys):
+                if hit and not (has_absence_of and key not in self.absence_of_keys) and not (has_with and key not in self.with_keys):
                     term, how = hit
                     if i == j and key in self.plural_keys and t.text.lower() != t.stem and t.text.lower().endswith("s"):
                         term, how = self.plural_keys[key], "plural"

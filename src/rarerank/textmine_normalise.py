@@ -6,14 +6,15 @@ Floor: models and methods (no project imports; used by :mod:`rarerank.textmine_d
 The same function turns dictionary entries and text tokens into stems: lower case, accents and
 hyphens removed, plurals, UK spellings and adjective/noun forms merged ("hypoplastic nails" and
 "nail hypoplasia" give the same bag of stems; the general words "anomaly", "malformation",
-"abnormality" and organ adjectives — "renal", "ocular", "otic" — share a stem with their nouns).
+"abnormality" and organ adjectives — "renal", "ocular", "otic" — share a stem with their nouns;
+ordinal words are ordinal numbers; a hyphenated bound prefix joins its word: "hyper-convex").
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +161,12 @@ IRREGULAR = {
     "raised": "increased",
     "highly": "high",
     "developmental": "development",
+    # ordinals as words or digits ("fifth finger clinodactyly" = "Clinodactyly of the 5th finger")
+    "first": "1st",
+    "second": "2nd",
+    "third": "3rd",
+    "fourth": "4th",
+    "fifth": "5th",
 }
 
 # Organ and tissue adjectives -> the stem of their noun, so "retinal detachment" = "detachment of the
@@ -330,14 +337,26 @@ class Token:
     clause_before: bool = False  # ";" or ":" outside parentheses before this token (a negation scope does not cross it)
 
 
+# Bound prefixes a text may hyphenate where HPO writes one word or the reverse: "hyper-convex" =
+# "hyperconvex", "mid-face" = "midface", "post-axial" = "postaxial".
+PREFIXES = frozenset("hyper hypo micro macro mid pseudo hemi poly oligo brachy dolicho pre post peri para intra extra".split())
+
+
 def tokenize(text: str, offset: int = 0) -> list[Token]:
-    """Word tokens of ``text`` (already folded), with character offsets shifted by ``offset``."""
+    """Word tokens of ``text`` (already folded), with character offsets shifted by ``offset``; a
+    hyphenated bound prefix joins its word ("hyper-convex" is one token, "hyperconvex")."""
     tokens: list[Token] = []
     previous_end = 0
     depth = 0  # parentheses open: "her sister (IV: 6) developed X" is one clause
     for match in _TOKEN.finditer(text):
         word = match.group()
         gap = text[previous_end : match.start()]
+        if gap == "-" and tokens and tokens[-1].text.lower() in PREFIXES and word[:1].islower():
+            joined = tokens.pop()
+            word = joined.text + word
+            tokens.append(replace(joined, text=word, stem=stem(word), end=match.end() + offset, stop=False))
+            previous_end = match.end()
+            continue
         s = stem(word)
         clause = False
         for ch in gap:
