@@ -81,7 +81,7 @@ def test_excluded_weight_and_exact_bonus_change_the_score(policy, index):
         with torch.no_grad():
             prior.absent_log_weight.zero_()
     rows = [index.similarity_row(index.term_pos[t]) for t in CASES[0].present + CASES[0].absent]
-    size = INITIAL_SIZE_WEIGHT * np.log1p(np.bincount(index.ann_gene, minlength=index.n_genes))
+    size = INITIAL_SIZE_WEIGHT * np.log1p(index.closure_sizes)
     want = (rows[0] + rows[1] + 0.5 * rows[2] + 0.5 * rows[3]) / 3.0 - size
     fbn1 = policy.genes.index("FBN1")
     assert float(halved[0, fbn1]) == pytest.approx(want[index.gene_pos["FBN1"]], abs=1e-5)
@@ -100,7 +100,7 @@ def test_size_term_is_the_baselines_specificity_penalty(policy, index):
     finally:
         with torch.no_grad():
             prior.size_weight.fill_(INITIAL_SIZE_WEIGHT)
-    closure = np.bincount(index.ann_gene, minlength=index.n_genes)
+    closure = index.closure_sizes
     for gene in ("FBN1", "PAH", "NOTANNOTATED1"):
         size = closure[index.gene_pos[gene]] if gene in index.gene_pos else 0
         g = policy.genes.index(gene)

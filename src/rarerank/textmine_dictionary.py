@@ -406,6 +406,7 @@ class HPOMatcher:
         # a word that ends a longer finding is no conjunct of what follows "and": "elongated philtrum and
         # malar hypoplasia" is no "philtrum hypoplasia"
         phrase_ends = {m.last for m in matches if m.last > m.first}
+        covered = {k for m in matches for k in range(m.first, m.last + 1)}  # tokens some match already names
         for c in range(1, len(tokens) - 1):
             if (
                 tokens[c].text.lower() in ("and", "or")
@@ -415,15 +416,14 @@ class HPOMatcher:
                 and tokens[c + 1].text.lower() not in NOT_CONJUNCT
             ):
                 out.extend(self._shared_head_after(tokens, c, phrase_ends))
-        out.extend(self._shared_head_before(tokens, matches))
-        out.extend(self._stacked_adjectives(tokens, matches))
+        out.extend(self._shared_head_before(tokens, matches, covered))
+        out.extend(self._stacked_adjectives(tokens, matches, covered))
         return out
 
-    def _stacked_adjectives(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
+    def _stacked_adjectives(self, tokens: Sequence[Token], matches: Sequence[Match], covered: set[int]) -> list[tuple[int, int, str]]:
         """ "prominent, cupped ears", "thin, translucent skin": a word before a comma that no match
         covers, joined to the head (last word) of the match right after the comma ("hips, joint
         hypermobility" is no "hip hypermobility")."""
-        covered = {k for m in matches for k in range(m.first, m.last + 1)}
         out = []
         for m in matches:
             k = m.first - 1
@@ -474,12 +474,11 @@ class HPOMatcher:
                     out.append((c + 1, j, term))
         return out
 
-    def _shared_head_before(self, tokens: Sequence[Token], matches: Sequence[Match]) -> list[tuple[int, int, str]]:
+    def _shared_head_before(self, tokens: Sequence[Token], matches: Sequence[Match], covered: set[int]) -> list[tuple[int, int, str]]:
         """A match ends right before "and"/"or" + one word ("hypoplasia of the radius and ulna"),
         maybe after a comma-separated list of single words ("short nose, columella and philtrum")."""
         n = len(tokens)
         out = []
-        found = {k for m in matches for k in range(m.first, m.last + 1)}  # "gait ataxia, spasticity and ...": a finding
         for m in matches:
             c = m.last + 1
             listed = []  # ", columella" before "and philtrum"
@@ -495,7 +494,9 @@ class HPOMatcher:
             if listed and c < n and tokens[c].text.lower() in ("and", "or"):
                 others = [t.stem for t in tokens[m.first : m.last] if not t.stop]
                 for k in listed:
-                    term = self._lookup(others + [tokens[k].stem]) if m.last > m.first and k not in found else None
+                    term = (
+                        self._lookup(others + [tokens[k].stem]) if m.last > m.first and k not in covered else None
+                    )  # "gait ataxia, spasticity and ...": a finding
                     if term:
                         out.append((k, k, term))
             elif listed:
