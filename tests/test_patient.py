@@ -267,6 +267,28 @@ def test_a_gene_list_restricts_a_baseline_and_ties_at_the_cut_off_are_explained(
     assert ranked[0].rank == 1 and len(ranked) > 90
 
 
+def test_a_baseline_ranks_patients_without_a_gene_as_predict_reads_them(index_file, tmp_path):
+    """The union rule is the reference on unseen genes, so it takes the inputs `predict` takes: a patients
+    TSV without a gene column and phenopackets, with the same ranking as the cases table."""
+    from pathlib import Path
+
+    table = tmp_path / "cases.tsv"
+    write_cases(table, [single_case("HP:0001166,HP:0001083", "HP:0001250", "marfan")])  # arachnodactyly, ectopia lentis
+    patients = tmp_path / "patients.tsv"
+    patients.write_text("case_id\tpresent\tabsent\nmarfan\tHP:0001166;HP:0001083\tHP:0001250\n")
+    ranked = {}
+    for name, source in (("table", table), ("patients", patients)):
+        out = tmp_path / f"{name}.ranked.tsv"
+        assert main(["baseline", "phenomizer_union", "--index", str(index_file), "--cases", str(source), "-o", str(out)]) == 0
+        ranked[name] = [(g.gene_symbol, g.rank, g.score) for g in read_predictions(out)["marfan"]]
+    assert ranked["patients"] == ranked["table"]
+    # the excluded seizure is read as evidence for: homocystinuria (CBS: lens dislocation, long fingers, seizures)
+    assert ranked["table"][0][0] == "CBS"
+    packet = Path(__file__).resolve().parent / "data" / "phenopackets" / "v0.0.0" / "FBN1" / "PMID_9000020_FBN1_1.json"
+    assert main(["baseline", "phenomizer", "--index", str(index_file), "--cases", str(packet), "-o", str(tmp_path / "p.tsv")]) == 0
+    assert read_predictions(tmp_path / "p.tsv")[packet.stem][0].gene_symbol == "FBN1"
+
+
 # ---------------------------------------------------------------------------------------------
 # Evidence per gene and the HTML report.
 

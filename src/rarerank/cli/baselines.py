@@ -55,7 +55,13 @@ def _add_baseline(sub):
         "phenomizer_absent (excluded terms as a penalty), popularity or random",
     )
     p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
-    p.add_argument("--cases", required=True, type=Path, help="cases TSV to rank genes for")
+    p.add_argument(
+        "--cases",
+        required=True,
+        type=Path,
+        help="what to rank genes for: a cases TSV (the pipeline's sets), a patients TSV (case_id, present[, absent]; "
+        "no gene needed, as for `rarerank predict`) or phenopacket JSON (a file, a folder or a release zip)",
+    )
     p.add_argument("--train", type=Path, help="training cases TSV (needed by popularity)")
     p.add_argument("-o", "--output", required=True, type=Path, help="predictions TSV to write")
     p.add_argument("--top-k", type=int, help="genes written per case; ties crossing k are dropped whole (default 100)")
@@ -69,6 +75,7 @@ def _add_baseline(sub):
     )
     p.add_argument("--seed", type=int, help="random: seed of the per-case permutations (default 42)")
     p.add_argument("--genes", type=Path, help="candidate genes (one symbol per line or a TSV gene_symbol column): rank only these")
+    p.add_argument("--ontology", type=Path, help="hp.obo for reading phenopackets (default: the bundled HPO)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
     p.set_defaults(func=_run_baseline, outputs=("output", "provenance"), inputs=("cases", "train"))
 
@@ -92,7 +99,7 @@ def _run_baseline(args):
     if args.method == "popularity" and args.train is None:
         raise ValueError("the popularity baseline needs --train (the training cases whose genes it counts)")
     index = HpoIndex.load(args.index)
-    cases = read_cases(args.cases)
+    cases = _cases_to_rank(args.cases, args.ontology)
     train = read_cases(args.train) if args.train else None
     if args.genes:  # rank every gene, keep the candidates, rank them again among themselves
         from dataclasses import replace
@@ -123,6 +130,20 @@ def _run_baseline(args):
             config=vars(config),
         )
     log.info("%s: %d cases, %d rows -> %s", args.method, len(cases), rows, args.output)
+
+
+def _cases_to_rank(path: Path, ontology: Path | None):
+    """A cases table as the pipeline writes it, else any patient input ``rarerank predict`` reads (a
+    patients TSV without a gene column, phenopackets); inputs that do not become a case are logged."""
+    from rarerank.cases import read_cases
+    from rarerank.predict import is_cases_table, load_cases
+    from rarerank.reference import load_ontology
+
+    if path.is_file() and is_cases_table(path):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            if "gene" in handle.readline().rstrip("\r\n").split("\t"):
+                return read_cases(path)
+    return load_cases(path, lambda: load_ontology(str(ontology) if ontology else "bundled"))
 
 
 def _short_rankings(path, method, index, cases, config, train):
