@@ -1,6 +1,6 @@
 """How much can a correction shared by all genes add to the union score on genes no training case has?
 
-The evidence behind README "Where the misses are": on the gene-disjoint split every learnt model is
+Evidence behind the README's model results (section "Model"): on the gene-disjoint split every learnt model is
 held against ``phenomizer_union`` (tie-broken), and a model can only transfer what is a function of the
 patient's terms and the gene's annotations, the same for every gene. This script fits the simplest such
 function, a linear re-ranker over per-(case, gene) features, and prints how far it gets:
@@ -19,11 +19,12 @@ gene among the candidates, twice:
 * ``train -> set``: on the training set, scored on validation and test (what a learnt correction of
   these features does on unseen genes);
 * ``in-sample``: on the scored set itself, then hill-climbed on its top-1 (random perturbations of the
-  weights, kept when top-1 rises): an optimistic bound for any linear correction of these features.
+  weights, kept when top-1 rises): the best linear correction found with the set's own answers in
+  view, an optimistic estimate of what any linear correction of these features can reach.
 
 For each, top-1 and MRR (ties take the worse rank, as everywhere), the mean over genes, and the paired
-95% bootstrap CI of top-1 against the union; plus how many cases have a gene HPO does not annotate (no
-annotation-based method ranks them). Reads the outputs of a default run; 1-2 minutes on 2 cores.
+95% bootstrap CI of top-1 against the union; plus how many cases have a gene HPO does not annotate or no
+known term (no annotation-based method ranks them). Reads the outputs of a default run; 1-2 minutes on 2 cores.
 
 Usage:
     python benchmarks/gene_agnostic_ceiling.py --index results/baselines/hpo_index.npz --sets results/sets/gene
