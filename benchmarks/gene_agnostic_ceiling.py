@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rarerank.baselines import SCORE_DECIMALS, HpoIndex
+from rarerank.baselines import SCORE_DECIMALS, BaselineConfig, HpoIndex
 from rarerank.cases import read_cases
 from rarerank.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
 
 FEATURES = ("union", "observed", "excluded", "exact", "g2p", "size")
-SIZE_PENALTY = 0.01  # BaselineConfig.size_penalty's default: the union the pipeline reports
+SIZE_PENALTY = BaselineConfig().size_penalty  # the default: the union the pipeline reports
 
 
 class Features:

@@ -518,6 +518,13 @@ def write_qc(path: str | os.PathLike, rows: Iterable[QCRow]) -> None:
     write_tsv(path, QC_COLUMNS, (asdict(r) for r in rows))
 
 
+def table_header(path: str | os.PathLike) -> list[str]:
+    """The column names of a TSV as :func:`read_table` reads them (a byte-order mark is fine); text that
+    is not UTF-8 is left for the reader to report."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        return next(csv.reader(handle, delimiter="\t"), [])
+
+
 def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
     """(header, rows) of a UTF-8 TSV (a byte-order mark is fine); ValueError naming the file and the
     line for text that is not UTF-8 or a malformed row."""

@@ -135,14 +135,12 @@ def _run_baseline(args):
 def _cases_to_rank(path: Path, ontology: Path | None):
     """A cases table as the pipeline writes it, else any patient input ``rarerank predict`` reads (a
     patients TSV without a gene column, phenopackets); inputs that do not become a case are logged."""
-    from rarerank.cases import read_cases
+    from rarerank.cases import read_cases, table_header
     from rarerank.predict import is_cases_table, load_cases
     from rarerank.reference import load_ontology
 
-    if path.is_file() and is_cases_table(path):
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            if "gene" in handle.readline().rstrip("\r\n").split("\t"):
-                return read_cases(path)
+    if path.is_file() and is_cases_table(path) and "gene" in table_header(path):
+        return read_cases(path)
     return load_cases(path, lambda: load_ontology(str(ontology) if ontology else "bundled"))
 
 
