@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from rarerank.annotations import GeneAnnotations
-from rarerank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, run_baseline
-from rarerank.cases import read_cases
-from rarerank.ontology import Ontology
+from rarerank.data.annotations import GeneAnnotations
+from rarerank.data.cases import read_cases
+from rarerank.data.ontology import Ontology
+from rarerank.rank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, run_baseline
 
 
 def main() -> None:

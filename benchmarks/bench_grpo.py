@@ -1,7 +1,7 @@
 """GRPO throughput on this machine: rarerank's loop vs TRL's GRPOTrainer on the same model and batch.
 
 Prints completions/s and seconds per optimiser step for
-  - rarerank's loop (rarerank.rft.train) on the one constrained decoder (rarerank.decoding):
+  - rarerank's loop (rarerank.train.rft.train) on the one constrained decoder (rarerank.model.decoding):
     shared-prompt KV cache for sampling *and* for the training forward, gene-only logits; lists
     drawn from the ranking (list_sampling: ranking, Plackett-Luce at decode_k 1) with LoRA and full
     fine-tuning, and lists decoded gene by gene (list_sampling: decoded, as TRL does);
@@ -35,13 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_or_build(model: Path | None, cases):
-    from rarerank.policy import PolicyConfig, build_policy, load_policy
+    from rarerank.model.policy import PolicyConfig, build_policy, load_policy
 
     if model is not None and model.exists():
         return load_policy(model), str(model)
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.ontology import Ontology, default_hpo_dir
-    from rarerank.pretrain import gene_vocabulary, phenotype_terms
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.ontology import Ontology, default_hpo_dir
+    from rarerank.train.pretrain import gene_vocabulary, phenotype_terms
 
     ontology = Ontology.load(default_hpo_dir() / "hp.obo")
     annotations = GeneAnnotations.load(default_hpo_dir() / "genes_to_phenotype.txt", ontology)
@@ -50,8 +50,8 @@ def load_or_build(model: Path | None, cases):
 
 
 def task_for(policy, cases):
-    from rarerank.policy import gene_token_ids, prompt_token_ids
-    from rarerank.rft import RFTTask
+    from rarerank.model.policy import gene_token_ids, prompt_token_ids
+    from rarerank.train.rft import RFTTask
 
     tok, cfg = policy.tokenizer, policy.config
     usable = [c for c in cases if c.gene in set(policy.genes)]
@@ -59,8 +59,8 @@ def task_for(policy, cases):
     def encode(case, rng=None):
         return prompt_token_ids(tok, case.present, case.absent, rng, False, cfg.max_present_terms, cfg.max_absent_terms)
 
-    from rarerank.ontology import default_hpo_dir
-    from rarerank.rft import _synthetic_sampler
+    from rarerank.data.ontology import default_hpo_dir
+    from rarerank.train.rft import _synthetic_sampler
 
     hpo = default_hpo_dir()
     synthetic = _synthetic_sampler(policy, encode, hpo / "hp.obo", hpo / "genes_to_phenotype.txt", {})
@@ -80,7 +80,7 @@ def task_for(policy, cases):
 def bench_rarerank(policy, task, config, steps: int) -> dict:
     import copy
 
-    from rarerank.rft import train
+    from rarerank.train.rft import train
 
     model = copy.deepcopy(policy.model)
     t0 = time.perf_counter()
@@ -100,8 +100,8 @@ def bench_trl(policy, task, cases, config, steps: int) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rarerank.grader import GraderConfig
-    from rarerank.grpo import make_rank_reward
+    from rarerank.core.grader import GraderConfig
+    from rarerank.train.grpo import make_rank_reward
 
     tok = policy.tokenizer
     prompts = [tok.decode(task.encode_train(i, None)) for i in range(min(len(cases), 512))]
@@ -150,8 +150,8 @@ def main(argv=None) -> int:
     logging.disable(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from rarerank.cases import read_cases
-    from rarerank.rft import RFTConfig
+    from rarerank.data.cases import read_cases
+    from rarerank.train.rft import RFTConfig
 
     cases = read_cases(args.cases)
     policy, origin = load_or_build(args.model, cases)

@@ -13,10 +13,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from rarerank.cases import iter_source, read_phenopackets
-from rarerank.fileio import scan_folder
-from rarerank.ontology import Ontology, default_hpo_dir
-from rarerank.splits import STRATEGIES, SplitConfig, assign, split_summary
+from rarerank.core.fileio import scan_folder
+from rarerank.data.cases import iter_source, read_phenopackets
+from rarerank.data.ontology import Ontology, default_hpo_dir
+from rarerank.data.splits import STRATEGIES, SplitConfig, assign, split_summary
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ZIP = REPO.parent / "shared" / "data" / "all_phenopackets.zip"

@@ -21,16 +21,16 @@ import numpy as np
 import torch
 import yaml
 
-from rarerank.annotations import GeneAnnotations
-from rarerank.cases import read_cases
-from rarerank.ontology import Ontology
-from rarerank.policy import PolicyConfig, build_policy, load_policy
-from rarerank.predict import rank_cases
-from rarerank.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, prepare_output_head, synthetic_batches
-from rarerank.rankings import write_predictions
-from rarerank.sft import SFTConfig, sft_batches
-from rarerank.synthetic import PatientSampler
-from rarerank.training import collate, lm_loss, make_optimizer
+from rarerank.core.rankings import write_predictions
+from rarerank.data.annotations import GeneAnnotations
+from rarerank.data.cases import read_cases
+from rarerank.data.ontology import Ontology
+from rarerank.data.synthetic import PatientSampler
+from rarerank.model.policy import PolicyConfig, build_policy, load_policy
+from rarerank.rank.predict import rank_cases
+from rarerank.train.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, prepare_output_head, synthetic_batches
+from rarerank.train.sft import SFTConfig, sft_batches
+from rarerank.train.training import collate, lm_loss, make_optimizer
 
 
 def timed_steps(policy, batch_at, steps: int, lr: float) -> tuple[float, int]:

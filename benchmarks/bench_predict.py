@@ -23,7 +23,7 @@ import numpy as np
 
 
 def build_model(folder: Path, n_terms: int = 3000, n_genes: int = 500) -> list[str]:
-    from rarerank.policy import PolicyConfig, build_policy
+    from rarerank.model.policy import PolicyConfig, build_policy
 
     terms = [f"HP:{i:07d}" for i in range(100, 100 + n_terms)]
     genes = [f"GENE{i:04d}" for i in range(n_genes)]

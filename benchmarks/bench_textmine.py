@@ -54,9 +54,9 @@ def score(gold: list[dict], predicted: dict[str, tuple[set, set]]) -> dict[str, 
 
 
 def run_rarerank(gold, errors=False, scopes=("EXACT",)):
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.ontology import Ontology, default_hpo_dir
-    from rarerank.textmine import Extractor, TextmineConfig
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.ontology import Ontology, default_hpo_dir
+    from rarerank.text.extract import Extractor, TextmineConfig
 
     ontology = Ontology.load(default_hpo_dir() / "hp.obo")
     annotations = GeneAnnotations.load(default_hpo_dir() / "genes_to_phenotype.txt", ontology)
@@ -99,7 +99,7 @@ def score_library(gold, path: Path):
     """Score a library's JSON predictions; its ids are mapped to current HPO ids (phenotypic branch)."""
     import json
 
-    from rarerank.ontology import Ontology, default_hpo_dir
+    from rarerank.data.ontology import Ontology, default_hpo_dir
 
     ontology = Ontology.load(default_hpo_dir() / "hp.obo")
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -117,7 +117,7 @@ def _related(ontology):
 
 
 def run_rarerank(corpora: dict[str, list[dict]], settings: dict, ontology, annotations):
-    from rarerank.textmine import Extractor, TextmineConfig
+    from rarerank.text.extract import Extractor, TextmineConfig
 
     t0 = time.perf_counter()
     extractor = Extractor.from_reference(ontology, annotations, TextmineConfig(**settings))
@@ -195,8 +195,8 @@ def main(argv=None):
     if args.errors and args.split != "dev":
         parser.error("--errors looks at documents: only on the dev half (the held-out half is scored, not read)")
 
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.ontology import Ontology, default_hpo_dir
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.ontology import Ontology, default_hpo_dir
 
     t0 = time.perf_counter()
     ontology = Ontology.load(default_hpo_dir() / "hp.obo")

@@ -23,7 +23,7 @@ from bench_textmine_corpora import CORPORA, load_corpus
 
 def predictions(docs_by_corpus: dict[str, list[dict]], settings: dict, ontology) -> dict[str, dict[str, list[str]]]:
     """``corpus/doc`` -> {term: spans (with how they matched)} of the present and absent terms."""
-    from rarerank.textmine import Extractor, TextmineConfig
+    from rarerank.text.extract import Extractor, TextmineConfig
 
     extractor = Extractor.from_reference(ontology, None, TextmineConfig(**settings))
     out = {}
@@ -63,7 +63,7 @@ def main(argv=None):
     def settings(items):
         return {k: json.loads(v) for k, v in (item.split("=", 1) for item in items)}
 
-    from rarerank.ontology import Ontology, default_hpo_dir
+    from rarerank.data.ontology import Ontology, default_hpo_dir
 
     ontology = Ontology.load(default_hpo_dir() / "hp.obo")
     docs = {name: load_corpus(name, "dev", ontology, args.corpora_dir) for name in args.corpus}

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rarerank.baselines import SCORE_DECIMALS, BaselineConfig, HpoIndex
-from rarerank.cases import read_cases
-from rarerank.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
+from rarerank.data.cases import read_cases
+from rarerank.evaluate.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
+from rarerank.rank.baselines import SCORE_DECIMALS, BaselineConfig, HpoIndex
 
 FEATURES = ("union", "observed", "excluded", "exact", "g2p", "size")
 SIZE_PENALTY = BaselineConfig().size_penalty  # the default: the union the pipeline reports

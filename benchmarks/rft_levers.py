@@ -24,7 +24,7 @@ import torch
 
 def test_values(model_dir: Path, cases) -> tuple[np.ndarray, np.ndarray]:
     """Per-case top-1 and reciprocal rank of the true gene in the ranking predict writes."""
-    from rarerank.policy import load_policy
+    from rarerank.model.policy import load_policy
 
     policy = load_policy(model_dir)
     ranks = policy_ranks(policy, cases)
@@ -32,7 +32,7 @@ def test_values(model_dir: Path, cases) -> tuple[np.ndarray, np.ndarray]:
 
 
 def policy_ranks(policy, cases) -> np.ndarray:
-    from rarerank.policy import true_gene_ranks
+    from rarerank.model.policy import true_gene_ranks
 
     return true_gene_ranks(policy, cases)
 
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from rarerank.cases import read_cases
-    from rarerank.metrics import bootstrap_weights, paired_difference
-    from rarerank.rft import RFTConfig, run_rft
+    from rarerank.data.cases import read_cases
+    from rarerank.evaluate.metrics import bootstrap_weights, paired_difference
+    from rarerank.train.rft import RFTConfig, run_rft
 
     test = read_cases(args.sets / "test.tsv")
     sft_top1, sft_rr = test_values(args.model, test)

@@ -32,9 +32,9 @@ def reports() -> dict[str, str]:
 
 
 def run_fasthpocr(obo: str, rounds: int) -> dict:
-    # rarerank.textmine_external has no project imports: it loads in a venv that holds only FastHPOCR
+    # rarerank.text.external has no project imports: it loads in a venv that holds only FastHPOCR
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from rarerank.textmine_external import FastHPOCRRecogniser, build_fasthpocr_index
+    from rarerank.text.external import FastHPOCRRecogniser, build_fasthpocr_index
 
     t0 = time.perf_counter()
     index = build_fasthpocr_index(obo)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rarerank.annotations import GeneAnnotations
-from rarerank.ontology import Ontology, default_hpo_dir
+from rarerank.data.annotations import GeneAnnotations
+from rarerank.data.ontology import Ontology, default_hpo_dir
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from rarerank.annotations import GeneAnnotations, parse_frequency
-from rarerank.ontology import default_hpo_dir
+from rarerank.data.annotations import GeneAnnotations, parse_frequency
+from rarerank.data.ontology import default_hpo_dir
 
 HEADER = "ncbi_gene_id\tgene_symbol\thpo_id\thpo_name\tfrequency\tdisease_id\n"
 

@@ -9,8 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from rarerank.annotations import GeneAnnotations
-from rarerank.baselines import (
+from rarerank.core.rankings import rank_with_ties, read_predictions
+from rarerank.data.annotations import GeneAnnotations
+from rarerank.data.cases import Case
+from rarerank.data.ontology import Ontology
+from rarerank.rank.baselines import (
     BaselineConfig,
     HpoIndex,
     absent_term_audit,
@@ -20,9 +23,6 @@ from rarerank.baselines import (
     top_k_ranks,
     union_case,
 )
-from rarerank.cases import Case
-from rarerank.ontology import Ontology
-from rarerank.rankings import rank_with_ties, read_predictions
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rarerank.cases import (
+from rarerank.data.cases import (
     CASE_COLUMNS,
     DUPLICATE_ID,
     EMPTY_COHORT,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rarerank.cases import read_cases
 from rarerank.cli import main
-from rarerank.cohorts import (
+from rarerank.data.cases import read_cases
+from rarerank.text.cohorts import (
     CohortSpec,
     cohort_specs,
     eval_set,
@@ -22,7 +22,7 @@ from rarerank.cohorts import (
     read_tsv_cohort,
     write_cohort,
 )
-from rarerank.textmine import Extractor, TextmineConfig
+from rarerank.text.extract import Extractor, TextmineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 COHORT_DATA = REPO / "tests" / "data" / "cohorts"

@@ -24,16 +24,16 @@ DOCS = (ROOT / "config" / "README.md").read_text(encoding="utf-8")
 
 # config section -> the dataclass that owns its defaults (nested sections by dotted path)
 OWNERS = {
-    "grader": "grader.GraderConfig",
-    "splits": "splits.SplitConfig",
-    "baselines": "baselines.BaselineConfig",
-    "evaluation": "metrics.EvalConfig",
-    "text": "textmine.TextmineConfig",
-    "policy": "policy.PolicyConfig",
-    "pretrain": "pretrain.PretrainConfig",
-    "pretrain.synthetic": "synthetic.SyntheticConfig",
-    "sft": "sft.SFTConfig",
-    "rft": "rft.RFTConfig",
+    "grader": "core.grader.GraderConfig",
+    "splits": "data.splits.SplitConfig",
+    "baselines": "rank.baselines.BaselineConfig",
+    "evaluation": "evaluate.metrics.EvalConfig",
+    "text": "text.extract.TextmineConfig",
+    "policy": "model.policy.PolicyConfig",
+    "pretrain": "train.pretrain.PretrainConfig",
+    "pretrain.synthetic": "data.synthetic.SyntheticConfig",
+    "sft": "train.sft.SFTConfig",
+    "rft": "train.rft.RFTConfig",
 }
 # config key -> dataclass field where the two names differ
 ALIASES = {("text", "synonym_scopes"): "scopes"}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rarerank.device import resolve_device
+from rarerank.core.device import resolve_device
 
 
 def test_cpu_and_auto_resolve_without_a_gpu(monkeypatch):

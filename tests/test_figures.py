@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from rarerank.cases import Case
 from rarerank.cli import main
-from rarerank.figures import (
+from rarerank.core.rankings import RankedGene
+from rarerank.data.cases import Case
+from rarerank.evaluate.figures import (
     FIGURES,
     METHOD_COLOURS,
     OKABE_ITO,
@@ -17,8 +18,7 @@ from rarerank.figures import (
     plot_training_curves,
     read_training_log,
 )
-from rarerank.metrics import SUMMARY_COLUMNS, EvalConfig, Run, evaluate, read_table, write_evaluation, write_table
-from rarerank.rankings import RankedGene
+from rarerank.evaluate.metrics import SUMMARY_COLUMNS, EvalConfig, Run, evaluate, read_table, write_evaluation, write_table
 
 
 @pytest.fixture(scope="module")

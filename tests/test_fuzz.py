@@ -14,7 +14,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from rarerank.cases import (
+from rarerank.data.cases import (
     TERM_QC_COLUMNS,
     read_cases,
     read_phenopackets,

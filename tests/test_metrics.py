@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from rarerank.cases import Case, write_cases
 from rarerank.cli import main
-from rarerank.grader import GraderConfig, normalise_symbol
-from rarerank.metrics import (
+from rarerank.core.grader import GraderConfig, normalise_symbol
+from rarerank.core.rankings import RankedGene, write_predictions
+from rarerank.data.cases import Case, write_cases
+from rarerank.evaluate.metrics import (
     SUMMARY_COLUMNS,
     EvalConfig,
     Run,
@@ -29,7 +30,6 @@ from rarerank.metrics import (
     seed_table,
     write_evaluation,
 )
-from rarerank.rankings import RankedGene, write_predictions
 
 SMALL = EvalConfig(bootstrap=200, curve_max_k=10)
 
@@ -308,7 +308,7 @@ def test_seeds_table_cli(tmp_path):
         f"{stage}_seed{s}": (0.1 * s, 0.1 * s, 0.1 * s) for s in (7, 8) for stage in ("base", "sft", "rft")
     }
     summary = tmp_path / "summary.tsv"
-    from rarerank.metrics import write_table
+    from rarerank.evaluate.metrics import write_table
 
     write_table(summary, SUMMARY_COLUMNS, seed_summary(values))
     out = tmp_path / "seeds"

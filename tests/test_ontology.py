@@ -10,7 +10,7 @@ import gzip
 
 import pytest
 
-from rarerank.ontology import (
+from rarerank.data.ontology import (
     ALT_ID,
     CURRENT,
     MALFORMED,
@@ -21,7 +21,7 @@ from rarerank.ontology import (
     default_hpo_dir,
     obo_version,
 )
-from rarerank.reference import load_ontology, source_path
+from rarerank.data.reference import load_ontology, source_path
 
 
 def test_bundled_release_version_and_size(ontology):

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from rarerank.cases import write_cases
 from rarerank.cli import main
-from rarerank.policy import PolicyConfig, build_policy, load_policy, prefill
-from rarerank.predict import Screen, rank_cases, single_case, split_terms
-from rarerank.rankings import read_predictions
+from rarerank.core.rankings import read_predictions
+from rarerank.data.cases import write_cases
+from rarerank.model.policy import PolicyConfig, build_policy, load_policy, prefill
+from rarerank.rank.predict import Screen, rank_cases, single_case, split_terms
 
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=1, output_k=6)
 GENES = ["ABCA4", "CDKL5", "COL1A1", "FBN1", "KCNQ2", "NF1", "PAH", "SCN1A", "STXBP1", "OTHER1"]
@@ -43,7 +43,7 @@ def model_dir(ontology, annotations, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def index_file(ontology, annotations, tmp_path_factory):
-    from rarerank.baselines import HpoIndex
+    from rarerank.rank.baselines import HpoIndex
 
     path = tmp_path_factory.mktemp("index") / "hpo_index.npz"
     HpoIndex.build(ontology, annotations).save(path)
@@ -53,8 +53,8 @@ def index_file(ontology, annotations, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def bundled_reference(ontology, annotations, monkeypatch):
     """The CLI's bundled HPO files are the session's already-loaded copies (loading takes ~10 s each)."""
-    monkeypatch.setattr("rarerank.reference.load_ontology", lambda source="bundled": ontology)
-    monkeypatch.setattr("rarerank.annotations.GeneAnnotations.load", classmethod(lambda cls, path, onto: annotations))
+    monkeypatch.setattr("rarerank.data.reference.load_ontology", lambda source="bundled": ontology)
+    monkeypatch.setattr("rarerank.data.annotations.GeneAnnotations.load", classmethod(lambda cls, path, onto: annotations))
 
 
 def predict(model_dir, *args):
@@ -199,7 +199,7 @@ def test_clashing_outputs_are_refused_and_a_failed_run_writes_nothing(model_dir,
 
 
 def test_streaming_in_chunks_gives_the_same_rankings(model_dir):
-    from rarerank.predict import rank_stream
+    from rarerank.rank.predict import rank_stream
 
     policy = load_policy(model_dir)
     cases = [single_case(t, None, f"c{i}") for i, t in enumerate(["HP:0001250", "HP:0001263", "HP:0000365,HP:0001250", "HP:0004322"] * 3)]
@@ -226,7 +226,7 @@ def test_a_gene_list_restricts_and_renormalises_the_model_ranking(model_dir, tmp
     assert {g.gene_symbol for g in ranked} == {"SCN1A", "KCNQ2", "CDKL5"} and [g.rank for g in ranked] == [1, 2, 3]
     # rank 1's score is its first-step probability renormalised over the three genes
     policy = load_policy(model_dir)
-    from rarerank.policy import encode_prompts
+    from rarerank.model.policy import encode_prompts
 
     prompts = encode_prompts(policy, [single_case("HP:0001250")])
     logits, _ = prefill(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask)
@@ -294,7 +294,7 @@ def test_a_baseline_ranks_patients_without_a_gene_as_predict_reads_them(index_fi
 
 
 def test_evidence_rows_follow_the_annotations(ontology, annotations):
-    from rarerank.evidence import AGAINST, CONSISTENT, SUPPORTS, Explainer
+    from rarerank.rank.evidence import AGAINST, CONSISTENT, SUPPORTS, Explainer
 
     explainer = Explainer(ontology, annotations)
     genes = annotations.genes
@@ -408,7 +408,7 @@ def test_device_cpu_runs_end_to_end(model_dir, tmp_path):
 def test_the_readme_shows_the_model_card_snippet():
     from pathlib import Path
 
-    from rarerank.model_card import SNIPPET
+    from rarerank.model.model_card import SNIPPET
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert SNIPPET.format(path="results/models/sft/gene") in readme  # the snippet the card test runs against predict

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rarerank.cases import read_phenopackets
-from rarerank.interop import export_phenopackets, phenopacket_stem
+from rarerank.data.cases import read_phenopackets
+from rarerank.evaluate.interop import export_phenopackets, phenopacket_stem
 from rarerank.pheval_runner import RarerankPhEvalRunner, RunnerSettings
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "phenopackets"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from rarerank.decoding import list_logprobs, sample_lists
-from rarerank.policy import (
+from rarerank.model.decoding import list_logprobs, sample_lists
+from rarerank.model.policy import (
     ABSENT,
     ANSWER,
     BOS,

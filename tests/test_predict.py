@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
-from rarerank.cases import read_phenopackets, write_cases
 from rarerank.cli import main
-from rarerank.policy import PolicyConfig, build_policy, load_policy
-from rarerank.predict import load_cases, rank_cases, resolve_terms, single_case
-from rarerank.rankings import read_predictions, write_predictions
+from rarerank.core.rankings import read_predictions, write_predictions
+from rarerank.data.cases import read_phenopackets, write_cases
+from rarerank.model.policy import PolicyConfig, build_policy, load_policy
+from rarerank.rank.predict import load_cases, rank_cases, resolve_terms, single_case
 
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=3, output_k=5)
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "OTHER1"]
@@ -90,6 +90,6 @@ def test_predict_reports_bad_input(model_dir, tmp_path):
 
 
 def ontology_path():
-    from rarerank.ontology import default_hpo_dir
+    from rarerank.data.ontology import default_hpo_dir
 
     return default_hpo_dir() / "hp.obo"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from rarerank.annotations import GeneAnnotations
-from rarerank.policy import PolicyConfig, build_policy, load_policy
-from rarerank.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, pretrain
-from rarerank.synthetic import PatientSampler, SyntheticConfig
-from rarerank.training import lr_at
+from rarerank.data.annotations import GeneAnnotations
+from rarerank.data.synthetic import PatientSampler, SyntheticConfig
+from rarerank.model.policy import PolicyConfig, build_policy, load_policy
+from rarerank.train.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, pretrain
+from rarerank.train.training import lr_at
 
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "TSC2", "CFTR"]
 TINY = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, decode_k=3, output_k=8)
@@ -137,9 +137,9 @@ def toy_transfer(output_head: str) -> dict[str, int]:
     among the unseen genes on a patient showing exactly its own two terms (1 = transfer worked)."""
     from scipy import sparse
 
-    from rarerank.policy import attach_gene_head, encode_prompts, prefill
-    from rarerank.pretrain import build_gene_head
-    from rarerank.training import LoopSettings, TrainingLog, make_example, run_loop
+    from rarerank.model.policy import attach_gene_head, encode_prompts, prefill
+    from rarerank.train.pretrain import build_gene_head
+    from rarerank.train.training import LoopSettings, TrainingLog, make_example, run_loop
 
     genes = sorted({**TOY_TRAINED, **TOY_UNSEEN})
     config = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, decode_k=1, output_k=4,
@@ -185,7 +185,7 @@ def test_annotation_head_transfers_to_genes_without_training_cases():
 def test_pretraining_with_the_annotation_head_and_phenomizer_init(ontology, annotations, tmp_path):
     """The head is built from the annotations, starts as the Phenomizer-like init (step 0 well above
     chance on held-out synthetic patients), trains, and comes back with the saved folder."""
-    from rarerank.policy import gene_head
+    from rarerank.model.policy import gene_head
 
     headed = PolicyConfig(**{**TINY.__dict__, "output_head": "annotation", "tie_embeddings": False})
     config = PretrainConfig(max_steps=10, batch_size=16, learning_rate=1e-3, warmup_steps=2, eval_interval=10,

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from rarerank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, union_case
-from rarerank.cases import Case
-from rarerank.decoding import position_ids
-from rarerank.policy import (
+from rarerank.data.cases import Case
+from rarerank.model.decoding import position_ids
+from rarerank.model.policy import (
     PolicyConfig,
     attach_prior,
     build_policy,
@@ -24,8 +23,9 @@ from rarerank.policy import (
     prefill,
     token_vocab,
 )
-from rarerank.prior import INITIAL_SIZE_WEIGHT, PARAMETERS, PhenotypePrior, prior_arrays
-from rarerank.training import PRIOR_LR_SCALE, collate, lm_loss, make_example, make_optimizer, set_learning_rate
+from rarerank.model.prior import INITIAL_SIZE_WEIGHT, PARAMETERS, PhenotypePrior, prior_arrays
+from rarerank.rank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, union_case
+from rarerank.train.training import PRIOR_LR_SCALE, collate, lm_loss, make_example, make_optimizer, set_learning_rate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -188,9 +188,9 @@ def test_rft_trains_the_prior_scalars_only_with_train_prior(policy, adapter):
     """rft.train_prior: GRPO moves the prior's scalars (their own group, PRIOR_LR_SCALE x the rate); without it they stay."""
     import copy
 
-    from rarerank.policy import prompt_token_ids
-    from rarerank.prior import PARAMETERS
-    from rarerank.rft import RFTConfig, RFTTask, train
+    from rarerank.model.policy import prompt_token_ids
+    from rarerank.model.prior import PARAMETERS
+    from rarerank.train.rft import RFTConfig, RFTTask, train
 
     cfg = policy.config
     prompts = [
@@ -207,8 +207,8 @@ def test_rft_trains_the_prior_scalars_only_with_train_prior(policy, adapter):
         assert all(p.requires_grad == train_prior for p in prior.parameters())
         moved = {name: abs(float(getattr(prior, name).detach()) - start[name]) > 1e-6 for name in PARAMETERS}
         assert any(moved.values()) == train_prior, moved
-    from rarerank.rft import make_optimizer as rft_optimizer
-    from rarerank.rft import prepare_model
+    from rarerank.train.rft import make_optimizer as rft_optimizer
+    from rarerank.train.rft import prepare_model
 
     config = RFTConfig(adapter=adapter, train_prior=True)
     optimizer = rft_optimizer(prepare_model(copy.deepcopy(policy.model), config), config, 1e-3)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rarerank.rankings import PREDICTION_COLUMNS, RankedGene, rank_with_ties, read_predictions, write_predictions
+from rarerank.core.rankings import PREDICTION_COLUMNS, RankedGene, rank_with_ties, read_predictions, write_predictions
 
 
 def _ranks(ranked) -> list[tuple[int, str]]:

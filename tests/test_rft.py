@@ -8,9 +8,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rarerank.decoding import left_pad, list_logprobs, sample_lists
-from rarerank.grader import GraderConfig, grade
-from rarerank.grpo import (
+from rarerank.core.grader import GraderConfig, grade
+from rarerank.model.decoding import left_pad, list_logprobs, sample_lists
+from rarerank.model.policy import gene_scorer
+from rarerank.train.grpo import (
     build_rewards,
     combined_reward,
     group_advantages,
@@ -19,9 +20,8 @@ from rarerank.grpo import (
     make_rank_reward,
     top1_reward,
 )
-from rarerank.policy import gene_scorer
-from rarerank.rft import RFTConfig, RFTTask, stream_indices, train
-from rarerank.training import lr_at
+from rarerank.train.rft import RFTConfig, RFTTask, stream_indices, train
+from rarerank.train.training import lr_at
 
 N_PROMPTS, N_GENES = 8, 12
 
@@ -230,8 +230,8 @@ def test_invalid_config_fails_with_a_fix(overrides, message):
 
 def _stage_inputs(tmp_path):
     """A tiny policy and cases where gene g shows terms 3g..3g+2 (learnable from few cases)."""
-    from rarerank.cases import Case, write_cases
-    from rarerank.policy import PolicyConfig, build_policy
+    from rarerank.data.cases import Case, write_cases
+    from rarerank.model.policy import PolicyConfig, build_policy
 
     genes = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A"]
     terms = [f"HP:{i:07d}" for i in range(1, 31)]
@@ -296,7 +296,7 @@ def test_synthetic_patients_join_each_step():
 
 
 def test_until_hit_credit_ignores_tokens_after_the_true_gene():
-    from rarerank.grpo import until_hit_weights
+    from rarerank.train.grpo import until_hit_weights
 
     choices = torch.tensor([[3, 1, 2], [0, 1, 2], [5, 6, 7]])
     weights = until_hit_weights(choices, torch.tensor([1, 0, -1]))
@@ -311,7 +311,7 @@ def test_until_hit_credit_ignores_tokens_after_the_true_gene():
 def test_filter_groups_drops_groups_without_reward_spread():
     """Known answer: a case whose every list scores alike (its gene is not in the vocabulary: reward 0)
     is dropped, and more cases are drawn to fill the batch with groups that carry signal."""
-    from rarerank.rft import GRPORun
+    from rarerank.train.rft import GRPORun
 
     task = toy_task()
     task.train_genes = ["NOT_A_GENE" if i % 2 else g for i, g in enumerate(task.train_genes)]
@@ -352,10 +352,10 @@ def test_a_pickle_in_a_checkpoint_is_refused_without_running(tmp_path):
 
 def test_selection_metric_equals_what_predict_produces(tmp_path):
     """The validation score RFT selects on is the grader/top-1 of the ranking `predict` writes for the same weights."""
-    from rarerank.cases import read_cases
-    from rarerank.policy import load_policy, prompt_token_ids
-    from rarerank.predict import rank_cases
-    from rarerank.rft import evaluate, run_rft
+    from rarerank.data.cases import read_cases
+    from rarerank.model.policy import load_policy, prompt_token_ids
+    from rarerank.rank.predict import rank_cases
+    from rarerank.train.rft import evaluate, run_rft
 
     start, train_tsv, val_tsv = _stage_inputs(tmp_path)
     config = RFTConfig(max_steps=4, group_size=4, cases_per_step=4, list_length=3, learning_rate=0.01, eval_interval=2,

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from rarerank.cases import read_phenopackets
-from rarerank.policy import PolicyConfig, build_policy, load_policy
-from rarerank.sft import SFTConfig, sft, subsample
-from rarerank.training import Example, evaluate_cases, length_grouped
+from rarerank.data.cases import read_phenopackets
+from rarerank.model.policy import PolicyConfig, build_policy, load_policy
+from rarerank.train.sft import SFTConfig, sft, subsample
+from rarerank.train.training import Example, evaluate_cases, length_grouped
 
 TINY = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, decode_k=3, output_k=6)
 FIXTURE_GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A"]
@@ -68,7 +68,7 @@ def test_sft_with_synthetic_replay(fixture_cases, base_dir, ontology, annotation
 def test_sft_on_few_cases_shortens_the_warmup(fixture_cases, base_dir, caplog, tmp_path):
     """8 cases x 2 epochs at 4 per batch = 4 steps, fewer than the warm-up: it shrinks, with a warning."""
     config = SFTConfig(max_epochs=2, max_steps=300, batch_size=4, synthetic_fraction=0.0, warmup_steps=20, eval_interval=50)
-    with caplog.at_level("WARNING", logger="rarerank.sft"):
+    with caplog.at_level("WARNING", logger="rarerank.train.sft"):
         sft(base_dir, config, fixture_cases[:8], fixture_cases[8:], tmp_path / "sft", seed=5)
     assert "warming up over 0 steps" in caplog.text
     prov = json.loads((tmp_path / "sft" / "provenance.json").read_text())
@@ -117,8 +117,8 @@ def test_sft_cli_runs_on_the_device_asked_for(fixture_cases, base_dir, tmp_path,
     """`rarerank sft --device cpu` trains end to end; `--device cuda` without a GPU stops with a one-line error."""
     import torch
 
-    from rarerank.cases import write_cases
     from rarerank.cli import main
+    from rarerank.data.cases import write_cases
 
     write_cases(tmp_path / "cases.tsv", fixture_cases)
     settings = json.dumps({"max_steps": 4, "batch_size": 4, "synthetic_fraction": 0.0, "warmup_steps": 1, "eval_interval": 2})

@@ -12,12 +12,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rarerank.baselines import HpoIndex
-from rarerank.cases import read_phenopackets
-from rarerank.policy import PolicyConfig, attach_prior, build_policy, encode_prompts, gene_prior, load_policy, prefill, token_vocab
-from rarerank.prior import PARAMETERS, PhenotypePrior, prior_arrays
-from rarerank.sft import SFTConfig, sft
-from rarerank.training import evaluate_cases
+from rarerank.data.cases import read_phenopackets
+from rarerank.model.policy import PolicyConfig, attach_prior, build_policy, encode_prompts, gene_prior, load_policy, prefill, token_vocab
+from rarerank.model.prior import PARAMETERS, PhenotypePrior, prior_arrays
+from rarerank.rank.baselines import HpoIndex
+from rarerank.train.sft import SFTConfig, sft
+from rarerank.train.training import evaluate_cases
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -106,7 +106,7 @@ def test_fallback_fits_only_the_prior_scalars_and_the_gain(base_dir, split, tmp_
     assert all(p.requires_grad for p in policy.model.parameters())  # left as loaded: no frozen weights, no gain
     from transformers import AutoModelForCausalLM
 
-    from rarerank.decoding import position_ids
+    from rarerank.model.decoding import position_ids
 
     plain = AutoModelForCausalLM.from_pretrained(out)
     assert type(plain).__name__ == "LlamaForCausalLM"

@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from rarerank.cases import Case, read_phenopackets
-from rarerank.splits import (
+from rarerank.data.cases import Case, read_phenopackets
+from rarerank.data.splits import (
     SPLITS,
     STRATEGIES,
     SplitConfig,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rarerank.cases import InvalidRecord
-from rarerank.textmine import (
+from rarerank.data.cases import InvalidRecord
+from rarerank.text.extract import (
     ABSENT,
     FAMILY,
     PRESENT,
@@ -348,7 +348,7 @@ def test_annotated_reports_f1_floor(extractor):
 
 
 def test_extract_text_file_for_prediction(tmp_path, ontology):
-    from rarerank.textmine import HPOMatcher, extract_text_file
+    from rarerank.text.extract import HPOMatcher, extract_text_file
 
     extractor = Extractor(HPOMatcher.build(ontology))  # no gene universe: ranking needs no gene
     report = tmp_path / "patient7.txt"

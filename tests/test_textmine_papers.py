@@ -11,10 +11,10 @@ import pytest
 from test_textmine import statuses as terms  # term -> statuses of its mentions
 
 from rarerank.cli import main
-from rarerank.cohorts import read_text_cohort
-from rarerank.textmine import FAMILY, OTHER, PRESENT, Extractor, HPOMatcher, TextmineConfig, stem
-from rarerank.textmine_external import FastHPOCRRecogniser
-from rarerank.textmine_sections import (
+from rarerank.text.cohorts import read_text_cohort
+from rarerank.text.external import FastHPOCRRecogniser
+from rarerank.text.extract import FAMILY, OTHER, PRESENT, Extractor, HPOMatcher, TextmineConfig, stem
+from rarerank.text.sections import (
     CASE,
     DISCUSSION,
     INTRO,
@@ -517,7 +517,7 @@ def test_lab_findings_without_circulating_or_concentration(extractor, text, expe
 
 
 def test_lab_variants_need_a_direction_and_an_analyte():
-    from rarerank.textmine_dictionary import _lab_variants
+    from rarerank.text.dictionary import _lab_variants
 
     variants = _lab_variants(("circulating", "concentration", "igg", "increased"))
     assert ("igg", "increased", "level", "serum") in variants and ("igg", "increased") in variants
@@ -573,7 +573,7 @@ def test_with_separates_two_findings(extractor):
 
 
 def test_an_abbreviation_is_defined_only_by_its_long_form(extractor):
-    from rarerank.textmine import abbreviates
+    from rarerank.text.extract import abbreviates
 
     assert abbreviates("TCC", "thin corpus callosum") and abbreviates("VSD", "ventricular septal defect")
     assert not abbreviates("CNM", "myopathy") and not abbreviates("CSD", "diarrhea")
@@ -586,7 +586,7 @@ def test_an_abbreviation_is_defined_only_by_its_long_form(extractor):
 
 @pytest.fixture(scope="module")
 def equivalences(ontology):
-    from rarerank.textmine_dictionary import word_equivalences
+    from rarerank.text.dictionary import word_equivalences
 
     return word_equivalences(ontology, TextmineConfig(word_equivalence_min_terms=10))
 

@@ -310,7 +310,7 @@ def test_seeds_target_runs_on_the_test_config(first_run):
 def test_experiment_outputs_honour_the_evaluation_and_figures_config(first_run, tmp_path):
     """Non-default evaluation: and figures: values reach the experiment tables and figures (they
     are the evaluate and figures rules' options, not copies)."""
-    from rarerank.figures import make_figures
+    from rarerank.evaluate.figures import make_figures
 
     extra = tmp_path / "extra.yaml"
     extra.write_text(

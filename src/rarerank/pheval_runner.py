@@ -12,7 +12,7 @@ PhEval calls, in order (its ``runners.runner.PhEvalRunner`` contract):
                   files that do not become a case are written to tool_input_commands/qc.tsv
                   with their reason and logged, never dropped silently;
   run()           ranks every case and writes ``raw_results/<phenopacket stem>.tsv`` with
-                  ``gene_symbol, gene_identifier, score`` (:func:`rarerank.interop.export_pheval`);
+                  ``gene_symbol, gene_identifier, score`` (:func:`rarerank.evaluate.interop.export_pheval`);
   post_process()  hands each raw table to ``pheval.post_processing.post_processing.generate_gene_result``
                   (descending score), which writes ``pheval_gene_results/<stem>-gene_result.parquet``.
 
@@ -41,8 +41,8 @@ from typing import Any
 
 import yaml
 
-from rarerank.cases import Case, read_cases, read_phenopackets, write_cases, write_qc
-from rarerank.interop import export_pheval
+from rarerank.data.cases import Case, read_cases, read_phenopackets, write_cases, write_qc
+from rarerank.evaluate.interop import export_pheval
 
 log = logging.getLogger(__name__)
 
@@ -134,19 +134,19 @@ class RunnerSettings:
 
 def rank(settings: RunnerSettings, cases: list[Case]) -> dict[str, list]:
     """Ranked genes per case id with the configured model or baseline."""
-    from rarerank.reference import GENE_ANNOTATION_FILE, load_ontology, source_path
+    from rarerank.data.reference import GENE_ANNOTATION_FILE, load_ontology, source_path
 
     if settings.model is not None:
-        from rarerank.policy import load_policy
-        from rarerank.predict import rank_cases, resolve_terms
+        from rarerank.model.policy import load_policy
+        from rarerank.rank.predict import rank_cases, resolve_terms
 
         resolved, unresolved = resolve_terms(cases, load_ontology(settings.ontology))
         if unresolved:
             log.warning("%d HPO id occurrence(s) unknown to the ontology were skipped", sum(unresolved.values()))
         return dict(rank_cases(load_policy(settings.model), resolved, top_k=settings.top_k, progress=False))
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.baselines import BaselineConfig, HpoIndex
-    from rarerank.baselines import rank_cases as baseline_rank
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.rank.baselines import BaselineConfig, HpoIndex
+    from rarerank.rank.baselines import rank_cases as baseline_rank
 
     ontology = load_ontology(settings.ontology)
     index = HpoIndex.build(ontology, GeneAnnotations.load(source_path(settings.gene_annotations, GENE_ANNOTATION_FILE), ontology))
@@ -165,7 +165,7 @@ class RarerankPhEvalRunner(_Base):
 
     def prepare(self) -> None:
         """Phenopackets -> cases.tsv (and qc.tsv for files that are not cases) in tool_input_commands/."""
-        from rarerank.reference import load_ontology
+        from rarerank.data.reference import load_ontology
 
         if not self.phenopacket_dir.is_dir():
             raise FileNotFoundError(f"PhEval test data {self.testdata_dir} has no phenopackets/ folder")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from rarerank.annotations import GeneAnnotations  # noqa: E402
-from rarerank.ontology import Ontology, default_hpo_dir  # noqa: E402
+from rarerank.data.annotations import GeneAnnotations  # noqa: E402
+from rarerank.data.ontology import Ontology, default_hpo_dir  # noqa: E402
 
 GENES = {"FBN1": "HGNC:3603", "ABCA4": "HGNC:34", "COL1A1": "HGNC:2197", "SCN1A": "HGNC:10585", "PAH": "HGNC:8582", "NF1": "HGNC:7765"}
 OUT = Path(__file__).parent / "phenopackets" / "v0.0.0"

@@ -4,8 +4,8 @@ import re
 import sys
 from pathlib import Path
 
-from rarerank.cohorts import DEFAULT_COHORT, cohort_specs
-from rarerank.fileio import is_url, safe_filename
+from rarerank.text.cohorts import DEFAULT_COHORT, cohort_specs
+from rarerank.core.fileio import is_url, safe_filename
 
 ENV = "../envs/rarerank.yaml"
 # The repository checkout (the Snakefile is workflow/Snakefile): repository fixtures named by a
@@ -63,14 +63,14 @@ def check_stage_settings(config):
     warm-up below the step count, steps or epochs, hidden size divisible by heads, ...) fail at
     `snakemake -n`, all of them in one message. Key names come from the dataclasses themselves.
     """
-    from rarerank.cases import IngestConfig
-    from rarerank.grader import GraderConfig
-    from rarerank.policy import PolicyConfig
-    from rarerank.pretrain import PretrainConfig
-    from rarerank.rft import RFTConfig
-    from rarerank.sft import SFTConfig
-    from rarerank.splits import SplitConfig
-    from rarerank.textmine import TextmineConfig
+    from rarerank.data.cases import IngestConfig
+    from rarerank.core.grader import GraderConfig
+    from rarerank.model.policy import PolicyConfig
+    from rarerank.train.pretrain import PretrainConfig
+    from rarerank.train.rft import RFTConfig
+    from rarerank.train.sft import SFTConfig
+    from rarerank.data.splits import SplitConfig
+    from rarerank.text.extract import TextmineConfig
 
     def build(cls, values):
         loader = getattr(cls, "from_dict", None) or getattr(cls, "from_mapping", None)

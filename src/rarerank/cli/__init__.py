@@ -54,7 +54,7 @@ INPUT_ERRORS = (OSError, ValueError, csv.Error, zipfile.BadZipFile, EOFError, Re
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rarerank.fileio import output_set
+    from rarerank.core.fileio import output_set
 
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose > 1 else logging.INFO

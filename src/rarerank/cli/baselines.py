@@ -24,9 +24,9 @@ def _add_baseline_index(sub):
 
 
 def _run_baseline_index(args):
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.baselines import HpoIndex
-    from rarerank.ontology import Ontology
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.ontology import Ontology
+    from rarerank.rank.baselines import HpoIndex
 
     ontology = Ontology.load(args.ontology)
     index = HpoIndex.build(ontology, GeneAnnotations.load(args.gene_annotations, ontology))
@@ -81,9 +81,9 @@ def _add_baseline(sub):
 
 
 def _run_baseline(args):
-    from rarerank.baselines import METHODS, BaselineConfig, HpoIndex, rank_cases, run_baseline
-    from rarerank.cases import read_cases
-    from rarerank.provenance import write_provenance
+    from rarerank.core.provenance import write_provenance
+    from rarerank.data.cases import read_cases
+    from rarerank.rank.baselines import METHODS, BaselineConfig, HpoIndex, rank_cases, run_baseline
 
     if args.method not in METHODS:
         raise ValueError(f"unknown baseline {args.method!r}; choose one of {', '.join(METHODS)}")
@@ -104,8 +104,8 @@ def _run_baseline(args):
     if args.genes:  # rank every gene, keep the candidates, rank them again among themselves
         from dataclasses import replace
 
-        from rarerank.panels import CutWatch, match_genes, read_gene_list, restrict_ranking
-        from rarerank.rankings import write_predictions
+        from rarerank.core.rankings import write_predictions
+        from rarerank.rank.panels import CutWatch, match_genes, read_gene_list, restrict_ranking
 
         genes = set(match_genes(read_gene_list(args.genes), index.genes.tolist(), str(args.genes)))
         watch = CutWatch(config.top_k, len(genes))
@@ -135,9 +135,9 @@ def _run_baseline(args):
 def _cases_to_rank(path: Path, ontology: Path | None):
     """A cases table as the pipeline writes it, else any patient input ``rarerank predict`` reads (a
     patients TSV without a gene column, phenopackets); inputs that do not become a case are logged."""
-    from rarerank.cases import read_cases, table_header
-    from rarerank.predict import is_cases_table, load_cases
-    from rarerank.reference import load_ontology
+    from rarerank.data.cases import read_cases, table_header
+    from rarerank.data.reference import load_ontology
+    from rarerank.rank.predict import is_cases_table, load_cases
 
     if path.is_file() and is_cases_table(path) and "gene" in table_header(path):
         return read_cases(path)
@@ -149,9 +149,9 @@ def _short_rankings(path, method, index, cases, config, train):
     (the first few ranked again without a cut-off, to say how far their tie reaches)."""
     from dataclasses import replace
 
-    from rarerank.baselines import rank_cases
-    from rarerank.panels import CutWatch
-    from rarerank.rankings import read_predictions
+    from rarerank.core.rankings import read_predictions
+    from rarerank.rank.baselines import rank_cases
+    from rarerank.rank.panels import CutWatch
 
     written = read_predictions(path)
     watch = CutWatch(config.top_k, index.n_genes)
@@ -178,9 +178,9 @@ def _add_absent_audit(sub):
 
 
 def _run_absent_audit(args):
-    from rarerank.baselines import AUDIT_COLUMNS, HpoIndex, absent_term_audit
-    from rarerank.cases import read_cases
-    from rarerank.metrics import write_table
+    from rarerank.data.cases import read_cases
+    from rarerank.evaluate.metrics import write_table
+    from rarerank.rank.baselines import AUDIT_COLUMNS, HpoIndex, absent_term_audit
 
     index = HpoIndex.load(args.index)
     rows = []

@@ -37,9 +37,9 @@ def _add_evaluate(sub):
 
 
 def _run_evaluate(args):
-    from rarerank.grader import GraderConfig
-    from rarerank.metrics import EvalConfig, evaluate, load_runs, read_universe, write_evaluation
-    from rarerank.provenance import write_provenance
+    from rarerank.core.grader import GraderConfig
+    from rarerank.core.provenance import write_provenance
+    from rarerank.evaluate.metrics import EvalConfig, evaluate, load_runs, read_universe, write_evaluation
 
     grader = GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life)
     config = EvalConfig(
@@ -85,7 +85,7 @@ def _add_metrics_table(sub):
 
 
 def _run_metrics_table(args):
-    from rarerank.metrics import SUMMARY_COLUMNS, markdown_table, read_table
+    from rarerank.evaluate.metrics import SUMMARY_COLUMNS, markdown_table, read_table
 
     sys.stdout.write(markdown_table(read_table(args.summary, SUMMARY_COLUMNS), args.set, args.metrics, args.methods))
 
@@ -103,8 +103,8 @@ def _add_seeds_table(sub):
 
 
 def _run_seeds_table(args):
-    from rarerank.fileio import atomic_write
-    from rarerank.metrics import SEED_COLUMNS, SUMMARY_COLUMNS, read_table, seed_markdown, seed_table, write_table
+    from rarerank.core.fileio import atomic_write
+    from rarerank.evaluate.metrics import SEED_COLUMNS, SUMMARY_COLUMNS, read_table, seed_markdown, seed_table, write_table
 
     rows = seed_table(read_table(args.summary, SUMMARY_COLUMNS), args.seeds, args.strategy, args.reference)
     write_table(args.output, SEED_COLUMNS, rows)
@@ -112,7 +112,7 @@ def _run_seeds_table(args):
         with atomic_write(args.markdown) as handle:
             handle.write(seed_markdown(rows))
     if args.figure:
-        from rarerank.figures import plot_seeds
+        from rarerank.evaluate.figures import plot_seeds
 
         plot_seeds(rows, args.figure, args.strategy)
     log.info("%d seeds, %d rows -> %s", len(args.seeds), len(rows), args.output)
@@ -140,7 +140,7 @@ def _add_figures(sub):
 
 
 def _run_figures(args):
-    from rarerank.figures import make_figures
+    from rarerank.evaluate.figures import make_figures
 
     pairs = args.ablation_pair or [("phenomizer", "phenomizer_union")]
     paths = make_figures(args.summary, args.curves, args.set, args.outdir, pairs, args.topk_max)
@@ -158,7 +158,7 @@ def _add_training_figure(sub):
 
 
 def _run_training_figure(args):
-    from rarerank.figures import plot_training_curves
+    from rarerank.evaluate.figures import plot_training_curves
 
     output = args.output.with_suffix("") if args.output.suffix in (".png", ".pdf") else args.output
     paths = plot_training_curves(args.log, output, args.title)
@@ -178,9 +178,9 @@ def _add_data_efficiency_figure(sub):
 
 
 def _run_data_efficiency_figure(args):
-    from rarerank.cases import read_cases
-    from rarerank.figures import plot_data_efficiency
-    from rarerank.metrics import SUMMARY_COLUMNS, read_table
+    from rarerank.data.cases import read_cases
+    from rarerank.evaluate.figures import plot_data_efficiency
+    from rarerank.evaluate.metrics import SUMMARY_COLUMNS, read_table
 
     sizes = {path.parent.name: len(read_cases(path)) for path in args.train_sets}
     output = args.output.with_suffix("") if args.output.suffix in (".png", ".pdf") else args.output

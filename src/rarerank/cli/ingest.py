@@ -24,7 +24,7 @@ def _add_reference(sub):
 
 
 def _run_reference(args):
-    from rarerank.reference import collect_reference
+    from rarerank.data.reference import collect_reference
 
     info = collect_reference(args.ontology, args.gene_annotations, args.outdir)
     log.info("HPO %s: %d terms, %d annotated genes -> %s", info["hpo_version"], info["terms"], info["genes"], args.outdir)
@@ -42,7 +42,7 @@ def _add_fetch(sub):
 
 
 def _run_fetch(args):
-    from rarerank.fileio import fetch
+    from rarerank.core.fileio import fetch
 
     fetch(args.source, args.output)
     log.info("%s -> %s", args.source, args.output)
@@ -53,7 +53,7 @@ def _run_fetch(args):
 
 
 def _add_max_file_bytes(p):
-    from rarerank.cases import MAX_FILE_BYTES
+    from rarerank.data.cases import MAX_FILE_BYTES
 
     p.add_argument(
         "--max-file-bytes",
@@ -80,7 +80,8 @@ def _add_cases(sub):
 def _run_cases(args):
     import tempfile
 
-    from rarerank.cases import (
+    from rarerank.core.provenance import write_provenance
+    from rarerank.data.cases import (
         TERM_QC_COLUMNS,
         IngestConfig,
         read_phenopackets,
@@ -90,8 +91,7 @@ def _run_cases(args):
         write_summary,
         write_tsv,
     )
-    from rarerank.provenance import write_provenance
-    from rarerank.reference import load_ontology
+    from rarerank.data.reference import load_ontology
 
     with tempfile.TemporaryDirectory(prefix="rarerank-download-") as scratch:
         source = resolve_source(args.source, args.download_dir or scratch)
@@ -135,10 +135,10 @@ def _add_cohort(sub):
 
 
 def _run_cohort(args):
-    from rarerank.cases import IngestConfig
-    from rarerank.cohorts import CohortSpec, ingest_cohort, write_cohort
-    from rarerank.provenance import write_provenance
-    from rarerank.reference import load_ontology
+    from rarerank.core.provenance import write_provenance
+    from rarerank.data.cases import IngestConfig
+    from rarerank.data.reference import load_ontology
+    from rarerank.text.cohorts import CohortSpec, ingest_cohort, write_cohort
 
     if not Path(args.source).exists():
         raise FileNotFoundError(f"cohort {args.name}: source not found: {args.source}")
@@ -183,9 +183,9 @@ def _add_merge_cohorts(sub):
 def _run_merge_cohorts(args):
     import json
 
-    from rarerank.cases import TERM_QC_COLUMNS, write_cases, write_qc, write_summary, write_tsv
-    from rarerank.cohorts import merge_cohorts
-    from rarerank.provenance import write_provenance
+    from rarerank.core.provenance import write_provenance
+    from rarerank.data.cases import TERM_QC_COLUMNS, write_cases, write_qc, write_summary, write_tsv
+    from rarerank.text.cohorts import merge_cohorts
 
     merged, sources = merge_cohorts(args.folders)
     versions = {json.loads((f / "summary.json").read_text(encoding="utf-8")).get("hpo_version") for f in args.folders}
@@ -210,7 +210,7 @@ def _run_merge_cohorts(args):
 
 
 def _add_split(sub):
-    from rarerank.splits import STRATEGIES
+    from rarerank.data.splits import STRATEGIES
 
     p = sub.add_parser("split", help="assign cases to train/validation/test")
     p.add_argument("cases", type=Path, help="cases TSV")
@@ -225,9 +225,9 @@ def _add_split(sub):
 
 
 def _run_split(args):
-    from rarerank.cases import read_cases, write_summary
-    from rarerank.provenance import write_provenance
-    from rarerank.splits import SplitConfig, assign, split_summary, write_splits
+    from rarerank.core.provenance import write_provenance
+    from rarerank.data.cases import read_cases, write_summary
+    from rarerank.data.splits import SplitConfig, assign, split_summary, write_splits
 
     config = SplitConfig(args.strategy, args.validation, args.test, args.seed)
     cases = read_cases(args.cases)
@@ -262,8 +262,8 @@ def _add_subset(sub):
 
 
 def _run_subset(args):
-    from rarerank.cases import read_cases, write_cases
-    from rarerank.splits import read_splits, select
+    from rarerank.data.cases import read_cases, write_cases
+    from rarerank.data.splits import read_splits, select
 
     chosen = select(read_cases(args.cases), read_splits(args.splits), args.split)
     write_cases(args.output, chosen)
@@ -283,8 +283,8 @@ def _add_eval_set(sub):
 
 
 def _run_eval_set(args):
-    from rarerank.cases import read_cases, write_cases
-    from rarerank.cohorts import eval_set
+    from rarerank.data.cases import read_cases, write_cases
+    from rarerank.text.cohorts import eval_set
 
     def cases_or_empty(path):
         with open(path, encoding="utf-8") as handle:

@@ -22,9 +22,9 @@ def _add_export_pheval(sub):
 
 
 def _run_export_pheval(args):
-    from rarerank.cases import read_cases
-    from rarerank.interop import export_pheval
-    from rarerank.rankings import read_predictions
+    from rarerank.core.rankings import read_predictions
+    from rarerank.data.cases import read_cases
+    from rarerank.evaluate.interop import export_pheval
 
     written = export_pheval(read_cases(args.cases), read_predictions(args.predictions), args.outdir)
     log.info("%d PhEval gene result files -> %s", written, args.outdir)
@@ -39,8 +39,8 @@ def _add_export_phenopackets(sub):
 
 
 def _run_export_phenopackets(args):
-    from rarerank.cases import read_cases
-    from rarerank.interop import export_phenopackets
+    from rarerank.data.cases import read_cases
+    from rarerank.evaluate.interop import export_phenopackets
 
     written, missing = export_phenopackets(read_cases(args.cases), args.source, args.outdir)
     if missing:
@@ -67,11 +67,11 @@ def _add_export_rft(sub):
 
 
 def _run_export_rft(args):
-    from rarerank.cases import read_cases
-    from rarerank.grader import GraderConfig
-    from rarerank.interop import export_rft_jsonl, write_python_grader
-    from rarerank.metrics import read_universe
-    from rarerank.reference import GENE_ANNOTATION_FILE, load_ontology, source_path
+    from rarerank.core.grader import GraderConfig
+    from rarerank.data.cases import read_cases
+    from rarerank.data.reference import GENE_ANNOTATION_FILE, load_ontology, source_path
+    from rarerank.evaluate.interop import export_rft_jsonl, write_python_grader
+    from rarerank.evaluate.metrics import read_universe
 
     if (args.cases is None) != (args.output is None) or (args.output is None and args.grader is None):
         raise ValueError("export-rft needs --cases with -o (the JSONL), and/or --grader (the grader JSON)")
@@ -113,13 +113,13 @@ def add_text_options(p):
         help="concept recogniser: our HPO dictionary, FastHPOCR (pip install FastHPOCR; needs --fasthpocr-index), or both "
         "(FastHPOCR where the dictionary found nothing); our negation, family, section and patient steps on top",
     )
-    p.add_argument("--fasthpocr-index", default="", help="FastHPOCR index file (rarerank.textmine_external.build_fasthpocr_index)")
+    p.add_argument("--fasthpocr-index", default="", help="FastHPOCR index file (rarerank.text.external.build_fasthpocr_index)")
 
 
 def text_extractor(args, ontology, require_gene: bool = True):
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.reference import GENE_ANNOTATION_FILE, source_path
-    from rarerank.textmine import Extractor, TextmineConfig
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.reference import GENE_ANNOTATION_FILE, source_path
+    from rarerank.text.extract import Extractor, TextmineConfig
 
     config = TextmineConfig(
         scopes=tuple(args.synonym_scopes),
@@ -170,11 +170,11 @@ def _extract_outputs(args) -> dict:
 
 
 def _run_extract(args):
-    from rarerank.cases import write_cases, write_qc, write_summary, write_tsv
-    from rarerank.cohorts import read_text_cohort
-    from rarerank.provenance import write_provenance
-    from rarerank.reference import load_ontology
-    from rarerank.textmine import EVIDENCE_COLUMNS
+    from rarerank.core.provenance import write_provenance
+    from rarerank.data.cases import write_cases, write_qc, write_summary, write_tsv
+    from rarerank.data.reference import load_ontology
+    from rarerank.text.cohorts import read_text_cohort
+    from rarerank.text.extract import EVIDENCE_COLUMNS
 
     if not Path(args.source).exists():
         raise FileNotFoundError(f"text source not found: {args.source}")

@@ -10,7 +10,7 @@ from pathlib import Path
 def add_runtime_options(p: argparse.ArgumentParser, *, training: bool = False) -> None:
     """--device, --threads and --no-progress of every stage that runs the model (and, when
     ``training``, --log-timing)."""
-    from rarerank.device import CHOICES
+    from rarerank.core.device import CHOICES
 
     where = f"where the model runs: {', '.join(CHOICES)} or cuda:N (default auto: a GPU when visible)"
     p.add_argument("--device", default="auto", help=where)

@@ -74,11 +74,11 @@ def _add_predict(sub):
 def _run_predict(args):
     import functools
 
-    from rarerank.device import resolve_device
-    from rarerank.panels import match_genes, read_gene_list
-    from rarerank.policy import term_tokens
-    from rarerank.predict import Outputs, Screen, is_cases_table, load_model, model_facts, read_patients, run_predict, single_case
-    from rarerank.reference import load_ontology
+    from rarerank.core.device import resolve_device
+    from rarerank.data.reference import load_ontology
+    from rarerank.model.policy import term_tokens
+    from rarerank.rank.panels import match_genes, read_gene_list
+    from rarerank.rank.predict import Outputs, Screen, is_cases_table, load_model, model_facts, read_patients, run_predict, single_case
 
     set_threads(args)
     if args.absent and not args.hpo:
@@ -117,8 +117,8 @@ def _run_predict(args):
 
 def _case_from_text(args, ontology, evidence_path=None):
     """predict --text: extract one case report's terms (no gene needed), log them, optionally write evidence."""
-    from rarerank.cases import write_tsv
-    from rarerank.textmine import EVIDENCE_COLUMNS, Extractor, HPOMatcher, extract_text_file
+    from rarerank.data.cases import write_tsv
+    from rarerank.text.extract import EVIDENCE_COLUMNS, Extractor, HPOMatcher, extract_text_file
 
     case, extraction = extract_text_file(args.text, Extractor(HPOMatcher.build(ontology)), args.case_id)
     log.info(
@@ -133,10 +133,10 @@ def _case_from_text(args, ontology, evidence_path=None):
 
 
 def _explainer(args, ontology):
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.baselines import HpoIndex
-    from rarerank.evidence import Explainer
-    from rarerank.reference import GENE_ANNOTATION_FILE, source_path
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.reference import GENE_ANNOTATION_FILE, source_path
+    from rarerank.rank.baselines import HpoIndex
+    from rarerank.rank.evidence import Explainer
 
     annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
     index = HpoIndex.load(args.index) if args.index else None
@@ -159,7 +159,7 @@ def _add_model_card(sub):
 
 
 def _run_model_card(args):
-    from rarerank.model_card import read_summary_metrics, refresh_model_card
+    from rarerank.model.model_card import read_summary_metrics, refresh_model_card
 
     if args.summary and not (args.method and args.strategy):
         raise ValueError("--summary needs --method and --strategy (which rows of the summary describe this model)")

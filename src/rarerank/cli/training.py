@@ -42,11 +42,11 @@ def _add_pretrain(sub):
 
 
 def _run_pretrain(args):
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.cases import read_cases
-    from rarerank.ontology import Ontology
-    from rarerank.policy import PolicyConfig
-    from rarerank.pretrain import PretrainConfig, pretrain
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.cases import read_cases
+    from rarerank.data.ontology import Ontology
+    from rarerank.model.policy import PolicyConfig
+    from rarerank.train.pretrain import PretrainConfig, pretrain
 
     set_threads(args)
     policy_config = PolicyConfig.from_dict(mapping_option(args.policy, "policy"))
@@ -96,11 +96,11 @@ def _add_sft(sub):
 def _run_sft(args):
     import dataclasses
 
-    from rarerank.annotations import GeneAnnotations
-    from rarerank.cases import read_cases
-    from rarerank.ontology import Ontology
-    from rarerank.sft import SFTConfig, sft
-    from rarerank.synthetic import SyntheticConfig
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.cases import read_cases
+    from rarerank.data.ontology import Ontology
+    from rarerank.data.synthetic import SyntheticConfig
+    from rarerank.train.sft import SFTConfig, sft
 
     set_threads(args)
     config = SFTConfig.from_dict(mapping_option(args.settings, "settings"))
@@ -142,9 +142,9 @@ def _add_rft(sub):
 def _run_rft(args):
     import json
 
-    from rarerank.fileio import atomic_write
-    from rarerank.grader import GraderConfig
-    from rarerank.rft import RFTConfig, run_rft
+    from rarerank.core.fileio import atomic_write
+    from rarerank.core.grader import GraderConfig
+    from rarerank.train.rft import RFTConfig, run_rft
 
     set_threads(args)
     config = RFTConfig.from_dict(mapping_option(args.settings, "settings"))
