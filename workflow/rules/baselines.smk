@@ -1,8 +1,6 @@
 # Baseline rankers (Phenomizer with and without excluded terms, popularity, random) on every
-# split strategy and evaluated case set, written in the predictions contract.
-
-BASELINES = config["baselines"]["methods"]
-PREDICTION_METHODS.extend(BASELINES)
+# split strategy and evaluated case set, written in the predictions contract: the baseline rows of
+# the method table (workflow/rules/common.smk), one per name in baselines.methods.
 
 
 rule baseline_index:
@@ -29,14 +27,14 @@ rule baseline:
         cases="results/sets/{strategy}/{set}.tsv",
         train=baseline_train_set,
     output:
-        predictions="results/predictions/{method}/{strategy}/{set}.tsv",
-        provenance="results/predictions/{method}/{strategy}/{set}.provenance.json",
+        predictions=f"{PREDICTIONS}/{{method}}/{{strategy}}/{{set}}.tsv",
+        provenance=f"{PREDICTIONS}/{{method}}/{{strategy}}/{{set}}.provenance.json",
     log:
         "logs/baseline/{method}/{strategy}/{set}.log",
     benchmark:
         "results/benchmarks/baseline/{method}/{strategy}/{set}.tsv"
     wildcard_constraints:
-        method="|".join(BASELINES) or "no-baselines",
+        method=ranked_by("baseline"),
     conda:
         ENV
     params:

@@ -1,7 +1,28 @@
-# Helpers shared by every stage: input functions and the list of final targets.
+# The helpers the rule files call (paths, input functions, option helpers, target lists). Rule files
+# hold rules only, as snakemake --lint asks.
+#
+# The method table. Every scored method is one row of METHODS, built by method_table() below from
+# the config. A row is the method's name (its folder under results/predictions/ and
+# results/models/) and
+#   stage         baseline (its predictions come from the baseline rule), or the policy stage that
+#                 trains its model: pretrain | sft | rft (policy_predict ranks with every model)
+#   start         the method whose model training starts from (sft from base, rft from sft, ...)
+#   train_cases   train on a seeded subset of this many training cases (None: all of them)
+#   present_only  train and rank without the excluded terms
+#   seed          the seed of its training (the master seed `seed` unless the row says otherwise)
+#   model         rank with this method's model instead of training one (the seed study reuses the
+#                 default run's models at the master seed)
+#   default       scored by the default run (results/metrics/), in table order
+# The rules read the table only through the helpers below: a rule's wildcard constraint is the
+# names of its stage (trained_in, ranked_by); its inputs and options come from the row
+# (start_model, method_model, method_seed, method_options). Adding a method is one row in
+# method_table() plus, for a new stage, its rule; a new baseline is a name in baselines.methods.
+import json
 import os
 import re
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rarerank.text.cohorts import DEFAULT_COHORT, cohort_specs
@@ -19,6 +40,17 @@ os.environ.update(
     PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 )
 
+STRATEGIES = config["splits"]["strategies"]
+SEED = config["seed"]
+REFERENCE = "results/reference"
+PREDICTIONS = "results/predictions"
+SETS = "results/sets"
+METRICS = "results/metrics"
+EXPORT = "results/export"
+FIGURES = "results/figures"
+RFT = "results/rft"
+EXPERIMENTS = "results/experiments"
+
 
 def local_source(source):
     """A relative path that does not exist in the working directory is looked up in the
@@ -31,30 +63,16 @@ def local_source(source):
     return source
 
 
-STRATEGIES = config["splits"]["strategies"]
-REFERENCE = "results/reference"
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (never matches when there are none)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
 
 
-def phenopacket_input(wildcards=None):
-    """The local phenopacket source: the configured path, or the download of a URL."""
-    source = config["phenopackets"]
-    if is_url(source):
-        name = Path(source.split("?", 1)[0]).name
-        if not name.endswith(".zip"):
-            raise ValueError(
-                f"config key phenopackets: a URL must end in a release .zip file name, not {source}"
-            )
-        return f"data/phenopackets/{name}"
-    return local_source(source)
+def quoted(items):
+    return " ".join(shlex.quote(str(item)) for item in items)
 
 
-# Case sources: the default phenopacket cohort (config key phenopackets) plus config `cohorts:`,
-# checked here (a name that clashes with a split or another cohort fails with a message). Train
-# cohorts are merged into results/cases/; eval cohorts become extra scored case sets.
-COHORTS = {
-    c.name: c for c in cohort_specs(config["phenopackets"], config.get("cohorts"))
-}
-TRAIN_COHORTS = [name for name, c in COHORTS.items() if c.role == "train"]
+# --- config checks ------------------------------------------------------------------------------
 
 
 def check_stage_settings(config):
@@ -113,12 +131,41 @@ def check_stage_settings(config):
 
 
 check_stage_settings(config)
+
+if not set(config["experiments"]["strategies"]) <= set(STRATEGIES):
+    raise ValueError(
+        f"experiments.strategies {config['experiments']['strategies']} must be among splits.strategies "
+        f"{STRATEGIES}: add them to splits.strategies or remove them from experiments.strategies"
+    )
+
+
+# --- case sources -------------------------------------------------------------------------------
+
+
+def phenopacket_input(wildcards=None):
+    """The local phenopacket source: the configured path, or the download of a URL."""
+    source = config["phenopackets"]
+    if is_url(source):
+        name = Path(source.split("?", 1)[0]).name
+        if not name.endswith(".zip"):
+            raise ValueError(
+                f"config key phenopackets: a URL must end in a release .zip file name, not {source}"
+            )
+        return f"data/phenopackets/{name}"
+    return local_source(source)
+
+
+# Case sources: the default phenopacket cohort (config key phenopackets) plus config `cohorts:`,
+# checked here (a name that clashes with a split or another cohort fails with a message). Train
+# cohorts are merged into results/cases/; eval cohorts become extra scored case sets.
+COHORTS = {
+    c.name: c for c in cohort_specs(config["phenopackets"], config.get("cohorts"))
+}
+TRAIN_COHORTS = [name for name, c in COHORTS.items() if c.role == "train"]
 EVAL_COHORTS = [name for name, c in COHORTS.items() if c.role == "eval"]
-
-
-def names_regex(names):
-    """A wildcard constraint matching exactly these names (never matches when there are none)."""
-    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+# Case sets that every method is evaluated on, per strategy: results/sets/{strategy}/{set}.tsv
+# (eval-only cohorts are scored, never trained on).
+EVAL_SETS = ["validation", "test"] + EVAL_COHORTS
 
 
 def cohort_input(wildcards):
@@ -134,12 +181,331 @@ def cohort_input(wildcards):
     return local_source(spec.source)
 
 
-# Case sets that every method is evaluated on, per strategy: results/sets/{strategy}/{set}.tsv.
-# Eval-only cohorts append their names here (they are scored, never trained on).
-EVAL_SETS = ["validation", "test"] + EVAL_COHORTS
-# Methods whose predictions are scored: results/predictions/{method}/{strategy}/{set}.tsv.
-# Each stage's rule file appends its methods (use input functions to read this list lazily).
-PREDICTION_METHODS = []
+# --- the method table (see the header) -----------------------------------------------------------
+
+POLICY_STAGES = ("pretrain", "sft", "rft")
+SEED_STAGES = ["base", "sft", "rft"]  # the stages a seed study trains per seed
+SEED_STRATEGY = "gene"  # the seed runs train on the gene-disjoint split
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the method table (the header explains the columns)."""
+
+    name: str
+    stage: str
+    start: str | None = None
+    train_cases: int | None = None
+    present_only: bool = False
+    seed: int = SEED
+    model: str | None = None
+    default: bool = False
+
+
+def method_table(config):
+    """The methods of this config, by name; the default run's rows first, in its scoring order."""
+    sizes = config["experiments"]["train_sizes"]
+    seeds = [int(s) for s in config["experiments"]["seeds"]]
+    rows = [
+        Method("base", "pretrain", default=True),
+        Method("sft", "sft", start="base", default=True),
+        *(Method(b, "baseline", default=True) for b in config["baselines"]["methods"]),
+        Method("rft", "rft", start="sft", default=True),
+        Method("rft_from_base", "rft", start="base"),
+        Method("sft_present_only", "sft", start="base", present_only=True),
+        Method("rft_present_only", "rft", start="sft_present_only", present_only=True),
+        *(Method(f"sft_n{n}", "sft", start="base", train_cases=n) for n in sizes),
+        *(Method(f"rft_n{n}", "rft", start=f"sft_n{n}", train_cases=n) for n in sizes),
+    ]
+    # The seed study: base, SFT and RFT trained with each seed; the master seed's rows rank with
+    # the default run's models (same command, same seed), the others train their own.
+    for seed in seeds:
+        if seed == SEED:
+            rows += [
+                Method(seed_method(s, seed), stage, model=s)
+                for s, stage in zip(SEED_STAGES, POLICY_STAGES)
+            ]
+        else:
+            rows += [
+                Method(seed_method("base", seed), "pretrain", seed=seed),
+                Method(
+                    seed_method("sft", seed),
+                    "sft",
+                    start=seed_method("base", seed),
+                    seed=seed,
+                ),
+                Method(
+                    seed_method("rft", seed),
+                    "rft",
+                    start=seed_method("sft", seed),
+                    seed=seed,
+                ),
+            ]
+    table = {}
+    for row in rows:
+        if row.name in table:
+            raise ValueError(
+                f"method {row.name} is defined twice (baselines.methods names a model method?)"
+            )
+        table[row.name] = row
+    return table
+
+
+def seed_method(stage, seed):
+    return f"{stage}_seed{seed}"
+
+
+METHODS = method_table(config)
+DEFAULT_METHODS = [m.name for m in METHODS.values() if m.default]
+
+
+def trained_in(stage):
+    """Wildcard constraint: the methods whose model ``stage`` trains (not the rows that reuse one)."""
+    return names_regex(
+        [m.name for m in METHODS.values() if m.stage == stage and m.model is None]
+    )
+
+
+def ranked_by(*stages):
+    """Wildcard constraint: the methods of these stages (their predictions' rule)."""
+    return names_regex([m.name for m in METHODS.values() if m.stage in stages])
+
+
+def model_dir(method, strategy):
+    """The model directory a policy method ranks with: results/models/{method} for pretraining
+    (one model for every strategy), results/models/{method}/{strategy} for the others.
+    """
+    row = METHODS[method]
+    if row.model is not None:
+        return model_dir(row.model, strategy)
+    if row.stage == "pretrain":
+        return f"results/models/{method}"
+    return f"results/models/{method}/{strategy}"
+
+
+def method_model(wildcards):
+    return model_dir(wildcards.method, wildcards.strategy)
+
+
+def start_model(wildcards):
+    """The model a training method starts from (its row's start)."""
+    return model_dir(METHODS[wildcards.method].start, wildcards.strategy)
+
+
+def method_seed(wildcards):
+    return METHODS[wildcards.method].seed
+
+
+def method_options(wildcards):
+    """The training-data options of a method's row: --max-train-cases N, --present-only."""
+    row = METHODS[wildcards.method]
+    options = [f"--max-train-cases {row.train_cases}"] if row.train_cases else []
+    return " ".join(options + (["--present-only"] if row.present_only else []))
+
+
+def present_only_option(wildcards):
+    """Ranking without excluded terms (predictions of a present-only method)."""
+    return "--present-only" if METHODS[wildcards.method].present_only else ""
+
+
+# --- config sections passed to the CLI ---------------------------------------------------------
+
+
+def policy_settings(wildcards=None):
+    return json.dumps(config["policy"], sort_keys=True)
+
+
+def pretrain_settings(wildcards=None):
+    return json.dumps(config["pretrain"], sort_keys=True)
+
+
+def sft_settings(wildcards=None):
+    return json.dumps(config["sft"], sort_keys=True)
+
+
+def synthetic_settings(wildcards=None):
+    return json.dumps(config["pretrain"].get("synthetic", {}), sort_keys=True)
+
+
+def rft_settings(wildcards):
+    """The rft: config section (schema defaults filled in) plus the method's seed, as JSON."""
+    return json.dumps({**config["rft"], "seed": method_seed(wildcards)}, sort_keys=True)
+
+
+def grader_settings(wildcards=None):
+    return json.dumps(config["grader"], sort_keys=True)
+
+
+def grader_options(wildcards=None):
+    grader = config["grader"]
+    k = f"--grader-k {grader['k']} " if grader.get("k") is not None else ""
+    return (
+        f"--grader-shape {grader['shape']} {k}--grader-half-life {grader['half_life']}"
+    )
+
+
+def figure_options(wildcards=None):
+    """`rarerank figures` options from the figures: config section (every figure rule)."""
+    figures = lookup(dpath="figures", within=config)
+    pairs = " ".join(
+        f"--ablation-pair {quoted([a, b])}" for a, b in figures["ablation_pairs"]
+    )
+    return f"{pairs} --topk-max {figures['topk_max']}"
+
+
+# --- baselines ----------------------------------------------------------------------------------
+
+
+def baseline_train_set(wildcards):
+    """Popularity counts genes in the strategy's training cases; the others need no training set."""
+    if wildcards.method == "popularity":
+        return f"results/sets/{wildcards.strategy}/train.tsv"
+    return []
+
+
+def baseline_train_option(wildcards, input):
+    return f"--train {shlex.quote(str(input.train))}" if input.train else ""
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def evaluation_predictions(wildcards):
+    return expand(
+        f"{PREDICTIONS}/{{method}}/{{strategy}}/{{set}}.tsv",
+        method=DEFAULT_METHODS,
+        strategy=STRATEGIES,
+        set=EVAL_SETS,
+    )
+
+
+def evaluation_case_sets(wildcards):
+    return expand(
+        f"{SETS}/{{strategy}}/{{set}}.tsv", strategy=STRATEGIES, set=EVAL_SETS
+    )
+
+
+def evaluation_options(methods, strategies, references):
+    """Every `rarerank evaluate` option but the universe and output folder: the pipeline layout,
+    what to score, the references scored against (those among ``methods``), the evaluation: config
+    section, the grader and the seed. One helper for every evaluate rule, so none can drift.
+    """
+    evaluation = lookup(dpath="evaluation", within=config)
+    references = [m for m in references if m in methods]
+    return (
+        f"--predictions-dir {PREDICTIONS} --sets-dir {SETS} --methods {quoted(methods)} "
+        f"--strategies {quoted(strategies)} --sets {quoted(EVAL_SETS)} --compare-to {quoted(references)} "
+        f"--top-k {quoted(evaluation['top_k'])} --curve-max-k {evaluation['curve_max_k']} "
+        f"--bootstrap {evaluation['bootstrap']} --ci-level {evaluation['ci_level']} "
+        f"--seed {lookup(dpath='seed', within=config)} {grader_options()}"
+    )
+
+
+def main_evaluation_options(wildcards):
+    """The default run: every default method on every strategy."""
+    return evaluation_options(
+        DEFAULT_METHODS,
+        STRATEGIES,
+        lookup(dpath="evaluation/compare_to", within=config),
+    )
+
+
+# --- experiments: families of methods scored together -------------------------------------------
+# Every model is held against the Phenomizer that reads the same input: phenomizer_union (observed
+# ∪ excluded terms) for models that read excluded terms, phenomizer for present-only models.
+FAMILIES = ["stages", "data_efficiency", "present_only", "seeds"]
+FIGURE_FAMILIES = [
+    "stages",
+    "present_only",
+]  # families drawn with the evaluation figures
+SEEDS = lookup(dpath="experiments/seeds", within=config)
+
+
+def experiment_methods(family):
+    sizes = config["experiments"]["train_sizes"]
+    if family == "stages":
+        return _built_baselines(["phenomizer_union", "phenomizer_absent"]) + [
+            "base",
+            "sft",
+            "rft",
+            "rft_from_base",
+        ]
+    if family == "data_efficiency":
+        return (
+            _built_baselines(["phenomizer_union"])
+            + [f"{stage}_n{n}" for stage in ("sft", "rft") for n in sizes]
+            + ["sft", "rft"]
+        )
+    if family == "seeds":
+        return _built_baselines(["phenomizer_union"]) + [
+            seed_method(stage, seed) for seed in SEEDS for stage in SEED_STAGES
+        ]
+    return _built_baselines(["phenomizer", "phenomizer_union", "phenomizer_absent"]) + [
+        "sft_present_only",
+        "sft",
+        "rft_present_only",
+        "rft",
+    ]
+
+
+def _built_baselines(methods):
+    """The baselines among ``methods`` that baselines.methods builds (a config may leave some out)."""
+    return [m for m in methods if m in config["baselines"]["methods"]]
+
+
+def experiment_references(family):
+    """Reference methods of the paired bootstrap differences: the same-input Phenomizer first."""
+    if family == "data_efficiency":
+        return [
+            "phenomizer_union",
+            "sft",
+            *(f"sft_n{n}" for n in config["experiments"]["train_sizes"]),
+        ]
+    if family == "present_only":
+        return ["phenomizer", "phenomizer_union", "sft_present_only", "sft"]
+    if family == "seeds":
+        return ["phenomizer_union"]
+    return ["phenomizer_union", "base", "sft", "phenomizer_absent"]
+
+
+def experiment_strategies(family):
+    if family == "seeds":
+        return [SEED_STRATEGY]
+    return STRATEGIES if family == "stages" else config["experiments"]["strategies"]
+
+
+def experiment_predictions(wildcards):
+    return expand(
+        f"{PREDICTIONS}/{{method}}/{{strategy}}/{{set}}.tsv",
+        method=experiment_methods(wildcards.family),
+        strategy=experiment_strategies(wildcards.family),
+        set=EVAL_SETS,
+    )
+
+
+def experiment_evaluation_options(wildcards):
+    family = wildcards.family
+    return evaluation_options(
+        experiment_methods(family),
+        experiment_strategies(family),
+        experiment_references(family),
+    )
+
+
+def experiment_rft_runs():
+    """The RFT runs the experiment families add to the default run, as (method, strategy)."""
+    runs = []
+    for family in FAMILIES:
+        if family == "seeds":
+            continue
+        for method in experiment_methods(family):
+            row = METHODS[method]
+            if row.stage == "rft" and row.model is None and not row.default:
+                runs += [(method, s) for s in experiment_strategies(family)]
+    return list(dict.fromkeys(runs))
+
+
+# --- targets ------------------------------------------------------------------------------------
 
 
 def split_targets():
@@ -148,17 +514,94 @@ def split_targets():
 
 def set_targets():
     return expand(
-        "results/sets/{strategy}/{split}.tsv",
+        f"{SETS}/{{strategy}}/{{split}}.tsv",
         strategy=STRATEGIES,
         split=["train"] + EVAL_SETS,
     )
+
+
+def figure_targets():
+    return expand(
+        f"{FIGURES}/{{set}}/{{name}}.{{ext}}",
+        set=EVAL_SETS,
+        name=["topk", "rank_distribution", "bars", "ablation"],
+        ext=["png", "pdf"],
+    )
+
+
+def evaluation_targets():
+    """Metrics tables, one figure set per evaluated case set, and the exports."""
+    methods = config["interop"]["pheval_methods"] or DEFAULT_METHODS
+    targets = [f"{METRICS}/summary.tsv", f"{METRICS}/absent_terms.tsv"]
+    targets += figure_targets()
+    targets += expand(
+        f"{EXPORT}/pheval/{{method}}/{{strategy}}/{{set}}",
+        method=methods,
+        strategy=STRATEGIES,
+        set=config["interop"]["pheval_sets"],
+    )
+    targets += expand(
+        f"{EXPORT}/pheval_testdata/{{strategy}}/{{set}}/phenopackets",
+        strategy=STRATEGIES,
+        set=config["interop"]["pheval_sets"],
+    )
+    targets += expand(
+        f"{EXPORT}/openai_rft/{{strategy}}/{{split}}.jsonl",
+        strategy=STRATEGIES,
+        split=config["interop"]["rft_splits"],
+    )
+    targets.append(f"{EXPORT}/openai_rft/grader.json")
+    return targets
+
+
+def policy_targets():
+    """Default run: the models of the default policy methods (their predictions are pulled in by
+    the evaluation) and the training curves of its RFT models."""
+    targets = []
+    for name in DEFAULT_METHODS:
+        row = METHODS[name]
+        if row.stage in POLICY_STAGES:
+            targets += sorted({model_dir(name, s) for s in STRATEGIES})
+        if row.stage == "rft":
+            targets += expand(
+                f"{RFT}/{name}/{{strategy}}/training_curves.png", strategy=STRATEGIES
+            )
+    return targets
 
 
 def all_targets():
     targets = ["results/cases/cases.tsv", "results/cases/summary.json"]
     targets += split_targets()
     targets += set_targets()
-    targets += evaluation_targets()  # workflow/rules/evaluate.smk
-    targets += policy_targets()  # workflow/rules/train.smk
-    targets += rft_targets()  # workflow/rules/rft_common.smk
+    targets += evaluation_targets()
+    targets += policy_targets()
     return targets
+
+
+def experiment_targets():
+    targets = expand(
+        f"{EXPERIMENTS}/{{family}}/metrics/summary.tsv",
+        family=[f for f in FAMILIES if f != "seeds"],
+    )
+    targets += expand(
+        f"{EXPERIMENTS}/{{family}}/figures/{{set}}/bars.png",
+        family=FIGURE_FAMILIES,
+        set=EVAL_SETS,
+    )
+    targets += expand(
+        f"{EXPERIMENTS}/data_efficiency/figures/{{set}}/data_efficiency.png",
+        set=EVAL_SETS,
+    )
+    targets += [
+        f"{RFT}/{method}/{strategy}/training_curves.png"
+        for method, strategy in experiment_rft_runs()
+    ]
+    return targets
+
+
+def seed_targets(wildcards=None):
+    if SEED_STRATEGY not in STRATEGIES:
+        raise ValueError(
+            f"the seeds target trains on the {SEED_STRATEGY} split: add {SEED_STRATEGY} to splits.strategies"
+        )
+    return [f"{EXPERIMENTS}/seeds/seeds.tsv", f"{EXPERIMENTS}/seeds/seeds.png"]

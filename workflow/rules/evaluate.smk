@@ -1,6 +1,5 @@
-# Score every method's predictions with one metrics module; audit excluded terms; exports for
-# PhEval and hosted RFT services. Methods and case sets are read lazily (input functions), so
-# methods appended by rule files included after this one are scored too.
+# Score the default run's methods (the method table's default rows, workflow/rules/common.smk) with
+# one metrics module; audit excluded terms; exports for PhEval and hosted RFT services.
 
 
 rule evaluate:

@@ -5,9 +5,9 @@
 #   data_efficiency  SFT and RFT on 64 / 256 / 1,024 / all training cases (sft_nN, rft_nN)
 #   present_only     absent terms removed at training and ranking time (sft/rft_present_only)
 #   seeds            base, SFT and RFT per seed of experiments.seeds, gene-disjoint split
-# plus the training curves of every RFT run. Models and predictions come from the rules in
-# train.smk (sft*) and rft.smk (rft*); their names encode the variant. The seed runs reuse those
-# rules (use rule ... with) with the seed as a wildcard.
+# plus the training curves of every RFT run. Every method scored here is a row of the method table
+# (workflow/rules/common.smk); its model and predictions come from the rules of its stage (train.smk,
+# rft.smk, predict.smk, baselines.smk).
 
 
 # The experiment tables and figures are the evaluate and figures rules of the default run on other
@@ -109,64 +109,8 @@ rule experiments:
 
 
 # Seeds ----------------------------------------------------------------------------------------
-
-
-use rule pretrain as seed_pretrain with:
-    output:
-        model=directory("results/models/base_seed{seed}"),
-    log:
-        "logs/seed_pretrain/{seed}.log",
-    benchmark:
-        "results/benchmarks/seed_pretrain/{seed}.tsv"
-    wildcard_constraints:
-        seed=r"\d+",
-    params:
-        seed=lambda wildcards: wildcards.seed,
-
-
-use rule sft as seed_sft with:
-    input:
-        model=seed_sft_start,
-        train="results/sets/{strategy}/train.tsv",
-        validation="results/sets/{strategy}/validation.tsv",
-        obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
-    output:
-        model=directory("results/models/sft_seed{seed}/{strategy}"),
-    log:
-        "logs/seed_sft/{seed}/{strategy}.log",
-    benchmark:
-        "results/benchmarks/seed_sft/{seed}/{strategy}.tsv"
-    wildcard_constraints:
-        seed=r"\d+",
-    params:
-        flags="",
-        seed=lambda wildcards: wildcards.seed,
-
-
-# RFT of a seed (method rft_seed{N}) is rule rft itself: it starts from sft_seed{N} and takes N as its seed.
-
-
-# rft_seed{N} predictions also match rule policy_predict; the seed rule knows which model to read.
-ruleorder: seed_predict > policy_predict
-
-
-use rule policy_predict as seed_predict with:
-    input:
-        model=seed_model,
-        cases="results/sets/{strategy}/{set}.tsv",
-    output:
-        predictions=f"{PREDICTIONS}/{{stage}}_seed{{seed}}/{{strategy}}/{{set}}.tsv",
-        provenance=f"{PREDICTIONS}/{{stage}}_seed{{seed}}/{{strategy}}/{{set}}.provenance.json",
-    log:
-        "logs/seed_predict/{stage}_seed{seed}/{strategy}/{set}.log",
-    benchmark:
-        "results/benchmarks/seed_predict/{stage}_seed{seed}/{strategy}/{set}.tsv"
-    wildcard_constraints:
-        stage="|".join(SEED_STAGES),
-        seed=r"\d+",
-    params:
-        present_only="",
+# The models and predictions of base_seed{N}, sft_seed{N} and rft_seed{N} come from the rules of
+# their stages (rows of the method table); the master seed's rows reuse the default run's models.
 
 
 rule seeds_table:

@@ -1,19 +1,16 @@
-# Reinforcement fine-tuning (GRPO against the rank grader) and the RFT models' predictions.
-# One rule trains every RFT variant; the method name says where training starts and on what:
-#   rft               the strategy's SFT model, all training cases (default run)
-#   rft_from_base     the knowledge-pretrained base model (experiments.smk)
-#   rft_n{N}          sft_n{N} (SFT on N training cases), the same N cases (experiments.smk)
-#   rft_present_only  sft_present_only, absent terms removed in training and ranking (experiments.smk)
-#   any of them + _seed{N}: started from the same SFT method + _seed{N}, trained with seed N (seed studies)
-# One rule, policy_predict, ranks with every policy model (base, SFT and RFT variants), with provenance.
-
-
-# synthetic_settings() (synthetic patients for replay) comes from train.smk.
+# Reinforcement fine-tuning (GRPO against the rank grader) of every RFT method in the method table
+# (workflow/rules/common.smk): the row says where training starts and on what, e.g.
+#   rft               from the strategy's SFT model, all training cases (default run)
+#   rft_from_base     from the knowledge-pretrained base model (experiments)
+#   rft_n{N}          from sft_n{N} (SFT on N training cases), the same N cases (experiments)
+#   rft_present_only  from sft_present_only, absent terms removed in training and ranking (experiments)
+#   rft_seed{N}       from sft_seed{N}, trained with seed N (seed study)
+# plus the training curves of each run. Their predictions: rule policy_predict (predict.smk).
 
 
 rule rft:
     input:
-        model=rft_start_model,
+        model=start_model,
         train="results/sets/{strategy}/train.tsv",
         validation="results/sets/{strategy}/validation.tsv",
         obo=rules.hpo_reference.output.obo,
@@ -27,7 +24,7 @@ rule rft:
     benchmark:
         "results/benchmarks/rft/{method}/{strategy}.tsv"
     wildcard_constraints:
-        method=RFT_METHOD,
+        method=trained_in("rft"),
     priority: 10  # the training chain is the critical path: start it before baselines and predictions
     conda:
         ENV
@@ -36,41 +33,14 @@ rule rft:
         settings=rft_settings,
         grader=grader_settings,
         synthetic=synthetic_settings,
-        train_cases=rft_train_cases,
-        present_only=policy_present_only,
+        options=method_options,
         checkpoint=lambda wildcards: f"{RFT}/{wildcards.method}/{wildcards.strategy}/checkpoint",
     shell:
         "rarerank rft --model {input.model:q} --train {input.train:q} --validation {input.validation:q} "
         "--ontology {input.obo:q} --gene-annotations {input.annotations:q} --synthetic {params.synthetic:q} "
-        "--settings {params.settings:q} --grader {params.grader:q} {params.train_cases} {params.present_only} "
+        "--settings {params.settings:q} --grader {params.grader:q} {params.options} "
         "--checkpoint {params.checkpoint:q} --threads {threads} -o {output.model:q} --log {output.log:q} "
         "--summary {output.summary:q} 2> {log:q}"
-
-
-rule policy_predict:
-    input:
-        model=policy_model,
-        cases="results/sets/{strategy}/{set}.tsv",
-    output:
-        predictions="results/predictions/{method}/{strategy}/{set}.tsv",
-        provenance="results/predictions/{method}/{strategy}/{set}.provenance.json",
-    log:
-        "logs/policy_predict/{method}/{strategy}/{set}.log",
-    benchmark:
-        "results/benchmarks/predict/{method}/{strategy}/{set}.tsv"
-    wildcard_constraints:
-        method=f"{POLICY_METHOD}|{RFT_METHOD}",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        gpu=0,  # GPUs for this job: a profile sets 1 (set-resources) and `--device auto` then uses it
-    params:
-        present_only=policy_present_only,
-    shell:
-        "rarerank predict --model {input.model:q} --cases {input.cases:q} {params.present_only} --device auto "
-        "--threads {threads} --no-progress -o {output.predictions:q} --provenance {output.provenance:q} "
-        "2> {log:q}"
 
 
 rule rft_training_figure:
@@ -87,7 +57,7 @@ rule rft_training_figure:
     log:
         "logs/rft_training_figure/{method}/{strategy}.log",
     wildcard_constraints:
-        method=RFT_METHOD,
+        method=trained_in("rft"),
     conda:
         ENV
     params:

@@ -1,20 +1,25 @@
-# The policy model: knowledge pretraining (one base model for every strategy), SFT per strategy,
-# and the predictions of both on every evaluated case set.
+# The policy model: knowledge pretraining (one model for every strategy) and SFT per strategy, for
+# every method of these stages in the method table (workflow/rules/common.smk), e.g.
 #   base                 the knowledge-pretrained model (results/models/base)
-#   sft                  SFT on the strategy's training cases (results/models/sft/{strategy})
+#   sft                  SFT from base on the strategy's training cases (results/models/sft/{strategy})
 #   sft_n{N}             SFT on a seeded subset of N training cases (data-efficiency experiments)
 #   sft_present_only     SFT and ranking without absent terms (ablation)
+#   base_seed{N}, sft_seed{N}   the same trained with seed N (seed study)
+
+
 rule pretrain:
     input:
         obo=rules.hpo_reference.output.obo,
         annotations=rules.hpo_reference.output.annotations,
         train=expand("results/sets/{strategy}/train.tsv", strategy=STRATEGIES),
     output:
-        model=directory("results/models/base"),
+        model=directory("results/models/{method}"),
     log:
-        "logs/pretrain/pretrain.log",
+        "logs/pretrain/{method}.log",
     benchmark:
-        "results/benchmarks/pretrain.tsv"
+        "results/benchmarks/pretrain/{method}.tsv"
+    wildcard_constraints:
+        method=trained_in("pretrain"),
     priority: 10  # the training chain is the critical path: start it before baselines and predictions
     conda:
         ENV
@@ -22,7 +27,7 @@ rule pretrain:
     params:
         policy=policy_settings,
         settings=pretrain_settings,
-        seed=config["seed"],
+        seed=method_seed,
     shell:
         "rarerank pretrain --ontology {input.obo:q} --gene-annotations {input.annotations:q} "
         "--train-cases {input.train:q} --policy {params.policy:q} --settings {params.settings:q} "
@@ -31,7 +36,7 @@ rule pretrain:
 
 rule sft:
     input:
-        model=rules.pretrain.output.model,
+        model=start_model,
         train="results/sets/{strategy}/train.tsv",
         validation="results/sets/{strategy}/validation.tsv",
         obo=rules.hpo_reference.output.obo,
@@ -43,7 +48,7 @@ rule sft:
     benchmark:
         "results/benchmarks/sft/{method}/{strategy}.tsv"
     wildcard_constraints:
-        method=SFT_METHOD,
+        method=trained_in("sft"),
     priority: 10  # the training chain is the critical path: start it before baselines and predictions
     conda:
         ENV
@@ -51,13 +56,10 @@ rule sft:
     params:
         settings=sft_settings,
         synthetic=synthetic_settings,
-        flags=sft_variant_flags,
-        seed=config["seed"],
+        options=method_options,
+        seed=method_seed,
     shell:
         "rarerank sft --model {input.model:q} --train {input.train:q} --validation {input.validation:q} "
         "--ontology {input.obo:q} --gene-annotations {input.annotations:q} --settings {params.settings:q} "
-        "--synthetic {params.synthetic:q} {params.flags} --seed {params.seed} --threads {threads} "
+        "--synthetic {params.synthetic:q} {params.options} --seed {params.seed} --threads {threads} "
         "--no-progress -o {output.model:q} 2> {log:q}"
-
-
-# The predictions of every policy model (base, SFT and RFT variants): rule policy_predict in rft.smk.
