@@ -311,29 +311,22 @@ def present_only_option(wildcards):
 # --- config sections passed to the CLI ---------------------------------------------------------
 
 
-def policy_settings(wildcards=None):
-    return json.dumps(config["policy"], sort_keys=True)
+def settings(section, **fields):
+    """A config section (a dpath: "rft", "pretrain/synthetic") as the JSON object a `rarerank`
+    command reads for it (--settings for the command's own section; --policy, --synthetic, --grader
+    for another), plus ``fields``. Every rule passes config to the CLI this way."""
+    return json.dumps(
+        {**lookup(dpath=section, within=config), **fields}, sort_keys=True
+    )
 
 
-def pretrain_settings(wildcards=None):
-    return json.dumps(config["pretrain"], sort_keys=True)
+def method_settings(section):
+    """Input function: settings(section) with the seed of the method's row."""
 
+    def of_method(wildcards):
+        return settings(section, seed=method_seed(wildcards))
 
-def sft_settings(wildcards=None):
-    return json.dumps(config["sft"], sort_keys=True)
-
-
-def synthetic_settings(wildcards=None):
-    return json.dumps(config["pretrain"].get("synthetic", {}), sort_keys=True)
-
-
-def rft_settings(wildcards):
-    """The rft: config section (schema defaults filled in) plus the method's seed, as JSON."""
-    return json.dumps({**config["rft"], "seed": method_seed(wildcards)}, sort_keys=True)
-
-
-def grader_settings(wildcards=None):
-    return json.dumps(config["grader"], sort_keys=True)
+    return of_method
 
 
 def grader_options(wildcards=None):

@@ -30,9 +30,9 @@ rule rft:
         ENV
     threads: 1
     params:
-        settings=rft_settings,
-        grader=grader_settings,
-        synthetic=synthetic_settings,
+        settings=method_settings("rft"),
+        grader=settings("grader"),
+        synthetic=settings("pretrain/synthetic"),
         options=method_options,
         checkpoint=lambda wildcards: f"{RFT}/{wildcards.method}/{wildcards.strategy}/checkpoint",
     shell:

@@ -25,8 +25,8 @@ rule pretrain:
         ENV
     threads: 2
     params:
-        policy=policy_settings,
-        settings=pretrain_settings,
+        policy=settings("policy"),
+        settings=settings("pretrain"),
         seed=method_seed,
     shell:
         "rarerank pretrain --ontology {input.obo:q} --gene-annotations {input.annotations:q} "
@@ -54,8 +54,8 @@ rule sft:
         ENV
     threads: 1  # one SFT per core: 2 threads ran a job only 1.69x faster, and a 2-core job waits for both cores
     params:
-        settings=sft_settings,
-        synthetic=synthetic_settings,
+        settings=settings("sft"),
+        synthetic=settings("pretrain/synthetic"),
         options=method_options,
         seed=method_seed,
     shell:
