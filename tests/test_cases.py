@@ -13,6 +13,7 @@ import pytest
 from rarerank.data.cases import (
     CASE_COLUMNS,
     DUPLICATE_ID,
+    DUPLICATE_INDIVIDUAL,
     EMPTY_COHORT,
     INVALID_FIELD,
     MISSING_FIELD,
@@ -23,6 +24,7 @@ from rarerank.data.cases import (
     NOT_JSON,
     PARSE_ERROR,
     Case,
+    drop_duplicate_individuals,
     iter_source,
     read_cases,
     read_phenopackets,
@@ -32,6 +34,7 @@ from rarerank.data.cases import (
 
 QC_REASONS = {
     DUPLICATE_ID,
+    DUPLICATE_INDIVIDUAL,
     EMPTY_COHORT,
     INVALID_FIELD,
     MISSING_FIELD,
@@ -334,6 +337,29 @@ def test_duplicate_ids_keep_the_first_file(tmp_path, ontology):
     assert [(c.case_id, c.gene) for c in result.cases] == [("same", "FBN1")]
     row = qc_by_file(result)["v1/B/y.json"]
     assert (row.reason, row.case_id) == (DUPLICATE_ID, "same") and "v1/A/x.json" in row.detail
+
+
+def test_duplicate_individuals_keep_the_smallest_id_whatever_the_file_order(tmp_path, ontology):
+    terms = {"present": ("HP:0001166", "HP:0001083"), "absent": ("HP:0004322",)}
+    members = {
+        "v1/FBN1/b.json": packet("B", **terms),
+        "v1/FBN1/a.json": packet("A", present=("HP:0001083", "HP:0001166"), absent=("HP:0004322",)),  # B again
+        "v1/FBN1/c.json": packet("C", present=terms["present"]),  # no excluded term: another individual
+        "v1/FBN1/d.json": packet("D", **terms, pmid="PMID:456"),  # another paper
+        "v1/FBN1/e.json": packet("E", gene="TGFB2", **terms),  # another gene
+        "v1/FBN1/f.json": packet("F", **terms, pmid=""),  # no PMID: never merged
+        "v1/FBN1/g.json": packet("G", **terms, pmid=""),
+        "v1/FBN1/h.json": packet("H", **terms),  # B again
+    }
+    kept = []
+    for order in (list(members), list(reversed(members))):
+        result = drop_duplicate_individuals(ingest(tmp_path, ontology, {name: members[name] for name in order}))
+        assert len(result.cases) + len(result.qc) == result.n_inputs == 8
+        kept.append([c.case_id for c in result.cases])
+        rows = {q.case_id: q for q in result.qc}
+        assert set(rows) == {"B", "H"} and {q.reason for q in rows.values()} == {DUPLICATE_INDIVIDUAL}
+        assert rows["B"].detail == "B: same PMID:123, gene and terms as A" and rows["B"].source_file == "v1/FBN1/b.json"
+    assert kept[0] == kept[1] == ["A", "C", "D", "E", "F", "G"]
 
 
 def test_non_json_non_phenopacket_and_encoding(tmp_path, ontology):

@@ -204,13 +204,16 @@ def test_merge_keeps_first_cohort_on_duplicate_ids(tmp_path, extractor, ontology
     result, _ = ingest_cohort(CohortSpec("lab", "phenopackets", "x"), COHORT_DATA / "lab", ontology, None)
     write_cohort(lab, result, [], result.summary())
     merged, sources = merge_cohorts([first, lab])
-    assert len(merged.cases) == 32 and merged.n_inputs == 33
+    assert len(merged.cases) == 31 and merged.n_inputs == 33
     duplicates = [q for q in merged.qc if q.reason == "duplicate_id"]
     assert len(duplicates) == 1 and "cohort lab" in duplicates[0].detail and "cohort phenopackets" in duplicates[0].detail
     assert [s["cohort"] for s in sources] == ["phenopackets", "lab"] and sources[1]["duplicates_dropped"] == 1
-    # An eval cohort never scores a case that is also a training case.
+    # LAB_PAH_1 is PMID_9000040_PAH_1 under another id (same paper, gene and terms): the earlier cohort's case stays.
+    (individual,) = [q for q in merged.qc if q.reason == "duplicate_individual"]
+    assert individual.case_id == "LAB_PAH_1" and individual.detail.endswith("as PMID_9000040_PAH_1")
+    # An eval cohort never scores a case that is also a training case, by id or as the same individual.
     kept, dropped = eval_set(result.cases, merged.cases[:30])
-    assert [c.case_id for c in kept] == ["LAB_FBN1_1", "LAB_PAH_1"] and dropped == ["PMID_9000030_NF1_1"]
+    assert [c.case_id for c in kept] == ["LAB_FBN1_1"] and dropped == ["LAB_PAH_1", "PMID_9000030_NF1_1"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +291,7 @@ def test_workflow_ingests_cohorts_and_writes_eval_sets(tmp_path):
         reports = read_cases(tmp_path / f"results/sets/{strategy}/reports.tsv")
         assert sorted(c.gene for c in reports) == ["FBN1", "NF1", "SCN1A"]
         lab = read_cases(tmp_path / f"results/sets/{strategy}/lab.tsv")
-        assert [c.case_id for c in lab] == ["LAB_FBN1_1", "LAB_PAH_1"]  # the training id was dropped
+        assert [c.case_id for c in lab] == ["LAB_FBN1_1"]  # the training id and LAB_PAH_1 (a training individual) were dropped
         assert not train_ids & {c.case_id for c in reports + lab}
     qc = rows(tmp_path / "results/cohorts/reports/qc.tsv")
     assert sorted(r["reason"] for r in qc) == ["empty_text", "no_hpo_mention", "not_utf8"]

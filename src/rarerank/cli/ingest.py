@@ -84,6 +84,7 @@ def _run_cases(args):
     from rarerank.data.cases import (
         TERM_QC_COLUMNS,
         IngestConfig,
+        drop_duplicate_individuals,
         read_phenopackets,
         resolve_source,
         write_cases,
@@ -98,7 +99,7 @@ def _run_cases(args):
         if not source.exists():  # fail before the (slower) ontology load
             raise FileNotFoundError(f"phenopacket source not found: {source}")
         ontology = load_ontology(args.ontology)
-        result = read_phenopackets(source, ontology, IngestConfig(args.max_file_bytes).max_file_bytes)
+        result = drop_duplicate_individuals(read_phenopackets(source, ontology, IngestConfig(args.max_file_bytes).max_file_bytes))
     write_cases(args.output, result.cases)
     write_qc(args.qc, result.qc)
     if args.term_qc:
@@ -275,9 +276,14 @@ def _run_subset(args):
 
 
 def _add_eval_set(sub):
-    p = sub.add_parser("eval-set", help="an eval-only cohort's cases as a scored case set, minus any training case id")
+    p = sub.add_parser("eval-set", help="an eval-only cohort's cases as a scored case set, minus any training case (by id or individual)")
     p.add_argument("cases", type=Path, help="the eval cohort's cases TSV")
-    p.add_argument("--exclude", required=True, type=Path, help="training cases TSV: ids found there are dropped (leakage)")
+    p.add_argument(
+        "--exclude",
+        required=True,
+        type=Path,
+        help="training cases TSV: a case with an id found there, or the same PMID, gene and terms as one, is dropped (leakage)",
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="case set TSV to write")
     p.set_defaults(func=_run_eval_set, outputs=("output",), inputs=("cases", "exclude"))
 
@@ -294,7 +300,7 @@ def _run_eval_set(args):
     write_cases(args.output, kept)
     if dropped:
         log.warning(
-            "%d case(s) of %s are also training cases and are not scored: %s",
+            "%d case(s) of %s are also training cases (same id, or same PMID, gene and terms) and are not scored: %s",
             len(dropped),
             args.cases,
             ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""),

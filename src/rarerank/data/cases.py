@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 
@@ -48,6 +48,7 @@ NO_PRESENT_TERMS = "no_present_terms"
 DUPLICATE_ID = "duplicate_id"
 NOT_JSON = "not_a_json_file"
 EMPTY_COHORT = "empty_cohort"
+DUPLICATE_INDIVIDUAL = "duplicate_individual"
 
 MAX_ID_CHARS = 1_000  # longer ids, symbols or PMIDs are invalid_field (real ones are < 100)
 
@@ -491,6 +492,42 @@ def read_phenopackets(
         raise ValueError(f"{source}: no files found (expected phenopacket JSON files)")
     result.cases.sort(key=lambda c: (c.cohort, c.case_id))
     return result
+
+
+def individual_key(case: Case) -> tuple | None:
+    """What makes two cases one individual: the publication, the gene and the observed and excluded terms
+    (None without a PMID: such cases are never merged)."""
+    return (case.pmid, case.gene, frozenset(case.present), frozenset(case.absent)) if case.pmid else None
+
+
+def drop_duplicate_individuals(result: IngestResult, priority: Mapping[str, int] | None = None) -> IngestResult:
+    """One case per individual: cases of one publication with the same gene, observed and excluded terms
+    are one individual recorded twice (or one cohort row copied). The case with the lowest ``priority``
+    (case id -> rank, default 0; the merge ranks cohorts in config order), then the smallest id is kept,
+    whatever the input order; each other becomes a ``duplicate_individual`` QC row naming it, and its
+    term-QC rows go with it. Case ids are unique here (``duplicate_id`` rows come first)."""
+    priority = priority or {}
+    groups: dict[tuple, list[Case]] = {}
+    for case in result.cases:
+        if (key := individual_key(case)) is not None:
+            groups.setdefault(key, []).append(case)
+    dropped: dict[str, Case] = {}  # duplicate id -> kept case
+    for group in groups.values():
+        kept, *rest = sorted(group, key=lambda c: (priority.get(c.case_id, 0), c.case_id, c.cohort, c.source))
+        dropped.update((c.case_id, kept) for c in rest)
+    if not dropped:
+        return result
+    qc = [
+        QCRow(c.source, c.case_id, DUPLICATE_INDIVIDUAL, f"{c.case_id}: same {c.pmid}, gene and terms as {dropped[c.case_id].case_id}")
+        for c in result.cases
+        if c.case_id in dropped
+    ]
+    return IngestResult(
+        cases=[c for c in result.cases if c.case_id not in dropped],
+        qc=result.qc + qc,
+        term_qc=[row for row in result.term_qc if row["case_id"] not in dropped],
+        n_inputs=result.n_inputs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ from rarerank.data.cases import (
     InvalidRecord,
     QCRow,
     SourceEntry,
+    drop_duplicate_individuals,
+    individual_key,
     iter_folder,
     iter_zip,
     read_cases,
@@ -280,16 +282,21 @@ def ingest_cohort(
     extractor: Extractor | None,
     settings: IngestConfig | None = None,
 ) -> tuple[IngestResult, list[dict[str, str]]]:
-    """Read one cohort of any type from a local ``source``."""
+    """Read one cohort of any type from a local ``source``; one case per individual
+    (:func:`~rarerank.data.cases.drop_duplicate_individuals`)."""
     if spec.type == "phenopackets":
-        return read_phenopackets(source, ontology, (settings or IngestConfig()).max_file_bytes), []
-    if extractor is None:
+        result, evidence = read_phenopackets(source, ontology, (settings or IngestConfig()).max_file_bytes), []
+    elif extractor is None:
         raise ValueError(f"cohort {spec.name}: a {spec.type} cohort needs gene annotations for text mining")
-    if spec.type == "text":
-        return read_text_cohort(source, extractor, spec.name)
-    if spec.type == "tsv":
-        return read_tsv_cohort(source, extractor, ontology, spec.name)
-    raise ValueError(f"cohort {spec.name}: unknown type {spec.type!r}")
+    elif spec.type == "text":
+        result, evidence = read_text_cohort(source, extractor, spec.name)
+    elif spec.type == "tsv":
+        result, evidence = read_tsv_cohort(source, extractor, ontology, spec.name)
+    else:
+        raise ValueError(f"cohort {spec.name}: unknown type {spec.type!r}")
+    result = drop_duplicate_individuals(result)
+    kept = {c.case_id for c in result.cases}
+    return result, [row for row in evidence if row.get("case_id") in kept]
 
 
 def write_cohort(outdir: str | os.PathLike, result: IngestResult, evidence: list[dict], summary: dict) -> None:
@@ -323,8 +330,9 @@ def merge_cohorts(folders: Sequence[str | os.PathLike]) -> tuple[IngestResult, l
     ``duplicate_id`` QC row naming both cohorts. Returns the merged result and per-cohort counts."""
     merged = IngestResult()
     owner: dict[str, str] = {}
+    rank: dict[str, int] = {}  # case id -> cohort position: a duplicate individual keeps the earlier cohort's case
     sources = []
-    for folder in folders:
+    for position, folder in enumerate(folders):
         name = Path(folder).name
         part = read_cohort_dir(folder)
         merged.n_inputs += part.n_inputs
@@ -341,19 +349,23 @@ def merge_cohorts(folders: Sequence[str | os.PathLike]) -> tuple[IngestResult, l
                     )
                 )
                 continue
-            owner[case.case_id] = name
+            owner[case.case_id], rank[case.case_id] = name, position
             kept_ids.add(case.case_id)
             merged.cases.append(case)
         merged.term_qc.extend(r for r in part.term_qc if r["case_id"] in kept_ids)
         sources.append(
             {"cohort": name, "inputs": part.n_inputs, "cases": len(kept_ids), "duplicates_dropped": len(part.cases) - len(kept_ids)}
         )
-    return merged, sources
+    return drop_duplicate_individuals(merged, rank), sources
 
 
 def eval_set(cases: Sequence[Case], train_cases: Sequence[Case]) -> tuple[list[Case], list[str]]:
-    """An eval cohort's cases minus any case id that is also a training case (never score on training data)."""
+    """An eval cohort's cases minus any that is also a training case, by id or as the same individual
+    (:func:`~rarerank.data.cases.individual_key`): never score on training data."""
     train_ids = {c.case_id for c in train_cases}
-    kept = [c for c in cases if c.case_id not in train_ids]
-    dropped = sorted(c.case_id for c in cases if c.case_id in train_ids)
-    return kept, dropped
+    train_individuals = {individual_key(c) for c in train_cases} - {None}
+
+    def seen(case: Case) -> bool:
+        return case.case_id in train_ids or individual_key(case) in train_individuals
+
+    return [c for c in cases if not seen(c)], sorted(c.case_id for c in cases if seen(c))
