@@ -2,9 +2,9 @@
 
     python benchmarks/bench_baselines.py [--cases results/cases/cases.tsv] [--reference results/reference]
 
-Prints seconds for loading the HPO files, building the index, and ranking + writing all cases
-with each baseline, then the predictions file size per top_k. Output files go to a temporary
-folder. Numbers depend on machine load: note it when you quote them.
+Prints seconds for loading the HPO files, building the index, scoring all cases with the Phenomizer and
+likelihood-ratio scores, and ranking + writing all cases with each baseline, then the predictions file
+size per top_k. Output files go to a temporary folder. Numbers depend on machine load: note it when you quote them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.cases import read_cases
 from rarerank.data.ontology import Ontology
-from rarerank.rank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, run_baseline
+from rarerank.rank.baselines import BaselineConfig, HpoIndex, likelihood_ratio_scores, phenomizer_scores, run_baseline
 
 
 def main() -> None:
@@ -43,13 +43,14 @@ def main() -> None:
         start = time.perf_counter()
         index = HpoIndex.load(Path(tmp) / "index.npz")
         print(f"load saved index           {time.perf_counter() - start:6.2f} s  ({(Path(tmp) / 'index.npz').stat().st_size / 1e6:.1f} MB)")
-        for absent in (False, True):
-            start = time.perf_counter()
-            for _ in phenomizer_scores(index, cases, absent, BaselineConfig()):
-                pass
-            print(f"score only, absent={absent!s:5}   {time.perf_counter() - start:6.2f} s")
+        for name, scores in (("phenomizer", phenomizer_scores), ("likelihood ratio", likelihood_ratio_scores)):
+            for absent in (False, True):
+                start = time.perf_counter()
+                for _ in scores(index, cases, absent, BaselineConfig()):
+                    pass
+                print(f"score only {name}, absent={absent!s:5}   {time.perf_counter() - start:6.2f} s")
         train = cases[: len(cases) * 8 // 10]
-        for method in ("phenomizer", "phenomizer_absent", "popularity", "random"):
+        for method in ("phenomizer", "phenomizer_absent", "likelihood_ratio", "likelihood_ratio_absent", "popularity", "random"):
             out = Path(tmp) / f"{method}.tsv"
             start = time.perf_counter()
             rows = run_baseline(method, index, cases, out, BaselineConfig(), train)

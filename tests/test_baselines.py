@@ -14,9 +14,13 @@ from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
 from rarerank.rank.baselines import (
+    INDEX_ARRAYS,
+    LR_FALSE_POSITIVE,
     BaselineConfig,
     HpoIndex,
     absent_term_audit,
+    background_frequencies,
+    likelihood_ratio_scores,
     phenomizer_scores,
     rank_cases,
     run_baseline,
@@ -192,14 +196,18 @@ def test_index_save_load(index, tmp_path):
     index.save(path)
     loaded = HpoIndex.load(path)
     assert loaded.hpo_version == index.hpo_version
-    for name in ("terms", "genes", "gene_ids", "anc_ptr", "anc_index", "ann_ptr", "ann_gene", "ic"):
-        assert np.array_equal(getattr(loaded, name), getattr(index, name))
-    assert np.array_equal(loaded.ann_freq, index.ann_freq, equal_nan=True)
+    for name in INDEX_ARRAYS:
+        assert np.array_equal(getattr(loaded, name), getattr(index, name), equal_nan=name.endswith("freq"))
+    assert len(index.diseases) > index.n_genes and len(index.gene_dis) >= index.n_genes
     index.write_universe(tmp_path / "universe.tsv")
     lines = (tmp_path / "universe.tsv").read_text().splitlines()
     assert lines[0] == "gene_symbol\tgene_identifier" and len(lines) == index.n_genes + 1
     with pytest.raises(FileNotFoundError):
         HpoIndex.load(tmp_path / "missing.npz")
+    old = tmp_path / "old.npz"
+    np.savez(old, format=np.array(1), hpo_version=np.array("x"))
+    with pytest.raises(ValueError, match="format 1, expected 2; rebuild it"):
+        HpoIndex.load(old)
 
 
 def test_absent_term_audit(index):
@@ -285,3 +293,56 @@ def test_union_equals_phenomizer_on_the_merged_terms(tiny, index, ontology, anno
     assert ranks_of(tiny, "phenomizer_union", cases[1]) == {"G2": 1, "G1": 3, "G4": 3, "G3": 4}
     assert ranks_of(tiny, "phenomizer", cases[1]) == {"G1": 4, "G2": 4, "G3": 4, "G4": 4}
     assert ranks_of(tiny, "phenomizer", cases[1], top_k=3) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Likelihood ratios on the tiny ontology, per disease: D1 {A1: 0.5}, D2 {A2: no frequency}, D3 {B1: 1},
+# D4 {A1: 1, B1: 0.2}; G1 -> D1, G2 -> D2, G3 -> D3, G4 -> D3 and D4; G5 has terms but no disease.
+# unknown_frequency 0.5. Background = mean over the 4 diseases of the propagated frequency:
+# A1 (0.5 + 1) / 4 = 0.375, A2 0.5 / 4 raised to the floor of one disease in four, 0.25, A (0.5 + 0.5 + 1) / 4
+# = 0.5, B1 = B = (1 + 0.2) / 4 = 0.3, P = root = (0.5 + 0.5 + 1 + 1) / 4 = 0.75.
+
+
+@pytest.fixture(scope="module")
+def tiny_diseases() -> HpoIndex:
+    parents = {ROOT: (), P: (ROOT,), A: (P,), B: (P,), A1: (A,), A2: (A,), B1: (B,)}
+    ontology = Ontology("tiny", {t: t for t in parents}, parents)
+    disease_terms = {"D1": {A1: 0.5}, "D2": {A2: None}, "D3": {B1: 1.0}, "D4": {A1: 1.0, B1: 0.2}}
+    diseases = {"G1": ("D1",), "G2": ("D2",), "G3": ("D3",), "G4": ("D3", "D4")}
+    terms = {g: {t: f for d in ds for t, f in disease_terms[d].items()} for g, ds in diseases.items()} | {"G5": {A1: None}}
+    annotations = GeneAnnotations(terms, {g: f"NCBIGene:{i}" for i, g in enumerate(terms, 1)}, diseases, disease_terms=disease_terms)
+    return HpoIndex.build(ontology, annotations)
+
+
+def lr_scores(index, present, absent=(), method="likelihood_ratio") -> dict[str, float]:
+    scored = next(likelihood_ratio_scores(index, [case(present=present, absent=absent)], method.endswith("absent"), BaselineConfig()))
+    return dict(zip(index.genes.tolist(), scored.tolist()))
+
+
+def test_likelihood_ratio_known_answer(tiny_diseases):
+    assert background_frequencies(tiny_diseases, 0.5)[[tiny_diseases.term_pos[t] for t in (A1, A2, A, B1, P)]] == pytest.approx(
+        [0.375, 0.25, 0.5, 0.3, 0.75]
+    )
+    # Observed A1. D1, D4 show it: 0.5 / 0.375 and 1 / 0.375. D2 only through A: (0.5 / 0.5) * (0.375 / 0.5)^2;
+    # D3 only through P: (1 / 0.75) * (0.375 / 0.75)^2 = 1/3. G4 takes its better disease (D4); G5 has none:
+    # the no-match ratio.
+    expected = {"G1": 4 / 3, "G2": 0.5625, "G3": 1 / 3, "G4": 8 / 3, "G5": LR_FALSE_POSITIVE}
+    assert lr_scores(tiny_diseases, [A1]) == pytest.approx({g: math.log(v) for g, v in expected.items()}, abs=1e-4)
+    # Excluded B1 (background 0.3): D3 shows it always, so max(0.01, 1 - 1) / 0.7; D4 shows it in 20%: 0.8 / 0.7;
+    # D1 and D2 do not show it: 1 / 0.7.
+    both = {"G1": 4 / 3 / 0.7, "G2": 0.5625 / 0.7, "G3": 1 / 3 * 0.01 / 0.7, "G4": 8 / 3 * 0.8 / 0.7, "G5": LR_FALSE_POSITIVE / 0.7}
+    assert lr_scores(tiny_diseases, [A1], [B1], "likelihood_ratio_absent") == pytest.approx(
+        {g: math.log(v) for g, v in both.items()}, abs=1e-4
+    )
+    assert lr_scores(tiny_diseases, [A1], [B1]) == lr_scores(tiny_diseases, [A1])  # observed-only ignores excluded terms
+    ranked = ranks_of(tiny_diseases, "likelihood_ratio_absent", case("c", "G4", present=[A1], absent=[B1]))
+    assert ranked == {"G4": 1, "G1": 2, "G2": 3, "G5": 4, "G3": 5}
+
+
+def test_likelihood_ratio_on_the_bundled_release(index):
+    """An arachnodactyly + ectopia lentis patient: FBN1 (Marfan syndrome) first, both variants; the index
+    saved and loaded gives the same ranking."""
+    patient = case(present=["HP:0001166", "HP:0001083", "HP:0004322"], absent=["HP:0001250"])
+    for method in ("likelihood_ratio", "likelihood_ratio_absent"):
+        ((_, ranked),) = list(rank_cases(method, index, [patient], BaselineConfig(top_k=5)))
+        assert ranked[0].gene_symbol == "FBN1" and len(ranked) >= 5

@@ -57,6 +57,8 @@ class GeneAnnotations:
     gene_ids: dict[str, str]  # gene symbol -> "NCBIGene:<id>"
     diseases: dict[str, tuple[str, ...]]  # gene symbol -> disease ids
     skipped: Counter = field(default_factory=Counter)  # reason -> number of annotation rows
+    # disease id -> {term: frequency or None}; a row without a disease id counts as the gene's own disease
+    disease_terms: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def genes(self) -> list[str]:
@@ -70,6 +72,7 @@ class GeneAnnotations:
         terms: dict[str, dict[str, float | None]] = {}
         gene_ids: dict[str, str] = {}
         diseases: dict[str, set[str]] = {}
+        disease_terms: dict[str, dict[str, float | None]] = {}
         skipped: Counter = Counter()
         # errors="replace": a binary or mis-encoded file fails the column check below with a clear message
         with open(path, encoding="utf-8", errors="replace", newline="") as handle:
@@ -93,13 +96,12 @@ class GeneAnnotations:
                     frequency = parse_frequency(row["frequency"])
                 except ValueError as error:
                     raise ValueError(f"{path}, line {line_no}: {error}") from error
-                gene_terms = terms.setdefault(symbol, {})
-                previous = gene_terms.get(term)
+                disease = row["disease_id"].strip() or f"{symbol} (no disease id)"
                 # A term annotated through several diseases keeps its highest known frequency.
-                if previous is None or (frequency is not None and frequency > previous):
-                    gene_terms[term] = frequency
+                _keep_highest(terms.setdefault(symbol, {}), term, frequency)
+                _keep_highest(disease_terms.setdefault(disease, {}), term, frequency)
                 gene_ids[symbol] = f"NCBIGene:{row['ncbi_gene_id'].strip()}"
-                diseases.setdefault(symbol, set()).add(row["disease_id"].strip())
+                diseases.setdefault(symbol, set()).add(disease)
         if not terms:
             raise ValueError(f"{path}: no usable gene–phenotype annotations")
         return cls(
@@ -107,7 +109,14 @@ class GeneAnnotations:
             gene_ids=gene_ids,
             diseases={g: tuple(sorted(d)) for g, d in diseases.items()},
             skipped=skipped,
+            disease_terms=disease_terms,
         )
+
+
+def _keep_highest(frequencies: dict[str, float | None], term: str, frequency: float | None) -> None:
+    previous = frequencies.get(term)
+    if term not in frequencies or (frequency is not None and (previous is None or frequency > previous)):
+        frequencies[term] = frequency
 
 
 def similarity_rows(terms, anc_ptr, anc_index, ann_ptr, ann_gene, ic, n_genes: int, dtype=np.float32) -> np.ndarray:

@@ -38,18 +38,26 @@ METHOD_COLOURS = {
     "phenomizer": OKABE_ITO["blue"],
     "phenomizer_absent": OKABE_ITO["sky_blue"],
     "phenomizer_union": OKABE_ITO["bluish_green"],
+    "likelihood_ratio": OKABE_ITO["yellow"],
     "base": OKABE_ITO["reddish_purple"],
     "sft": OKABE_ITO["orange"],
     "rft": OKABE_ITO["vermillion"],
 }
+# A variant drawn in its method's colour, dashed (lines) and dotted (bars): the palette has one colour per family.
+METHOD_VARIANTS = {"likelihood_ratio_absent": "likelihood_ratio"}
 FALLBACK_COLOURS = (OKABE_ITO["yellow"], OKABE_ITO["reddish_purple"], OKABE_ITO["orange"], OKABE_ITO["sky_blue"])
-METHOD_ORDER = ("random", "popularity", "phenomizer", "phenomizer_absent", "phenomizer_union", "base", "sft", "rft")
+METHOD_ORDER = (
+    "random", "popularity", "phenomizer", "phenomizer_absent", "phenomizer_union", "likelihood_ratio", "likelihood_ratio_absent",
+    "base", "sft", "rft",
+)  # fmt: skip
 METHOD_LABELS = {
     "random": "Random",
     "popularity": "Popularity prior",
     "phenomizer": "Phenomizer (observed)",
     "phenomizer_absent": "Phenomizer (observed, excluded as penalty)",
     "phenomizer_union": "Phenomizer (observed ∪ excluded)",
+    "likelihood_ratio": "Likelihood ratio (observed)",
+    "likelihood_ratio_absent": "Likelihood ratio (observed, excluded)",
     "base": "LM, knowledge only",
     "sft": "LM + SFT",
     "rft": "LM + SFT + RFT",
@@ -97,10 +105,19 @@ PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
 
 
 def method_colour(method: str) -> str:
+    method = METHOD_VARIANTS.get(method, method)
     if method in METHOD_COLOURS:
         return METHOD_COLOURS[method]
     digest = hashlib.sha256(method.encode()).digest()
     return FALLBACK_COLOURS[digest[0] % len(FALLBACK_COLOURS)]
+
+
+def method_linestyle(method: str) -> str:
+    return "--" if method in METHOD_VARIANTS else "-"
+
+
+def method_hatch(method: str) -> str | None:
+    return "...." if method in METHOD_VARIANTS else None
 
 
 def method_label(method: str) -> str:
@@ -163,13 +180,15 @@ def _no_data(ax, text: str = "no cases") -> None:
     ax.set_yticks([])
 
 
-def _legend(fig, methods: Sequence[str], handles=None) -> None:
+def _legend(fig, methods: Sequence[str], handles=None, max_columns: int = 4) -> None:
     from matplotlib.lines import Line2D
 
     if handles is None:
-        handles = [Line2D([], [], color=method_colour(m), marker="o", label=method_label(m)) for m in methods]
+        handles = [
+            Line2D([], [], color=method_colour(m), linestyle=method_linestyle(m), marker="o", label=method_label(m)) for m in methods
+        ]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), max_columns), frameon=False)
 
 
 def _float(text: str) -> float:
@@ -223,7 +242,9 @@ def plot_topk(curve_rows: Sequence[Mapping[str, str]], set_name: str, stem: str 
                 top = max(top, *(v for v in high if not math.isnan(v)), *value)
                 colour = method_colour(method)
                 ax.fill_between(k, [100 * v for v in low], [100 * v for v in high], color=colour, alpha=0.18, linewidth=0)
-                ax.plot(k, [100 * v for v in value], color=colour, marker="o", label=method_label(method))
+                ax.plot(
+                    k, [100 * v for v in value], color=colour, linestyle=method_linestyle(method), marker="o", label=method_label(method)
+                )
             if n == 0:
                 _no_data(ax)
             else:
@@ -260,7 +281,9 @@ def plot_rank_distribution(
                 k, value, _, _, counts = zip(*points)
                 n, max_k = counts[0], max(max_k, k[-1])
                 colour = method_colour(method)
-                ax.step(k, [100 * v for v in value], where="post", color=colour, label=method_label(method))
+                ax.step(
+                    k, [100 * v for v in value], where="post", color=colour, linestyle=method_linestyle(method), label=method_label(method)
+                )
                 rankable = summary.get((strategy, method, "rankable"))
                 if rankable and not math.isnan(rankable[0]):
                     ax.axhline(100 * rankable[0], color="0.35", linestyle=":", linewidth=0.9)
@@ -278,7 +301,7 @@ def plot_rank_distribution(
         axes[0].set_ylabel("Cases with true gene ranked ≤ r (%)")
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=method_colour(m), label=method_label(m)) for m in methods]
+        handles = [Line2D([], [], color=method_colour(m), linestyle=method_linestyle(m), label=method_label(m)) for m in methods]
         handles.append(Line2D([], [], color="0.35", linestyle=":", label="True gene rankable at all"))
         _legend(fig, methods, handles)
         return save_figure(fig, stem)
@@ -319,7 +342,7 @@ def _bar_panels(summary, strategies, groups, metric_rows, fig, set_name, hatch_f
                     color=method_colour(method),
                     edgecolor="black",
                     linewidth=0.4,
-                    hatch=(hatch_for or {}).get(method),
+                    hatch=(hatch_for or {}).get(method) or method_hatch(method),
                     label=method_label(method),
                 )
                 ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
@@ -349,7 +372,10 @@ def plot_bars(
         _bar_panels(summary, strategies, methods, rows, fig, set_name)
         title = "per case (top) and per gene (bottom)" if len(rows) > 1 else "per case"
         fig.suptitle(f"{set_name.capitalize()} cases, mean {title} with 95% bootstrap CI")
-        handles = [Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, label=method_label(m)) for m in methods]
+        handles = [
+            Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=method_hatch(m), label=method_label(m))
+            for m in methods
+        ]
         _legend(fig, methods, handles)
         return save_figure(fig, stem)
 

@@ -63,10 +63,19 @@ from rarerank.data.ontology import Ontology
 
 log = logging.getLogger(__name__)
 
-METHODS = ("phenomizer", "phenomizer_union", "phenomizer_absent", "popularity", "random")
+METHODS = ("phenomizer", "phenomizer_union", "phenomizer_absent", "likelihood_ratio", "likelihood_ratio_absent", "popularity", "random")
 PHENOMIZER_METHODS = ("phenomizer", "phenomizer_union", "phenomizer_absent")
+LR_METHODS = ("likelihood_ratio", "likelihood_ratio_absent")
+KNOWLEDGE_METHODS = PHENOMIZER_METHODS + LR_METHODS  # the baselines that read the gene annotations
+LR_FALSE_POSITIVE = 0.01  # LR of an observed feature a disease does not explain (LIRICAL's no-match value)
+LR_FALSE_NEGATIVE = 0.01  # least chance that a feature the disease shows is recorded as excluded (as LIRICAL)
+# A patient term matched only through an ancestor: the ancestor's LR times (background ratio) ** this. Chosen on
+# the validation sets of the three strategies under pruned knowledge (top-1 of likelihood_ratio, gene /
+# publication / random): exact matches only 11.1 / 24.3 / 19.6, exponent 0 (LIRICAL-like) 12.9 / 23.6 / 18.3,
+# 1: 13.6 / 25.9 / 19.1, 2: 14.3 / 26.8 / 20.3, 3: 13.2 / 26.2 / 20.5.
+LR_ANCESTOR_DISCOUNT = 2.0
 SCORE_DECIMALS = 4
-INDEX_FORMAT = 1  # bump when the layout of the saved index changes
+INDEX_FORMAT = 2  # bump when the layout of the saved index changes
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,34 @@ class BaselineConfig:
             raise ValueError(f"baselines size_penalty must be in [0, 1] (0 = plain Phenomizer), not {self.size_penalty}")
 
 
+def _propagate(term_freqs: Sequence[dict[str, float | None]], term_pos: dict[str, int], anc_ptr: np.ndarray, anc_index: np.ndarray):
+    """Annotations of entities (genes or diseases) propagated to every ancestor term, in CSR layout by term:
+    ``(ptr, entity, freq)`` with entity ``entity[ptr[t]:ptr[t+1]]`` annotated with ``t`` or a descendant and
+    the highest known frequency of that feature (NaN only when no annotation below gives one)."""
+    n_entities, n_terms = max(len(term_freqs), 1), len(anc_ptr) - 1
+    d_term, d_entity, d_freq = [], [], []
+    for e, frequencies in enumerate(term_freqs):
+        for term, freq in frequencies.items():
+            d_term.append(term_pos[term])
+            d_entity.append(e)
+            d_freq.append(np.nan if freq is None else freq)
+    d_term = np.asarray(d_term, dtype=np.int64)
+    counts = anc_ptr[d_term + 1] - anc_ptr[d_term]
+    starts = np.repeat(anc_ptr[d_term], counts)
+    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    p_term = anc_index[starts + offsets].astype(np.int64)
+    p_entity = np.repeat(np.asarray(d_entity, dtype=np.int64), counts)
+    p_freq = np.repeat(np.asarray(d_freq, dtype=np.float64), counts)
+    key = p_term * n_entities + p_entity
+    order = np.lexsort((np.nan_to_num(p_freq, nan=-1.0), key))
+    key, p_freq = key[order], p_freq[order]
+    last = np.r_[key[1:] != key[:-1], True][: len(key)]  # sorted ascending by freq: last of each key is the max
+    key, freq = key[last], p_freq[last]
+    ptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.add.at(ptr, key // n_entities + 1, 1)
+    return np.cumsum(ptr), (key % n_entities).astype(np.int32), freq
+
+
 def stable_int(*parts: str) -> int:
     """A 64-bit integer from strings, identical across runs and machines (unlike ``hash``)."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
@@ -98,6 +135,12 @@ def stable_int(*parts: str) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # The HPO index: everything the baselines need from hp.obo and genes_to_phenotype, as arrays.
+
+
+INDEX_ARRAYS = (
+    "terms", "anc_ptr", "anc_index", "genes", "gene_ids", "ann_ptr", "ann_gene", "ann_freq", "ic",
+    "diseases", "dis_ptr", "dis_index", "dis_freq", "gene_dis_ptr", "gene_dis",
+)  # fmt: skip
 
 
 @dataclass
@@ -118,6 +161,12 @@ class HpoIndex:
     ann_gene: np.ndarray
     ann_freq: np.ndarray
     ic: np.ndarray  # float64 per term (0 for terms no gene is annotated with)
+    diseases: np.ndarray  # str, disease ids of the annotated genes, sorted
+    dis_ptr: np.ndarray  # for term t, diseases dis_index[dis_ptr[t]:dis_ptr[t+1]] annotated with t or a descendant,
+    dis_index: np.ndarray
+    dis_freq: np.ndarray  # and the highest frequency of that feature in the disease (NaN = not given)
+    gene_dis_ptr: np.ndarray  # for gene g, its diseases gene_dis[gene_dis_ptr[g]:gene_dis_ptr[g+1]]
+    gene_dis: np.ndarray
     hpo_version: str = "unknown"
 
     def __post_init__(self):
@@ -144,40 +193,26 @@ class HpoIndex:
 
         genes = np.array(annotations.genes)
         gene_ids = np.array([annotations.gene_ids.get(g, "") for g in genes.tolist()])
-        # Direct annotations (term, gene, frequency), then every ancestor of each annotated term.
-        d_term, d_gene, d_freq = [], [], []
-        for g, symbol in enumerate(genes.tolist()):
-            for term, freq in annotations.terms[symbol].items():
-                d_term.append(term_pos[term])
-                d_gene.append(g)
-                d_freq.append(np.nan if freq is None else freq)
-        d_term = np.asarray(d_term, dtype=np.int64)
-        counts = anc_ptr[d_term + 1] - anc_ptr[d_term]
-        starts = np.repeat(anc_ptr[d_term], counts)
-        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-        p_term = anc_index[starts + offsets].astype(np.int64)
-        p_gene = np.repeat(np.asarray(d_gene, dtype=np.int64), counts)
-        p_freq = np.repeat(np.asarray(d_freq, dtype=np.float64), counts)
-        # Highest known frequency per (term, gene); NaN only when no annotation below gives one.
-        key = p_term * len(genes) + p_gene
-        order = np.lexsort((np.nan_to_num(p_freq, nan=-1.0), key))
-        key, p_freq = key[order], p_freq[order]
-        last = np.r_[key[1:] != key[:-1], True]  # sorted ascending by freq: last of each key is the max
-        key, freq = key[last], p_freq[last]
-        ann_term, ann_gene = key // len(genes), (key % len(genes)).astype(np.int32)
-        ann_ptr = np.zeros(len(terms) + 1, dtype=np.int64)
-        np.add.at(ann_ptr, ann_term + 1, 1)
-        ann_ptr = np.cumsum(ann_ptr)
+        ann_ptr, ann_gene, freq = _propagate([annotations.terms[g] for g in genes.tolist()], term_pos, anc_ptr, anc_index)
         n_t = np.diff(ann_ptr)
         with np.errstate(divide="ignore"):
             ic = np.where(n_t > 0, -np.log(np.maximum(n_t, 1) / len(genes)), 0.0)
-        return cls(terms, anc_ptr, anc_index, genes, gene_ids, ann_ptr, ann_gene, freq, ic, ontology.version)
+        # Diseases (the likelihood-ratio baselines): propagated annotations per term, and each gene's diseases.
+        diseases = np.array(sorted({d for g in genes.tolist() for d in annotations.diseases.get(g, ())}))
+        disease_pos = {d: i for i, d in enumerate(diseases.tolist())}
+        disease_terms = [annotations.disease_terms.get(d, {}) for d in diseases.tolist()]
+        dis_ptr, dis_index, dis_freq = _propagate(disease_terms, term_pos, anc_ptr, anc_index)
+        gene_dis_lists = [sorted(disease_pos[d] for d in annotations.diseases.get(g, ())) for g in genes.tolist()]
+        gene_dis_ptr = np.zeros(len(genes) + 1, dtype=np.int64)
+        gene_dis_ptr[1:] = np.cumsum([len(d) for d in gene_dis_lists])
+        gene_dis = np.fromiter((d for lst in gene_dis_lists for d in lst), dtype=np.int32, count=int(gene_dis_ptr[-1]))
+        return cls(
+            terms, anc_ptr, anc_index, genes, gene_ids, ann_ptr, ann_gene, freq, ic,
+            diseases, dis_ptr, dis_index, dis_freq, gene_dis_ptr, gene_dis, ontology.version,
+        )  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> None:
-        arrays = {
-            name: getattr(self, name)
-            for name in ("terms", "anc_ptr", "anc_index", "genes", "gene_ids", "ann_ptr", "ann_gene", "ann_freq", "ic")
-        }
+        arrays = {name: getattr(self, name) for name in INDEX_ARRAYS}
         with atomic_write(path, "wb") as handle:
             np.savez_compressed(handle, format=np.array(INDEX_FORMAT), hpo_version=np.array(self.hpo_version), **arrays)
 
@@ -189,10 +224,7 @@ class HpoIndex:
         with np.load(path, allow_pickle=False) as data:
             if int(data["format"]) != INDEX_FORMAT:
                 raise ValueError(f"{path}: HPO index format {int(data['format'])}, expected {INDEX_FORMAT}; rebuild it")
-            fields = {
-                name: data[name] for name in ("terms", "anc_ptr", "anc_index", "genes", "gene_ids", "ann_ptr", "ann_gene", "ann_freq", "ic")
-            }
-            return cls(**fields, hpo_version=str(data["hpo_version"]))
+            return cls(**{name: data[name] for name in INDEX_ARRAYS}, hpo_version=str(data["hpo_version"]))
 
     def write_universe(self, path: str | os.PathLike) -> None:
         """The genes the annotation-based baselines can rank: ``gene_symbol, gene_identifier``."""
@@ -262,11 +294,7 @@ def ranked_genes(scores: np.ndarray, genes: Sequence[str], gene_ids: Sequence[st
 # The baselines.
 
 
-def phenomizer_scores(index: HpoIndex, cases: Sequence[Case], use_absent: bool, config: BaselineConfig) -> Iterator[np.ndarray]:
-    """One score vector per case (genes in ``index.genes`` order), rounded to SCORE_DECIMALS."""
-    unknown: Counter = Counter()
-    present = [index.positions(c.present, unknown) for c in cases]
-    absent = [index.positions(c.absent, unknown) if use_absent else [] for c in cases]
+def _warn_unknown(unknown: Counter, index: HpoIndex) -> None:
     if unknown:
         log.warning(
             "%d term occurrences (%d distinct ids) are not in HPO %s and were ignored, e.g. %s",
@@ -275,6 +303,14 @@ def phenomizer_scores(index: HpoIndex, cases: Sequence[Case], use_absent: bool, 
             index.hpo_version,
             ", ".join(sorted(unknown)[:5]),
         )
+
+
+def phenomizer_scores(index: HpoIndex, cases: Sequence[Case], use_absent: bool, config: BaselineConfig) -> Iterator[np.ndarray]:
+    """One score vector per case (genes in ``index.genes`` order), rounded to SCORE_DECIMALS."""
+    unknown: Counter = Counter()
+    present = [index.positions(c.present, unknown) for c in cases]
+    absent = [index.positions(c.absent, unknown) if use_absent else [] for c in cases]
+    _warn_unknown(unknown, index)
     sim_terms = sorted({t for ts in present for t in ts})
     sim = np.stack([index.similarity_row(t) for t in sim_terms]) if sim_terms else np.zeros((0, index.n_genes))
     sim_row = {t: i for i, t in enumerate(sim_terms)}
@@ -291,6 +327,99 @@ def phenomizer_scores(index: HpoIndex, cases: Sequence[Case], use_absent: bool, 
         if a_terms and config.absent_weight:
             total = total - config.absent_weight * pen[[pen_row[t] for t in a_terms]].sum(axis=0)
         yield np.round(total / len(p_terms) - specificity, SCORE_DECIMALS)
+
+
+# Likelihood ratios (LIRICAL-style), per disease; a gene scores as its best disease.
+
+
+def background_frequencies(index: HpoIndex, unknown_frequency: float) -> np.ndarray:
+    """Per term, the mean over diseases of the frequency with which a disease shows it (0 for diseases that
+    do not), floored at one disease in all of them: the chance of the feature in a patient of a random disease."""
+    n = max(len(index.diseases), 1)
+    freq = np.nan_to_num(index.dis_freq, nan=unknown_frequency)
+    term_of = np.repeat(np.arange(len(index.terms)), np.diff(index.dis_ptr))
+    return np.maximum(np.bincount(term_of, weights=freq, minlength=len(index.terms)) / n, 1.0 / n)
+
+
+class LikelihoodRatios:
+    """Log likelihood ratios of patient terms for every disease (columns; one extra column with no
+    annotations stands for the genes that have no disease), one row per distinct term, cached."""
+
+    def __init__(self, index: HpoIndex, config: BaselineConfig):
+        self.index = index
+        self.n = len(index.diseases) + 1
+        self.freq = np.nan_to_num(index.dis_freq, nan=config.unknown_frequency)
+        self.background = background_frequencies(index, config.unknown_frequency)
+        self.log_match = np.log(np.maximum(self.freq, LR_FALSE_POSITIVE)) - np.log(
+            self.background[np.repeat(np.arange(len(index.terms)), np.diff(index.dis_ptr))]
+        )
+
+    def observed(self, term: int) -> np.ndarray:
+        """log LR of observing ``term``: for each disease, the best over the term's ancestors ``a`` (the term
+        itself included) that the disease shows (is annotated with ``a`` or a descendant) of
+        ``freq(a) / background(a) * (background(term) / background(a)) ** LR_ANCESTOR_DISCOUNT``; at least
+        ``LR_FALSE_POSITIVE`` (a feature the disease does not explain)."""
+        index = self.index
+        row = np.full(self.n, np.log(LR_FALSE_POSITIVE))
+        log_background = np.log(self.background[term])
+        for a in index.anc_index[index.anc_ptr[term] : index.anc_ptr[term + 1]].tolist():
+            lo, hi = index.dis_ptr[a], index.dis_ptr[a + 1]
+            if hi > lo:
+                cols = index.dis_index[lo:hi]
+                discount = LR_ANCESTOR_DISCOUNT * (log_background - np.log(self.background[a]))
+                row[cols] = np.maximum(row[cols], self.log_match[lo:hi] + discount)
+        return row
+
+    def excluded(self, term: int) -> np.ndarray:
+        """log LR of ``term`` being excluded: ``max(LR_FALSE_NEGATIVE, 1 - freq) / (1 - background)`` for the
+        diseases that show it, ``1 / (1 - background)`` for the others."""
+        index = self.index
+        background = min(float(self.background[term]), 0.99)
+        row = np.full(self.n, -np.log1p(-background))
+        lo, hi = index.dis_ptr[term], index.dis_ptr[term + 1]
+        row[index.dis_index[lo:hi]] = np.log(np.maximum(1.0 - self.freq[lo:hi], LR_FALSE_NEGATIVE)) - np.log1p(-background)
+        return row
+
+    def gene_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """(disease column of each gene–disease pair, start of each gene's pairs): the input of
+        ``np.maximum.reduceat``; a gene without a disease gets the extra column."""
+        index = self.index
+        counts = np.diff(index.gene_dis_ptr)
+        if counts.all():
+            cols = index.gene_dis.astype(np.int64)
+        else:
+            ptr, none = index.gene_dis_ptr, [self.n - 1]
+            lists = (index.gene_dis[ptr[g] : ptr[g + 1]].tolist() or none for g in range(index.n_genes))
+            cols = np.fromiter((c for lst in lists for c in lst), dtype=np.int64)
+        return cols, np.r_[0, np.cumsum(np.maximum(counts, 1))[:-1]].astype(np.int64)
+
+
+def likelihood_ratio_scores(index: HpoIndex, cases: Sequence[Case], use_absent: bool, config: BaselineConfig) -> Iterator[np.ndarray]:
+    """One score vector per case (genes in ``index.genes`` order): the highest, over the gene's diseases, sum
+    of the log likelihood ratios of the observed (and, with ``use_absent``, excluded) terms, rounded to
+    SCORE_DECIMALS."""
+    unknown: Counter = Counter()
+    present = [index.positions(c.present, unknown) for c in cases]
+    absent = [index.positions(c.absent, unknown) if use_absent else [] for c in cases]
+    _warn_unknown(unknown, index)
+    ratios = LikelihoodRatios(index, config)
+    observed_terms = sorted({t for ts in present for t in ts})
+    excluded_terms = sorted({t for ts in absent for t in ts})
+    rows = np.zeros((len(observed_terms) + len(excluded_terms), ratios.n), dtype=np.float32)
+    for i, t in enumerate(observed_terms):
+        rows[i] = ratios.observed(t)
+    for i, t in enumerate(excluded_terms, start=len(observed_terms)):
+        rows[i] = ratios.excluded(t)
+    obs_row = {t: i for i, t in enumerate(observed_terms)}
+    exc_row = {t: i for i, t in enumerate(excluded_terms, start=len(observed_terms))}
+    cols, starts = ratios.gene_columns()
+    zeros = np.zeros(index.n_genes)
+    for p_terms, a_terms in zip(present, absent):
+        if not p_terms:  # nothing known about the patient: every gene ties
+            yield zeros
+            continue
+        total = rows[[obs_row[t] for t in p_terms] + [exc_row[t] for t in a_terms]].sum(axis=0, dtype=np.float64)
+        yield np.round(np.maximum.reduceat(total[cols], starts), SCORE_DECIMALS)
 
 
 def popularity_universe(index: HpoIndex, train: Sequence[Case]) -> tuple[list[str], list[str], np.ndarray]:
@@ -334,6 +463,9 @@ def rank_cases(
     if method in PHENOMIZER_METHODS:
         scored = [union_case(c) for c in cases] if method == "phenomizer_union" else cases
         for case, scores in zip(cases, phenomizer_scores(index, scored, method == "phenomizer_absent", config)):
+            yield case.case_id, ranked_genes(scores, genes, gene_ids, config.top_k)
+    elif method in LR_METHODS:
+        for case, scores in zip(cases, likelihood_ratio_scores(index, cases, method == "likelihood_ratio_absent", config)):
             yield case.case_id, ranked_genes(scores, genes, gene_ids, config.top_k)
     elif method == "popularity":
         if train is None:
