@@ -15,6 +15,7 @@ from rarerank.evaluate.figures import (
     make_figures,
     method_colour,
     method_order,
+    plot_leakage,
     plot_training_curves,
     read_training_log,
 )
@@ -108,3 +109,16 @@ def test_bars_and_ablation_add_a_per_gene_row(metrics_dir, tmp_path):
     for name in ("bars", "ablation"):
         (width, height), (width1, height1) = png_size(tmp_path / "both" / f"{name}.png"), png_size(tmp_path / "case" / f"{name}.png")
         assert width == width1 and height1 == 3.0 * 200 and height == (0.4 + 2 * 2.6) * 200
+
+
+def test_leakage_figure_is_byte_identical(tmp_path):
+    rows = [
+        {"strategy": s, "set": t, "method": m, "top1_full": 0.5, "top1_pruned": 0.2 + 0.1 * i, "mrr_full": 0.6, "mrr_pruned": 0.3}
+        for s in ("gene", "random")
+        for t in ("validation", "test")
+        for i, m in enumerate(("phenomizer_union", "likelihood_ratio", "likelihood_ratio_absent"))
+    ]
+    first, second = plot_leakage(rows, tmp_path / "a" / "audit"), plot_leakage(rows, tmp_path / "b" / "audit")
+    assert [p.name for p in first] == ["audit.png", "audit.pdf"]
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+    assert method_colour("likelihood_ratio_absent") == method_colour("likelihood_ratio")  # one family, dotted bars

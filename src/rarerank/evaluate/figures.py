@@ -410,6 +410,48 @@ def plot_ablation(
         return save_figure(fig, stem)
 
 
+def plot_leakage(audit_rows: Sequence[Mapping], stem: str | os.PathLike, metric: str = "top1") -> list[Path]:
+    """The leakage audit (:mod:`rarerank.evaluate.leakage`): per split strategy (columns) and evaluated set
+    (rows), each knowledge-reading baseline with full knowledge (hatched, pale) and with knowledge pruned of
+    the evaluated papers (solid)."""
+    from matplotlib.patches import Patch
+
+    strategies = strategy_order({r["strategy"] for r in audit_rows}) or ["(none)"]
+    sets = list(dict.fromkeys(r["set"] for r in audit_rows)) or ["(none)"]
+    methods = method_order({r["method"] for r in audit_rows})
+    values = {(r["strategy"], r["set"], r["method"]): (float(r[f"{metric}_full"]), float(r[f"{metric}_pruned"])) for r in audit_rows}
+    scale = _scale(metric)
+    with _style():
+        fig = _figure(2.3 * len(strategies) + 0.4, 0.5 + 2.4 * len(sets))
+        axes = fig.subplots(len(sets), len(strategies), sharey=True, squeeze=False)
+        for row, set_name in enumerate(sets):
+            for col, strategy in enumerate(strategies):
+                ax = axes[row][col]
+                shown = [m for m in methods if (strategy, set_name, m) in values]
+                if not shown:
+                    _no_data(ax)
+                    continue
+                for i, method in enumerate(shown):
+                    full, pruned = values[(strategy, set_name, method)]
+                    colour = method_colour(method)
+                    ax.bar(i - 0.2, scale * full, width=0.38, color=colour, alpha=0.35, edgecolor="black", linewidth=0.4, hatch="////")
+                    ax.bar(i + 0.2, scale * pruned, width=0.38, color=colour, edgecolor="black", linewidth=0.4, hatch=method_hatch(method))
+                ax.set_xticks(range(len(shown)))
+                ax.set_xticklabels([str(methods.index(m) + 1) for m in shown])
+                ax.set_title(f"{STRATEGY_LABELS.get(strategy, strategy)}, {set_name}")
+                ax.set_ylim(bottom=0)
+                ax.grid(axis="x", visible=False)
+                if col == 0:
+                    ax.set_ylabel(metric_label(metric))
+        fig.suptitle("Baselines with full knowledge (hatched, pale) and with\nknowledge pruned of the evaluated papers (solid)")
+        handles = [
+            Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=method_hatch(m), label=f"{i}: {method_label(m)}")
+            for i, m in enumerate(methods, 1)
+        ]
+        _legend(fig, methods, handles, max_columns=2)
+        return save_figure(fig, stem)
+
+
 FIGURES = ("topk", "rank_distribution", "bars", "ablation")
 
 
