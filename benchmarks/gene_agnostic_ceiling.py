@@ -27,7 +27,7 @@ For each, top-1 and MRR (ties take the worse rank, as everywhere), the mean over
 known term (no annotation-based method ranks them). Reads the outputs of a default run; 1-2 minutes on 2 cores.
 
 Usage:
-    python benchmarks/gene_agnostic_ceiling.py --index results/baselines/hpo_index.npz --sets results/sets/gene
+    python benchmarks/gene_agnostic_ceiling.py --index results/baselines/gene/hpo_index.npz --sets results/sets/gene
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def ranks(data, w: torch.Tensor | None) -> np.ndarray:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--index", type=Path, required=True, help="results/baselines/hpo_index.npz")
+    parser.add_argument("--index", type=Path, required=True, help="results/baselines/gene/hpo_index.npz")
     parser.add_argument("--sets", type=Path, required=True, help="a split's sets folder (train/validation/test.tsv)")
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=300)

@@ -158,6 +158,19 @@ def test_config_validation_names_the_key(tmp_path, yaml, named):
     assert named in output, _explain(done)
 
 
+@pytest.mark.parametrize("content", [None, "PMID:1\nthe smith paper\n"])
+def test_a_missing_or_malformed_pmid_list_fails_the_dry_run(tmp_path, content):
+    pmids = tmp_path / "held_back.txt"
+    if content is not None:
+        pmids.write_text(content)
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(f"hpo:\n  exclude_pmids: {pmids}\n")
+    done = snakemake(tmp_path, "-n", "--config", _fixture_source(), extra_config=extra)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "hpo.exclude_pmids" in output and "held_back.txt" in output, _explain(done)
+    assert content is None or "line 2: not a PMID" in output, _explain(done)
+
+
 def test_url_that_names_no_zip_is_rejected(tmp_path):
     done = snakemake(tmp_path, "-n", "--config", "phenopackets=https://example.org/download?id=3", test_config=False)
     assert done.returncode != 0
@@ -202,6 +215,27 @@ def test_full_dag_runs_on_the_test_config(first_run):
             assert subset == {r["case_id"] for r in rows if r["split"] == split}, (strategy, split)
     # Every rule wrote its log under logs/<rule>/.
     assert (first_run / "logs/ingest/ingest.log").exists()
+
+
+@pytest.mark.slow
+def test_every_method_reads_its_strategy_pruned_knowledge(first_run):
+    """config/test.yaml holds back PMID:31675180 (hpo.exclude_pmids), the only reference of NSF's 11
+    annotation rows: gone from every strategy's knowledge, its baselines' index and its policy's genes;
+    the full-knowledge ablation still has them, and the leakage audit compares the two."""
+    for strategy in STRATEGIES:
+        knowledge = first_run / f"results/knowledge/{strategy}"
+        pruned = _tsv(knowledge / "pruned.tsv")
+        assert len(pruned) >= 11 and {r["reference"] for r in pruned} >= {"PMID:31675180"}
+        assert "\tNSF\t" not in (knowledge / "genes_to_phenotype.txt").read_text()
+        assert json.loads((knowledge / "summary.json").read_text())["genes_removed"] >= 1
+        assert "NSF" not in {r["gene_symbol"] for r in _tsv(first_run / f"results/baselines/{strategy}/universe.tsv")}
+        for model in (f"results/models/base/{strategy}", f"results/models/sft/{strategy}", f"results/models/rft/{strategy}"):
+            vocabulary = (first_run / model / "tokenizer.json").read_text()
+            assert '"NSF"' not in vocabulary, model
+    assert "NSF" in {r["gene_symbol"] for r in _tsv(first_run / "results/baselines/full/universe.tsv")}
+    audit = _tsv(first_run / "results/knowledge/audit.tsv")
+    assert {(r["strategy"], r["method"]) for r in audit} == {(s, m) for s in STRATEGIES for m in ("phenomizer", "phenomizer_union")}
+    assert (first_run / "results/knowledge/audit.png").stat().st_size > 5000
 
 
 @pytest.mark.slow
@@ -298,9 +332,9 @@ def test_seeds_target_runs_on_the_test_config(first_run):
         ours = first_run / f"results/predictions/{stage}_seed{own}/gene/test.tsv"
         assert ours.read_bytes() == (first_run / f"results/predictions/{stage}/gene/test.tsv").read_bytes()
     other = next(s for s in seeds if s != own)
-    assert (first_run / f"results/models/base_seed{other}").is_dir() and (first_run / f"results/models/rft_seed{other}/gene").is_dir()
+    assert (first_run / f"results/models/base_seed{other}/gene").is_dir() and (first_run / f"results/models/rft_seed{other}/gene").is_dir()
     assert not (first_run / f"results/models/base_seed{own}").exists()
-    provenance = json.loads((first_run / f"results/models/base_seed{other}/provenance.json").read_text())
+    provenance = json.loads((first_run / f"results/models/base_seed{other}/gene/provenance.json").read_text())
     assert provenance["seed"] == other
     assert (first_run / "results/experiments/seeds/seeds.png").stat().st_size > 5000
     assert "±" in (first_run / "results/experiments/seeds/seeds.md").read_text()

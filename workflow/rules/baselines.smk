@@ -1,19 +1,25 @@
-# Baseline rankers (Phenomizer with and without excluded terms, popularity, random) on every
-# split strategy and evaluated case set, written in the predictions contract: the baseline rows of
-# the method table (workflow/rules/common.smk), one per name in baselines.methods.
+# Baseline rankers (Phenomizer and likelihood ratios with and without excluded terms, popularity,
+# random) on every split strategy and evaluated case set, written in the predictions contract: the
+# baseline rows of the method table (workflow/rules/common.smk), one per name in baselines.methods,
+# each reading its strategy's pruned knowledge (knowledge.smk), plus a <baseline>_full_knowledge
+# ablation row per knowledge-reading baseline that reads the unpruned rebuild (leakage audit).
 
 
+# One index per strategy's pruned knowledge, and one of the unpruned rebuild ({knowledge} = full) for
+# the full-knowledge ablation rows; the full index's genes are the gene universe of the metrics.
 rule baseline_index:
     input:
         obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
+        annotations=f"{KNOWLEDGE}/{{knowledge}}/genes_to_phenotype.txt",
     output:
-        index="results/baselines/hpo_index.npz",
-        universe="results/baselines/universe.tsv",
+        index="results/baselines/{knowledge}/hpo_index.npz",
+        universe="results/baselines/{knowledge}/universe.tsv",
     log:
-        "logs/baseline_index/baseline_index.log",
+        "logs/baseline_index/{knowledge}.log",
     benchmark:
-        "results/benchmarks/baseline_index.tsv"
+        "results/benchmarks/baseline_index/{knowledge}.tsv"
+    wildcard_constraints:
+        knowledge="|".join([*STRATEGIES, "full"]),
     conda:
         ENV
     shell:
@@ -23,7 +29,7 @@ rule baseline_index:
 
 rule baseline:
     input:
-        index=rules.baseline_index.output.index,
+        index=baseline_index_file,
         cases="results/sets/{strategy}/{set}.tsv",
         train=baseline_train_set,
     output:
@@ -38,6 +44,7 @@ rule baseline:
     conda:
         ENV
     params:
+        method=baseline_method,
         train=baseline_train_option,
         top_k=config["baselines"]["top_k"],
         absent_weight=config["baselines"]["absent_weight"],
@@ -45,6 +52,6 @@ rule baseline:
         size_penalty=config["baselines"]["size_penalty"],
         seed=config["seed"],
     shell:
-        "rarerank baseline {wildcards.method} --index {input.index:q} --cases {input.cases:q} {params.train} "
+        "rarerank baseline {params.method} --index {input.index:q} --cases {input.cases:q} {params.train} "
         "--top-k {params.top_k} --absent-weight {params.absent_weight} --unknown-frequency {params.unknown_frequency} "
         "--size-penalty {params.size_penalty} --seed {params.seed} -o {output.predictions:q} --provenance {output.provenance:q} 2> {log:q}"

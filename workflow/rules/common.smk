@@ -17,6 +17,8 @@
 # names of its stage (trained_in, ranked_by); its inputs and options come from the row
 # (start_model, method_model, method_seed, method_options). Adding a method is one row in
 # method_table() plus, for a new stage, its rule; a new baseline is a name in baselines.methods.
+# Every knowledge-reading baseline also gets a row <baseline>_full_knowledge (not default): the same
+# baseline on unpruned knowledge, an ablation the leakage audit reads (knowledge.smk).
 import json
 import os
 import re
@@ -27,6 +29,9 @@ from pathlib import Path
 
 from rarerank.text.cohorts import DEFAULT_COHORT, cohort_specs
 from rarerank.core.fileio import is_url, safe_filename
+from rarerank.data.knowledge import read_pmids
+from rarerank.evaluate.leakage import FULL_KNOWLEDGE, full_knowledge
+from rarerank.rank.baselines import KNOWLEDGE_METHODS
 
 ENV = "../envs/rarerank.yaml"
 # The repository checkout (the Snakefile is workflow/Snakefile): repository fixtures named by a
@@ -50,6 +55,9 @@ EXPORT = "results/export"
 FIGURES = "results/figures"
 RFT = "results/rft"
 EXPERIMENTS = "results/experiments"
+KNOWLEDGE = "results/knowledge"
+# The gene universe of the metrics and exports: every gene the HPO release annotates (unpruned).
+UNIVERSE = "results/baselines/full/universe.tsv"
 
 
 def local_source(source):
@@ -181,6 +189,69 @@ def cohort_input(wildcards):
     return local_source(spec.source)
 
 
+# --- knowledge ----------------------------------------------------------------------------------
+# Per strategy, gene annotations pruned of the strategy's evaluated papers (knowledge.smk); every
+# method of the strategy reads them. hpo.exclude_pmids is read here, so a missing or malformed file
+# fails at `snakemake -n`, naming it.
+
+# Baselines that read gene annotations (each has a <baseline>_full_knowledge ablation row).
+KNOWLEDGE_BASELINES = [
+    m for m in config["baselines"]["methods"] if m in KNOWLEDGE_METHODS
+]
+
+
+def exclude_pmids_file():
+    """hpo.exclude_pmids as a local path (None when not set), checked now: a missing file or a line that
+    is not a PMID stops the workflow before anything runs."""
+    source = lookup(dpath="hpo/exclude_pmids", within=config, default=None)
+    if not source:
+        return None
+    path = local_source(source)
+    try:
+        read_pmids(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"config key hpo.exclude_pmids: {error}") from None
+    return path
+
+
+EXCLUDE_PMIDS = exclude_pmids_file()
+
+
+def knowledge_annotations(wildcards):
+    """The gene annotations every method of the strategy reads: pruned of its evaluated papers."""
+    return f"{KNOWLEDGE}/{wildcards.strategy}/genes_to_phenotype.txt"
+
+
+def knowledge_case_sets(wildcards):
+    """The strategy's evaluated case sets, whose papers its knowledge may not cite alone."""
+    return expand(
+        f"{SETS}/{{strategy}}/{{set}}.tsv", strategy=wildcards.strategy, set=EVAL_SETS
+    )
+
+
+def exclude_pmids_input(wildcards):
+    return [EXCLUDE_PMIDS] if EXCLUDE_PMIDS else []
+
+
+def exclude_pmids_option(wildcards, input):
+    return f"--exclude-pmids {shlex.quote(str(input.pmids))}" if input.pmids else ""
+
+
+def knowledge_audit_predictions(wildcards):
+    return expand(
+        f"{PREDICTIONS}/{{method}}/{{strategy}}/{{set}}.tsv",
+        method=KNOWLEDGE_BASELINES + [full_knowledge(m) for m in KNOWLEDGE_BASELINES],
+        strategy=STRATEGIES,
+        set=EVAL_SETS,
+    )
+
+
+def knowledge_targets():
+    """Every strategy's pruned knowledge and, when a baseline reads knowledge, the leakage audit."""
+    targets = expand(f"{KNOWLEDGE}/{{strategy}}/summary.json", strategy=STRATEGIES)
+    return targets + ([f"{KNOWLEDGE}/audit.tsv"] if KNOWLEDGE_BASELINES else [])
+
+
 # --- the method table (see the header) -----------------------------------------------------------
 
 POLICY_STAGES = ("pretrain", "sft", "rft")
@@ -210,6 +281,7 @@ def method_table(config):
         Method("base", "pretrain", default=True),
         Method("sft", "sft", start="base", default=True),
         *(Method(b, "baseline", default=True) for b in config["baselines"]["methods"]),
+        *(Method(full_knowledge(b), "baseline") for b in KNOWLEDGE_BASELINES),
         Method("rft", "rft", start="sft", default=True),
         Method("rft_from_base", "rft", start="base"),
         Method("sft_present_only", "sft", start="base", present_only=True),
@@ -272,14 +344,12 @@ def ranked_by(*stages):
 
 
 def model_dir(method, strategy):
-    """The model directory a policy method ranks with: results/models/{method} for pretraining
-    (one model for every strategy), results/models/{method}/{strategy} for the others.
+    """The model directory a policy method ranks with: results/models/{method}/{strategy} (every
+    stage, pretraining too: each strategy's knowledge is pruned of its own evaluated papers).
     """
     row = METHODS[method]
     if row.model is not None:
         return model_dir(row.model, strategy)
-    if row.stage == "pretrain":
-        return f"results/models/{method}"
     return f"results/models/{method}/{strategy}"
 
 
@@ -354,6 +424,17 @@ def baseline_train_set(wildcards):
     if wildcards.method == "popularity":
         return f"results/sets/{wildcards.strategy}/train.tsv"
     return []
+
+
+def baseline_method(wildcards):
+    """The baseline a row runs: itself, or the baseline a <baseline>_full_knowledge row reads unpruned."""
+    return wildcards.method.removesuffix(FULL_KNOWLEDGE)
+
+
+def baseline_index_file(wildcards):
+    """The strategy's pruned-knowledge index, or the unpruned one for a full-knowledge row."""
+    full = wildcards.method.endswith(FULL_KNOWLEDGE)
+    return f"results/baselines/{'full' if full else wildcards.strategy}/hpo_index.npz"
 
 
 def baseline_train_option(wildcards, input):
@@ -566,6 +647,7 @@ def all_targets():
     targets = ["results/cases/cases.tsv", "results/cases/summary.json"]
     targets += split_targets()
     targets += set_targets()
+    targets += knowledge_targets()
     targets += evaluation_targets()
     targets += policy_targets()
     return targets

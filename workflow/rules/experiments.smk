@@ -17,7 +17,7 @@
 use rule evaluate as experiment_evaluate with:
     input:
         predictions=experiment_predictions,
-        universe=rules.baseline_index.output.universe,
+        universe=UNIVERSE,
     output:
         summary=report(
             f"{EXPERIMENTS}/{{family}}/metrics/summary.tsv",

@@ -6,6 +6,7 @@ rule hpo_reference:
     output:
         obo=f"{REFERENCE}/hp.obo",
         annotations=f"{REFERENCE}/genes_to_phenotype.txt",
+        disease_annotations=f"{REFERENCE}/phenotype.hpoa",
         version=f"{REFERENCE}/version.json",
     log:
         "logs/hpo_reference/hpo_reference.log",
@@ -15,10 +16,11 @@ rule hpo_reference:
     params:
         ontology=config["hpo"]["ontology"],
         annotations=config["hpo"]["gene_annotations"],
+        disease_annotations=config["hpo"]["disease_annotations"],
         outdir=lambda wildcards, output: Path(output.version).parent,
     shell:
         "rarerank reference --ontology {params.ontology:q} --gene-annotations {params.annotations:q} "
-        "-o {params.outdir:q} 2> {log:q}"
+        "--disease-annotations {params.disease_annotations:q} -o {params.outdir:q} 2> {log:q}"
 
 
 rule download_phenopackets:

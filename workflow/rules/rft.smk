@@ -14,7 +14,7 @@ rule rft:
         train="results/sets/{strategy}/train.tsv",
         validation="results/sets/{strategy}/validation.tsv",
         obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
+        annotations=knowledge_annotations,
     output:
         model=directory("results/models/{method}/{strategy}"),
         log=f"{RFT}/{{method}}/{{strategy}}/training_log.tsv",

@@ -1,6 +1,7 @@
-# The policy model: knowledge pretraining (one model for every strategy) and SFT per strategy, for
-# every method of these stages in the method table (workflow/rules/common.smk), e.g.
-#   base                 the knowledge-pretrained model (results/models/base)
+# The policy model: knowledge pretraining and SFT per strategy, each on the strategy's pruned
+# knowledge (knowledge.smk), for every method of these stages in the method table
+# (workflow/rules/common.smk), e.g.
+#   base                 the knowledge-pretrained model (results/models/base/{strategy})
 #   sft                  SFT from base on the strategy's training cases (results/models/sft/{strategy})
 #   sft_n{N}             SFT on a seeded subset of N training cases (data-efficiency experiments)
 #   sft_present_only     SFT and ranking without absent terms (ablation)
@@ -10,14 +11,14 @@
 rule pretrain:
     input:
         obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
+        annotations=knowledge_annotations,
         train=expand("results/sets/{strategy}/train.tsv", strategy=STRATEGIES),
     output:
-        model=directory("results/models/{method}"),
+        model=directory("results/models/{method}/{strategy}"),
     log:
-        "logs/pretrain/{method}.log",
+        "logs/pretrain/{method}/{strategy}.log",
     benchmark:
-        "results/benchmarks/pretrain/{method}.tsv"
+        "results/benchmarks/pretrain/{method}/{strategy}.tsv"
     wildcard_constraints:
         method=trained_in("pretrain"),
     priority: 10  # the training chain is the critical path: start it before baselines and predictions
@@ -40,7 +41,7 @@ rule sft:
         train="results/sets/{strategy}/train.tsv",
         validation="results/sets/{strategy}/validation.tsv",
         obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
+        annotations=knowledge_annotations,
     output:
         model=directory("results/models/{method}/{strategy}"),
     log:

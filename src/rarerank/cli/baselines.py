@@ -52,7 +52,8 @@ def _add_baseline(sub):
     p.add_argument(
         "method",
         help="which baseline: phenomizer (observed terms), phenomizer_union (observed ∪ excluded terms), "
-        "phenomizer_absent (excluded terms as a penalty), popularity or random",
+        "phenomizer_absent (excluded terms as a penalty), likelihood_ratio (LIRICAL-style, observed terms), "
+        "likelihood_ratio_absent (observed and excluded terms), popularity or random",
     )
     p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
     p.add_argument(
@@ -66,7 +67,9 @@ def _add_baseline(sub):
     p.add_argument("-o", "--output", required=True, type=Path, help="predictions TSV to write")
     p.add_argument("--top-k", type=int, help="genes written per case; ties crossing k are dropped whole (default 100)")
     p.add_argument("--absent-weight", type=float, help="phenomizer_absent: penalty weight of an excluded feature (default 1.0)")
-    p.add_argument("--unknown-frequency", type=float, help="phenomizer_absent: frequency assumed where HPO gives none (default 0.5)")
+    p.add_argument(
+        "--unknown-frequency", type=float, help="phenomizer_absent, likelihood_ratio*: frequency assumed where HPO gives none (default 0.5)"
+    )
     p.add_argument(
         "--size-penalty",
         type=float,

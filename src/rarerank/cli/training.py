@@ -28,7 +28,7 @@ def _add_pretrain(sub):
         type=Path,
         help="cases TSV(s) whose genes join the gene vocabulary (the training sets of every strategy)",
     )
-    p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (results/models/base)")
+    p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (results/models/base/{strategy})")
     p.add_argument(
         "--policy", default="{}", help="policy settings: a JSON object or a JSON/YAML file (keys of the config's policy: section)"
     )
