@@ -421,6 +421,7 @@ def plot_leakage(audit_rows: Sequence[Mapping], stem: str | os.PathLike, metric:
     methods = method_order({r["method"] for r in audit_rows})
     values = {(r["strategy"], r["set"], r["method"]): (float(r[f"{metric}_full"]), float(r[f"{metric}_pruned"])) for r in audit_rows}
     scale = _scale(metric)
+    top = scale * max([v for pair in values.values() for v in pair if not math.isnan(v)] or [0.0])
     with _style():
         fig = _figure(2.3 * len(strategies) + 0.4, 0.5 + 2.4 * len(sets))
         axes = fig.subplots(len(sets), len(strategies), sharey=True, squeeze=False)
@@ -439,7 +440,7 @@ def plot_leakage(audit_rows: Sequence[Mapping], stem: str | os.PathLike, metric:
                 ax.set_xticks(range(len(shown)))
                 ax.set_xticklabels([str(methods.index(m) + 1) for m in shown])
                 ax.set_title(f"{STRATEGY_LABELS.get(strategy, strategy)}, {set_name}")
-                ax.set_ylim(bottom=0)
+                ax.set_ylim(0, 1.05 * top or 1.0)
                 ax.grid(axis="x", visible=False)
                 if col == 0:
                     ax.set_ylabel(metric_label(metric))
