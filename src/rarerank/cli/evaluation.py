@@ -189,5 +189,46 @@ def _run_data_efficiency_figure(args):
     log.info("data efficiency -> %s", ", ".join(str(p) for p in paths))
 
 
+# --------------------------------------------------------------------------------------------
+# docs-tables: the results tables of README.md and docs/ from a committed results snapshot.
+
+
+def _add_docs_tables(sub):
+    p = sub.add_parser(
+        "docs-tables",
+        help="rewrite (or --check) the generated results tables of Markdown files from a results snapshot",
+        description="Every '<!-- table: KIND options -->' ... '<!-- /table -->' block is generated from the "
+        "snapshot's TSVs (rarerank.evaluate.doc_tables lists the kinds). Example: "
+        "rarerank docs-tables --snapshot docs/results README.md docs/method/*.md",
+    )
+    p.add_argument("files", nargs="+", type=Path, help="Markdown files holding table blocks")
+    p.add_argument("--snapshot", required=True, type=Path, help="folder with summary.tsv, paired.tsv and the other tables")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 naming every block that differs")
+    p.set_defaults(func=_run_docs_tables)
+
+
+def _run_docs_tables(args):
+    from rarerank.evaluate.doc_tables import stale, update
+
+    if args.check:
+        old = stale(args.files, args.snapshot)
+        for block in old:
+            log.error("%s: table '%s' differs from the snapshot %s", block.path, block.spec, args.snapshot)
+        if old:
+            raise ValueError(f"{len(old)} table(s) differ from {args.snapshot}: run without --check to rewrite them")
+        log.info("%d file(s): every table matches %s", len(args.files), args.snapshot)
+        return
+    changed = [path for path in args.files if update(path, args.snapshot)]
+    log.info("rewrote tables in %d of %d file(s)", len(changed), len(args.files))
+
+
 # The subcommands of this module, in the order `rarerank --help` lists them.
-COMMANDS = (_add_evaluate, _add_metrics_table, _add_seeds_table, _add_figures, _add_training_figure, _add_data_efficiency_figure)
+COMMANDS = (
+    _add_evaluate,
+    _add_metrics_table,
+    _add_seeds_table,
+    _add_figures,
+    _add_training_figure,
+    _add_data_efficiency_figure,
+    _add_docs_tables,
+)
