@@ -61,7 +61,7 @@ def run_rarerank(gold, errors=False, scopes=("EXACT",)):
     ontology = Ontology.load(default_hpo_dir() / "hp.obo")
     annotations = GeneAnnotations.load(default_hpo_dir() / "genes_to_phenotype.txt", ontology)
     t0 = time.perf_counter()
-    extractor = Extractor.from_reference(ontology, annotations, TextmineConfig(scopes=tuple(scopes)))
+    extractor = Extractor.from_reference(ontology, annotations, TextmineConfig(synonym_scopes=tuple(scopes)))
     build = time.perf_counter() - t0
     predicted, genes = {}, {}
     t0 = time.perf_counter()

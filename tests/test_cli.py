@@ -131,7 +131,7 @@ def test_split_and_subset(cases_run, tmp_path):
 def test_split_bad_fraction_exits_1(cases_run, tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="rarerank"):
         code = main(["split", str(cases_run / "cases.tsv"), "--validation", "1.5", "-o", str(tmp_path / "s.tsv")])
-    assert code == 1 and "split fraction validation must be between 0 and 1" in caplog.text
+    assert code == 1 and "splits.validation must be > 0 and < 0.5, not 1.5" in caplog.text
 
 
 def test_fetch_copies_and_reports_missing(tmp_path, fixture_zip, caplog):

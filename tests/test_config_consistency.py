@@ -1,192 +1,149 @@
-"""Every default is stated once in effect: config.yaml, the schema, config/README.md and the stage
-dataclasses must agree, and this test fails when any two of them disagree.
+"""Every setting is declared once: the stage dataclasses own defaults, ranges and help, and the schema,
+config.yaml and config/README.md tables are generated from them (`rarerank config-docs --write`).
 
-The stage dataclass owns the default (it is what a library user or a CLI run without a config gets);
-config.yaml shows it with a comment, the schema checks its type and range (and repeats the default so
-Snakemake fills a left-out key), config/README.md explains it.
+These tests fail when any generated copy of any key is edited by hand (every section, including the
+key names that repeat across sections: learning_rate, max_steps, eval_interval, ...), when a key has
+no owner, and when a dataclass default and config.yaml disagree.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from rarerank.cli.config_docs import CONFIG, README, SCHEMA, SECTIONS, WORKFLOW_KEY, config_fields, render
+from rarerank.cli.options import settings_class
+from rarerank.core.settings import default_of, help_of, plain
+
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text(encoding="utf-8"))
-SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
-CONFIG_TEXT = (ROOT / "config" / "config.yaml").read_text(encoding="utf-8")
-DOCS = (ROOT / "config" / "README.md").read_text(encoding="utf-8")
-
-# config section -> the dataclass that owns its defaults (nested sections by dotted path)
-OWNERS = {
-    "grader": "core.grader.GraderConfig",
-    "splits": "data.splits.SplitConfig",
-    "baselines": "rank.baselines.BaselineConfig",
-    "evaluation": "evaluate.metrics.EvalConfig",
-    "text": "text.extract.TextmineConfig",
-    "policy": "model.policy.PolicyConfig",
-    "pretrain": "train.pretrain.PretrainConfig",
-    "pretrain.synthetic": "data.synthetic.SyntheticConfig",
-    "sft": "train.sft.SFTConfig",
-    "rft": "train.rft.RFTConfig",
-}
-# config key -> dataclass field where the two names differ
-ALIASES = {("text", "synonym_scopes"): "scopes"}
-# keys of a dataclass section that only the workflow reads (which rules run), so no dataclass owns them
-WORKFLOW_KEYS = {("splits", "strategies"), ("baselines", "methods"), ("evaluation", "compare_to")}
-# mappings whose keys are choices (reward -> weight), not settings: config.yaml shows only the default ones
-FREE_MAPPINGS = {("rft", "rewards")}
-_MISSING = object()
+CONFIG_VALUES = yaml.safe_load((ROOT / CONFIG).read_text(encoding="utf-8"))
+SCHEMA_TREE = yaml.safe_load((ROOT / SCHEMA).read_text(encoding="utf-8"))
 
 
-def _norm(value):
-    if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _leaves(mapping, schema, prefix=()):
-    """(path, config value, schema node) for every key of config.yaml, recursing into objects."""
-    for key, value in mapping.items():
-        node = schema.get("properties", {}).get(key)
-        path = prefix + (key,)
-        yield path, value, node
-        if isinstance(value, dict) and node and node.get("type") == "object" and "properties" in node:
-            yield from _leaves(value, node, path)
-
-
-def _owner(section: str):
-    module, name = OWNERS[section].rsplit(".", 1)
-    return getattr(importlib.import_module(f"rarerank.{module}"), name)
-
-
-def _field_defaults(cls) -> dict:
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
-
-
-def test_config_keys_and_schema_properties_are_the_same():
-    def walk(mapping, schema, prefix=""):
-        problems = []
-        props = schema.get("properties", {})
-        for key in set(mapping) - set(props):
-            problems.append(f"{prefix}{key}: in config.yaml, not in the schema")
-        for key in set(props) - set(mapping):
-            problems.append(f"{prefix}{key}: in the schema, not in config.yaml (show every default there)")
-        for key in set(mapping) & set(props):
-            if prefix + key in {".".join(p) for p in FREE_MAPPINGS}:
-                continue
-            if isinstance(mapping[key], dict) and "properties" in props[key]:
-                problems += walk(mapping[key], props[key], f"{prefix}{key}.")
-        return problems
-
-    assert sorted(walk(CONFIG, SCHEMA)) == []
-
-
-def test_schema_defaults_equal_config_values():
-    problems = [
-        f"{'.'.join(path)}: config.yaml {value!r} != schema default {node['default']!r}"
-        for path, value, node in _leaves(CONFIG, SCHEMA)
-        if node and "default" in node and not isinstance(value, dict) and _norm(node["default"]) != _norm(value)
-    ]
-    assert problems == []
-
-
-@pytest.mark.parametrize("section", sorted(OWNERS))
-def test_dataclass_defaults_equal_config_values(section):
-    values = CONFIG
+def _section(tree: dict, section: str) -> dict:
     for part in section.split("."):
-        values = values[part]
-    defaults = _field_defaults(_owner(section))
+        tree = tree[part]
+    return tree
+
+
+def _owned_keys() -> list[tuple[str, dataclasses.Field]]:
+    return [(section, f) for section, owner in SECTIONS.items() for f in config_fields(settings_class(owner))]
+
+
+def test_generated_files_are_up_to_date():
+    texts, problems = render(ROOT)
+    assert problems == []
+    stale = [str(path.relative_to(ROOT)) for path, text in texts.items() if path.read_text(encoding="utf-8") != text]
+    assert stale == [], "run `rarerank config-docs --write`"
+
+
+# One edit per copy: a default in config.yaml, a default and a range in the schema, a README row.
+# The keys chosen repeat across sections, which the check must still tell apart.
+@pytest.mark.parametrize("section", ["pretrain", "sft", "rft"])
+def test_a_hand_edit_of_any_copy_fails_the_check(tmp_path, section):
+    for folder in ("config", "workflow/schemas"):
+        (tmp_path / folder).mkdir(parents=True)
+    for path in (CONFIG, SCHEMA, README):
+        (tmp_path / path).write_text((ROOT / path).read_text(encoding="utf-8"), encoding="utf-8")
+    assert _stale(tmp_path) == []
+
+    config = (tmp_path / CONFIG).read_text(encoding="utf-8")
+    block = re.search(rf"^{section}:\n(?:  .*\n)+", config, re.M)
+    edited = block.group(0).replace("  learning_rate: ", "  learning_rate: 9", 1)
+    (tmp_path / CONFIG).write_text(config.replace(block.group(0), edited), encoding="utf-8")
+    assert _stale(tmp_path) == [CONFIG]
+    (tmp_path / CONFIG).write_text(config, encoding="utf-8")
+
+    schema = yaml.safe_load((tmp_path / SCHEMA).read_text(encoding="utf-8"))
+    node = schema["properties"][section]["properties"]["max_steps"]
+    node["minimum"] = node.get("minimum", 0) + 1
+    (tmp_path / SCHEMA).write_text(yaml.safe_dump(schema, sort_keys=False, allow_unicode=True, width=10_000), encoding="utf-8")
+    assert _stale(tmp_path) == [SCHEMA]
+    (tmp_path / SCHEMA).write_text((ROOT / SCHEMA).read_text(encoding="utf-8"), encoding="utf-8")
+
+    readme = (tmp_path / README).read_text(encoding="utf-8")
+    table = re.search(rf"<!-- generated: {section} -->\n(.*?)<!-- /generated -->", readme, re.S).group(1)
+    row = next(line for line in table.splitlines() if line.startswith("| `eval_interval` |"))
+    (tmp_path / README).write_text(readme.replace(row, row.replace("`", "`1", 2)[:-1] + " |", 1), encoding="utf-8")
+    assert _stale(tmp_path) == [README]
+
+
+def _stale(root: Path) -> list[Path]:
+    texts, problems = render(root)
+    assert problems == []
+    return [path.relative_to(root) for path, text in texts.items() if path.read_text(encoding="utf-8") != text]
+
+
+@pytest.mark.parametrize(("section", "field"), _owned_keys(), ids=lambda x: x if isinstance(x, str) else x.name)
+def test_every_owned_key_is_in_config_yaml_with_the_dataclass_default(section, field):
+    values = _section(CONFIG_VALUES, section)
+    assert field.name in values, f"{section}.{field.name} missing from config.yaml"
+    if f"{section}.{field.name}" in SECTIONS:
+        return  # a nested section: its own keys are checked one by one
+    assert values[field.name] == plain(default_of(field)), f"{section}.{field.name}"
+    assert help_of(field), f"{section}.{field.name} has no help text"
+
+
+def test_every_config_key_has_one_owner():
+    """A key of config.yaml is a field of its section's dataclass, or a key only the workflow reads
+    (declared in the schema, with a default and a description): never both, never neither."""
     problems = []
-    for key, value in values.items():
-        if isinstance(value, dict) and f"{section}.{key}" in OWNERS or (section, key) in WORKFLOW_KEYS:
-            continue
-        field = ALIASES.get((section, key), key)
-        default = defaults.get(field, _MISSING)
-        if default is _MISSING:
-            problems.append(f"{section}.{key}: no field {field!r} in {OWNERS[section]}")
-        elif _norm(default) != _norm(value):
-            problems.append(f"{section}.{key}: config.yaml {value!r} != {OWNERS[section]} default {default!r}")
+
+    def walk(values: dict, schema: dict, path: str):
+        owner = SECTIONS.get(path)
+        fields = {f.name for f in config_fields(settings_class(owner))} if owner else set()
+        for key, value in values.items():
+            node = schema["properties"].get(key)
+            name = f"{path}.{key}" if path else key
+            if node is None:
+                problems.append(f"{name}: not in the schema")
+                continue
+            if name in SECTIONS or (not owner and isinstance(value, dict) and "properties" in node):
+                walk(value, node, name)
+                continue
+            if owner and (key in fields) == bool(node.get(WORKFLOW_KEY)):
+                problems.append(f"{name}: a field of {owner} and marked {WORKFLOW_KEY}, or neither")
+            if not owner and not ("default" in node and node.get("description")):
+                problems.append(f"{name}: declared in the schema without a default and a description")
+
+    walk(CONFIG_VALUES, SCHEMA_TREE, "")
     assert problems == []
 
 
 def test_every_config_key_has_a_comment():
     """A key's comment stands after its value or on the line(s) just above it."""
     uncommented = []
-    lines = CONFIG_TEXT.splitlines()
+    lines = (ROOT / CONFIG).read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
         match = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*):(.*)$", line)
-        if not match:
-            continue
-        above = lines[i - 1].lstrip() if i else ""
-        if "#" not in match.group(2) and not above.startswith("#"):
+        if match and "#" not in match.group(2) and not (lines[i - 1].lstrip().startswith("#") if i else False):
             uncommented.append(match.group(1))
     assert uncommented == []
 
 
-def _doc_rows():
-    """(keys, defaults) of every `| key(s) | default(s) | meaning |` row of config/README.md."""
-    for line in DOCS.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 3 or not cells[0].startswith("`"):
-            continue
-        keys = re.findall(r"`([a-z_][a-z0-9_]*)`", cells[0])
-        parts = [p.strip().strip("`") for p in re.split(r",\s*|\s+/\s+", cells[1])]
-        if keys and len(parts) == len(keys):
-            yield keys, parts
+def test_settings_that_only_the_workflow_sets_are_not_config_keys():
+    """Seed, training cases and present-only are fields of the stages that use them, set per method
+    by the workflow's method table, not config keys (one owner: the method table)."""
+    for section in ("sft", "rft"):
+        cls = settings_class(SECTIONS[section])
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert {"seed", "max_train_cases", "present_only"} <= names
+        assert not {"seed", "max_train_cases", "present_only"} & set(CONFIG_VALUES[section])
+    for section in ("pretrain", "splits", "baselines", "evaluation"):
+        assert "seed" in {f.name for f in dataclasses.fields(settings_class(SECTIONS[section]))}
+        assert "seed" not in CONFIG_VALUES[section]
 
 
-def _doc_value(text: str):
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+def test_the_cli_help_of_a_setting_is_its_declaration(capsys):
+    from rarerank.cli import main
+    from rarerank.rank.baselines import BaselineConfig
 
-
-def test_config_readme_documents_every_key_with_the_same_default():
-    problems = []
-    for path, value, _ in _leaves(CONFIG, SCHEMA):
-        if isinstance(value, dict):
-            continue  # a section: its keys are checked one by one
-        if f"`{path[-1]}`" not in DOCS and f"`{'.'.join(path)}`" not in DOCS:
-            problems.append(f"{'.'.join(path)}: not documented in config/README.md")
-    # documented defaults (table rows) must match config.yaml wherever the key is unambiguous
-    flat = {}
-    for path, value, _ in _leaves(CONFIG, SCHEMA):
-        flat.setdefault(path[-1], []).append(value)
-    for keys, parts in _doc_rows():
-        for key, text in zip(keys, parts):
-            values = flat.get(key, [])
-            if len(values) != 1 or isinstance(values[0], dict):
-                continue
-            documented = _doc_value(text)
-            if isinstance(documented, str) and not isinstance(values[0], str):
-                try:
-                    documented = float(documented)
-                except ValueError:
-                    continue  # prose ("all projections"), not a value
-            if _norm(documented) != _norm(values[0]):
-                problems.append(f"config/README.md documents {key} = {text!r}, config.yaml has {values[0]!r}")
-    assert problems == []
+    with pytest.raises(SystemExit):
+        main(["baseline", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(BaselineConfig):
+        assert " ".join(help_of(f).split()) in text, f.name

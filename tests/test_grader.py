@@ -73,10 +73,10 @@ def test_score_rank_edges():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"shape": "step"}, "grader shape must be one of reciprocal, linear, exponential"),
+        ({"shape": "step"}, "grader.shape must be one of reciprocal, linear, exponential, not 'step'"),
         ({"shape": "linear"}, "linear grader shape needs a cut-off k"),
-        ({"k": 0}, "cut-off k must be at least 1"),
-        ({"shape": "exponential", "half_life": 0}, "half_life must be positive"),
+        ({"k": 0}, r"grader.k must be >= 1, not 0"),
+        ({"shape": "exponential", "half_life": 0}, r"grader.half_life must be > 0, not 0"),
     ],
 )
 def test_bad_config(kwargs, message):

@@ -86,9 +86,9 @@ def test_config_checks_say_how_to_fix():
 
 
 def test_tiny_pretraining_lowers_loss_and_is_deterministic(ontology, annotations, tmp_path):
-    config = PretrainConfig(max_steps=60, batch_size=32, learning_rate=1e-2, warmup_steps=5, eval_interval=20, eval_patients=64)
+    config = PretrainConfig(max_steps=60, batch_size=32, learning_rate=1e-2, warmup_steps=5, eval_interval=20, eval_patients=64, seed=7)
     small = subset(annotations, GENES)
-    policy = pretrain(TINY, config, ontology, small, [], tmp_path / "a", seed=7)
+    policy = pretrain(TINY, config, ontology, small, [], tmp_path / "a")
     with open(tmp_path / "a" / "training_log.tsv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert [int(r["step"]) for r in rows] == [0, 20, 40, 60]  # step 0: the initial weights
@@ -99,7 +99,7 @@ def test_tiny_pretraining_lowers_loss_and_is_deterministic(ontology, annotations
     loaded = load_policy(tmp_path / "a")
     assert loaded.genes == sorted(GENES)
     # Same seed, same config: identical weights and log.
-    pretrain(TINY, config, ontology, small, [], tmp_path / "b", seed=7)
+    pretrain(TINY, config, ontology, small, [], tmp_path / "b")
     for name in ("model.safetensors", "training_log.tsv", "tokenizer.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert policy is not None
@@ -111,7 +111,7 @@ def test_weight_average_is_what_gets_evaluated_and_saved(ontology, annotations, 
     small = subset(annotations, GENES)
 
     def weights(name, **extra):
-        pretrain(TINY, PretrainConfig(**base, **extra), ontology, small, [], tmp_path / name, seed=3)
+        pretrain(TINY, PretrainConfig(**base, **extra, seed=3), ontology, small, [], tmp_path / name)
         return load_policy(tmp_path / name).model.state_dict()
 
     last, zero = weights("last"), weights("zero", ema_decay=0.0)
@@ -189,9 +189,9 @@ def test_pretraining_with_the_annotation_head_and_phenomizer_init(ontology, anno
 
     headed = PolicyConfig(**{**TINY.__dict__, "output_head": "annotation", "tie_embeddings": False})
     config = PretrainConfig(max_steps=10, batch_size=16, learning_rate=1e-3, warmup_steps=2, eval_interval=10,
-                            eval_patients=64, init_scorer="phenomizer")  # fmt: skip
+                            eval_patients=64, init_scorer="phenomizer", seed=7)  # fmt: skip
     small = subset(annotations, GENES)
-    policy = pretrain(headed, config, ontology, small, [], tmp_path / "h", seed=7)
+    policy = pretrain(headed, config, ontology, small, [], tmp_path / "h")
     assert gene_head(policy.model) is not None
     with open(tmp_path / "h" / "training_log.tsv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))

@@ -207,13 +207,13 @@ def test_learning_rate_schedules():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"group_size": 1}, "at least 2"),
+        ({"group_size": 1}, "rft.group_size must be >= 2, not 1"),
         ({"max_steps": None}, "exactly one of max_steps and epochs"),
         ({"epochs": 1.0}, "exactly one of max_steps and epochs"),
         ({"warmup_steps": 200, "max_steps": 100}, "lower warmup_steps"),
         ({"list_sampling": "beam"}, "list_sampling must be one of"),
         ({"adapter": "lora", "lora_targets": ["lm_head"]}, "adapt projections only"),
-        ({"adapter": "lora", "lora_dropout": 0.1}, "lora_dropout must be 0"),
+        ({"adapter": "lora", "lora_dropout": 0.1}, "rft.lora_dropout must be >= 0 and <= 0, not 0.1"),
         ({"rewards": {"rank": 0.0}}, "non-zero weight"),
         ({"clip_range": 1.5}, "clip_range"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -36,7 +37,7 @@ def test_sft_learns_training_cases_and_keeps_best(fixture_cases, base_dir, tmp_p
     config = SFTConfig(max_epochs=40, max_steps=60, batch_size=8, synthetic_fraction=0.0, learning_rate=1e-2, warmup_steps=2,
                        eval_interval=10, patience=100)  # fmt: skip
     before = evaluate_cases(load_policy(base_dir), fixture_cases)
-    policy = sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "sft", seed=5)
+    policy = sft(base_dir, replace(config, seed=5), fixture_cases, fixture_cases, tmp_path / "sft")
     after = evaluate_cases(policy, fixture_cases)
     assert after["mrr"] > before["mrr"] + 0.2  # learns its (training = validation) cases
     with open(tmp_path / "sft" / "training_log.tsv", encoding="utf-8") as handle:
@@ -52,14 +53,14 @@ def test_sft_learns_training_cases_and_keeps_best(fixture_cases, base_dir, tmp_p
 def test_sft_stops_early_without_improvement(fixture_cases, base_dir, tmp_path):
     config = SFTConfig(max_steps=200, batch_size=8, synthetic_fraction=0.0, learning_rate=1e-9, min_lr_ratio=1.0, warmup_steps=1,
                        eval_interval=5, patience=2)  # fmt: skip
-    sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "sft", seed=5)
+    sft(base_dir, replace(config, seed=5), fixture_cases, fixture_cases, tmp_path / "sft")
     prov = json.loads((tmp_path / "sft" / "provenance.json").read_text())
     assert prov["stopped_early"] and prov["steps"] < 200
 
 
 def test_sft_with_synthetic_replay(fixture_cases, base_dir, ontology, annotations, tmp_path):
     config = SFTConfig(max_steps=6, batch_size=8, synthetic_fraction=0.5, warmup_steps=1, eval_interval=3)
-    sft(base_dir, config, fixture_cases[:10], fixture_cases[10:], tmp_path / "sft", ontology, annotations, seed=5)
+    sft(base_dir, replace(config, seed=5), fixture_cases[:10], fixture_cases[10:], tmp_path / "sft", ontology, annotations)
     assert (tmp_path / "sft" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="ontology and gene annotations"):
         sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "x")
@@ -69,7 +70,7 @@ def test_sft_on_few_cases_shortens_the_warmup(fixture_cases, base_dir, caplog, t
     """8 cases x 2 epochs at 4 per batch = 4 steps, fewer than the warm-up: it shrinks, with a warning."""
     config = SFTConfig(max_epochs=2, max_steps=300, batch_size=4, synthetic_fraction=0.0, warmup_steps=20, eval_interval=50)
     with caplog.at_level("WARNING", logger="rarerank.train.sft"):
-        sft(base_dir, config, fixture_cases[:8], fixture_cases[8:], tmp_path / "sft", seed=5)
+        sft(base_dir, replace(config, seed=5), fixture_cases[:8], fixture_cases[8:], tmp_path / "sft")
     assert "warming up over 0 steps" in caplog.text
     prov = json.loads((tmp_path / "sft" / "provenance.json").read_text())
     assert prov["steps"] == 4

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -70,7 +71,7 @@ def _log(path) -> list[dict]:
 def test_fallback_fits_only_the_prior_scalars_and_the_gain(base_dir, split, tmp_path, present_only):
     train, validation = split
     out = tmp_path / "sft"
-    policy = sft(base_dir, _config(present_only=present_only), train, validation, out, seed=3)
+    policy = sft(base_dir, replace(_config(present_only=present_only), seed=3), train, validation, out)
     prov = _provenance(out)
     assert prov["best_step"] == 0  # full SFT fits the training genes and loses on the others: the start is kept
     fit = prov["fallback_fit"]
@@ -120,7 +121,7 @@ def test_fallback_fits_only_the_prior_scalars_and_the_gain(base_dir, split, tmp_
 
 def test_vector_gain_is_folded_per_hidden_unit(base_dir, split, tmp_path):
     train, validation = split
-    sft(base_dir, _config(fallback="prior_vector", max_steps=20), train, validation, tmp_path / "v", seed=3)
+    sft(base_dir, replace(_config(fallback="prior_vector", max_steps=20), seed=3), train, validation, tmp_path / "v")
     fit = _provenance(tmp_path / "v")["fallback_fit"]
     assert set(fit["gain"]) == {"mean", "min", "max"} and fit["gain"]["min"] < fit["gain"]["max"]
     before, after = load_file(str(base_dir / "model.safetensors")), load_file(str(tmp_path / "v" / "model.safetensors"))
@@ -132,13 +133,13 @@ def test_vector_gain_is_folded_per_hidden_unit(base_dir, split, tmp_path):
 
 def test_no_fallback_when_sft_improves_or_when_switched_off(base_dir, cases, split, tmp_path):
     # Training = validation cases: SFT improves on its start, so the fallback never runs.
-    sft(base_dir, _config(), cases, cases, tmp_path / "learns", seed=3)
+    sft(base_dir, replace(_config(), seed=3), cases, cases, tmp_path / "learns")
     prov = _provenance(tmp_path / "learns")
     assert prov["best_step"] > 0 and prov["fallback_fit"] is None
     assert {r["phase"] for r in _log(tmp_path / "learns")} == {"sft"}
     # fallback: none keeps the start byte for byte when SFT does not beat it.
     train, validation = split
-    sft(base_dir, _config(fallback="none"), train, validation, tmp_path / "none", seed=3)
+    sft(base_dir, replace(_config(fallback="none"), seed=3), train, validation, tmp_path / "none")
     prov = _provenance(tmp_path / "none")
     assert prov["best_step"] == 0 and prov["fallback_fit"] is None
     before, after = load_file(str(base_dir / "model.safetensors")), load_file(str(tmp_path / "none" / "model.safetensors"))

@@ -124,11 +124,11 @@ def test_fractions_roughly_met_on_real_data(real_cases, strategy):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"validation": 0}, "split fraction validation must be between 0 and 1"),
-        ({"test": 1}, "split fraction test must be between 0 and 1"),
-        ({"test": -0.1}, "split fraction test"),
-        ({"validation": 0.5, "test": 0.5}, "must leave room for training"),
-        ({"strategy": "cohort"}, "split strategy must be one of random, publication, gene"),
+        ({"validation": 0}, "splits.validation must be > 0 and < 0.5, not 0"),
+        ({"test": 1}, "splits.test must be > 0 and < 0.5, not 1"),
+        ({"test": -0.1}, "splits.test"),
+        ({"validation": 0.5, "test": 0.4}, "splits.validation must be > 0 and < 0.5, not 0.5"),
+        ({"strategy": "cohort"}, "splits.strategy must be one of random, publication, gene"),
     ],
 )
 def test_bad_config_raises(kwargs, message):

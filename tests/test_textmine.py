@@ -310,8 +310,8 @@ def test_decode_text_accepts_utf8_with_bom():
 
 
 def test_config_checks_up_front():
-    with pytest.raises(ValueError, match="synonym scopes"):
-        TextmineConfig(scopes=("EXACT", "FUZZY"))
+    with pytest.raises(ValueError, match="text.synonym_scopes must be one of EXACT"):
+        TextmineConfig(synonym_scopes=("EXACT", "FUZZY"))
     with pytest.raises(ValueError, match="max_bytes"):
         TextmineConfig(max_bytes=0)
 

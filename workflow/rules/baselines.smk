@@ -46,12 +46,7 @@ rule baseline:
     params:
         method=baseline_method,
         train=baseline_train_option,
-        top_k=config["baselines"]["top_k"],
-        absent_weight=config["baselines"]["absent_weight"],
-        unknown_frequency=config["baselines"]["unknown_frequency"],
-        size_penalty=config["baselines"]["size_penalty"],
-        seed=config["seed"],
+        settings=settings("baselines", seed=SEED),
     shell:
         "rarerank baseline {params.method} --index {input.index:q} --cases {input.cases:q} {params.train} "
-        "--top-k {params.top_k} --absent-weight {params.absent_weight} --unknown-frequency {params.unknown_frequency} "
-        "--size-penalty {params.size_penalty} --seed {params.seed} -o {output.predictions:q} --provenance {output.provenance:q} 2> {log:q}"
+        "--settings {params.settings:q} -o {output.predictions:q} --provenance {output.provenance:q} 2> {log:q}"

@@ -7,18 +7,23 @@
 #   stage         baseline (its predictions come from the baseline rule), or the policy stage that
 #                 trains its model: pretrain | sft | rft (policy_predict ranks with every model)
 #   start         the method whose model training starts from (sft from base, rft from sft, ...)
-#   train_cases   train on a seeded subset of this many training cases (None: all of them)
+#   max_train_cases   train on a seeded subset of this many training cases (None: all of them)
 #   present_only  train and rank without the excluded terms
 #   seed          the seed of its training (the master seed `seed` unless the row says otherwise)
 #   model         rank with this method's model instead of training one (the seed study reuses the
 #                 default run's models at the master seed)
 #   default       scored by the default run (results/metrics/), in table order
 # The rules read the table only through the helpers below: a rule's wildcard constraint is the
-# names of its stage (trained_in, ranked_by); its inputs and options come from the row
-# (start_model, method_model, method_seed, method_options). Adding a method is one row in
-# method_table() plus, for a new stage, its rule; a new baseline is a name in baselines.methods.
-# Every knowledge-reading baseline also gets a row <baseline>_full_knowledge (not default): the same
-# baseline on unpruned knowledge, an ablation the leakage audit reads (knowledge.smk).
+# names of its stage (trained_in, ranked_by); its inputs come from the row (start_model,
+# method_model) and so do the seed, max_train_cases and present_only of its settings
+# (method_settings). Adding a method is one row in method_table() plus, for a new stage, its rule;
+# a new baseline is a name in baselines.methods. Every knowledge-reading baseline also gets a row
+# <baseline>_full_knowledge (not default): the same baseline on unpruned knowledge, an ablation the
+# leakage audit reads (knowledge.smk).
+#
+# Config reaches the CLI one way: settings(section) is the section as a JSON object, passed as
+# --settings (the command's own section) or --<section> (another one: --policy, --grader, ...); the
+# command reads it with rarerank.cli.options.read_settings into the section's settings dataclass.
 import json
 import os
 import re
@@ -79,66 +84,6 @@ def names_regex(names):
 def quoted(items):
     return " ".join(shlex.quote(str(item)) for item in items)
 
-
-# --- config checks ------------------------------------------------------------------------------
-
-
-def check_stage_settings(config):
-    """Build every stage's settings from its config section as the stage's command will, so
-    settings that could only fail at run time (the cross-field rules each stage dataclass owns:
-    warm-up below the step count, steps or epochs, hidden size divisible by heads, ...) fail at
-    `snakemake -n`, all of them in one message. Key names come from the dataclasses themselves.
-    """
-    from rarerank.data.cases import IngestConfig
-    from rarerank.core.grader import GraderConfig
-    from rarerank.model.policy import PolicyConfig
-    from rarerank.train.pretrain import PretrainConfig
-    from rarerank.train.rft import RFTConfig
-    from rarerank.train.sft import SFTConfig
-    from rarerank.data.splits import SplitConfig
-    from rarerank.text.extract import TextmineConfig
-
-    def build(cls, values):
-        loader = getattr(cls, "from_dict", None) or getattr(cls, "from_mapping", None)
-        return loader(values) if loader else cls(**values)
-
-    text = config["text"]
-    checks = [
-        ("ingest", IngestConfig, config["ingest"]),
-        ("policy", PolicyConfig, config["policy"]),
-        ("pretrain", PretrainConfig, config["pretrain"]),
-        ("sft", SFTConfig, config["sft"]),
-        ("rft", RFTConfig, {**config["rft"], "seed": config["seed"]}),
-        ("grader", GraderConfig, config["grader"]),
-        (
-            "text",
-            TextmineConfig,
-            {"scopes": tuple(text["synonym_scopes"]), "max_bytes": text["max_bytes"]},
-        ),
-    ]
-    splits = config["splits"]
-    checks += [
-        (
-            "splits",
-            SplitConfig,
-            {"strategy": s, "validation": splits["validation"], "test": splits["test"]},
-        )
-        for s in splits["strategies"][:1]
-    ]
-    problems = []
-    for section, cls, values in checks:
-        try:
-            build(cls, values)
-        except (TypeError, ValueError) as error:
-            problems.append(f"{section}: {error}")
-    if problems:
-        raise ValueError(
-            "config settings that would fail when their stage runs (fix them in your config):\n  "
-            + "\n  ".join(problems)
-        )
-
-
-check_stage_settings(config)
 
 if not set(config["experiments"]["strategies"]) <= set(STRATEGIES):
     raise ValueError(
@@ -266,7 +211,7 @@ class Method:
     name: str
     stage: str
     start: str | None = None
-    train_cases: int | None = None
+    max_train_cases: int | None = None
     present_only: bool = False
     seed: int = SEED
     model: str | None = None
@@ -286,8 +231,11 @@ def method_table(config):
         Method("rft_from_base", "rft", start="base"),
         Method("sft_present_only", "sft", start="base", present_only=True),
         Method("rft_present_only", "rft", start="sft_present_only", present_only=True),
-        *(Method(f"sft_n{n}", "sft", start="base", train_cases=n) for n in sizes),
-        *(Method(f"rft_n{n}", "rft", start=f"sft_n{n}", train_cases=n) for n in sizes),
+        *(Method(f"sft_n{n}", "sft", start="base", max_train_cases=n) for n in sizes),
+        *(
+            Method(f"rft_n{n}", "rft", start=f"sft_n{n}", max_train_cases=n)
+            for n in sizes
+        ),
     ]
     # The seed study: base, SFT and RFT trained with each seed; the master seed's rows rank with
     # the default run's models (same command, same seed), the others train their own.
@@ -362,17 +310,6 @@ def start_model(wildcards):
     return model_dir(METHODS[wildcards.method].start, wildcards.strategy)
 
 
-def method_seed(wildcards):
-    return METHODS[wildcards.method].seed
-
-
-def method_options(wildcards):
-    """The training-data options of a method's row: --max-train-cases N, --present-only."""
-    row = METHODS[wildcards.method]
-    options = [f"--max-train-cases {row.train_cases}"] if row.train_cases else []
-    return " ".join(options + (["--present-only"] if row.present_only else []))
-
-
 def present_only_option(wildcards):
     """Ranking without excluded terms (predictions of a present-only method)."""
     return "--present-only" if METHODS[wildcards.method].present_only else ""
@@ -382,38 +319,53 @@ def present_only_option(wildcards):
 
 
 def settings(section, **fields):
-    """A config section (a dpath: "rft", "pretrain/synthetic") as the JSON object a `rarerank`
-    command reads for it (--settings for the command's own section; --policy, --synthetic, --grader
-    for another), plus ``fields``. Every rule passes config to the CLI this way."""
+    """A config section (dotted for a nested one: "rft", "pretrain.synthetic") as the JSON object a
+    `rarerank` command reads for it: the keys its settings class owns (not the ones only the workflow
+    reads, x-workflow in the schema), plus ``fields`` (the seed, ...)."""
+    from rarerank.cli.config_docs import SECTIONS, config_fields, settings_class
+
+    owned = {f.name for f in config_fields(settings_class(SECTIONS[section]))}
+    values = config
+    for part in section.split("."):
+        values = values[part]
     return json.dumps(
-        {**lookup(dpath=section, within=config), **fields}, sort_keys=True
+        {**{k: v for k, v in values.items() if k in owned}, **fields}, sort_keys=True
     )
 
 
-def method_settings(section):
-    """Input function: settings(section) with the seed of the method's row."""
+def method_settings(section, *columns):
+    """Input function: settings(section) with the seed and ``columns`` of the method's row."""
 
     def of_method(wildcards):
-        return settings(section, seed=method_seed(wildcards))
+        row = METHODS[wildcards.method]
+        return settings(section, seed=row.seed, **{c: getattr(row, c) for c in columns})
 
     return of_method
 
 
-def grader_options(wildcards=None):
-    grader = config["grader"]
-    k = f"--grader-k {grader['k']} " if grader.get("k") is not None else ""
-    return (
-        f"--grader-shape {grader['shape']} {k}--grader-half-life {grader['half_life']}"
-    )
+def check_stage_settings(config):
+    """Build every stage's settings from its config section as the stage's command will, so
+    settings that could only fail at run time (the cross-field rules each stage dataclass owns:
+    warm-up below the step count, steps or epochs, hidden size divisible by heads, ...) fail at
+    `snakemake -n`, all of them in one message."""
+    from rarerank.cli.config_docs import SECTIONS, settings_class
+
+    problems = []
+    for section, owner in SECTIONS.items():
+        if "." in section:
+            continue  # nested sections are built by their parent's settings
+        try:
+            settings_class(owner).from_dict(json.loads(settings(section)))
+        except (TypeError, ValueError) as error:
+            problems.append(f"{section}: {error}")
+    if problems:
+        raise ValueError(
+            "config settings that would fail when their stage runs (fix them in your config):\n  "
+            + "\n  ".join(problems)
+        )
 
 
-def figure_options(wildcards=None):
-    """`rarerank figures` options from the figures: config section (every figure rule)."""
-    figures = lookup(dpath="figures", within=config)
-    pairs = " ".join(
-        f"--ablation-pair {quoted([a, b])}" for a, b in figures["ablation_pairs"]
-    )
-    return f"{pairs} --topk-max {figures['topk_max']}"
+check_stage_settings(config)
 
 
 # --- baselines ----------------------------------------------------------------------------------
@@ -462,16 +414,13 @@ def evaluation_case_sets(wildcards):
 def evaluation_options(methods, strategies, references):
     """Every `rarerank evaluate` option but the universe and output folder: the pipeline layout,
     what to score, the references scored against (those among ``methods``), the evaluation: config
-    section, the grader and the seed. One helper for every evaluate rule, so none can drift.
+    section with the seed, and the grader. One helper for every evaluate rule, so none can drift.
     """
-    evaluation = lookup(dpath="evaluation", within=config)
     references = [m for m in references if m in methods]
     return (
         f"--predictions-dir {PREDICTIONS} --sets-dir {SETS} --methods {quoted(methods)} "
         f"--strategies {quoted(strategies)} --sets {quoted(EVAL_SETS)} --compare-to {quoted(references)} "
-        f"--top-k {quoted(evaluation['top_k'])} --curve-max-k {evaluation['curve_max_k']} "
-        f"--bootstrap {evaluation['bootstrap']} --ci-level {evaluation['ci_level']} "
-        f"--seed {lookup(dpath='seed', within=config)} {grader_options()}"
+        f"--settings {quoted([settings('evaluation', seed=SEED)])} --grader {quoted([settings('grader')])}"
     )
 
 

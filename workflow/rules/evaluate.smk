@@ -115,6 +115,6 @@ rule rft_grader:
     conda:
         ENV
     params:
-        grader=grader_options,
+        settings=settings("grader"),
     shell:
-        "rarerank export-rft --grader {output:q} {params.grader} --universe {input.universe:q} 2> {log:q}"
+        "rarerank export-rft --grader {output:q} --settings {params.settings:q} --universe {input.universe:q} 2> {log:q}"

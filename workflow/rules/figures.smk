@@ -42,8 +42,8 @@ rule figures:
     conda:
         ENV
     params:
-        options=figure_options,
+        settings=settings("figures"),
         outdir=lambda wildcards, output: Path(output.topk).parent,
     shell:
         "rarerank figures --summary {input.summary:q} --curves {input.curves:q} --set {wildcards.set} "
-        "{params.options} -o {params.outdir:q} 2> {log:q}"
+        "--settings {params.settings:q} -o {params.outdir:q} 2> {log:q}"

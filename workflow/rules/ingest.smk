@@ -77,15 +77,13 @@ rule ingest_cohort:
         ENV
     params:
         type=lambda wildcards: COHORTS[wildcards.cohort].type,
-        scopes=config["text"]["synonym_scopes"],
-        max_bytes=config["text"]["max_bytes"],
-        max_file_bytes=config["ingest"]["max_file_bytes"],
+        text=settings("text"),
+        ingest=settings("ingest"),
         outdir=lambda wildcards, output: Path(output.cases).parent,
     shell:
         "rarerank cohort {input.source:q} --name {wildcards.cohort} --type {params.type} "
-        "--ontology {input.obo:q} --gene-annotations {input.annotations:q} --synonym-scopes {params.scopes} "
-        "--max-bytes {params.max_bytes} --max-file-bytes {params.max_file_bytes} -o {params.outdir:q} "
-        "2> {log:q}"
+        "--ontology {input.obo:q} --gene-annotations {input.annotations:q} --text {params.text:q} "
+        "--ingest {params.ingest:q} -o {params.outdir:q} 2> {log:q}"
 
 
 # The train-role cohorts, merged in config order (a case id already seen -> duplicate_id QC row).

@@ -30,15 +30,14 @@ rule rft:
         ENV
     threads: 1
     params:
-        settings=method_settings("rft"),
+        settings=method_settings("rft", "max_train_cases", "present_only"),
         grader=settings("grader"),
-        synthetic=settings("pretrain/synthetic"),
-        options=method_options,
+        synthetic=settings("pretrain.synthetic"),
         checkpoint=lambda wildcards: f"{RFT}/{wildcards.method}/{wildcards.strategy}/checkpoint",
     shell:
         "rarerank rft --model {input.model:q} --train {input.train:q} --validation {input.validation:q} "
         "--ontology {input.obo:q} --gene-annotations {input.annotations:q} --synthetic {params.synthetic:q} "
-        "--settings {params.settings:q} --grader {params.grader:q} {params.options} "
+        "--settings {params.settings:q} --grader {params.grader:q} "
         "--checkpoint {params.checkpoint:q} --threads {threads} -o {output.model:q} --log {output.log:q} "
         "--summary {output.summary:q} 2> {log:q}"
 

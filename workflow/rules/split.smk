@@ -14,12 +14,9 @@ rule split:
     conda:
         ENV
     params:
-        validation=config["splits"]["validation"],
-        test=config["splits"]["test"],
-        seed=config["seed"],
+        settings=settings("splits", seed=SEED),
     shell:
-        "rarerank split {input.cases:q} --strategy {wildcards.strategy} "
-        "--validation {params.validation} --test {params.test} --seed {params.seed} "
+        "rarerank split {input.cases:q} --strategy {wildcards.strategy} --settings {params.settings:q} "
         "-o {output.splits:q} --summary {output.summary:q} --provenance {output.provenance:q} 2> {log:q}"
 
 

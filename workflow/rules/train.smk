@@ -27,12 +27,11 @@ rule pretrain:
     threads: 2
     params:
         policy=settings("policy"),
-        settings=settings("pretrain"),
-        seed=method_seed,
+        settings=method_settings("pretrain"),
     shell:
         "rarerank pretrain --ontology {input.obo:q} --gene-annotations {input.annotations:q} "
         "--train-cases {input.train:q} --policy {params.policy:q} --settings {params.settings:q} "
-        "--seed {params.seed} --threads {threads} --no-progress -o {output.model:q} 2> {log:q}"
+        "--threads {threads} --no-progress -o {output.model:q} 2> {log:q}"
 
 
 rule sft:
@@ -55,12 +54,9 @@ rule sft:
         ENV
     threads: 1  # one SFT per core: 2 threads ran a job only 1.69x faster, and a 2-core job waits for both cores
     params:
-        settings=settings("sft"),
-        synthetic=settings("pretrain/synthetic"),
-        options=method_options,
-        seed=method_seed,
+        settings=method_settings("sft", "max_train_cases", "present_only"),
+        synthetic=settings("pretrain.synthetic"),
     shell:
         "rarerank sft --model {input.model:q} --train {input.train:q} --validation {input.validation:q} "
         "--ontology {input.obo:q} --gene-annotations {input.annotations:q} --settings {params.settings:q} "
-        "--synthetic {params.synthetic:q} {params.options} --seed {params.seed} --threads {threads} "
-        "--no-progress -o {output.model:q} 2> {log:q}"
+        "--synthetic {params.synthetic:q} --threads {threads} --no-progress -o {output.model:q} 2> {log:q}"

@@ -6,8 +6,9 @@ import time. The subcommands live beside their runners, one module per part of t
 in pipeline order: :mod:`~rarerank.cli.ingest` (reference, cases, cohorts, splits),
 :mod:`~rarerank.cli.knowledge` (annotations pruned of evaluated papers, the leakage audit),
 :mod:`~rarerank.cli.baselines`, :mod:`~rarerank.cli.training` (pretrain, sft, rft), :mod:`~rarerank.cli.predict`,
-:mod:`~rarerank.cli.evaluation` (scores, tables, figures) and :mod:`~rarerank.cli.interop` (exports, free text);
-shared options in :mod:`~rarerank.cli.options`.
+:mod:`~rarerank.cli.evaluation` (scores, tables, figures) and :mod:`~rarerank.cli.interop` (exports, free text),
+then :mod:`~rarerank.cli.config_docs` (the generated copies of every setting); shared options in
+:mod:`~rarerank.cli.options`.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ import sys
 import zipfile
 
 from rarerank import __version__
-from rarerank.cli import baselines, evaluation, ingest, interop, knowledge, predict, training
+from rarerank.cli import baselines, config_docs, evaluation, ingest, interop, knowledge, predict, training
+from rarerank.cli.options import Parser
 
 log = logging.getLogger("rarerank")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rarerank", description=__doc__.splitlines()[0])
+    parser = Parser(prog="rarerank", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"rarerank {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ingest, knowledge, baselines, training, predict, evaluation, interop):  # pipeline order
+    for module in (ingest, knowledge, baselines, training, predict, evaluation, interop, config_docs):  # pipeline order, then docs
         for add in module.COMMANDS:
             add(sub)
     return parser

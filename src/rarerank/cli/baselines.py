@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rarerank.cli.options import given
+from rarerank.cli.options import add_settings, read_settings
 
 log = logging.getLogger("rarerank")
 
@@ -65,18 +65,7 @@ def _add_baseline(sub):
     )
     p.add_argument("--train", type=Path, help="training cases TSV (needed by popularity)")
     p.add_argument("-o", "--output", required=True, type=Path, help="predictions TSV to write")
-    p.add_argument("--top-k", type=int, help="genes written per case; ties crossing k are dropped whole (default 100)")
-    p.add_argument("--absent-weight", type=float, help="phenomizer_absent: penalty weight of an excluded feature (default 1.0)")
-    p.add_argument(
-        "--unknown-frequency", type=float, help="phenomizer_absent, likelihood_ratio*: frequency assumed where HPO gives none (default 0.5)"
-    )
-    p.add_argument(
-        "--size-penalty",
-        type=float,
-        help="phenomizer*: score lost per ln(1 + the gene's annotation closure size), so equally matched genes "
-        "rank the more specific first (default 0.01; 0 = plain Phenomizer, exact ties)",
-    )
-    p.add_argument("--seed", type=int, help="random: seed of the per-case permutations (default 42)")
+    add_settings(p, "rarerank.rank.baselines:BaselineConfig", flags=("top_k", "absent_weight", "unknown_frequency", "size_penalty", "seed"))
     p.add_argument("--genes", type=Path, help="candidate genes (one symbol per line or a TSV gene_symbol column): rank only these")
     p.add_argument("--ontology", type=Path, help="hp.obo for reading phenopackets (default: the bundled HPO)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
@@ -90,15 +79,7 @@ def _run_baseline(args):
 
     if args.method not in METHODS:
         raise ValueError(f"unknown baseline {args.method!r}; choose one of {', '.join(METHODS)}")
-    config = BaselineConfig(
-        **given(
-            top_k=args.top_k,
-            absent_weight=args.absent_weight,
-            unknown_frequency=args.unknown_frequency,
-            seed=args.seed,
-            size_penalty=args.size_penalty,
-        )
-    )
+    config = read_settings(args, BaselineConfig)
     if args.method == "popularity" and args.train is None:
         raise ValueError("the popularity baseline needs --train (the training cases whose genes it counts)")
     index = HpoIndex.load(args.index)

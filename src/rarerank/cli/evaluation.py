@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rarerank.cli.options import given
+from rarerank.cli.options import GRADER_FLAGS, add_settings, read_settings
 
 log = logging.getLogger("rarerank")
 
@@ -24,14 +24,8 @@ def _add_evaluate(sub):
     p.add_argument("--sets", required=True, nargs="+", help="case sets to score (validation, test, cohorts)")
     p.add_argument("--universe", type=Path, help="TSV with a gene_symbol column: genes the methods can rank (default: what they ranked)")
     p.add_argument("--compare-to", nargs="*", default=[], help="reference methods for paired bootstrap differences")
-    p.add_argument("--top-k", nargs="+", type=int, help="top-k accuracies to report (default 1 3 5 10)")
-    p.add_argument("--curve-max-k", type=int, help="top-k curve runs k = 1..this (default 100)")
-    p.add_argument("--bootstrap", type=int, help="bootstrap resamples per interval (default 2000)")
-    p.add_argument("--ci-level", type=float, help="confidence level of the intervals (default 0.95)")
-    p.add_argument("--seed", type=int, help="bootstrap seed (default 42)")
-    p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
-    p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
-    p.add_argument("--grader-half-life", type=float, default=1.0, help="exponential grader half-life in ranks")
+    add_settings(p, "rarerank.evaluate.metrics:EvalConfig", flags=("top_k", "curve_max_k", "bootstrap", "ci_level", "seed"))
+    add_settings(p, "rarerank.core.grader:GraderConfig", option="--grader", flags=GRADER_FLAGS)
     p.add_argument("-o", "--outdir", required=True, type=Path, help="folder for summary, curves, ranks, paired, by_cohort tables")
     p.set_defaults(func=_run_evaluate)
 
@@ -41,17 +35,8 @@ def _run_evaluate(args):
     from rarerank.core.provenance import write_provenance
     from rarerank.evaluate.metrics import EvalConfig, evaluate, load_runs, read_universe, write_evaluation
 
-    grader = GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life)
-    config = EvalConfig(
-        grader=grader,
-        **given(
-            top_k=tuple(args.top_k) if args.top_k else None,
-            curve_max_k=args.curve_max_k,
-            bootstrap=args.bootstrap,
-            ci_level=args.ci_level,
-            seed=args.seed,
-        ),
-    )
+    grader = read_settings(args, GraderConfig, "--grader")
+    config = read_settings(args, EvalConfig, grader=grader)
     universe = read_universe(args.universe) if args.universe else None
     runs = load_runs(args.predictions_dir, args.sets_dir, args.methods, args.strategies, args.sets, universe)
     evaluation = evaluate(runs, config, args.compare_to)
@@ -66,7 +51,7 @@ def _run_evaluate(args):
         sets=args.sets,
         compare_to=args.compare_to,
         universe=str(args.universe) if args.universe else None,
-        config={**vars(config), "grader": vars(grader)},
+        config=config.to_dict(),
     )
     log.info("%d runs scored -> %s", len(runs), ", ".join(str(p) for p in paths.values()))
 
@@ -127,23 +112,15 @@ def _add_figures(sub):
     p.add_argument("--summary", required=True, type=Path, help="summary.tsv from `rarerank evaluate`")
     p.add_argument("--curves", required=True, type=Path, help="curves.tsv from `rarerank evaluate`")
     p.add_argument("--set", required=True, help="which case set to draw (e.g. validation)")
-    p.add_argument(
-        "--ablation-pair",
-        nargs=2,
-        action="append",
-        metavar=("PRESENT_ONLY", "WITH_ABSENT"),
-        help="methods compared in the absent-terms ablation (repeatable; default phenomizer phenomizer_union)",
-    )
-    p.add_argument("--topk-max", type=int, default=10, help="largest k on the top-k accuracy figure")
+    add_settings(p, "rarerank.evaluate.figures:FiguresConfig", flags=(("ablation_pairs", "--ablation-pair"), "topk_max"))
     p.add_argument("-o", "--outdir", required=True, type=Path, help="folder for topk, rank_distribution, bars, ablation .png/.pdf")
     p.set_defaults(func=_run_figures)
 
 
 def _run_figures(args):
-    from rarerank.evaluate.figures import make_figures
+    from rarerank.evaluate.figures import FiguresConfig, make_figures
 
-    pairs = args.ablation_pair or [("phenomizer", "phenomizer_union")]
-    paths = make_figures(args.summary, args.curves, args.set, args.outdir, pairs, args.topk_max)
+    paths = make_figures(args.summary, args.curves, args.set, args.outdir, read_settings(args, FiguresConfig))
     log.info("%d figure files -> %s", len(paths), args.outdir)
 
 

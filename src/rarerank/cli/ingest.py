@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from rarerank.cli.interop import add_text_options, text_extractor
+from rarerank.cli.options import add_settings, read_settings
 
 log = logging.getLogger("rarerank")
 
@@ -55,15 +56,8 @@ def _run_fetch(args):
 # cases: phenopackets -> cases table + QC.
 
 
-def _add_max_file_bytes(p):
-    from rarerank.data.cases import MAX_FILE_BYTES
-
-    p.add_argument(
-        "--max-file-bytes",
-        type=int,
-        default=MAX_FILE_BYTES,
-        help="a larger phenopacket file or zip member becomes a file_too_large QC row, unread (config ingest.max_file_bytes)",
-    )
+def _add_ingest_settings(p):
+    add_settings(p, "rarerank.data.cases:IngestConfig", option="--ingest", flags=("max_file_bytes",))
 
 
 def _add_cases(sub):
@@ -76,7 +70,7 @@ def _add_cases(sub):
     p.add_argument("--ontology", default="bundled", help="hp.obo: 'bundled', a path or a URL")
     p.add_argument("--download-dir", type=Path, help="where a URL source is downloaded and kept (default: a temp folder, removed after)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record (code, package and HPO versions, source)")
-    _add_max_file_bytes(p)
+    _add_ingest_settings(p)
     p.set_defaults(func=_run_cases, outputs=("output", "qc", "term_qc", "summary", "provenance"), inputs=("source",))
 
 
@@ -102,7 +96,9 @@ def _run_cases(args):
         if not source.exists():  # fail before the (slower) ontology load
             raise FileNotFoundError(f"phenopacket source not found: {source}")
         ontology = load_ontology(args.ontology)
-        result = drop_duplicate_individuals(read_phenopackets(source, ontology, IngestConfig(args.max_file_bytes).max_file_bytes))
+        result = drop_duplicate_individuals(
+            read_phenopackets(source, ontology, read_settings(args, IngestConfig, "--ingest").max_file_bytes)
+        )
     write_cases(args.output, result.cases)
     write_qc(args.qc, result.qc)
     if args.term_qc:
@@ -134,7 +130,7 @@ def _add_cohort(sub):
         help="folder to write cases.tsv, qc.tsv, term_qc.tsv, evidence.tsv, summary.json, provenance.json",
     )
     add_text_options(p)
-    _add_max_file_bytes(p)
+    _add_ingest_settings(p)
     p.set_defaults(func=_run_cohort)
 
 
@@ -149,10 +145,10 @@ def _run_cohort(args):
     ontology = load_ontology(args.ontology)
     extractor = text_extractor(args, ontology) if args.type != "phenopackets" else None
     spec = CohortSpec(args.name, args.type, str(args.source))
-    result, evidence = ingest_cohort(spec, args.source, ontology, extractor, IngestConfig(args.max_file_bytes))
+    result, evidence = ingest_cohort(spec, args.source, ontology, extractor, read_settings(args, IngestConfig, "--ingest"))
     summary = result.summary() | {"hpo_version": ontology.version, "cohort": args.name, "type": args.type}
     write_cohort(args.outdir, result, evidence, summary)
-    settings = vars(extractor.config) if extractor else {}
+    settings = extractor.config.to_dict() if extractor else {}
     write_provenance(
         args.outdir / "provenance.json",
         stage="cohort",
@@ -214,15 +210,10 @@ def _run_merge_cohorts(args):
 
 
 def _add_split(sub):
-    from rarerank.data.splits import STRATEGIES
-
     p = sub.add_parser("split", help="assign cases to train/validation/test")
     p.add_argument("cases", type=Path, help="cases TSV")
     p.add_argument("-o", "--output", required=True, type=Path, help="splits TSV (case_id, split, group)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="gene", help="grouping that no two splits share")
-    p.add_argument("--validation", type=float, default=0.1, help="fraction of groups for validation")
-    p.add_argument("--test", type=float, default=0.1, help="fraction of groups for the held-out test split")
-    p.add_argument("--seed", type=int, default=42, help="seed of the hash that assigns groups")
+    add_settings(p, "rarerank.data.splits:SplitConfig", flags=("strategy", "validation", "test", "seed"))
     p.add_argument("--summary", type=Path, help="JSON summary of split sizes")
     p.add_argument("--provenance", type=Path, help="JSON provenance record (code and package versions, seed)")
     p.set_defaults(func=_run_split, outputs=("output", "summary", "provenance"), inputs=("cases",))
@@ -233,11 +224,11 @@ def _run_split(args):
     from rarerank.data.cases import read_cases, write_summary
     from rarerank.data.splits import SplitConfig, assign, split_summary, write_splits
 
-    config = SplitConfig(args.strategy, args.validation, args.test, args.seed)
+    config = read_settings(args, SplitConfig)
     cases = read_cases(args.cases)
     assignment = assign(cases, config)
     write_splits(args.output, assignment)
-    summary = split_summary(cases, assignment) | {"strategy": args.strategy, "seed": args.seed}
+    summary = split_summary(cases, assignment) | {"strategy": config.strategy, "seed": config.seed}
     if args.summary:
         write_summary(args.summary, summary)
     if args.provenance:
@@ -245,15 +236,15 @@ def _run_split(args):
             args.provenance,
             stage="split",
             cases=str(args.cases),
-            strategy=args.strategy,
-            seed=args.seed,
-            validation=args.validation,
-            test=args.test,
+            strategy=config.strategy,
+            seed=config.seed,
+            validation=config.validation,
+            test=config.test,
         )
-    log.info("%s split: %s", args.strategy, summary["cases"])
+    log.info("%s split: %s", config.strategy, summary["cases"])
     empty = [name for name, n in summary["cases"].items() if n == 0]
     if empty:
-        log.warning("%s split: no cases in %s; use more cases or larger fractions", args.strategy, ", ".join(empty))
+        log.warning("%s split: no cases in %s; use more cases or larger fractions", config.strategy, ", ".join(empty))
 
 
 def _add_subset(sub):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from rarerank.cli.options import GRADER_FLAGS, add_settings, read_settings
+
 log = logging.getLogger("rarerank")
 
 
@@ -54,9 +56,7 @@ def _add_export_rft(sub):
     p.add_argument("--ontology", default="bundled", help="hp.obo for term labels: 'bundled', a path or a URL")
     p.add_argument("-o", "--output", type=Path, help="JSONL file to write (with --cases)")
     p.add_argument("--grader", type=Path, help="also write a Python grader JSON with our grader's shape")
-    p.add_argument("--grader-shape", default="reciprocal", help="grader shape: reciprocal, linear or exponential")
-    p.add_argument("--grader-k", type=int, help="grader cut-off rank (none by default)")
-    p.add_argument("--grader-half-life", type=float, default=1.0, help="exponential grader half-life in ranks")
+    add_settings(p, "rarerank.core.grader:GraderConfig", flags=GRADER_FLAGS)
     p.add_argument(
         "--universe",
         default="bundled",
@@ -77,7 +77,7 @@ def _run_export_rft(args):
         raise ValueError("export-rft needs --cases with -o (the JSONL), and/or --grader (the grader JSON)")
     if args.grader:
         universe = read_universe(source_path(args.universe, GENE_ANNOTATION_FILE))
-        write_python_grader(args.grader, GraderConfig(args.grader_shape, args.grader_k, args.grader_half_life), universe)
+        write_python_grader(args.grader, read_settings(args, GraderConfig), universe)
         log.info("Python grader -> %s", args.grader)
     if args.output:
         written = export_rft_jsonl(read_cases(args.cases), args.output, load_ontology(args.ontology))
@@ -89,31 +89,18 @@ def _run_export_rft(args):
 
 
 def add_text_options(p):
+    """The inputs and settings of the text extractor (`extract`, `cohort`): the text: config section as
+    --text (JSON or file) and as flags."""
     p.add_argument("--ontology", default="bundled", help="hp.obo: 'bundled', a path or a URL")
     p.add_argument("--gene-annotations", default="bundled", help="genes_to_phenotype.txt (the gene universe): 'bundled' or a path")
-    p.add_argument(
-        "--synonym-scopes",
-        nargs="+",
-        default=["EXACT", "RELATED"],
-        choices=("EXACT", "RELATED", "BROAD", "NARROW"),
-        help="HPO synonym scopes indexed besides labels",
-    )
-    p.add_argument("--max-bytes", type=int, default=1_000_000, help="larger text files become a text_too_large QC row")
-    p.add_argument("--nested", action="store_true", help='also report the more general head of a match ("colitis" in "ulcerative colitis")')
+    flags = ("synonym_scopes", "max_bytes", "nested", "recogniser", ("recogniser_index", "--fasthpocr-index"))
+    add_settings(p, "rarerank.text.extract:TextmineConfig", option="--text", flags=flags)
     p.add_argument(
         "--whole-text",
         action="store_true",
         help="every mention counts, also in a paper's introduction and discussion (default: a paper "
         "with headings gives only its case description's terms)",
     )
-    p.add_argument(
-        "--recogniser",
-        default="dictionary",
-        choices=("dictionary", "fasthpocr", "both"),
-        help="concept recogniser: our HPO dictionary, FastHPOCR (pip install FastHPOCR; needs --fasthpocr-index), or both "
-        "(FastHPOCR where the dictionary found nothing); our negation, family, section and patient steps on top",
-    )
-    p.add_argument("--fasthpocr-index", default="", help="FastHPOCR index file (rarerank.text.external.build_fasthpocr_index)")
 
 
 def text_extractor(args, ontology, require_gene: bool = True):
@@ -121,15 +108,8 @@ def text_extractor(args, ontology, require_gene: bool = True):
     from rarerank.data.reference import GENE_ANNOTATION_FILE, source_path
     from rarerank.text.extract import Extractor, TextmineConfig
 
-    config = TextmineConfig(
-        scopes=tuple(args.synonym_scopes),
-        max_bytes=args.max_bytes,
-        require_gene=require_gene,
-        nested=args.nested,
-        patient_sections=not args.whole_text,
-        recogniser=args.recogniser,
-        recogniser_index=args.fasthpocr_index,
-    )
+    fixed = {"require_gene": require_gene} | ({"patient_sections": False} if args.whole_text else {})
+    config = read_settings(args, TextmineConfig, "--text", **fixed)
     annotations = GeneAnnotations.load(source_path(args.gene_annotations, GENE_ANNOTATION_FILE), ontology)
     return Extractor.from_reference(ontology, annotations, config)
 

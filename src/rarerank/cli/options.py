@@ -1,5 +1,6 @@
-"""What several subcommands share: the runtime options of the model stages, declared once here, and the
-parsers of option values (settings mappings, positive integers)."""
+"""What several subcommands share: the runtime options of the model stages, declared once here; the one
+way a command takes a config section (:func:`add_settings`, :func:`read_settings`); the parsers of
+option values (settings mappings, positive integers)."""
 
 from __future__ import annotations
 
@@ -56,9 +57,115 @@ def mapping_option(value: str, name: str) -> dict:
     return data
 
 
-def given(**values):
-    """Keyword arguments that were given on the command line (None = keep the dataclass default)."""
-    return {k: v for k, v in values.items() if v is not None}
+# The grader's own options, as `rarerank evaluate` and `rarerank export-rft` spell them.
+GRADER_FLAGS = (("shape", "--grader-shape"), ("k", "--grader-k"), ("half_life", "--grader-half-life"))
+
+
+class Parser(argparse.ArgumentParser):
+    """The ``rarerank`` parser (and its subcommands'): settings options named by a class path
+    (:func:`add_settings`) are added when the parser parses or prints its help, so a stage's settings
+    class, and the torch or pandas behind it, is imported only for the command that runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deferred: list = []
+
+    def _complete(self) -> None:
+        while self.deferred:
+            self.deferred.pop(0)()
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+
+def settings_class(cls):
+    """A settings class, or the class a "module:Class" path names."""
+    if isinstance(cls, str):
+        import importlib
+
+        module, name = cls.split(":")
+        return getattr(importlib.import_module(module), name)
+    return cls
+
+
+def add_settings(p: argparse.ArgumentParser, cls, *, option: str = "--settings", flags: tuple = ()) -> None:
+    """A config section for this command (``cls``, a :class:`rarerank.core.settings.Settings` or its
+    "module:Class" path, imported only when the command runs): ``option`` takes the section as a
+    JSON object or a JSON/YAML file (what the workflow passes), and each field named in ``flags``
+    gets an option of its own (``top_k`` -> ``--top-k``; a ``(field, "--name")`` pair names it)
+    whose type, help, range and default come from the field. A flag given wins over the same key in
+    ``option``."""
+    if isinstance(cls, str) and isinstance(p, Parser):
+        p.deferred.append(lambda: add_settings(p, settings_class(cls), option=option, flags=flags))
+        return
+    import dataclasses
+    import json
+
+    from rarerank.core.settings import default_of, describe_range, help_of, plain, type_hints
+
+    cls = settings_class(cls)
+    p.add_argument(
+        option,
+        default="{}",
+        metavar="JSON|FILE",
+        help=f"the config's {cls.section} settings: a JSON object or a JSON/YAML file with keys of "
+        f"{', '.join(f.name for f in dataclasses.fields(cls))} (left-out keys keep their defaults)",
+    )
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    hints = type_hints(cls)
+    for flag in flags:
+        name, spelled = flag if isinstance(flag, tuple) else (flag, "--" + flag.replace("_", "-"))
+        f = by_name[name]
+        described = ", ".join(x for x in (describe_range(f), f"default {json.dumps(plain(default_of(f)))}") if x)
+        kwargs = {"dest": _dest(option, name), "default": None, "help": f"{help_of(f)} ({described})"}
+        kind = _flag_kind(hints[name])
+        if kind.get("action") is not argparse.BooleanOptionalAction:
+            kwargs["metavar"] = name.upper() if kind.get("nargs") != 2 else ("A", "B")
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+        p.add_argument(spelled, **kwargs, **kind)
+
+
+def _dest(option: str, name: str) -> str:
+    return f"{option.lstrip('-').replace('-', '_')}__{name}"
+
+
+def _flag_kind(hint) -> dict:
+    """argparse keywords for a field's annotation: bool -> --x/--no-x, tuples -> several values
+    (pairs: repeat the option with two values), optional numbers -> the number."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        hint = args[0]
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        if typing.get_origin(item) is tuple:
+            return {"nargs": len(typing.get_args(item)), "action": "append"}
+        return {"nargs": "+", "type": item}
+    return {"type": hint} if hint in (int, float, str) else {}
+
+
+def read_settings(args: argparse.Namespace, cls, option: str = "--settings", **fixed):
+    """The settings of ``cls`` from the command line: the ``option`` mapping, then the flags given
+    (see :func:`add_settings`), then ``fixed`` (values the command itself decides)."""
+    import dataclasses
+
+    cls = settings_class(cls)
+    values = mapping_option(getattr(args, option.lstrip("-").replace("-", "_")), option.lstrip("-"))
+    for f in dataclasses.fields(cls):
+        given = getattr(args, _dest(option, f.name), None)
+        if given is not None:
+            values[f.name] = given
+    return cls.from_dict({**values, **fixed})
 
 
 def positive_int(text: str) -> int:

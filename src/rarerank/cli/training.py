@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rarerank.cli.options import add_runtime_options, mapping_option, set_threads
+from rarerank.cli.options import add_runtime_options, add_settings, read_settings, set_threads
 
 log = logging.getLogger("rarerank")
 
@@ -29,13 +29,8 @@ def _add_pretrain(sub):
         help="cases TSV(s) whose genes join the gene vocabulary (the training sets of every strategy)",
     )
     p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (results/models/base/{strategy})")
-    p.add_argument(
-        "--policy", default="{}", help="policy settings: a JSON object or a JSON/YAML file (keys of the config's policy: section)"
-    )
-    p.add_argument(
-        "--settings", default="{}", help="pretrain settings: a JSON object or a JSON/YAML file (keys of the config's pretrain: section)"
-    )
-    p.add_argument("--seed", type=int, default=42, help="seed of initialisation and synthetic patients")
+    add_settings(p, "rarerank.model.policy:PolicyConfig", option="--policy")
+    add_settings(p, "rarerank.train.pretrain:PretrainConfig", flags=("seed",))
     p.add_argument("--eval-cases", type=Path, help="cases TSV scored at every evaluation for the log only (never selects weights)")
     add_runtime_options(p, training=True)
     p.set_defaults(func=_run_pretrain)
@@ -49,14 +44,14 @@ def _run_pretrain(args):
     from rarerank.train.pretrain import PretrainConfig, pretrain
 
     set_threads(args)
-    policy_config = PolicyConfig.from_dict(mapping_option(args.policy, "policy"))
-    config = PretrainConfig.from_dict(mapping_option(args.settings, "settings"))
+    policy_config = read_settings(args, PolicyConfig, "--policy")
+    config = read_settings(args, PretrainConfig)
     ontology = Ontology.load(args.ontology)
     annotations = GeneAnnotations.load(args.gene_annotations, ontology)
     training_cases = [case for path in args.train_cases for case in read_cases(path)]
     eval_cases = read_cases(args.eval_cases) if args.eval_cases else None
     pretrain(
-        policy_config, config, ontology, annotations, training_cases, args.outdir, args.seed, eval_cases,
+        policy_config, config, ontology, annotations, training_cases, args.outdir, eval_cases,
         not args.no_progress, {"inputs": [str(args.ontology), str(args.gene_annotations), *map(str, args.train_cases)]},
         args.log_timing, device=args.device,
     )  # fmt: skip
@@ -68,34 +63,28 @@ def _run_pretrain(args):
 
 
 def _add_fine_tuning_inputs(p, stage: str, start: str) -> None:
-    """The options SFT and RFT share: starting model, cases, output folder, settings, the inputs of
-    synthetic patients, and the data ablations."""
+    """The options SFT and RFT share: starting model, cases, output folder, settings (with the
+    method's seed, training cases and present-only as flags too), the inputs of synthetic patients."""
+    cls = {"sft": "rarerank.train.sft:SFTConfig", "rft": "rarerank.train.rft:RFTConfig"}[stage]
     p.add_argument("--model", required=True, type=Path, help=f"starting model directory ({start})")
     p.add_argument("--train", required=True, type=Path, help="cases TSV to train on")
     p.add_argument("--validation", required=True, type=Path, help="cases TSV for validation at an interval (best weights kept)")
     p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (the best weights, as a full model)")
-    p.add_argument(
-        "--settings", default="{}", help=f"{stage} settings: a JSON object or a JSON/YAML file (keys of the config's {stage}: section)"
-    )
+    add_settings(p, cls, flags=("seed", "max_train_cases", "present_only"))
     needed = f"for synthetic patients (needed when {stage}.synthetic_fraction > 0)"
     p.add_argument("--ontology", type=Path, help=f"hp.obo, {needed}")
     p.add_argument("--gene-annotations", type=Path, help=f"genes_to_phenotype.txt, {needed}")
-    p.add_argument("--synthetic", default="{}", help="synthetic patient settings (keys of pretrain: synthetic:), JSON or file")
-    p.add_argument("--max-train-cases", type=int, help="train on a seeded random subset of this many cases")
-    p.add_argument("--present-only", action="store_true", help="drop absent terms from every prompt, training and validation (ablation)")
+    add_settings(p, "rarerank.data.synthetic:SyntheticConfig", option="--synthetic")
 
 
 def _add_sft(sub):
     p = sub.add_parser("sft", help="fine-tune a pretrained policy on training cases, early stopping on validation")
     _add_fine_tuning_inputs(p, "sft", "the pretrained base")
-    p.add_argument("--seed", type=int, default=42, help="seed of data order and augmentation")
     add_runtime_options(p, training=True)
     p.set_defaults(func=_run_sft)
 
 
 def _run_sft(args):
-    import dataclasses
-
     from rarerank.data.annotations import GeneAnnotations
     from rarerank.data.cases import read_cases
     from rarerank.data.ontology import Ontology
@@ -103,11 +92,7 @@ def _run_sft(args):
     from rarerank.train.sft import SFTConfig, sft
 
     set_threads(args)
-    config = SFTConfig.from_dict(mapping_option(args.settings, "settings"))
-    if args.max_train_cases is not None:
-        config = dataclasses.replace(config, max_train_cases=args.max_train_cases)
-    if args.present_only:
-        config = dataclasses.replace(config, present_only=True)
+    config = read_settings(args, SFTConfig)
     ontology = annotations = None
     if config.synthetic_fraction > 0:
         if not (args.ontology and args.gene_annotations):
@@ -116,7 +101,7 @@ def _run_sft(args):
         annotations = GeneAnnotations.load(args.gene_annotations, ontology)
     sft(
         args.model, config, read_cases(args.train), read_cases(args.validation), args.outdir, ontology, annotations,
-        SyntheticConfig.from_dict(mapping_option(args.synthetic, "synthetic")), args.seed, not args.no_progress,
+        read_settings(args, SyntheticConfig, "--synthetic"), not args.no_progress,
         {"inputs": [str(args.model), str(args.train), str(args.validation)]}, args.log_timing, device=args.device,
     )  # fmt: skip
     log.info("SFT model -> %s", args.outdir)
@@ -131,7 +116,7 @@ def _add_rft(sub):
     _add_fine_tuning_inputs(p, "rft", "SFT or base policy")
     p.add_argument("--log", required=True, type=Path, help="training log TSV (one row per step)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint folder: written at an interval, resumed from when it matches")
-    p.add_argument("--grader", default="{}", help="grader settings: a JSON object or a JSON/YAML file (shape, k, half_life)")
+    add_settings(p, "rarerank.core.grader:GraderConfig", option="--grader")
     p.add_argument("--stop-after", type=int, help="stop after this many steps with a checkpoint (simulates an interruption)")
     p.add_argument("--summary", type=Path, help="JSON summary (steps, start and best validation score, seconds)")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint folder after a finished run")
@@ -144,17 +129,17 @@ def _run_rft(args):
 
     from rarerank.core.fileio import atomic_write
     from rarerank.core.grader import GraderConfig
+    from rarerank.data.synthetic import SyntheticConfig
     from rarerank.train.rft import RFTConfig, run_rft
 
     set_threads(args)
-    config = RFTConfig.from_dict(mapping_option(args.settings, "settings"))
-    grader = GraderConfig(**mapping_option(args.grader, "grader"))
+    config = read_settings(args, RFTConfig)
+    grader = read_settings(args, GraderConfig, "--grader")
     summary = run_rft(
         args.model, args.train, args.validation, args.outdir, args.log, config=config, grader=grader,
-        checkpoint_dir=args.checkpoint, present_only=args.present_only, max_train_cases=args.max_train_cases,
-        stop_after=args.stop_after, progress=not args.no_progress, log_timing=args.log_timing,
+        checkpoint_dir=args.checkpoint, stop_after=args.stop_after, progress=not args.no_progress, log_timing=args.log_timing,
         keep_checkpoint=args.keep_checkpoint, ontology_path=args.ontology, annotations_path=args.gene_annotations,
-        synthetic=mapping_option(args.synthetic, "synthetic"), device=args.device,
+        synthetic=read_settings(args, SyntheticConfig, "--synthetic").to_dict(), device=args.device,
     )  # fmt: skip
     if args.summary:
         with atomic_write(args.summary) as handle:

@@ -1,6 +1,7 @@
 """The rank grader: score a model's ranked gene list by where the true gene appears.
 
-Foundation module: no project imports. ``grade(completion, answer) -> float in [0, 1]``.
+Foundation module: imports only :mod:`rarerank.core.settings` (standard library only, like this
+module: the hosted-RFT export bundles both). ``grade(completion, answer) -> float in [0, 1]``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from rarerank.core.settings import Settings, setting
 
 SHAPES = ("reciprocal", "linear", "exponential")
 
@@ -22,7 +25,7 @@ _GENE_KEYS = ("gene", "symbol", "gene_symbol", "name")
 
 
 @dataclass(frozen=True)
-class GraderConfig:
+class GraderConfig(Settings):
     """Shape of the score as a function of the true gene's 1-based rank ``r``.
 
     - reciprocal: 1 / r
@@ -31,19 +34,18 @@ class GraderConfig:
     Any shape is 0 beyond the cut-off ``k`` (None = no cut-off; linear needs a k).
     """
 
-    shape: str = "reciprocal"
-    k: int | None = None
-    half_life: float = 1.0
+    section = "grader"
 
-    def __post_init__(self):
-        if self.shape not in SHAPES:
-            raise ValueError(f"grader shape must be one of {', '.join(SHAPES)}, not {self.shape!r}")
-        if self.k is not None and self.k < 1:
-            raise ValueError(f"grader cut-off k must be at least 1, not {self.k}")
+    shape: str = setting(
+        "reciprocal", "score by rank r: reciprocal (1/r), linear (1 - (r-1)/k), exponential (0.5^((r-1)/half_life))", choices=SHAPES
+    )
+    k: int | None = setting(None, "cut-off rank: genes ranked beyond k score 0 (null = no cut-off; linear needs one)", ge=1)
+    half_life: float = setting(1.0, "ranks over which the exponential score halves", gt=0)
+
+    def problems(self) -> list[str]:
         if self.shape == "linear" and self.k is None:
-            raise ValueError("the linear grader shape needs a cut-off k (rank where the score reaches 0)")
-        if self.half_life <= 0:
-            raise ValueError(f"grader half_life must be positive, not {self.half_life}")
+            return ["the linear grader shape needs a cut-off k (rank where the score reaches 0)"]
+        return []
 
     def score_rank(self, rank: int | None) -> float:
         """Score for the true gene at 1-based ``rank`` (None = not in the list)."""

@@ -30,7 +30,7 @@ from rarerank.core.fileio import (
     scan_folder,
     split_list,
 )
-from rarerank.core.settings import checked_settings
+from rarerank.core.settings import Settings, setting
 from rarerank.data.ontology import CURRENT, MALFORMED, OBSOLETE, UNKNOWN, Ontology
 
 CASE_COLUMNS = ("case_id", "cohort", "pmid", "gene", "gene_id", "disease_id", "present", "absent", "source")
@@ -145,19 +145,14 @@ MAX_FILE_BYTES = 10_000_000  # the largest real phenopacket is ~70 kB; see Inges
 
 
 @dataclass(frozen=True)
-class IngestConfig:
+class IngestConfig(Settings):
     """Phenopacket ingest settings (config section ``ingest``)."""
 
-    max_file_bytes: int = MAX_FILE_BYTES  # a larger file or zip member becomes a file_too_large QC row, unread
+    section = "ingest"
 
-    def __post_init__(self):
-        if not isinstance(self.max_file_bytes, int) or self.max_file_bytes < 1:
-            raise ValueError(f"ingest.max_file_bytes must be a positive integer, not {self.max_file_bytes!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> IngestConfig:
-        values = checked_settings(cls, values, "ingest")
-        return cls(**values)
+    max_file_bytes: int = setting(
+        MAX_FILE_BYTES, "a larger JSON file or zip member becomes a file_too_large QC row, unread (real ones are < 70 kB)", ge=1
+    )
 
 
 def _too_large(size: int, max_bytes: int, setting: str) -> str:

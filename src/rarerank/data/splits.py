@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rarerank.core.settings import Settings, setting
 from rarerank.data.cases import Case, write_tsv
 
 STRATEGIES = ("random", "publication", "gene")
@@ -22,21 +23,17 @@ SPLIT_COLUMNS = ("case_id", "split", "group")
 
 
 @dataclass(frozen=True)
-class SplitConfig:
-    strategy: str = "gene"
-    validation: float = 0.1
-    test: float = 0.1
-    seed: int = 42
+class SplitConfig(Settings):
+    """How one split strategy assigns groups (config section ``splits``)."""
 
-    def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"split strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
-        for name in ("validation", "test"):
-            value = getattr(self, name)
-            if not 0 < value < 1:
-                raise ValueError(f"split fraction {name} must be between 0 and 1 (exclusive), not {value}")
-        if self.validation + self.test >= 1:
-            raise ValueError("validation + test fractions must leave room for training (sum < 1)")
+    section = "splits"
+
+    strategy: str = setting(
+        "gene", "random | publication (no PMID in two splits) | gene (gene-disjoint)", choices=STRATEGIES, config=False
+    )  # the workflow builds every strategy of splits.strategies
+    validation: float = setting(0.1, "fraction of groups (cases, PMIDs or genes) in the validation split", gt=0, lt=0.5)
+    test: float = setting(0.1, "fraction of groups in the held-out test split that no stage trains on", gt=0, lt=0.5)
+    seed: int = setting(42, "seed of the hash that assigns groups", ge=0, config=False)  # the master seed
 
 
 def group_key(case: Case, strategy: str) -> str:

@@ -16,40 +16,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rarerank.core.settings import checked_settings
+from rarerank.core.settings import Settings, setting
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.ontology import PHENOTYPIC_ABNORMALITY, Ontology
 
 
 @dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(Settings):
     """How synthetic patients are drawn (config keys under ``pretrain.synthetic``)."""
 
-    min_terms: int = 1  # real cases start at one present term
-    max_terms: int = 16  # 90% of real cases have <= 18 present terms
-    unknown_frequency: float = 0.5  # weight of an annotation without a frequency (midpoint)
-    ancestor_rate: float = 0.03  # per-term chance of an ancestor instead (2% of real present terms)
-    descendant_rate: float = 0.07  # per-term chance of a more specific child term (6% of real present terms)
-    noise_mean: float = 1.3  # Poisson mean of unrelated terms per patient (16% of real present terms)
-    absent_rate: float = 0.85  # chance a patient has an absent block (84% of real cases do)
-    max_absent: int = 16  # absent block size is uniform in 1..max_absent (real median 6)
-    annotated_absent_rate: float = 0.6  # share of absent terms that are the gene's own features (75% in real cases)
+    section = "pretrain.synthetic"
 
-    def __post_init__(self):
-        if not 1 <= self.min_terms <= self.max_terms:
-            raise ValueError(f"synthetic terms range is empty: need 1 <= min_terms ({self.min_terms}) <= max_terms ({self.max_terms})")
-        for name in ("unknown_frequency", "ancestor_rate", "descendant_rate", "absent_rate", "annotated_absent_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"synthetic {name} must be in [0, 1], not {getattr(self, name)}")
+    min_terms: int = setting(1, "fewest observed terms drawn per patient", ge=1)  # real cases start at one present term
+    max_terms: int = setting(16, "most observed terms drawn per patient (uniform in between)", ge=1)  # 90% of real cases have <= 18
+    unknown_frequency: float = setting(0.5, "weight of an annotation that gives no frequency", ge=0, le=1)  # the midpoint
+    ancestor_rate: float = setting(0.03, "per-term chance of replacement by an ancestor (2% of real present terms are)", ge=0, le=1)
+    descendant_rate: float = setting(
+        0.07, "per-term chance of a child term one or two levels down (6% of real present terms are)", ge=0, le=1
+    )
+    noise_mean: float = setting(1.3, 'mean number of unrelated "noise" terms per patient (Poisson; 16% of real present terms)', ge=0)
+    absent_rate: float = setting(0.85, "chance that a patient has an absent block (84% of real cases)", ge=0, le=1)
+    max_absent: int = setting(16, "largest absent block (uniform from 1; real median 6)", ge=1)
+    annotated_absent_rate: float = setting(0.6, "share of absent terms that are the gene's own features (75% in real cases)", ge=0, le=1)
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.min_terms > self.max_terms:
+            problems.append(f"synthetic terms range is empty: min_terms ({self.min_terms}) > max_terms ({self.max_terms})")
         if self.ancestor_rate + self.descendant_rate > 1:
-            raise ValueError("synthetic ancestor_rate + descendant_rate must be at most 1 (both replace a term)")
-        if self.noise_mean < 0 or self.max_absent < 1:
-            raise ValueError("synthetic noise_mean must be >= 0 and max_absent >= 1")
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> SyntheticConfig:
-        values = checked_settings(cls, values, "synthetic patient")
-        return cls(**values)
+            problems.append("synthetic ancestor_rate + descendant_rate must be at most 1 (both replace a term)")
+        return problems
 
 
 DEFAULT_SYNTHETIC = SyntheticConfig()  # the default draw: one shared instance (it is frozen)

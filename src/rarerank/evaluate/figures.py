@@ -15,9 +15,11 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rarerank.core.fileio import atomic_path
+from rarerank.core.settings import Settings, setting
 from rarerank.evaluate.metrics import CURVE_COLUMNS, MACRO, SUMMARY_COLUMNS, is_percent, read_table
 
 # Okabe & Ito (2008), "Color Universal Design"; plus a neutral grey for the popularity prior.
@@ -456,23 +458,39 @@ def plot_leakage(audit_rows: Sequence[Mapping], stem: str | os.PathLike, metric:
 FIGURES = ("topk", "rank_distribution", "bars", "ablation")
 
 
+@dataclass(frozen=True)
+class FiguresConfig(Settings):
+    """What the evaluation figures draw (config section ``figures``)."""
+
+    section = "figures"
+
+    ablation_pairs: tuple[tuple[str, str], ...] = setting(
+        (("phenomizer", "phenomizer_union"), ("sft_present_only", "sft"), ("rft_present_only", "rft")),
+        "[present-only, observed+excluded] methods drawn side by side (pairs not scored are left out)",
+    )
+    topk_max: int = setting(10, "largest k on the top-k accuracy figure", ge=1, le=100)
+
+    def problems(self) -> list[str]:
+        bad = [list(p) for p in self.ablation_pairs if len(p) != 2]
+        return [f"figures.ablation_pairs holds pairs of two methods, not {bad}"] if bad else []
+
+
 def make_figures(
     summary_path: str | os.PathLike,
     curves_path: str | os.PathLike,
     set_name: str,
     outdir: str | os.PathLike,
-    ablation_pairs: Sequence[Sequence[str]] = (("phenomizer", "phenomizer_union"),),
-    topk_max: int = 10,
+    config: FiguresConfig = FiguresConfig(),
 ) -> list[Path]:
     """All evaluation figures of one case set: ``outdir/{topk,rank_distribution,bars,ablation}.{png,pdf}``."""
     summary = read_table(summary_path, SUMMARY_COLUMNS)
     curves = read_table(curves_path, CURVE_COLUMNS)
     outdir = Path(outdir)
     paths = []
-    paths += plot_topk(curves, set_name, outdir / "topk", max_k=topk_max)
+    paths += plot_topk(curves, set_name, outdir / "topk", max_k=config.topk_max)
     paths += plot_rank_distribution(curves, summary, set_name, outdir / "rank_distribution")
     paths += plot_bars(summary, set_name, outdir / "bars")
-    paths += plot_ablation(summary, set_name, outdir / "ablation", pairs=ablation_pairs)
+    paths += plot_ablation(summary, set_name, outdir / "ablation", pairs=config.ablation_pairs)
     return paths
 
 

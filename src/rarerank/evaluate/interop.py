@@ -207,17 +207,25 @@ def hosted_config(config: GraderConfig = DEFAULT_GRADER, answer_length: int = AN
 
 
 def python_grader(config: GraderConfig = DEFAULT_GRADER, universe: Iterable[str] | None = None) -> dict:
-    """A hosted-RFT Python grader: the source of :mod:`rarerank.core.grader` (standard library only) plus a
-    ``grade(sample, item)`` entry point with our configured shape, cut off at the answer length
-    (:func:`hosted_config`), and counting only the gene symbols of ``universe`` when given."""
-    import inspect
-
-    from rarerank.core import grader
+    """A hosted-RFT Python grader: the sources of :mod:`rarerank.core.settings` and
+    :mod:`rarerank.core.grader` (standard library only) as one module, plus a ``grade(sample, item)``
+    entry point with our configured shape, cut off at the answer length (:func:`hosted_config`), and
+    counting only the gene symbols of ``universe`` when given."""
+    from rarerank.core import grader, settings
 
     config = hosted_config(config)
     known = json.dumps(sorted({grader.normalise_symbol(s) for s in universe} if universe is not None else ()))
-    source = inspect.getsource(grader) + _GRADER_WRAPPER.format(shape=config.shape, k=config.k, half_life=config.half_life, universe=known)
+    source = "from __future__ import annotations\n" + _standalone(settings) + _standalone(grader)
+    source += _GRADER_WRAPPER.format(shape=config.shape, k=config.k, half_life=config.half_life, universe=known)
     return {"type": "python", "name": f"rarerank_{config.shape}_rank", "source": source}
+
+
+def _standalone(module) -> str:
+    """A module's source without its ``from __future__`` and rarerank imports (for bundling)."""
+    import inspect
+
+    lines = inspect.getsource(module).splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith(("from __future__ import", "from rarerank.")))
 
 
 def write_python_grader(path: str | os.PathLike, config: GraderConfig = DEFAULT_GRADER, universe: Iterable[str] | None = None) -> None:

@@ -36,6 +36,7 @@ import pandas as pd
 from rarerank.core.fileio import atomic_write
 from rarerank.core.grader import GraderConfig, normalise_symbol
 from rarerank.core.rankings import PREDICTION_COLUMNS, RankedGene
+from rarerank.core.settings import Settings, setting
 from rarerank.data.cases import Case, read_cases
 
 SUMMARY_COLUMNS = ("method", "strategy", "set", "metric", "value", "ci_low", "ci_high", "n")
@@ -48,25 +49,26 @@ MACRO = "macro_"  # prefix of per-gene (macro) means: macro_top1 = mean over gen
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """How predictions are scored; one instance per evaluation."""
+class EvalConfig(Settings):
+    """How predictions are scored (config section ``evaluation``); one instance per evaluation."""
 
-    top_k: tuple[int, ...] = (1, 3, 5, 10)  # top-k accuracies in the summary (the field's usual cut-offs)
-    curve_max_k: int = 100  # top-k curve and rank distribution run k = 1..this (baselines write 100 genes)
-    bootstrap: int = 2000  # resamples per CI: percentile ends stable to ~0.005 at n ~ 900 cases
-    ci_level: float = 0.95  # two-sided confidence level of every interval
-    seed: int = 42  # resampling seed; each (strategy, set) derives its own stream from it
-    grader: GraderConfig = field(default_factory=GraderConfig)  # the rank grader shape scored as "grader"
+    section = "evaluation"
 
-    def __post_init__(self):
-        if not self.top_k or any(k < 1 for k in self.top_k):
-            raise ValueError(f"evaluation top_k must be a non-empty list of ranks >= 1, not {list(self.top_k)}")
-        if self.curve_max_k < max(10, *self.top_k):
-            raise ValueError(f"evaluation curve_max_k ({self.curve_max_k}) must be at least 10 and the largest top_k ({max(self.top_k)})")
-        if self.bootstrap < 100:
-            raise ValueError(f"evaluation bootstrap must be at least 100 resamples for a usable interval, not {self.bootstrap}")
-        if not 0.5 <= self.ci_level < 1:
-            raise ValueError(f"evaluation ci_level must be in [0.5, 1), e.g. 0.95, not {self.ci_level}")
+    top_k: tuple[int, ...] = setting(
+        (1, 3, 5, 10), "top-k accuracies in results/metrics/summary.tsv", ge=1, min_items=1, unique=True
+    )  # the field's usual cut-offs
+    curve_max_k: int = setting(
+        100, "top-k curve / rank distribution runs k = 1..this (at least 10 and the largest top_k)", ge=10
+    )  # baselines write 100 genes
+    bootstrap: int = setting(2000, "bootstrap resamples per confidence interval", ge=100)  # percentile ends stable to ~0.005 at n ~ 900
+    ci_level: float = setting(0.95, "two-sided confidence level", ge=0.5, lt=1)
+    seed: int = setting(42, "resampling seed; each (strategy, set) derives its own stream from it", ge=0, config=False)
+    grader: GraderConfig = setting(factory=GraderConfig, help="the rank grader shape scored as grader", config=False)
+
+    def problems(self) -> list[str]:
+        if self.top_k and self.curve_max_k < max(self.top_k):
+            return [f"evaluation curve_max_k ({self.curve_max_k}) must be at least the largest top_k ({max(self.top_k)})"]
+        return []
 
     @property
     def metric_names(self) -> list[str]:

@@ -59,13 +59,13 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rarerank.core.settings import checked_settings
+from rarerank.core.settings import Settings, setting
 from rarerank.model.decoding import GeneScorer, left_pad, length_batches, position_ids, prompt_pass, rank_genes, true_ranks
 from rarerank.model.prior import PRIOR_ATTRIBUTE, PRIOR_SETTINGS, PRIORS, PhenotypePrior
 
@@ -82,54 +82,55 @@ OUTPUT_HEADS = ("annotation", "free")
 
 
 @dataclass(frozen=True)
-class PolicyConfig:
+class PolicyConfig(Settings):
     """Model sizes and prompt limits (config section ``policy``)."""
 
-    hidden_size: int = 384  # the gene logits are rank <= hidden: 384 keeps most of the annotation matrix
-    num_layers: int = 2  # two layers beat four at the same CPU budget (more steps); see README
-    num_heads: int = 6  # head dim 64, the usual size
-    intermediate_size: int = 768  # 2x hidden: MLP capacity at half the usual CPU cost
-    tie_embeddings: bool = True  # share input and output embeddings (free gene vectors only; halves parameters)
-    output_head: str = "free"  # free: one vector per gene; annotation: annotations x learned term vectors (README "Model")
-    annotation_exponent: float = 0.5  # annotation head rows are divided by (annotated terms)^exponent
-    annotation_min_ic: float = 2.5  # annotation matrix keeps terms above this IC (ln genes/term genes): a third of the cost
-    max_present_terms: int = 48  # covers 99% of real cases (99th percentile 32)
-    max_absent_terms: int = 64  # 97% of real cases; absent terms carry signal (see README)
-    decode_k: int = 1  # genes ranked by greedy constrained decoding; the rest by first-step probability (README)
-    output_k: int = 100  # rows per case in predictions files (the full ranking is ~5k genes)
-    prior: str = "union"  # union: gene logits = the union Resnik score (learned scalars) + the transformer's (rarerank.model.prior)
+    section = "policy"
 
-    def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if (
-                f.name not in ("annotation_exponent", "annotation_min_ic")
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-                and value < 1
-            ):
-                raise ValueError(f"policy.{f.name} must be at least 1, not {value}")
+    hidden_size: int = setting(
+        384, "embedding / hidden width (the gene logits have rank <= this)", ge=8
+    )  # 384 keeps most of the annotation matrix
+    num_layers: int = setting(2, "transformer layers", ge=1)  # two layers beat four at the same CPU budget (more steps); see README
+    num_heads: int = setting(6, "attention heads (hidden_size must be divisible by it)", ge=1)  # head dim 64, the usual size
+    intermediate_size: int = setting(768, "MLP width", ge=8)  # 2x hidden: MLP capacity at half the usual CPU cost
+    tie_embeddings: bool = setting(True, "share input and output embeddings (only with output_head: free; halves the parameters)")
+    output_head: str = setting(
+        "free",
+        "annotation: a gene's output vector = its annotations x learned term vectors (shared by all genes); free: one vector per gene",
+        choices=OUTPUT_HEADS,
+    )  # README "Model"
+    annotation_exponent: float = setting(0.5, "annotation head: a gene's row is divided by (its number of terms)^this", ge=0, le=1)
+    annotation_min_ic: float = setting(
+        2.5, "annotation matrix (head and knowledge init): terms with information content above this", ge=0
+    )  # a third of the cost
+    max_present_terms: int = setting(
+        48, "observed terms per prompt; longer lists keep their first terms (random subset in training)", ge=1
+    )  # covers 99% of real cases (99th percentile 32)
+    max_absent_terms: int = setting(64, "excluded terms per prompt, likewise", ge=1)  # 97% of real cases; absent terms carry signal
+    decode_k: int = setting(
+        1,
+        "top genes ranked by greedy constrained decoding; the rest by first-step probability (1 measured best before RFT)",
+        ge=1,
+    )
+    output_k: int = setting(100, "genes written per case in predictions files", ge=1)  # the full ranking is ~5k genes
+    prior: str = setting(
+        "union",
+        "union: gene logits = the union Resnik score (phenomizer_union, a few learned scalars) + the transformer's logits; "
+        "none: the transformer alone",
+        choices=PRIORS,
+    )  # rarerank.model.prior
+
+    def problems(self) -> list[str]:
+        problems = []
         if self.hidden_size % self.num_heads:
-            raise ValueError(
+            problems.append(
                 f"policy.hidden_size ({self.hidden_size}) must be divisible by policy.num_heads ({self.num_heads}); change one of them"
             )
-        if self.output_head not in OUTPUT_HEADS:
-            raise ValueError(f"policy.output_head must be one of {', '.join(OUTPUT_HEADS)}, not {self.output_head!r}")
         if self.output_head == "annotation" and self.tie_embeddings:
-            raise ValueError("policy.output_head annotation needs policy.tie_embeddings: false (lm_head holds its copy)")
-        if self.annotation_min_ic < 0:
-            raise ValueError(f"policy.annotation_min_ic must be >= 0, not {self.annotation_min_ic}")
-        if not 0 <= self.annotation_exponent <= 1:
-            raise ValueError(f"policy.annotation_exponent must be in [0, 1], not {self.annotation_exponent}")
-        if self.prior not in PRIORS:
-            raise ValueError(f"policy.prior must be one of {', '.join(PRIORS)}, not {self.prior!r}")
+            problems.append("policy.output_head annotation needs policy.tie_embeddings: false (lm_head holds its copy)")
         if self.output_k < self.decode_k:
-            raise ValueError(f"policy.output_k ({self.output_k}) must be >= policy.decode_k ({self.decode_k})")
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> PolicyConfig:
-        values = checked_settings(cls, values, "policy")
-        return cls(**values)
+            problems.append(f"policy.output_k ({self.output_k}) must be >= policy.decode_k ({self.decode_k})")
+        return problems
 
 
 # ---------------------------------------------------------------------------------------------

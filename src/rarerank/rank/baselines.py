@@ -57,6 +57,7 @@ import numpy as np
 from rarerank.core.fileio import atomic_write
 from rarerank.core.grader import normalise_symbol
 from rarerank.core.rankings import RankedGene, write_predictions
+from rarerank.core.settings import Settings, setting
 from rarerank.data.annotations import GeneAnnotations, similarity_rows
 from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
@@ -79,24 +80,27 @@ INDEX_FORMAT = 2  # bump when the layout of the saved index changes
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
-    """Settings of every baseline; one instance per run."""
+class BaselineConfig(Settings):
+    """Settings of every baseline (config section ``baselines``); one instance per run."""
 
-    top_k: int = 100  # genes written per case: 100 keeps a split's file ~4 MB while MRR loses < 1/101 per case
-    absent_weight: float = 1.0  # cost of one contradicted excluded feature, in units of one present term's IC
-    unknown_frequency: float = 0.5  # frequency assumed for annotations without one (HPO leaves ~12% blank)
-    seed: int = 42  # random baseline: each case's permutation derives from (seed, case_id)
-    size_penalty: float = 0.01  # Phenomizer: score lost per ln(1 + annotation closure size); breaks ties by specificity
+    section = "baselines"
 
-    def __post_init__(self):
-        if self.top_k < 1:
-            raise ValueError(f"baselines top_k must be at least 1, not {self.top_k}")
-        if self.absent_weight < 0:
-            raise ValueError(f"baselines absent_weight must be >= 0 (0 turns the penalty off), not {self.absent_weight}")
-        if not 0 <= self.unknown_frequency <= 1:
-            raise ValueError(f"baselines unknown_frequency must be a probability in [0, 1], not {self.unknown_frequency}")
-        if not 0 <= self.size_penalty <= 1:
-            raise ValueError(f"baselines size_penalty must be in [0, 1] (0 = plain Phenomizer), not {self.size_penalty}")
+    top_k: int = setting(
+        100, "genes written per case (ties crossing k dropped whole); metrics see only written genes", ge=1
+    )  # 100 keeps a split's file ~4 MB while MRR loses < 1/101 per case
+    absent_weight: float = setting(
+        1.0, "phenomizer_absent: cost of an excluded feature the gene shows, in units of its IC", ge=0
+    )  # 0 turns the penalty off
+    unknown_frequency: float = setting(
+        0.5, "phenomizer_absent, likelihood_ratio*: frequency assumed for annotations that give none", ge=0, le=1
+    )  # HPO leaves ~12% blank
+    seed: int = setting(42, "random: each case's permutation derives from (seed, case_id)", ge=0, config=False)
+    size_penalty: float = setting(
+        0.01,
+        "phenomizer*: score lost per ln(1 + annotation closure size): equal matches rank the more specific gene first (0 = exact ties)",
+        ge=0,
+        le=1,
+    )
 
 
 def _propagate(term_freqs: Sequence[dict[str, float | None]], term_pos: dict[str, int], anc_ptr: np.ndarray, anc_index: np.ndarray):

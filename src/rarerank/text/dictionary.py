@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from rarerank.core.settings import Settings, setting
 from rarerank.data.ontology import Ontology
 from rarerank.text.normalise import Token, dictionary_key, stem
 
@@ -27,40 +28,53 @@ RECOGNISERS = ("dictionary", "fasthpocr", "both")  # both: FastHPOCR spans where
 
 
 @dataclass(frozen=True)
-class TextmineConfig:
-    """Settings of the extractor; defaults chosen on the dev half of tests/data/text."""
+class TextmineConfig(Settings):
+    """Settings of the extractor (config section ``text``: the keys marked config); defaults chosen
+    on the dev half of tests/data/text."""
 
-    scopes: tuple[str, ...] = ("EXACT", "RELATED")  # synonym scopes indexed (labels always); dev F1 equal, recall +
-    phenotypic_abnormality_only: bool = True  # inheritance/onset/frequency terms are not phenotypes
-    min_key_chars: int = 3  # shorter dictionary entries ("MI" aside) are too ambiguous as words
-    max_bytes: int = 1_000_000  # a case report is a few kB; larger inputs are rejected with a QC row
-    negation_window: int = 12  # tokens a pre-negation trigger ("no", "without") reaches within a clause
-    post_negation_window: int = 6  # tokens after a mention in which "was not observed" / "absent" count
-    require_gene: bool = True  # a text without a clear gene becomes a QC row (False for predict --text)
-    nested: bool = False  # also report terms inside a longer match ("colitis" in "ulcerative colitis")
-    coordination: bool = True  # expand "palmar and plantar pits" -> palmar pits + plantar pits
-    patient_sections: bool = True  # a paper with headings: only its case description gives the patient's terms
-    general_term_descendants: int = 50  # in a paper, a term this general yields to a descendant found (0 = never)
-    # one-word substitutions mined from HPO's own label/synonym pairs ("renal" / "kidney" agenesis),
-    # kept when this many terms show them, applied to every key (0 = off); chosen on the dev halves
-    word_equivalence_min_terms: int = 0
-    recogniser: str = "dictionary"  # dictionary (ours) | fasthpocr (FastHPOCR spans, our context steps on top) | both
-    recogniser_index: str = ""  # fasthpocr: its index file (rarerank.text.external.build_fasthpocr_index)
+    section = "text"
 
-    def __post_init__(self):
-        unknown = set(self.scopes) - set(SYNONYM_SCOPES)
-        if unknown or not self.scopes:
-            raise ValueError(f"text synonym scopes must be a non-empty subset of {', '.join(SYNONYM_SCOPES)}, not {list(self.scopes)}")
-        if self.max_bytes < 1:
-            raise ValueError(f"text max_bytes must be positive, not {self.max_bytes}")
-        if self.negation_window < 1 or self.post_negation_window < 0:
-            raise ValueError("negation windows must be >= 1 (pre) and >= 0 (post) tokens")
-        if self.word_equivalence_min_terms < 0:
-            raise ValueError(f"text word_equivalence_min_terms must be >= 0, not {self.word_equivalence_min_terms}")
-        if self.recogniser not in RECOGNISERS:
-            raise ValueError(f"text recogniser must be one of {', '.join(RECOGNISERS)}, not {self.recogniser!r}")
+    synonym_scopes: tuple[str, ...] = setting(
+        ("EXACT", "RELATED"),
+        "HPO synonym scopes matched besides labels (EXACT | RELATED | BROAD | NARROW)",
+        choices=SYNONYM_SCOPES,
+        min_items=1,
+        unique=True,
+    )  # dev F1 equal, recall higher than EXACT alone
+    phenotypic_abnormality_only: bool = setting(
+        True, "match only phenotypic abnormalities (inheritance, onset, frequency terms are not phenotypes)", config=False
+    )
+    min_key_chars: int = setting(
+        3, 'shortest dictionary entry matched ("MI" aside): shorter ones are too ambiguous as words', ge=1, config=False
+    )
+    max_bytes: int = setting(1_000_000, "a larger text file becomes a text_too_large QC row (a case report is a few kB)", ge=1)
+    negation_window: int = setting(12, 'tokens a pre-negation trigger ("no", "without") reaches within a clause', ge=1, config=False)
+    post_negation_window: int = setting(6, 'tokens after a mention in which "was not observed" / "absent" count', ge=0, config=False)
+    require_gene: bool = setting(True, "a text without a clear gene becomes a QC row (False for predict --text)", config=False)
+    nested: bool = setting(False, 'also report terms inside a longer match ("colitis" in "ulcerative colitis")', config=False)
+    coordination: bool = setting(True, 'expand "palmar and plantar pits" to palmar pits + plantar pits', config=False)
+    patient_sections: bool = setting(True, "in a paper with headings only the case description gives the patient's terms", config=False)
+    general_term_descendants: int = setting(
+        50, "in a paper, a term this general yields to a descendant found (0 = never)", ge=0, config=False
+    )
+    word_equivalence_min_terms: int = setting(
+        0,
+        'keep one-word substitutions mined from HPO label/synonym pairs ("renal" / "kidney") shown by this many terms (0 = off)',
+        ge=0,
+        config=False,
+    )  # chosen on the dev halves
+    recogniser: str = setting(
+        "dictionary",
+        "dictionary (ours) | fasthpocr (FastHPOCR spans, our context steps on top) | both",
+        choices=RECOGNISERS,
+        config=False,
+    )
+    recogniser_index: str = setting("", "fasthpocr: its index file (rarerank.text.external.build_fasthpocr_index)", config=False)
+
+    def problems(self) -> list[str]:
         if self.recogniser != "dictionary" and not self.recogniser_index:
-            raise ValueError(f"text recogniser {self.recogniser} needs recogniser_index (a FastHPOCR index file)")
+            return [f"text recogniser {self.recogniser} needs recogniser_index (a FastHPOCR index file)"]
+        return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +144,7 @@ class _DictionaryEntries:
         for term, label in ontology.labels.items():
             if config.phenotypic_abnormality_only and not ontology.is_phenotypic_abnormality(term):
                 continue
-            synonyms = [(text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.scopes]
+            synonyms = [(text, scope) for text, scope in ontology.synonyms.get(term, ()) if scope in config.synonym_scopes]
             for text, how in [(label, "label")] + synonyms:
                 entries.add(term, text.strip(), how, config.min_key_chars)
         for phrase, term in CURATED_SYNONYMS:
@@ -348,7 +362,7 @@ class HPOMatcher:
                 "ambiguous_abbreviations": sorted(ambiguous),
                 "ambiguous_keys": ambiguous_keys,
                 "skipped_entries": dict(entries.skipped),
-                "scopes": list(config.scopes),
+                "scopes": list(config.synonym_scopes),
             },
         )
 

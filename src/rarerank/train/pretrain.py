@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rarerank.core.device import resolve_device
-from rarerank.core.settings import checked_settings
+from rarerank.core.settings import Settings, setting
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.ontology import Ontology
 from rarerank.data.synthetic import PatientSampler, SyntheticConfig
@@ -46,45 +46,46 @@ INIT_SCORERS = ("phenomizer", "annotation")
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(Settings):
     """Knowledge pretraining hyperparameters (config section ``pretrain``)."""
 
-    max_steps: int = 200  # with the phenotype prior, held-out synthetic top-1 gains < 0.03 after 150 steps (README "Model")
-    batch_size: int = 128  # large enough for stable gradients over ~5k classes, small enough for CPU
-    learning_rate: float = 1e-3  # refines the knowledge init without washing it out
-    warmup_steps: int = 50  # avoids an early jolt to the initialised embeddings
-    min_lr_ratio: float = 0.05  # cosine decays to 5% of the peak
-    weight_decay: float = 0.01  # light regularisation; most parameters are embeddings
-    max_grad_norm: float = 1.0  # guards against rare loss spikes
-    prefix_rate: float = 0.25  # share of examples with distractor genes before the true gene
-    eval_interval: int = 50  # evaluations on held-out synthetic patients (for the log)
-    eval_patients: int = 1000  # held-out synthetic patients per evaluation
-    knowledge_init: bool = True  # start the transformer as an SVD bag-of-terms scorer (its logits add to the prior's)
-    init_scorer: str = "annotation"  # knowledge init reproduces: annotation (IC-weighted counts) | phenomizer (README)
-    init_logit_std: float = 0.5  # std of the transformer's initial gene logits under knowledge_init (the prior leads)
-    ema_decay: float | None = None  # keep (and save) an exponential moving average of the weights; None: off
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    section = "pretrain"
 
-    def __post_init__(self):
-        if self.max_steps < 1 or self.batch_size < 1 or self.eval_interval < 1 or self.eval_patients < 1:
-            raise ValueError("pretrain max_steps, batch_size, eval_interval and eval_patients must be at least 1")
+    max_steps: int = setting(
+        200, "optimiser steps (batch_size synthetic patients each)", ge=2
+    )  # with the phenotype prior, held-out synthetic top-1 gains < 0.03 after 150 steps (README "Model")
+    batch_size: int = setting(128, "synthetic patients per step", ge=1)  # stable gradients over ~5k classes, small enough for CPU
+    learning_rate: float = setting(
+        1e-3, "peak AdamW learning rate (linear warm-up, cosine decay)", gt=0, lt=1
+    )  # refines the knowledge init without washing it out
+    warmup_steps: int = setting(50, "warm-up steps", ge=0)  # avoids an early jolt to the initialised embeddings
+    min_lr_ratio: float = setting(0.05, "final learning rate as a fraction of the peak", ge=0, le=1)
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on norms)", ge=0)  # light; most parameters are embeddings
+    max_grad_norm: float = setting(1.0, "gradient-norm clip (0 = off)", ge=0)  # guards against rare loss spikes
+    prefix_rate: float = setting(0.25, "share of examples whose true gene follows random distractor genes (no loss on them)", ge=0, le=1)
+    eval_interval: int = setting(50, "steps between evaluations on held-out synthetic patients (logged only)", ge=1)
+    eval_patients: int = setting(1000, "held-out synthetic patients per evaluation", ge=1)
+    knowledge_init: bool = setting(
+        True, "start the transformer as a rank-limited bag-of-terms scorer (SVD) instead of random weights"
+    )  # its logits add to the prior's
+    init_scorer: str = setting(
+        "annotation",
+        "what the knowledge init reproduces: phenomizer (Resnik term-gene similarity) | annotation (IC-weighted annotation counts)",
+        choices=INIT_SCORERS,
+    )  # README
+    init_logit_std: float = setting(
+        0.5, "spread (std) of the transformer's initial gene logits under knowledge_init (small: the prior leads at step 0)", gt=0
+    )
+    ema_decay: float | None = setting(
+        None, "e.g. 0.99: evaluate and save a moving average of the weights (null = the last weights)", ge=0, lt=1
+    )
+    synthetic: SyntheticConfig = setting(factory=SyntheticConfig, help="how synthetic patients are drawn (also used by SFT replay)")
+    seed: int = setting(42, "seed of initialisation and synthetic patients", ge=0, config=False)  # the method's seed
+
+    def problems(self) -> list[str]:
         if self.warmup_steps >= self.max_steps:
-            raise ValueError(f"pretrain.warmup_steps ({self.warmup_steps}) must be below pretrain.max_steps ({self.max_steps})")
-        if not 0 < self.learning_rate < 1 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("pretrain.learning_rate must be in (0, 1) and min_lr_ratio in [0, 1]")
-        if self.init_scorer not in INIT_SCORERS:
-            raise ValueError(f"pretrain.init_scorer must be one of {', '.join(INIT_SCORERS)}, not {self.init_scorer!r}")
-        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
-            raise ValueError(f"pretrain.ema_decay must be in [0, 1) or null, not {self.ema_decay}")
-        if not 0 <= self.prefix_rate <= 1:
-            raise ValueError(f"pretrain.prefix_rate must be in [0, 1], not {self.prefix_rate}")
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> PretrainConfig:
-        values = checked_settings(cls, values, "pretrain")
-        if "synthetic" in values:
-            values["synthetic"] = SyntheticConfig.from_dict(values["synthetic"])
-        return cls(**values)
+            return [f"pretrain.warmup_steps ({self.warmup_steps}) must be below pretrain.max_steps ({self.max_steps})"]
+        return []
 
 
 def gene_vocabulary(annotations: GeneAnnotations, training_cases: Sequence) -> tuple[list[str], dict[str, str]]:
@@ -322,7 +323,6 @@ def pretrain(
     annotations: GeneAnnotations,
     training_cases: Sequence,
     outdir: str | os.PathLike,
-    seed: int = 42,
     eval_cases: Sequence | None = None,
     progress: bool = False,
     provenance_fields: dict | None = None,
@@ -334,6 +334,7 @@ def pretrain(
     ``eval_cases`` (optional) are real cases scored at every evaluation for the log only; they never
     select a checkpoint (the base model is shared by all strategies, so no split may choose it).
     """
+    seed = config.seed
     torch.manual_seed(seed)
     genes, identifiers = gene_vocabulary(annotations, training_cases)
     policy = build_policy(policy_config, phenotype_terms(ontology), genes, identifiers, seed=seed)

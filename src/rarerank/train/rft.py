@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ import torch
 
 from rarerank.core.device import resolve_device
 from rarerank.core.grader import DEFAULT_GRADER, GraderConfig
-from rarerank.core.settings import checked_settings
+from rarerank.core.settings import Settings, setting
 from rarerank.model.decoding import GeneScorer, left_pad, length_batches, list_logprobs, sample_lists, true_ranks
 from rarerank.model.policy import gene_prior, gene_scorer
 from rarerank.model.prior import PRIOR_ATTRIBUTE
@@ -65,111 +65,89 @@ FORBIDDEN_LORA_TARGETS = ("lm_head", "embed_tokens")
 
 
 @dataclass(frozen=True)
-class RFTConfig:
-    """GRPO hyperparameters; every field has a default and the reason for it."""
+class RFTConfig(Settings):
+    """GRPO hyperparameters (config section ``rft``); every field has a default and the reason for it."""
 
-    group_size: int = 8  # lists sampled per case: enough spread for a group-relative baseline at low cost
-    cases_per_step: int = 8  # groups per optimiser step (informative ones with filter_groups)
-    list_length: int = 10  # genes per sampled list: the grader gives <= 0.1 beyond rank 10 anyway
-    max_steps: int | None = 100  # optimiser steps (None: from epochs)
-    epochs: float | None = None  # passes over the training cases instead of a step count
-    learning_rate: float = 3e-4  # peak, for LoRA (1e-4 + cosine: +0.6 top-1 but half the MRR gain, README: levers)
-    lr_schedule: str = "constant"  # constant | linear | cosine decay after warm-up (training.lr_at)
-    warmup_steps: int = 0  # linear warm-up steps
-    weight_decay: float = 0.0  # no pull towards zero for an already-trained model
-    max_grad_norm: float = 1.0  # clip the gradient norm: rare huge advantages stay bounded
-    kl_coef: float = 0.0  # weight of the k3 KL to the starting model (0: none, as in recent GRPO practice)
-    clip_range: float = 0.2  # PPO ratio clip epsilon
-    updates_per_batch: int = 1  # optimiser steps per sampled batch (>1 makes the ratio clip matter)
-    temperature: float = 1.0  # sampling temperature; log-probs use the same constrained distribution
-    scale_rewards: bool = True  # divide advantages by the group std (GRPO) or only centre them
-    credit: str = "list"  # list: every token carries the list's advantage; until_hit: none after the true gene
-    list_sampling: str = "ranking"  # ranking: lists drawn from the ranking predict writes; decoded: every gene decoded
-    filter_groups: bool = False  # DAPO dynamic sampling: drop groups with no reward spread, draw more cases instead
-    max_sample_rounds: int = 4  # with filter_groups: at most this many draws of cases_per_step cases per step
-    synthetic_fraction: float = 0.5  # synthetic patients of any gene per step: keeps genes without training cases rankable
-    rewards: Mapping[str, float] = field(default_factory=lambda: {"rank": 1.0})  # reward name -> weight
-    hit_k: int = 10  # k of the "hit" reward
-    adapter: str = "lora"  # LoRA beat full fine-tuning from the SFT model (README: levers)
-    lora_rank: int = 16  # LoRA r
-    lora_alpha: int = 32  # LoRA scaling numerator (scale = alpha / r)
-    lora_dropout: float = 0.0  # dropout would make sampling and training policies differ
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    train_prior: bool = True  # the prior's scalars train too: gene-agnostic, the one part that reaches unseen genes
-    eval_interval: int = 10  # steps between validation evaluations (and best-weight checks)
-    eval_cases: int | None = 512  # validation cases per evaluation (None: all); the same subset every time
-    checkpoint_interval: int = 25  # steps between resumable checkpoints
-    seed: int = 42  # data order, sampling and LoRA init
+    section = "rft"
 
-    def __post_init__(self):
-        object.__setattr__(self, "rewards", dict(self.rewards))
-        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
-        problems = self._counting_problems() + self._choice_problems()
-        if problems:
-            raise ValueError("invalid rft config: " + "; ".join(problems))
+    group_size: int = setting(
+        8, "ranked lists sampled per training case; advantages are relative to the group", ge=2
+    )  # enough spread for a group-relative baseline at low cost
+    cases_per_step: int = setting(
+        8, "training cases per optimiser step (group_size x this = completions per step)", ge=1
+    )  # informative groups with filter_groups
+    list_length: int = setting(10, "genes per sampled list; a true gene beyond it scores 0", ge=1)  # the grader gives <= 0.1 beyond 10
+    max_steps: int | None = setting(100, "optimiser steps (null: use epochs)", ge=1)
+    epochs: float | None = setting(None, "passes over the training cases instead of max_steps (null: use max_steps)", gt=0)
+    learning_rate: float = setting(
+        3e-4, "AdamW learning rate (peak, after warm-up); for adapter: full use ~3e-5", gt=0
+    )  # for LoRA (1e-4 + cosine: +0.6 top-1 but half the MRR gain, README: levers)
+    lr_schedule: str = setting("constant", "constant | linear | cosine (decay after warm-up)", choices=SCHEDULES)
+    warmup_steps: int = setting(0, "steps of linear warm-up", ge=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", ge=0)  # no pull towards zero for an already-trained model
+    max_grad_norm: float = setting(1.0, "gradient-norm clip", gt=0)  # rare huge advantages stay bounded
+    kl_coef: float = setting(0.0, "weight of the KL penalty to the starting model (0: none)", ge=0)  # as in recent GRPO practice
+    clip_range: float = setting(0.2, "PPO-style clip of the probability ratio to the sampling policy", gt=0, lt=1)
+    updates_per_batch: int = setting(1, "optimiser steps per sampled batch (the clip matters only above 1)", ge=1)
+    temperature: float = setting(
+        1.0, "sampling temperature of the constrained (gene-only, no-repeat) policy", gt=0
+    )  # log-probs use the same constrained distribution
+    scale_rewards: bool = setting(True, "divide advantages by the group's reward std (false: only subtract the mean)")
+    credit: str = setting("list", "list: every gene of a list carries its advantage | until_hit: none after the true gene", choices=CREDITS)
+    list_sampling: str = setting(
+        "ranking",
+        "ranking: lists drawn from the ranking predict writes (Plackett-Luce at decode_k 1) | decoded: gene by gene",
+        choices=LIST_SAMPLING,
+    )
+    filter_groups: bool = setting(False, "drop groups whose lists all score alike and draw more cases instead (DAPO dynamic sampling)")
+    max_sample_rounds: int = setting(4, "with filter_groups: at most this many draws of cases_per_step cases per step", ge=1)
+    synthetic_fraction: float = setting(
+        0.5, "share of each step's cases that are synthetic patients of any annotated gene (pretrain: synthetic:)", ge=0, lt=1
+    )  # keeps genes without training cases rankable
+    rewards: Mapping[str, float] = setting(
+        factory=lambda: {"rank": 1.0},
+        help="reward -> weight: rank (the grader), top1 (true gene first), hit (in the top hit_k)",
+    )
+    hit_k: int = setting(10, 'k of the "hit" reward', ge=1)
+    adapter: str = setting(
+        "lora", "lora (peft adapters, merged into the saved model) | full (fine-tune every weight)", choices=ADAPTERS
+    )  # LoRA beat full fine-tuning from the SFT model (README: levers)
+    lora_rank: int = setting(16, "LoRA rank r (adapter: lora)", ge=1)
+    lora_alpha: float = setting(32, "LoRA alpha; the update is scaled by alpha / r", gt=0)
+    lora_dropout: float = setting(0.0, "must stay 0: dropout would make the training policy differ from the sampling one", ge=0, le=0)
+    lora_targets: tuple[str, ...] = setting(
+        ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), "modules given adapters", min_items=1, unique=True
+    )
+    train_prior: bool = setting(
+        True, "also train the phenotype prior's scalars (gene-agnostic, 30x the rate); under lora the KL reference shares them"
+    )  # the one part that reaches unseen genes
+    eval_interval: int = setting(10, "steps between validation evaluations (the best-scoring weights are kept)", ge=1)
+    eval_cases: int | None = setting(
+        512, "validation cases per evaluation, a fixed seeded subset (null: all)", ge=1
+    )  # the same subset every time
+    checkpoint_interval: int = setting(25, "steps between resumable checkpoints (results/rft/{strategy}/checkpoint)", ge=1)
+    max_train_cases: int | None = setting(
+        None, "train on the seeded subset of this many cases SFT uses (null = all)", ge=1, config=False
+    )  # the method table's training cases (rft_nN)
+    present_only: bool = setting(
+        False, "drop absent terms in training and validation (ablation)", config=False
+    )  # the method table's present-only (rft_present_only)
+    seed: int = setting(42, "seed of data order, sampling and LoRA init", ge=0, config=False)  # the method's seed
 
-    def _counting_problems(self) -> list[str]:
+    def problems(self) -> list[str]:
         problems = []
-        if self.group_size < 2:
-            problems.append(f"group_size {self.group_size}: GRPO compares samples within a group; use at least 2")
-        for name in (
-            "cases_per_step",
-            "list_length",
-            "eval_interval",
-            "checkpoint_interval",
-            "updates_per_batch",
-            "hit_k",
-            "max_sample_rounds",
-        ):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1")
         if (self.max_steps is None) == (self.epochs is None):
             problems.append("set exactly one of max_steps and epochs (the other null)")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append("max_steps must be at least 1")
-        if self.epochs is not None and self.epochs <= 0:
-            problems.append("epochs must be positive")
         if self.max_steps is not None and self.warmup_steps >= self.max_steps:
             problems.append(f"warmup_steps {self.warmup_steps} >= max_steps {self.max_steps}: lower warmup_steps")
-        if self.learning_rate <= 0:
-            problems.append("learning_rate must be positive")
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.kl_coef < 0 or self.max_grad_norm <= 0:
-            problems.append("warmup_steps, weight_decay and kl_coef must be >= 0 and max_grad_norm > 0")
-        if not 0 < self.clip_range < 1:
-            problems.append(f"clip_range {self.clip_range} must be in (0, 1)")
-        if self.temperature <= 0:
-            problems.append("temperature must be positive")
-        if not 0 <= self.synthetic_fraction < 1:
-            problems.append(f"synthetic_fraction {self.synthetic_fraction} must be in [0, 1): each step needs real cases")
-        elif round(self.cases_per_step * (1 - self.synthetic_fraction)) < 1:
+        if round(self.cases_per_step * (1 - self.synthetic_fraction)) < 1:
             problems.append("cases_per_step x (1 - synthetic_fraction) rounds to 0 real cases; raise cases_per_step")
-        if self.eval_cases is not None and self.eval_cases < 1:
-            problems.append("eval_cases must be >= 1 or null (all)")
-        return problems
-
-    def _choice_problems(self) -> list[str]:
-        problems = []
-        for name, choices in (("lr_schedule", SCHEDULES), ("credit", CREDITS), ("adapter", ADAPTERS), ("list_sampling", LIST_SAMPLING)):
-            if getattr(self, name) not in choices:
-                problems.append(f"{name} must be one of {', '.join(choices)}")
         if not self.rewards or not any(w != 0 for w in self.rewards.values()):
             problems.append("rewards needs at least one reward with a non-zero weight, e.g. {rank: 1.0}")
-        if self.adapter == "lora":
-            if self.lora_rank < 1 or self.lora_alpha <= 0:
-                problems.append("lora_rank must be >= 1 and lora_alpha > 0")
-            if not self.lora_targets:
-                problems.append("lora_targets is empty: name the projection modules to adapt (e.g. q_proj, v_proj)")
-            bad = [t for t in self.lora_targets if t in FORBIDDEN_LORA_TARGETS]
-            if bad:
-                problems.append(f"lora_targets {bad}: the gene-only output layer is read from the gene weights; adapt projections only")
-            if self.lora_dropout != 0:
-                problems.append("lora_dropout must be 0: dropout makes the training policy differ from the sampling one")
+        bad = [t for t in self.lora_targets if t in FORBIDDEN_LORA_TARGETS]
+        if self.adapter == "lora" and bad:
+            problems.append(f"lora_targets {bad}: the gene-only output layer is read from the gene weights; adapt projections only")
         return problems
-
-    @classmethod
-    def from_dict(cls, values: Mapping | None) -> RFTConfig:
-        values = checked_settings(cls, values, "rft")
-        return cls(**values)
 
     def total_steps(self, n_train: int) -> int:
         if self.max_steps is not None:
@@ -178,11 +156,6 @@ class RFTConfig:
 
     def lr(self, step: int, total: int) -> float:
         return lr_at(step, total, self.learning_rate, self.warmup_steps, 0.0, self.lr_schedule)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["lora_targets"] = list(self.lora_targets)
-        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,8 +708,6 @@ def run_rft(
     config: RFTConfig = RFTConfig(),
     grader: GraderConfig = DEFAULT_GRADER,
     checkpoint_dir: str | os.PathLike | None = None,
-    present_only: bool = False,
-    max_train_cases: int | None = None,
     stop_after: int | None = None,
     progress: bool = True,
     log_timing: bool = False,
@@ -758,15 +729,12 @@ def run_rft(
     from rarerank.model.policy import load_policy
 
     started = time.perf_counter()
-    if max_train_cases is not None and max_train_cases < 1:
-        raise ValueError(f"max_train_cases must be at least 1, not {max_train_cases}")
     policy = load_policy(model_dir)
     policy.model = merged(policy.model).to(resolve_device(device))
-    task, n_val = _task(policy, train_path, validation_path, config, present_only, max_train_cases,
-                        _synthetic_inputs(ontology_path, annotations_path, synthetic))  # fmt: skip
+    task, n_val = _task(policy, train_path, validation_path, config, _synthetic_inputs(ontology_path, annotations_path, synthetic))
     settings = {
-        "rft": config.to_dict(), "grader": asdict(grader), "present_only": present_only, "max_train_cases": max_train_cases,
-        "torch_threads": torch.get_num_threads(), "synthetic": dict(synthetic or {}) if config.synthetic_fraction else None,
+        "rft": config.to_dict(), "grader": grader.to_dict(), "torch_threads": torch.get_num_threads(),
+        "synthetic": dict(synthetic or {}) if config.synthetic_fraction else None,
     }  # fmt: skip
     inputs = [model_dir, train_path, validation_path] + ([ontology_path, annotations_path] if config.synthetic_fraction else [])
     fingerprint = hashlib.sha256((json.dumps(settings, sort_keys=True) + file_digest(inputs)).encode()).hexdigest()
@@ -791,7 +759,7 @@ def _synthetic_inputs(ontology_path, annotations_path, synthetic) -> dict:
     return {"ontology_path": ontology_path, "annotations_path": annotations_path, "synthetic": synthetic}
 
 
-def _task(policy, train_path, validation_path, config: RFTConfig, present_only: bool, max_train_cases, synthetic: dict):
+def _task(policy, train_path, validation_path, config: RFTConfig, synthetic: dict):
     """The :class:`RFTTask` of a stage run (training cases: the same seeded subset as SFT) and the validation size."""
     from rarerank.data.cases import read_cases
     from rarerank.model.policy import prompt_token_ids
@@ -799,11 +767,13 @@ def _task(policy, train_path, validation_path, config: RFTConfig, present_only: 
 
     tokenizer, pcfg = policy.tokenizer, policy.config
     # The same seeded subset as SFT with max_train_cases (data-efficiency runs pair SFT_n with RFT_n).
-    usable = in_vocabulary(subsample(read_cases(train_path), max_train_cases, config.seed), policy.genes)
+    usable = in_vocabulary(subsample(read_cases(train_path), config.max_train_cases, config.seed), policy.genes)
     val_cases = read_cases(validation_path)
 
     def encode(case, rng=None) -> list[int]:
-        return prompt_token_ids(tokenizer, case.present, case.absent, rng, present_only, pcfg.max_present_terms, pcfg.max_absent_terms)
+        return prompt_token_ids(
+            tokenizer, case.present, case.absent, rng, config.present_only, pcfg.max_present_terms, pcfg.max_absent_terms
+        )
 
     sampler = _synthetic_sampler(policy, encode, **synthetic) if config.synthetic_fraction > 0 else None
     task = RFTTask(

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rarerank.core.device import resolve_device
-from rarerank.core.settings import checked_settings
+from rarerank.core.settings import Settings, setting
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.ontology import Ontology
 from rarerank.data.synthetic import DEFAULT_SYNTHETIC, PatientSampler, SyntheticConfig
@@ -55,46 +55,46 @@ POOL_BATCHES = 8  # batches per length-sorted pool of examples
 
 
 @dataclass(frozen=True)
-class SFTConfig:
+class SFTConfig(Settings):
     """SFT hyperparameters (config section ``sft``)."""
 
-    max_epochs: float = 3.0  # passes over the real training cases; early stopping usually ends sooner
-    max_steps: int = 300  # hard cap that keeps SFT near a minute per strategy on 2 cores
-    batch_size: int = 64  # examples per step (real + synthetic)
-    synthetic_fraction: float = 0.25  # share of each batch replaying synthetic patients (the prior keeps untrained genes; README)
-    learning_rate: float = 3e-4  # a third of pretraining: 1e-3 made gene-disjoint validation worse, 3e-4 better
-    warmup_steps: int = 20  # short warm-up; the model is already trained
-    min_lr_ratio: float = 0.1  # cosine decay floor
-    weight_decay: float = 0.01  # as in pretraining
-    max_grad_norm: float = 1.0  # guards against loss spikes
-    prefix_rate: float = 0.25  # share of examples with distractor genes before the true gene
-    eval_interval: int = 50  # steps between validation evaluations
-    patience: int = 3  # evaluations without improvement before stopping
-    select_metric: str = "mrr"  # validation metric that picks the kept weights
-    max_train_cases: int | None = None  # use only this many training cases (data-efficiency runs)
-    present_only: bool = False  # drop absent terms at training and validation time (ablation)
-    fallback: str = "prior"  # best step 0: fit the prior's scalars and the final norm's gain, transformer frozen (README)
+    section = "sft"
 
-    def __post_init__(self):
-        if self.max_epochs <= 0 or self.max_steps < 1 or self.batch_size < 1 or self.eval_interval < 1 or self.patience < 1:
-            raise ValueError("sft max_epochs, max_steps, batch_size, eval_interval and patience must be positive")
-        if not 0 <= self.synthetic_fraction < 1:
-            raise ValueError(f"sft.synthetic_fraction must be in [0, 1) so each batch has real cases, not {self.synthetic_fraction}")
+    max_epochs: float = setting(3.0, "passes over the training cases (early stopping usually ends sooner)", gt=0)
+    max_steps: int = setting(300, "hard cap on optimiser steps", ge=2)  # keeps SFT near a minute per strategy on 2 cores
+    batch_size: int = setting(64, "examples per step (real + synthetic)", ge=1)
+    synthetic_fraction: float = setting(
+        0.25, "share of each batch that replays synthetic patients (keeps knowledge of untrained genes)", ge=0, lt=1
+    )  # the prior keeps untrained genes (README)
+    learning_rate: float = setting(
+        3e-4, "peak AdamW learning rate", gt=0, lt=1
+    )  # a third of pretraining: 1e-3 made gene-disjoint validation worse, 3e-4 better
+    warmup_steps: int = setting(20, "warm-up steps", ge=0)  # short; the model is already trained
+    min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak", ge=0, le=1)
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on norms)", ge=0)
+    max_grad_norm: float = setting(1.0, "gradient-norm clip (0 = off)", ge=0)
+    prefix_rate: float = setting(0.25, "share of examples whose true gene follows random distractor genes", ge=0, le=1)
+    eval_interval: int = setting(50, "steps between validation evaluations", ge=1)
+    patience: int = setting(3, "evaluations without improvement before stopping", ge=1)
+    select_metric: str = setting("mrr", "validation metric that picks the kept weights: mrr | top1 | top10", choices=METRICS)
+    fallback: str = setting(
+        "prior",
+        "none | prior | prior_vector: when no step beats the start, fit only the prior's scalars and the final norm's gain "
+        "(one | per unit), transformer frozen",
+        choices=FALLBACKS,
+    )  # README
+    max_train_cases: int | None = setting(
+        None, "train on a seeded subset of this many cases (null = all)", ge=1, config=False
+    )  # the method table's training cases (sft_nN)
+    present_only: bool = setting(
+        False, "drop absent terms in training and validation (ablation)", config=False
+    )  # the method table's present-only (sft_present_only)
+    seed: int = setting(42, "seed of data order and augmentation", ge=0, config=False)  # the method's seed
+
+    def problems(self) -> list[str]:
         if round(self.batch_size * (1 - self.synthetic_fraction)) < 1:
-            raise ValueError("sft.batch_size * (1 - synthetic_fraction) rounds to 0 real cases per batch; raise batch_size")
-        if self.select_metric not in METRICS:
-            raise ValueError(f"sft.select_metric must be one of {', '.join(METRICS)}, not {self.select_metric!r}")
-        if not 0 < self.learning_rate < 1 or not 0 <= self.min_lr_ratio <= 1 or not 0 <= self.prefix_rate <= 1:
-            raise ValueError("sft.learning_rate must be in (0, 1); min_lr_ratio and prefix_rate in [0, 1]")
-        if self.fallback not in FALLBACKS:
-            raise ValueError(f"sft.fallback must be one of {', '.join(FALLBACKS)}, not {self.fallback!r}")
-        if self.max_train_cases is not None and self.max_train_cases < 1:
-            raise ValueError("sft.max_train_cases must be at least 1 (or null for all)")
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> SFTConfig:
-        values = checked_settings(cls, values, "sft")
-        return cls(**values)
+            return ["sft.batch_size * (1 - synthetic_fraction) rounds to 0 real cases per batch; raise batch_size"]
+        return []
 
 
 def sft_batches(policy: Policy, cases: Sequence, sampler: PatientSampler | None, config: SFTConfig, seed: int):
@@ -137,13 +137,13 @@ def sft(
     ontology: Ontology | None = None,
     annotations: GeneAnnotations | None = None,
     synthetic: SyntheticConfig = DEFAULT_SYNTHETIC,
-    seed: int = 42,
     progress: bool = False,
     provenance_fields: dict | None = None,
     log_timing: bool = False,
     device: str | torch.device = "cpu",
 ) -> Policy:
     """Fine-tune the model in ``base_dir`` on ``train_cases`` (on ``device``); keep the best on ``validation_cases``."""
+    seed = config.seed
     torch.manual_seed(seed)
     policy = load_policy(base_dir, resolve_device(device))
     if hasattr(policy.model, "peft_config"):
