@@ -37,7 +37,7 @@ def timed_steps(policy, batch_at, steps: int, lr: float) -> tuple[float, int]:
     """Seconds and (non-padding) tokens for ``steps`` training steps (after one warm-up step)."""
     model = policy.model
     model.train()
-    optimizer = make_optimizer(model, lr, 0.01)
+    optimizer = make_optimizer(model, lr, 0.01, PretrainConfig().adam_beta2)
     eos = policy.tokenizer.eos_token_id
 
     def step(i):

@@ -163,7 +163,7 @@ def toy_transfer(output_head: str) -> dict[str, int]:
         return out
 
     settings = LoopSettings(max_steps=80, learning_rate=1e-2, warmup_steps=5, min_lr_ratio=0.1, weight_decay=0.0,
-                            max_grad_norm=1.0, eval_interval=80)  # fmt: skip
+                            adam_beta2=0.98, max_grad_norm=1.0, eval_interval=80)  # fmt: skip
     run_loop(policy, batch_at, settings, TrainingLog())
     unseen = sorted(TOY_UNSEEN)
     cases = [SimpleNamespace(present=[TOY_TERMS[t] for t in TOY_UNSEEN[g]], absent=[]) for g in unseen]

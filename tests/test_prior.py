@@ -127,7 +127,7 @@ def test_gene_to_patient_direction_matches_a_naive_computation(policy, index, on
 def test_training_moves_the_prior_scalars_at_their_own_rate(policy):
     model = policy.model
     model.train()
-    optimizer = make_optimizer(model, 1e-3, 0.01)
+    optimizer = make_optimizer(model, 1e-3, 0.01, 0.98)
     scaled = [g for g in optimizer.param_groups if g.get("lr_scale") == PRIOR_LR_SCALE]
     assert len(scaled) == 1 and len(scaled[0]["params"]) == len(PARAMETERS)
     set_learning_rate(optimizer, 1e-3)
@@ -207,10 +207,9 @@ def test_rft_trains_the_prior_scalars_only_with_train_prior(policy, adapter):
         assert all(p.requires_grad == train_prior for p in prior.parameters())
         moved = {name: abs(float(getattr(prior, name).detach()) - start[name]) > 1e-6 for name in PARAMETERS}
         assert any(moved.values()) == train_prior, moved
-    from rarerank.train.rft import make_optimizer as rft_optimizer
     from rarerank.train.rft import prepare_model
 
     config = RFTConfig(adapter=adapter, train_prior=True)
-    optimizer = rft_optimizer(prepare_model(copy.deepcopy(policy.model), config), config, 1e-3)
-    assert [round(g["lr"] / 1e-3, 6) for g in optimizer.param_groups] == [1.0, PRIOR_LR_SCALE]
-    assert len(optimizer.param_groups[1]["params"]) == len(PARAMETERS)
+    optimizer = make_optimizer(prepare_model(copy.deepcopy(policy.model), config), 1e-3, config.weight_decay, config.adam_beta2)
+    assert [round(g["lr"] / 1e-3, 6) for g in optimizer.param_groups] == [1.0, 1.0, PRIOR_LR_SCALE]
+    assert len(optimizer.param_groups[2]["params"]) == len(PARAMETERS)

@@ -149,7 +149,7 @@ def test_grpo_raises_reward_on_a_toy_task():
     first, last = rows[1:6], rows[-5:]
     assert sum(r["reward_mean"] for r in last) / 5 > sum(r["reward_mean"] for r in first) / 5 + 0.3
     assert rows[-1]["val_grader"] > rows[0]["val_grader"] + 0.3
-    assert result.state.best_score == max(r["val_grader"] for r in rows if "val_grader" in r)
+    assert result.best.score == max(r["val_grader"] for r in rows if "val_grader" in r)
 
 
 def test_lora_changes_adapter_weights_only():

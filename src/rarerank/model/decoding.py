@@ -247,3 +247,25 @@ def true_ranks(
         rest[listed] = float("-inf")
         out.append(k + int((rest >= rest[target]).sum()))
     return out
+
+
+@torch.no_grad()
+def validation_ranks(
+    scorer: GeneScorer,
+    prompts: Sequence[Sequence[int]],
+    targets: Sequence[int | None],
+    pad_id: int,
+    decode_k: int = 1,
+    batch_size: int = 64,
+    lengths: Sequence[int] | None = None,
+) -> list[int | None]:
+    """The validation ranker of every training stage: the 1-based rank of each prompt's target gene
+    in the ranking ``predict`` writes (:func:`true_ranks`). Prompts (token ids) run in batches of
+    similar ``lengths`` (default: their token counts); results come back in input order."""
+    device = scorer.gene_ids.device
+    ranks: list[int | None] = [None] * len(prompts)
+    for chunk in length_batches([len(p) for p in prompts] if lengths is None else lengths, batch_size):
+        ids, mask = left_pad([prompts[i] for i in chunk], pad_id)
+        for i, rank in zip(chunk, true_ranks(scorer, ids.to(device), mask.to(device), [targets[i] for i in chunk], decode_k)):
+            ranks[i] = rank
+    return ranks

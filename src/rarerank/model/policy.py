@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from rarerank.core.settings import Settings, setting
-from rarerank.model.decoding import GeneScorer, left_pad, length_batches, position_ids, prompt_pass, rank_genes, true_ranks
+from rarerank.model.decoding import GeneScorer, left_pad, length_batches, position_ids, prompt_pass, rank_genes, validation_ranks
 from rarerank.model.prior import PRIOR_ATTRIBUTE, PRIOR_SETTINGS, PRIORS, PhenotypePrior
 
 log = logging.getLogger(__name__)
@@ -782,19 +782,20 @@ def constrained_rank(
 
 @torch.no_grad()
 def true_gene_ranks(policy: Policy, cases: Sequence, batch_size: int = 128, present_only: bool = False) -> np.ndarray:
-    """1-based rank of each case's gene in the ranking ``predict`` writes (:func:`rarerank.model.decoding.rank_genes`
-    with the policy's ``decode_k``; ties count against it); ``len(genes) + 1`` when the gene is not in the
-    vocabulary. The validation metric of every training stage."""
+    """1-based rank of each case's gene in the ranking ``predict`` writes (the policy's ``decode_k``;
+    :func:`rarerank.model.decoding.validation_ranks`); ``len(genes) + 1`` when the gene is not in the
+    vocabulary. Cases run in batches by their number of terms."""
     index = {g: i for i, g in enumerate(policy.genes)}
-    scorer = gene_scorer(policy.model, policy.gene_ids)
-    ranks = np.empty(len(cases), dtype=np.int64)
-    for chunk in length_batches([_prompt_terms(case, present_only) for case in cases], batch_size):
-        prompts = encode_prompts(policy, [cases[i] for i in chunk], present_only=present_only)
-        targets = [index.get(cases[i].gene) for i in chunk]
-        found = true_ranks(scorer, prompts.input_ids, prompts.attention_mask, targets, policy.config.decode_k)
-        ranks[chunk] = [len(index) + 1 if r is None else r for r in found]
-    return ranks
-
-
-def _prompt_terms(case, present_only: bool) -> int:
-    return len(case.present) + (0 if present_only else len(getattr(case, "absent", ())))
+    config, tokenizer = policy.config, policy.tokenizer
+    prompts = [
+        prompt_token_ids(
+            tokenizer, c.present, getattr(c, "absent", ()), None, present_only, config.max_present_terms, config.max_absent_terms
+        )
+        for c in cases
+    ]
+    scorer = gene_scorer(policy.model, policy.gene_ids.to(model_device(policy.model)))
+    lengths = [len(c.present) + (0 if present_only else len(getattr(c, "absent", ()))) for c in cases]
+    found = validation_ranks(
+        scorer, prompts, [index.get(c.gene) for c in cases], tokenizer.pad_token_id, config.decode_k, batch_size, lengths
+    )
+    return np.asarray([len(index) + 1 if r is None else r for r in found], dtype=np.int64)

@@ -61,6 +61,7 @@ class PretrainConfig(Settings):
     warmup_steps: int = setting(50, "warm-up steps", ge=0)  # avoids an early jolt to the initialised embeddings
     min_lr_ratio: float = setting(0.05, "final learning rate as a fraction of the peak", ge=0, le=1)
     weight_decay: float = setting(0.01, "AdamW weight decay (not on norms)", ge=0)  # light; most parameters are embeddings
+    adam_beta2: float = setting(0.98, "AdamW second-moment decay (beta2)", gt=0, lt=1)  # steadier than 0.999 with warm-up
     max_grad_norm: float = setting(1.0, "gradient-norm clip (0 = off)", ge=0)  # guards against rare loss spikes
     prefix_rate: float = setting(0.25, "share of examples whose true gene follows random distractor genes (no loss on them)", ge=0, le=1)
     eval_interval: int = setting(50, "steps between evaluations on held-out synthetic patients (logged only)", ge=1)

@@ -38,9 +38,8 @@ import torch
 from rarerank.core.device import resolve_device
 from rarerank.core.grader import DEFAULT_GRADER, GraderConfig
 from rarerank.core.settings import Settings, setting
-from rarerank.model.decoding import GeneScorer, left_pad, length_batches, list_logprobs, sample_lists, true_ranks
+from rarerank.model.decoding import GeneScorer, left_pad, list_logprobs, sample_lists, validation_ranks
 from rarerank.model.policy import gene_prior, gene_scorer
-from rarerank.model.prior import PRIOR_ATTRIBUTE
 from rarerank.train.grpo import (
     build_rewards,
     check_symbols,
@@ -50,7 +49,16 @@ from rarerank.train.grpo import (
     lists_as_text,
     until_hit_weights,
 )
-from rarerank.train.training import PRIOR_LR_SCALE, SCHEDULES, lr_at, set_learning_rate, write_log
+from rarerank.train.training import (
+    SCHEDULES,
+    BestWeights,
+    load_trainable,
+    lr_at,
+    make_optimizer,
+    set_learning_rate,
+    trainable_state,
+    write_log,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +92,8 @@ class RFTConfig(Settings):
     )  # for LoRA (1e-4 + cosine: +0.6 top-1 but half the MRR gain, README: levers)
     lr_schedule: str = setting("constant", "constant | linear | cosine (decay after warm-up)", choices=SCHEDULES)
     warmup_steps: int = setting(0, "steps of linear warm-up", ge=0)
-    weight_decay: float = setting(0.0, "AdamW weight decay", ge=0)  # no pull towards zero for an already-trained model
+    weight_decay: float = setting(0.0, "AdamW weight decay (not on norms)", ge=0)  # no pull towards zero for an already-trained model
+    adam_beta2: float = setting(0.999, "AdamW second-moment decay (beta2)", gt=0, lt=1)  # torch's default, what RFT was tuned with
     max_grad_norm: float = setting(1.0, "gradient-norm clip", gt=0)  # rare huge advantages stay bounded
     kl_coef: float = setting(0.0, "weight of the KL penalty to the starting model (0: none)", ge=0)  # as in recent GRPO practice
     clip_range: float = setting(0.2, "PPO-style clip of the probability ratio to the sampling policy", gt=0, lt=1)
@@ -204,17 +213,10 @@ class RFTTask:
 # Evaluation: the ranking predict writes, scored by the grader.
 
 
-@torch.no_grad()
 def evaluate(scorer: GeneScorer, prompts, genes, symbols, pad_id, grader: GraderConfig, decode_k: int = 1, batch: int = 64):
     """Validation (grader mean, top-1, per-case ranks) of the ranking ``predict`` writes for these prompts."""
     index = {s: j for j, s in enumerate(symbols)}
-    device = scorer.gene_ids.device
-    ranks: list[int | None] = [None] * len(prompts)
-    for chunk in length_batches([len(p) for p in prompts], batch):
-        ids, mask = left_pad([prompts[i] for i in chunk], pad_id)
-        found = true_ranks(scorer, ids.to(device), mask.to(device), [index.get(genes[i]) for i in chunk], decode_k)
-        for i, r in zip(chunk, found):
-            ranks[i] = r
+    ranks = validation_ranks(scorer, prompts, [index.get(g) for g in genes], pad_id, decode_k, batch)
     n = max(1, len(ranks))
     return sum(grader.score_rank(r) for r in ranks) / n, sum(r == 1 for r in ranks) / n, ranks
 
@@ -251,33 +253,6 @@ def prepare_model(model, config: RFTConfig):
     return model
 
 
-def make_optimizer(model, config: RFTConfig, lr: float) -> torch.optim.AdamW:
-    """AdamW over the trainable weights; the prior's scalars (with ``train_prior``) in their own group
-    at ``PRIOR_LR_SCALE`` times the rate, as in pretraining and SFT."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in named if PRIOR_ATTRIBUTE not in n]}]
-    prior = [p for n, p in named if PRIOR_ATTRIBUTE in n]
-    if prior:
-        groups.append({"params": prior, "lr_scale": PRIOR_LR_SCALE})
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=config.weight_decay)
-    set_learning_rate(optimizer, lr)
-    return optimizer
-
-
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def load_trainable(model, state: Mapping[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    missing = [n for n in state if n not in params]
-    if missing:
-        raise ValueError(f"checkpoint holds parameters the model does not have, e.g. {missing[:3]}")
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
-
-
 def file_digest(paths: Sequence[str | os.PathLike]) -> str:
     """sha256 over the bytes of files (a folder contributes its files in sorted order)."""
     digest = hashlib.sha256()
@@ -295,8 +270,6 @@ def file_digest(paths: Sequence[str | os.PathLike]) -> str:
 @dataclass
 class TrainState:
     step: int = 0  # optimiser steps done
-    best_score: float = float("-inf")
-    best_step: int = -1
     rows: list[dict] = field(default_factory=list)
     cursor: int = 0  # real training cases drawn so far (the position in the epoch-by-epoch case stream)
 
@@ -304,7 +277,7 @@ class TrainState:
 CHECKPOINT_FILES = ("state.json", "weights.safetensors", "optimizer.safetensors", "rng.safetensors")
 
 
-def save_checkpoint(directory, model, optimizer, generator, state: TrainState, best, fingerprint: str) -> None:
+def save_checkpoint(directory, model, optimizer, generator, state: TrainState, best: BestWeights, fingerprint: str) -> None:
     """Write a complete checkpoint (safetensors + JSON only) to ``directory``; a new folder is swapped
     in, so a crash keeps the old one."""
     from safetensors.torch import save_file
@@ -314,15 +287,15 @@ def save_checkpoint(directory, model, optimizer, generator, state: TrainState, b
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     weights = {f"trainable/{n}": t for n, t in trainable_state(model).items()}
-    weights.update({f"best/{n}": t.clone() for n, t in (best or {}).items()})
+    weights.update({f"best/{n}": t.clone() for n, t in (best.weights or {}).items()})
     save_file(weights, tmp / "weights.safetensors")
     tensors, optimizer_json = _flatten_optimizer(optimizer.state_dict())
     save_file(tensors, tmp / "optimizer.safetensors")
     save_file({"sampler": generator.get_state(), "torch": torch.get_rng_state()}, tmp / "rng.safetensors")
     numpy_state = np.random.get_state()
     info = {
-        "fingerprint": fingerprint, "step": state.step, "cursor": state.cursor, "best_score": state.best_score,
-        "best_step": state.best_step, "has_best": best is not None, "rows": state.rows, "optimizer": optimizer_json,
+        "fingerprint": fingerprint, "step": state.step, "cursor": state.cursor, "best_score": best.score,
+        "best_step": best.step, "has_best": best.weights is not None, "rows": state.rows, "optimizer": optimizer_json,
         "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
         "numpy_rng": [numpy_state[0], numpy_state[1].tolist(), *[v.item() if hasattr(v, "item") else v for v in numpy_state[2:]]],
     }  # fmt: skip
@@ -392,12 +365,13 @@ def load_checkpoint(directory, fingerprint: str):
         log.warning("checkpoint %s is for other inputs or settings; starting afresh", folder)
         return None
     best_score = info["best_score"] if info["best_score"] is not None else float("-inf")
-    state = TrainState(info["step"], best_score, info["best_step"], info["rows"], info["cursor"])
+    state = TrainState(info["step"], info["rows"], info["cursor"])
     weights = load_file(folder / "weights.safetensors")
+    best = {n[len("best/") :]: t for n, t in weights.items() if n.startswith("best/")} if info["has_best"] else None
     python_rng = info["python_rng"]
     parts = {
         "trainable": {n[len("trainable/") :]: t for n, t in weights.items() if n.startswith("trainable/")},
-        "best_trainable": {n[len("best/") :]: t for n, t in weights.items() if n.startswith("best/")} if info["has_best"] else None,
+        "best": (best_score, info["best_step"], best),
         "optimizer": _unflatten_optimizer(load_file(folder / "optimizer.safetensors"), info["optimizer"]),
         "rng": load_file(folder / "rng.safetensors"),
         "python_rng": (python_rng[0], tuple(python_rng[1]), python_rng[2]),
@@ -414,6 +388,7 @@ def load_checkpoint(directory, fingerprint: str):
 class RFTResult:
     model: object  # the trained model (peft-wrapped for LoRA) holding the *best* weights
     state: TrainState
+    best: BestWeights
     interrupted: bool
 
 
@@ -478,14 +453,14 @@ class GRPORun:
         self.model = prepare_model(model, config).eval()  # no dropout: the policy that samples is the one that learns
         self.scorer = task.scorer(self.model, self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.model, config, config.lr(0, self.total))
+        self.optimizer = make_optimizer(self.model, config.lr(0, self.total), config.weight_decay, config.adam_beta2)
         self.rewards = build_rewards(config.rewards, grader, config.hit_k)
         self.top1_only = build_rewards({"top1": 1.0}, grader)
         self.sample_k = task.decode_k if config.list_sampling == "ranking" else config.list_length
         n_val = len(task.val_prompts) if config.eval_cases is None else min(config.eval_cases, len(task.val_prompts))
         pick = sorted(np.random.default_rng([config.seed, 10**6]).permutation(len(task.val_prompts))[:n_val].tolist())
         self.val_prompts, self.val_genes = [task.val_prompts[i] for i in pick], [task.val_genes[i] for i in pick]
-        self.state, self.best = TrainState(), None
+        self.state, self.best = TrainState(), BestWeights(self.model)
 
     def _check_task(self) -> None:
         task, config = self.task, self.config
@@ -503,7 +478,7 @@ class GRPORun:
         if resumed:
             self.state, parts = resumed
             load_trainable(self.model, parts["trainable"])
-            self.best = parts["best_trainable"]
+            self.best = BestWeights(self.model, *parts["best"])
             self.optimizer.load_state_dict(parts["optimizer"])
             self.generator.set_state(parts["rng"]["sampler"])
             torch.set_rng_state(parts["rng"]["torch"])
@@ -616,9 +591,7 @@ class GRPORun:
         t = self.task
         score, top1, _ = evaluate(self.scorer, self.val_prompts, self.val_genes, t.symbols, t.pad_id, self.grader, t.decode_k)
         row["val_grader"], row["val_top1"] = score, top1
-        if score > self.state.best_score:
-            self.state.best_score, self.state.best_step = score, row["step"]
-            self.best = trainable_state(self.model)
+        self.best.offer(score, row["step"])
 
     # -- checkpoint --------------------------------------------------------------------------------
     def checkpoint(self, log_path) -> None:
@@ -682,9 +655,9 @@ def train(
     bar.close()
     if log_path is not None:
         write_log(log_path, state.rows, LOG_COLUMNS)
-    if not interrupted and run.best is not None:
-        load_trainable(run.model, run.best)
-    return RFTResult(run.model, state, interrupted)
+    if not interrupted:
+        run.best.restore()
+    return RFTResult(run.model, state, run.best, interrupted)
 
 
 def merged(model):
@@ -786,7 +759,7 @@ def _task(policy, train_path, validation_path, config: RFTConfig, synthetic: dic
 
 
 def _summary(result: RFTResult, n_train: int, n_val: int) -> dict:
-    rows, state = result.state.rows, result.state
+    rows, state, best = result.state.rows, result.state, result.best
     return {
         "steps": state.step,
         "train_cases": n_train,
@@ -794,8 +767,8 @@ def _summary(result: RFTResult, n_train: int, n_val: int) -> dict:
         "validation_cases": n_val,
         "start_val_grader": rows[0].get("val_grader"),
         "start_val_top1": rows[0].get("val_top1"),
-        "best_val_grader": state.best_score if math.isfinite(state.best_score) else None,
-        "best_step": state.best_step,
+        "best_val_grader": best.score if math.isfinite(best.score) else None,
+        "best_step": best.step,
         "interrupted": result.interrupted,
     }
 

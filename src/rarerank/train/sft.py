@@ -72,6 +72,7 @@ class SFTConfig(Settings):
     warmup_steps: int = setting(20, "warm-up steps", ge=0)  # short; the model is already trained
     min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of the peak", ge=0, le=1)
     weight_decay: float = setting(0.01, "AdamW weight decay (not on norms)", ge=0)
+    adam_beta2: float = setting(0.98, "AdamW second-moment decay (beta2)", gt=0, lt=1)  # as in pretraining
     max_grad_norm: float = setting(1.0, "gradient-norm clip (0 = off)", ge=0)
     prefix_rate: float = setting(0.25, "share of examples whose true gene follows random distractor genes", ge=0, le=1)
     eval_interval: int = setting(50, "steps between validation evaluations", ge=1)

@@ -1,5 +1,5 @@
-"""Supervised training machinery shared by knowledge pretraining and SFT (RFT uses its learning-rate
-schedule and log writer).
+"""The training skeleton: the optimiser, learning-rate schedule, best-weights keeper and log writer of
+every stage (pretraining, SFT, RFT), and the supervised loop pretraining and SFT share.
 
 Layer ``train``: imports policy, decoding (left padding) and fileio. A training example is a prompt
 plus a completion whose target tokens carry the loss (the true gene and ``<eos>``; an optional prefix of distractor genes
@@ -15,7 +15,7 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,8 +189,9 @@ PRIOR_LR_SCALE = 30.0  # the phenotype prior's few scalars move this much faster
 GAIN_ATTRIBUTE = "rarerank_gain"  # SFT's fallback fit: a gain on the final norm, trained with the prior's scalars
 
 
-def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms and biases; the phenotype prior's scalars (:mod:`rarerank.model.prior`)
+def make_optimizer(model, learning_rate: float, weight_decay: float, adam_beta2: float) -> torch.optim.Optimizer:
+    """The optimiser of every stage: AdamW (betas 0.9, ``adam_beta2``) over the trainable parameters;
+    no weight decay on norms and biases; the phenotype prior's scalars (:mod:`rarerank.model.prior`)
     and a fallback gain (``GAIN_ATTRIBUTE``, :mod:`rarerank.train.sft`) in their own group at
     ``PRIOR_LR_SCALE`` times the learning rate (at the weights' rate, a few hundred steps could
     barely move them)."""
@@ -202,7 +203,9 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimiz
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if prior:
         groups.append({"params": prior, "weight_decay": 0.0, "lr_scale": PRIOR_LR_SCALE})
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, adam_beta2))
+    set_learning_rate(optimizer, learning_rate)
+    return optimizer
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -224,7 +227,8 @@ def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_cases(policy: Policy, cases: Sequence, present_only: bool = False) -> dict[str, float]:
-    """First-step rank metrics on cases (fast: one prompt forward per case, no decoding)."""
+    """Validation metrics of pretraining and SFT: top-1, top-10 and MRR of the true genes in the ranking
+    ``predict`` writes (:func:`rarerank.model.decoding.validation_ranks`, as RFT's validation)."""
     was_training = policy.model.training
     policy.model.eval()
     metrics = rank_metrics(true_gene_ranks(policy, cases, present_only=present_only))
@@ -317,6 +321,7 @@ class LoopSettings:
     warmup_steps: int
     min_lr_ratio: float
     weight_decay: float
+    adam_beta2: float
     max_grad_norm: float  # 0 = no clipping
     eval_interval: int
     select_metric: str | None = None  # keep the weights with the best value of this evaluation metric
@@ -329,48 +334,49 @@ class LoopSettings:
     @classmethod
     def from_config(cls, config, **overrides) -> LoopSettings:
         """Settings from a stage config that uses the shared names (``max_steps``, ``learning_rate``,
-        ``warmup_steps``, ``min_lr_ratio``, ``weight_decay``, ``max_grad_norm``, ``eval_interval``),
-        with ``overrides`` by keyword."""
-        shared = ("max_steps", "learning_rate", "warmup_steps", "min_lr_ratio", "weight_decay", "max_grad_norm", "eval_interval")
+        ``warmup_steps``, ``min_lr_ratio``, ``weight_decay``, ``adam_beta2``, ``max_grad_norm``,
+        ``eval_interval``), with ``overrides`` by keyword."""
+        shared = (
+            "max_steps", "learning_rate", "warmup_steps", "min_lr_ratio", "weight_decay", "adam_beta2", "max_grad_norm", "eval_interval",
+        )  # fmt: skip
         return cls(**{name: getattr(config, name) for name in shared if name not in overrides}, **overrides)
 
     def lr(self, step: int) -> float:
         return lr_at(step, self.max_steps, self.learning_rate, self.warmup_steps, self.min_lr_ratio)
 
 
-class _BestWeights:
-    """The best weights seen by ``select_metric`` and the patience count (nothing without a metric)."""
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """Copies of the trainable parameters (a LoRA run: its adapters and the prior's scalars)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
-    def __init__(self, model, settings: LoopSettings, initial_metric: float | None):
-        self.model, self.metric_name, self.patience = model, settings.select_metric, settings.patience
-        self.metric, self.step, self.state, self.bad_evals = -math.inf, 0, None, 0
-        if self.metric_name is not None and initial_metric is not None:
-            # The starting weights compete too: training that never helps gives them back.
-            self.metric, self.state = initial_metric, self._snapshot()
 
-    def _snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+def load_trainable(model, state: Mapping[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = [n for n in state if n not in params]
+    if missing:
+        raise ValueError(f"checkpoint holds parameters the model does not have, e.g. {missing[:3]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
 
-    def improved(self, metrics: dict[str, float]) -> bool:
-        """Whether ``metrics`` beat the best so far; if so the current weights are snapshotted."""
-        if self.metric_name is None or not metrics[self.metric_name] > self.metric:
+
+class BestWeights:
+    """The best weights so far by a validation score, for every stage: the trainable parameters (what
+    training changes), their score and step; :meth:`restore` puts them back."""
+
+    def __init__(self, model, score: float = -math.inf, step: int = -1, weights: dict | None = None):
+        self.model, self.score, self.step, self.weights = model, score, step, weights
+
+    def offer(self, score: float, step: int) -> bool:
+        """Keep the current weights when ``score`` beats the best so far; whether it did."""
+        if not score > self.score:
             return False
-        self.state = self._snapshot()
+        self.score, self.step, self.weights = score, step, trainable_state(self.model)
         return True
 
-    def record(self, improved: bool, metrics: dict[str, float], step: int) -> bool:
-        """Update the best value and the patience count; True when training should stop."""
-        if self.metric_name is None:
-            return False
-        if improved:
-            self.metric, self.step, self.bad_evals = metrics[self.metric_name], step, 0
-            return False
-        self.bad_evals += 1
-        return self.patience is not None and self.bad_evals >= self.patience
-
     def restore(self) -> None:
-        if self.state is not None:
-            self.model.load_state_dict(self.state)
+        if self.weights is not None:
+            load_trainable(self.model, self.weights)
 
 
 class _Throughput:
@@ -431,9 +437,12 @@ def run_loop(
     """
     model = policy.model
     model.train()
-    optimizer = make_optimizer(model, settings.lr(0), settings.weight_decay)
+    optimizer = make_optimizer(model, settings.lr(0), settings.weight_decay, settings.adam_beta2)
     params = [p for p in model.parameters() if p.requires_grad]
-    best = _BestWeights(model, settings, initial_metric)
+    best = BestWeights(model)
+    if settings.select_metric is not None and initial_metric is not None:
+        best.offer(initial_metric, 0)  # the starting weights compete too: training that never helps gives them back
+    patience = _Patience(settings.patience)
     ema = _WeightAverage(params, settings.ema_decay) if settings.ema_decay is not None else None
     meter = _Throughput()
     bar = _progress_bar(settings)
@@ -447,7 +456,7 @@ def run_loop(
             bar.update(1)
         # evaluate at an interval and at the end; stop when patience runs out
         if (step + 1) % settings.eval_interval == 0 or step + 1 == settings.max_steps:
-            if _evaluate(step + 1, settings, evaluate, meter, ema, best, training_log):
+            if _evaluate(step + 1, settings, evaluate, meter, ema, best, training_log, patience):
                 stopped = True
                 break
     if bar is not None:
@@ -458,7 +467,7 @@ def run_loop(
     best.restore()
     model.eval()
     best_step = best.step if settings.select_metric is not None else step + 1
-    return LoopResult(step + 1, best_step, best.metric, stopped, time.perf_counter() - meter.start, meter.tokens_total)
+    return LoopResult(step + 1, best_step, best.score, stopped, time.perf_counter() - meter.start, meter.tokens_total)
 
 
 def _evaluate(
@@ -467,20 +476,33 @@ def _evaluate(
     evaluate: Callable[[], dict[str, float]] | None,
     meter: _Throughput,
     ema: _WeightAverage | None,
-    best: _BestWeights,
+    best: BestWeights,
     training_log: TrainingLog,
+    patience: _Patience,
 ) -> bool:
-    """One evaluation: score, snapshot the best weights, add a log row; True when training should stop."""
+    """One evaluation: score, keep the best weights, add a log row; True when training should stop."""
     row = meter.row(steps_done, settings.lr(steps_done - 1), settings.log_timing)
     # With ema the average is what gets scored, and so what a best checkpoint keeps.
     with ema.swapped_in() if ema is not None else contextlib.nullcontext():
         metrics = evaluate() if evaluate is not None else {}
-        improved = best.improved(metrics)
+        selecting = settings.select_metric is not None
+        improved = selecting and best.offer(metrics[settings.select_metric], steps_done)
     row.update({f"val_{k}": v for k, v in metrics.items()})
     training_log.add(**row)
     log.info("%s step %d: %s", settings.desc, steps_done, " ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "step"))
     meter.reset_window()
-    return best.record(improved, metrics, steps_done)
+    return selecting and patience.exhausted(improved)
+
+
+class _Patience:
+    """Evaluations without improvement; exhausted after ``limit`` of them in a row (never without one)."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.bad = limit, 0
+
+    def exhausted(self, improved: bool) -> bool:
+        self.bad = 0 if improved else self.bad + 1
+        return self.limit is not None and self.bad >= self.limit
 
 
 def _progress_bar(settings: LoopSettings):
