@@ -22,7 +22,7 @@ from rarerank.rank.baselines import (
     background_frequencies,
     likelihood_ratio_scores,
     phenomizer_scores,
-    rank_cases,
+    rank_by_baseline,
     run_baseline,
     top_k_ranks,
     union_case,
@@ -98,10 +98,10 @@ def test_size_penalty_ranks_the_more_specific_of_equal_matches_first(index, onto
     tied = np.flatnonzero(plain == top)
     assert len(tied) > 100  # the plain rule ties them all for first place
     sizes = np.array([len(propagated[index.genes[g]]) for g in tied])
-    ((_, ranked),) = list(rank_cases("phenomizer", index, [case(present=patient)], BaselineConfig(top_k=1, size_penalty=0.02)))
+    ((_, ranked),) = list(rank_by_baseline("phenomizer", index, [case(present=patient)], BaselineConfig(top_k=1, size_penalty=0.02)))
     assert [r.rank for r in ranked] == [1] * len(ranked) and 1 <= len(ranked) <= (sizes == sizes.min()).sum()
     assert len(propagated[ranked[0].gene_symbol]) == sizes.min()  # the smallest annotation closure among the tied
-    ((_, none_first),) = list(rank_cases("phenomizer", index, [case(present=patient)], BaselineConfig(top_k=1, size_penalty=0.0)))
+    ((_, none_first),) = list(rank_by_baseline("phenomizer", index, [case(present=patient)], BaselineConfig(top_k=1, size_penalty=0.0)))
     assert none_first == []  # plain ties cross k=1 and are dropped whole
     with pytest.raises(ValueError, match="size_penalty"):
         BaselineConfig(size_penalty=-0.1)
@@ -110,7 +110,7 @@ def test_size_penalty_ranks_the_more_specific_of_equal_matches_first(index, onto
 def test_gene_described_by_its_own_terms_ranks_first(index, ontology, annotations):
     for gene in ("FBN1", "SCN1A", "PAH"):
         terms = most_specific_terms(gene, ontology, annotations)
-        ((_, ranked),) = list(rank_cases("phenomizer", index, [case(gene=gene, present=terms)], BaselineConfig(top_k=10)))
+        ((_, ranked),) = list(rank_by_baseline("phenomizer", index, [case(gene=gene, present=terms)], BaselineConfig(top_k=10)))
         assert gene in [g.gene_symbol for g in ranked[:3]], (gene, ranked[:3])
 
 
@@ -148,31 +148,31 @@ def test_top_k_ranks_matches_rank_with_ties():
 
 def test_uninformative_case_and_unknown_terms(index, caplog):
     with caplog.at_level(logging.WARNING):
-        ((_, ranked),) = list(rank_cases("phenomizer", index, [case(present=["HP:9999999"])], BaselineConfig(top_k=50)))
+        ((_, ranked),) = list(rank_by_baseline("phenomizer", index, [case(present=["HP:9999999"])], BaselineConfig(top_k=50)))
     assert ranked == []  # every gene ties: nothing within the top 50
     assert "HP:9999999" in caplog.text
 
 
 def test_popularity(index):
     train = [case(f"t{i}", gene) for i, gene in enumerate(["NF1"] * 3 + ["PAH"] * 2 + ["FBN1"] * 2 + ["NOVEL1"])]
-    ((_, first), (_, second)) = list(rank_cases("popularity", index, [case("a"), case("b")], BaselineConfig(top_k=10), train))
+    ((_, first), (_, second)) = list(rank_by_baseline("popularity", index, [case("a"), case("b")], BaselineConfig(top_k=10), train))
     assert first == second
     assert [(g.gene_symbol, g.rank) for g in first] == [("NF1", 1), ("FBN1", 3), ("PAH", 3), ("NOVEL1", 4)]
     assert first[0].gene_identifier.startswith("NCBIGene:")
     with pytest.raises(ValueError, match="training"):
-        list(rank_cases("popularity", index, [case()], BaselineConfig()))
+        list(rank_by_baseline("popularity", index, [case()], BaselineConfig()))
 
 
 def test_random_is_seeded_per_case(index):
     cases = [case("a"), case("b")]
     config = BaselineConfig(top_k=25, seed=7)
-    forward = dict(rank_cases("random", index, cases, config))
-    backward = dict(rank_cases("random", index, cases[::-1], config))
+    forward = dict(rank_by_baseline("random", index, cases, config))
+    backward = dict(rank_by_baseline("random", index, cases[::-1], config))
     assert forward == backward  # independent of case order
     assert [g.rank for g in forward["a"]] == list(range(1, 26))
     assert len({g.gene_symbol for g in forward["a"]}) == 25
     assert forward["a"] != forward["b"]
-    assert dict(rank_cases("random", index, cases, BaselineConfig(top_k=25, seed=8)))["a"] != forward["a"]
+    assert dict(rank_by_baseline("random", index, cases, BaselineConfig(top_k=25, seed=8)))["a"] != forward["a"]
 
 
 def test_predictions_file_roundtrip_and_determinism(index, tmp_path, ontology, annotations):
@@ -253,7 +253,7 @@ def tiny() -> HpoIndex:
 
 def ranks_of(index, method, c, top_k=10, size_penalty=0.0) -> dict[str, int]:
     """Ranks by plain Phenomizer (exact ties) unless a size penalty is given."""
-    ((_, ranked),) = list(rank_cases(method, index, [c], BaselineConfig(top_k=top_k, size_penalty=size_penalty)))
+    ((_, ranked),) = list(rank_by_baseline(method, index, [c], BaselineConfig(top_k=top_k, size_penalty=size_penalty)))
     return {g.gene_symbol: g.rank for g in ranked}
 
 
@@ -286,8 +286,8 @@ def test_union_equals_phenomizer_on_the_merged_terms(tiny, index, ontology, anno
     real = [case("r1", "FBN1", marfan[:2], marfan[2:] + ["HP:0001250"]), case("r2", "SCN1A", ["HP:0001250"], ["HP:0001250"])]
     for idx, cs in ((tiny, cases), (index, real)):
         merged = [case(c.case_id, c.gene, tuple(dict.fromkeys(c.present + c.absent))) for c in cs]
-        union = list(rank_cases("phenomizer_union", idx, cs, BaselineConfig(top_k=50)))
-        assert union == list(rank_cases("phenomizer", idx, merged, BaselineConfig(top_k=50)))
+        union = list(rank_by_baseline("phenomizer_union", idx, cs, BaselineConfig(top_k=50)))
+        assert union == list(rank_by_baseline("phenomizer", idx, merged, BaselineConfig(top_k=50)))
     # A case with only excluded terms is ranked by them; plain Phenomizer ties every gene (worse rank:
     # all four at rank 4, and a tie crossing top_k is dropped whole).
     assert ranks_of(tiny, "phenomizer_union", cases[1]) == {"G2": 1, "G1": 3, "G4": 3, "G3": 4}

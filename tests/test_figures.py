@@ -19,7 +19,7 @@ from rarerank.evaluate.figures import (
     plot_training_curves,
     read_training_log,
 )
-from rarerank.evaluate.metrics import SUMMARY_COLUMNS, EvalConfig, Run, evaluate, read_table, write_evaluation, write_table
+from rarerank.evaluate.metrics import SUMMARY_COLUMNS, EvalConfig, Run, evaluate, read_metrics_table, write_evaluation, write_metrics_table
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +100,10 @@ def png_size(path) -> tuple[int, int]:
 def test_bars_and_ablation_add_a_per_gene_row(metrics_dir, tmp_path):
     """With macro_ rows in the summary the bar and ablation figures get a second (per-gene) row of
     panels; a summary without them (an older table) draws the per-case row only."""
-    summary = read_table(metrics_dir / "summary.tsv", SUMMARY_COLUMNS)
+    summary = read_metrics_table(metrics_dir / "summary.tsv", SUMMARY_COLUMNS)
     assert any(r["metric"] == "macro_top1" for r in summary)
     per_case_only = tmp_path / "summary.tsv"
-    write_table(per_case_only, SUMMARY_COLUMNS, [r for r in summary if not r["metric"].startswith("macro_")])
+    write_metrics_table(per_case_only, SUMMARY_COLUMNS, [r for r in summary if not r["metric"].startswith("macro_")])
     make_figures(metrics_dir / "summary.tsv", metrics_dir / "curves.tsv", "validation", tmp_path / "both")
     make_figures(per_case_only, metrics_dir / "curves.tsv", "validation", tmp_path / "case")
     for name in ("bars", "ablation"):

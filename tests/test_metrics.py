@@ -24,8 +24,8 @@ from rarerank.evaluate.metrics import (
     markdown_table,
     normalise_symbols,
     paired_difference,
+    read_metrics_table,
     read_prediction_table,
-    read_table,
     seed_markdown,
     seed_table,
     write_evaluation,
@@ -115,7 +115,7 @@ def test_empty_predictions_file_and_empty_case_set(tmp_path):
     assert rows[("v", "mrr")]["ci_high"] == 0.0
     assert math.isnan(rows[("none", "top1")]["value"]) and rows[("none", "top1")]["n"] == 0
     paths = write_evaluation(evaluation, tmp_path / "metrics")
-    written = {(r["set"], r["metric"]): r for r in read_table(paths["summary"], SUMMARY_COLUMNS)}
+    written = {(r["set"], r["metric"]): r for r in read_metrics_table(paths["summary"], SUMMARY_COLUMNS)}
     assert written[("none", "top1")]["value"] == ""  # undefined on zero cases: blank, not 0
     assert written[("v", "top1")]["value"] == "0"
 
@@ -211,7 +211,7 @@ def test_evaluate_cli_on_pipeline_layout(tmp_path):
     assert main(args + ["-o", str(tmp_path / "m2")]) == 0
     for name in ("summary", "curves", "ranks", "paired", "by_cohort"):
         assert (tmp_path / "m1" / f"{name}.tsv").read_bytes() == (tmp_path / "m2" / f"{name}.tsv").read_bytes()
-    rows = {(r["method"], r["metric"]): r for r in read_table(tmp_path / "m1" / "summary.tsv", SUMMARY_COLUMNS)}
+    rows = {(r["method"], r["metric"]): r for r in read_metrics_table(tmp_path / "m1" / "summary.tsv", SUMMARY_COLUMNS)}
     assert rows[("phenomizer", "top1")]["value"] == "0.333333"
     assert rows[("phenomizer", "rankable")]["value"] == "0.666667"  # PAH is outside the universe
     assert len(rows) == 2 * (len(EvalConfig().metric_names) + len(EvalConfig().macro_metric_names))
@@ -308,14 +308,14 @@ def test_seeds_table_cli(tmp_path):
         f"{stage}_seed{s}": (0.1 * s, 0.1 * s, 0.1 * s) for s in (7, 8) for stage in ("base", "sft", "rft")
     }
     summary = tmp_path / "summary.tsv"
-    from rarerank.evaluate.metrics import write_table
+    from rarerank.evaluate.metrics import write_metrics_table
 
-    write_table(summary, SUMMARY_COLUMNS, seed_summary(values))
+    write_metrics_table(summary, SUMMARY_COLUMNS, seed_summary(values))
     out = tmp_path / "seeds"
     args = ["-q", "seeds-table", "--summary", str(summary), "--seeds", "7", "8", "-o", str(out / "seeds.tsv"),
             "--markdown", str(out / "seeds.md"), "--figure", str(out / "seeds")]  # fmt: skip
     assert main(args) == 0
-    rows = read_table(out / "seeds.tsv", ("set", "method", "seed", "n", "top1", "mrr", "macro_top1"), "seed table")
+    rows = read_metrics_table(out / "seeds.tsv", ("set", "method", "seed", "n", "top1", "mrr", "macro_top1"), "seed table")
     assert {(r["method"], r["seed"]) for r in rows if r["set"] == "test"} >= {("sft", "7"), ("sft", "mean"), ("rft-sft", "sd")}
     assert (out / "seeds.png").read_bytes().startswith(b"\x89PNG") and (out / "seeds.pdf").exists()
     assert "± " in (out / "seeds.md").read_text()

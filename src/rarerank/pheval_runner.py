@@ -145,12 +145,11 @@ def rank(settings: RunnerSettings, cases: list[Case]) -> dict[str, list]:
             log.warning("%d HPO id occurrence(s) unknown to the ontology were skipped", sum(unresolved.values()))
         return dict(rank_cases(load_policy(settings.model), resolved, top_k=settings.top_k, progress=False))
     from rarerank.data.annotations import GeneAnnotations
-    from rarerank.rank.baselines import BaselineConfig, HpoIndex
-    from rarerank.rank.baselines import rank_cases as baseline_rank
+    from rarerank.rank.baselines import BaselineConfig, HpoIndex, rank_by_baseline
 
     ontology = load_ontology(settings.ontology)
     index = HpoIndex.build(ontology, GeneAnnotations.load(source_path(settings.gene_annotations, GENE_ANNOTATION_FILE), ontology))
-    return dict(baseline_rank(settings.method, index, cases, BaselineConfig(top_k=settings.top_k)))
+    return dict(rank_by_baseline(settings.method, index, cases, BaselineConfig(top_k=settings.top_k)))
 
 
 class RarerankPhEvalRunner(_Base):

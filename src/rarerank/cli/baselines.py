@@ -75,7 +75,7 @@ def _add_baseline(sub):
 def _run_baseline(args):
     from rarerank.core.provenance import write_provenance
     from rarerank.data.cases import read_cases
-    from rarerank.rank.baselines import METHODS, BaselineConfig, HpoIndex, rank_cases, run_baseline
+    from rarerank.rank.baselines import METHODS, BaselineConfig, HpoIndex, rank_by_baseline, run_baseline
 
     if args.method not in METHODS:
         raise ValueError(f"unknown baseline {args.method!r}; choose one of {', '.join(METHODS)}")
@@ -95,7 +95,7 @@ def _run_baseline(args):
         watch = CutWatch(config.top_k, len(genes))
         predictions = [
             (c, watch.check(c, restrict_ranking(r, genes, config.top_k), restrict_ranking(r, genes, None)))
-            for c, r in rank_cases(args.method, index, cases, replace(config, top_k=index.n_genes), train)
+            for c, r in rank_by_baseline(args.method, index, cases, replace(config, top_k=index.n_genes), train)
         ]
         write_predictions(args.output, predictions)
         rows = sum(len(r) for _, r in predictions)
@@ -134,7 +134,7 @@ def _short_rankings(path, method, index, cases, config, train):
     from dataclasses import replace
 
     from rarerank.core.rankings import read_predictions
-    from rarerank.rank.baselines import rank_cases
+    from rarerank.rank.baselines import rank_by_baseline
     from rarerank.rank.panels import CutWatch
 
     written = read_predictions(path)
@@ -142,7 +142,9 @@ def _short_rankings(path, method, index, cases, config, train):
     for case in cases:
         watch.check(case.case_id, written.get(case.case_id, ()))
     short = {c for c, _ in watch.short[:5]}
-    for case_id, full in rank_cases(method, index, [c for c in cases if c.case_id in short], replace(config, top_k=index.n_genes), train):
+    for case_id, full in rank_by_baseline(
+        method, index, [c for c in cases if c.case_id in short], replace(config, top_k=index.n_genes), train
+    ):
         watch.reach(case_id, full)
     return watch
 
@@ -163,7 +165,7 @@ def _add_absent_audit(sub):
 
 def _run_absent_audit(args):
     from rarerank.data.cases import read_cases
-    from rarerank.evaluate.metrics import write_table
+    from rarerank.evaluate.metrics import write_metrics_table
     from rarerank.rank.baselines import AUDIT_COLUMNS, HpoIndex, absent_term_audit
 
     index = HpoIndex.load(args.index)
@@ -172,7 +174,7 @@ def _run_absent_audit(args):
         for set_name in args.sets:
             cases = read_cases(args.sets_dir / strategy / f"{set_name}.tsv")
             rows.append({"strategy": strategy, "set": set_name} | absent_term_audit(index, cases))
-    write_table(args.output, ("strategy", "set") + AUDIT_COLUMNS, rows)
+    write_metrics_table(args.output, ("strategy", "set") + AUDIT_COLUMNS, rows)
     log.info("absent-term audit of %d sets -> %s", len(rows), args.output)
 
 

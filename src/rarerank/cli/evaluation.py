@@ -70,9 +70,9 @@ def _add_metrics_table(sub):
 
 
 def _run_metrics_table(args):
-    from rarerank.evaluate.metrics import SUMMARY_COLUMNS, markdown_table, read_table
+    from rarerank.evaluate.metrics import SUMMARY_COLUMNS, markdown_table, read_metrics_table
 
-    sys.stdout.write(markdown_table(read_table(args.summary, SUMMARY_COLUMNS), args.set, args.metrics, args.methods))
+    sys.stdout.write(markdown_table(read_metrics_table(args.summary, SUMMARY_COLUMNS), args.set, args.metrics, args.methods))
 
 
 def _add_seeds_table(sub):
@@ -89,10 +89,10 @@ def _add_seeds_table(sub):
 
 def _run_seeds_table(args):
     from rarerank.core.fileio import atomic_write
-    from rarerank.evaluate.metrics import SEED_COLUMNS, SUMMARY_COLUMNS, read_table, seed_markdown, seed_table, write_table
+    from rarerank.evaluate.metrics import SEED_COLUMNS, SUMMARY_COLUMNS, read_metrics_table, seed_markdown, seed_table, write_metrics_table
 
-    rows = seed_table(read_table(args.summary, SUMMARY_COLUMNS), args.seeds, args.strategy, args.reference)
-    write_table(args.output, SEED_COLUMNS, rows)
+    rows = seed_table(read_metrics_table(args.summary, SUMMARY_COLUMNS), args.seeds, args.strategy, args.reference)
+    write_metrics_table(args.output, SEED_COLUMNS, rows)
     if args.markdown:
         with atomic_write(args.markdown) as handle:
             handle.write(seed_markdown(rows))
@@ -157,11 +157,11 @@ def _add_data_efficiency_figure(sub):
 def _run_data_efficiency_figure(args):
     from rarerank.data.cases import read_cases
     from rarerank.evaluate.figures import plot_data_efficiency
-    from rarerank.evaluate.metrics import SUMMARY_COLUMNS, read_table
+    from rarerank.evaluate.metrics import SUMMARY_COLUMNS, read_metrics_table
 
     sizes = {path.parent.name: len(read_cases(path)) for path in args.train_sets}
     output = args.output.with_suffix("") if args.output.suffix in (".png", ".pdf") else args.output
-    rows = read_table(args.summary, SUMMARY_COLUMNS)
+    rows = read_metrics_table(args.summary, SUMMARY_COLUMNS)
     paths = plot_data_efficiency(rows, args.set, output, args.stages, args.metrics, sizes)
     log.info("data efficiency -> %s", ", ".join(str(p) for p in paths))
 

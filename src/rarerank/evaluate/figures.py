@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rarerank.core.fileio import atomic_path
 from rarerank.core.settings import Settings, setting
-from rarerank.evaluate.metrics import CURVE_COLUMNS, MACRO, SUMMARY_COLUMNS, is_percent, read_table
+from rarerank.evaluate.metrics import CURVE_COLUMNS, MACRO, SUMMARY_COLUMNS, is_percent, read_metrics_table
 
 # Okabe & Ito (2008), "Color Universal Design"; plus a neutral grey for the popularity prior.
 OKABE_ITO = {
@@ -483,8 +483,8 @@ def make_figures(
     config: FiguresConfig = FiguresConfig(),
 ) -> list[Path]:
     """All evaluation figures of one case set: ``outdir/{topk,rank_distribution,bars,ablation}.{png,pdf}``."""
-    summary = read_table(summary_path, SUMMARY_COLUMNS)
-    curves = read_table(curves_path, CURVE_COLUMNS)
+    summary = read_metrics_table(summary_path, SUMMARY_COLUMNS)
+    curves = read_metrics_table(curves_path, CURVE_COLUMNS)
     outdir = Path(outdir)
     paths = []
     paths += plot_topk(curves, set_name, outdir / "topk", max_k=config.topk_max)
@@ -502,7 +502,7 @@ TRAINING_LOG_COLUMNS = ("step", "reward_mean", "reward_std", "zero_variance_frac
 
 def read_training_log(path: str | os.PathLike) -> dict[str, list[float]]:
     """Columns of a training-log TSV as floats (blank cells, e.g. steps without evaluation, are NaN)."""
-    rows = read_table(path, TRAINING_LOG_COLUMNS, "training log")
+    rows = read_metrics_table(path, TRAINING_LOG_COLUMNS, "training log")
     columns: dict[str, list[float]] = {c: [] for c in TRAINING_LOG_COLUMNS}
     for line_no, row in enumerate(rows, start=2):
         for c in TRAINING_LOG_COLUMNS:

@@ -144,7 +144,7 @@ def prediction_table(predictions: Mapping[str, Sequence[RankedGene]] | pd.DataFr
     return table
 
 
-def true_ranks(cases: Sequence[Case], predictions) -> np.ndarray:
+def prediction_ranks(cases: Sequence[Case], predictions) -> np.ndarray:
     """Rank of each case's true gene (float, inf when absent), ties taking the worse rank.
 
     The rank is ``max(declared rank, rows ranked at or before it)``: a file that gives a tie the
@@ -172,7 +172,7 @@ def case_results(cases: Sequence[Case], predictions, universe: set[str] | None =
 
     ``predictions``: case_id -> ranked genes, or a table from :func:`read_prediction_table`.
     """
-    ranks = true_ranks(cases, predictions)
+    ranks = prediction_ranks(cases, predictions)
     results = []
     for case, rank in zip(cases, ranks.tolist()):
         in_universe = universe is not None and normalise_symbol(case.gene) in universe
@@ -456,7 +456,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-def write_table(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping]) -> None:
+def write_metrics_table(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping]) -> None:
+    """A TSV of ``columns``, one line per row; floats to 6 significant digits, NaN as an empty cell."""
     with atomic_write(path) as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(columns)
@@ -474,15 +475,15 @@ def write_evaluation(evaluation: Evaluation, outdir: str | os.PathLike) -> dict[
         "paired": outdir / "paired.tsv",
         "by_cohort": outdir / "by_cohort.tsv",
     }
-    write_table(paths["summary"], SUMMARY_COLUMNS, evaluation.summary)
-    write_table(paths["curves"], CURVE_COLUMNS, evaluation.curves)
-    write_table(paths["ranks"], RANK_COLUMNS, evaluation.ranks)
-    write_table(paths["paired"], PAIRED_COLUMNS, evaluation.paired)
-    write_table(paths["by_cohort"], COHORT_COLUMNS, evaluation.by_cohort)
+    write_metrics_table(paths["summary"], SUMMARY_COLUMNS, evaluation.summary)
+    write_metrics_table(paths["curves"], CURVE_COLUMNS, evaluation.curves)
+    write_metrics_table(paths["ranks"], RANK_COLUMNS, evaluation.ranks)
+    write_metrics_table(paths["paired"], PAIRED_COLUMNS, evaluation.paired)
+    write_metrics_table(paths["by_cohort"], COHORT_COLUMNS, evaluation.by_cohort)
     return paths
 
 
-def read_table(path: str | os.PathLike, columns: Sequence[str], what: str = "metrics table") -> list[dict[str, str]]:
+def read_metrics_table(path: str | os.PathLike, columns: Sequence[str], what: str = "metrics table") -> list[dict[str, str]]:
     """Rows of a TSV table as strings; raises naming the file (as ``what``) when it or columns are missing."""
     path = Path(path)
     if not path.exists():

@@ -459,7 +459,7 @@ def union_case(case: Case) -> Case:
     return replace(case, present=tuple(dict.fromkeys(case.present + case.absent)), absent=())
 
 
-def rank_cases(
+def rank_by_baseline(
     method: str, index: HpoIndex, cases: Sequence[Case], config: BaselineConfig = BaselineConfig(), train: Sequence[Case] | None = None
 ) -> Iterator[tuple[str, list[RankedGene]]]:
     """(case_id, top-k ranked genes) for every case, in input order."""
@@ -494,7 +494,7 @@ def run_baseline(
     train: Sequence[Case] | None = None,
 ) -> int:
     """Rank ``cases`` with one baseline and write the predictions table; returns the number of rows."""
-    predictions = list(rank_cases(method, index, cases, config, train))
+    predictions = list(rank_by_baseline(method, index, cases, config, train))
     write_predictions(output, predictions)
     return sum(len(r) for _, r in predictions)
 
