@@ -37,7 +37,7 @@ SECTIONS = {
     "text": "rarerank.text.extract:TextmineConfig",
     "splits": "rarerank.data.splits:SplitConfig",
     "grader": "rarerank.core.grader:GraderConfig",
-    "policy": "rarerank.model.policy:PolicyConfig",
+    "policy": "rarerank.model.config:PolicyConfig",
     "pretrain": "rarerank.train.pretrain:PretrainConfig",
     "pretrain.synthetic": "rarerank.data.synthetic:SyntheticConfig",
     "sft": "rarerank.train.sft:SFTConfig",

@@ -29,7 +29,7 @@ def _add_pretrain(sub):
         help="cases TSV(s) whose genes join the gene vocabulary (the training sets of every strategy)",
     )
     p.add_argument("-o", "--outdir", required=True, type=Path, help="model directory to write (results/models/base/{strategy})")
-    add_settings(p, "rarerank.model.policy:PolicyConfig", option="--policy")
+    add_settings(p, "rarerank.model.config:PolicyConfig", option="--policy")
     add_settings(p, "rarerank.train.pretrain:PretrainConfig", flags=("seed",))
     p.add_argument("--eval-cases", type=Path, help="cases TSV scored at every evaluation for the log only (never selects weights)")
     add_runtime_options(p, training=True)
@@ -40,7 +40,7 @@ def _run_pretrain(args):
     from rarerank.data.annotations import GeneAnnotations
     from rarerank.data.cases import read_cases
     from rarerank.data.ontology import Ontology
-    from rarerank.model.policy import PolicyConfig
+    from rarerank.model.config import PolicyConfig
     from rarerank.train.pretrain import PretrainConfig, pretrain
 
     set_threads(args)

@@ -27,7 +27,10 @@ from rarerank.core.settings import Settings, setting
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.ontology import Ontology
 from rarerank.data.synthetic import PatientSampler, SyntheticConfig
-from rarerank.model.policy import AnnotationHead, Policy, PolicyConfig, attach_gene_head, build_policy, gene_head, token_vocab
+from rarerank.model.config import PolicyConfig
+from rarerank.model.parts import AnnotationHead, attach_gene_head, gene_head
+from rarerank.model.policy import Policy, build_policy
+from rarerank.model.tokenizer import token_vocab
 from rarerank.train.training import (
     Example,
     LoopSettings,
@@ -185,8 +188,9 @@ def phenomizer_matrix(policy: Policy, annotations: GeneAnnotations, ontology: On
 def attach_union_prior(policy: Policy, annotations: GeneAnnotations, ontology: Ontology) -> None:
     """Give the policy the phenotype prior (:mod:`rarerank.model.prior`): at its initial scalars the prior
     alone ranks as ``phenomizer_union``."""
-    from rarerank.model.policy import ABSENT, attach_prior
+    from rarerank.model.parts import attach_prior
     from rarerank.model.prior import PhenotypePrior, prior_arrays
+    from rarerank.model.tokenizer import ABSENT
     from rarerank.rank.baselines import HpoIndex
 
     index = HpoIndex.build(ontology, annotations)
@@ -285,7 +289,9 @@ def knowledge_init(
         attention.v_proj.weight.copy_(identity)
         attention.o_proj.weight.copy_(identity)
         if probe:
-            from rarerank.model.policy import attach_prior, encode_prompts, gene_prior, prefill
+            from rarerank.model.parts import attach_prior, gene_prior
+            from rarerank.model.policy import prefill
+            from rarerank.model.prompts import encode_prompts
 
             prompts = encode_prompts(policy, probe)
             prior = gene_prior(model)

@@ -39,7 +39,8 @@ from rarerank.core.device import resolve_device
 from rarerank.core.grader import DEFAULT_GRADER, GraderConfig
 from rarerank.core.settings import Settings, setting
 from rarerank.model.decoding import GeneScorer, left_pad, list_logprobs, sample_lists, validation_ranks
-from rarerank.model.policy import gene_prior, gene_scorer
+from rarerank.model.parts import gene_prior
+from rarerank.model.policy import gene_scorer
 from rarerank.train.grpo import (
     build_rewards,
     check_symbols,
@@ -735,7 +736,7 @@ def _synthetic_inputs(ontology_path, annotations_path, synthetic) -> dict:
 def _task(policy, train_path, validation_path, config: RFTConfig, synthetic: dict):
     """The :class:`RFTTask` of a stage run (training cases: the same seeded subset as SFT) and the validation size."""
     from rarerank.data.cases import read_cases
-    from rarerank.model.policy import prompt_token_ids
+    from rarerank.model.prompts import prompt_token_ids
     from rarerank.train.training import in_vocabulary, subsample
 
     tokenizer, pcfg = policy.tokenizer, policy.config

@@ -31,7 +31,8 @@ from rarerank.core.settings import Settings, setting
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.ontology import Ontology
 from rarerank.data.synthetic import DEFAULT_SYNTHETIC, PatientSampler, SyntheticConfig
-from rarerank.model.policy import Policy, backbone, gene_prior, load_policy
+from rarerank.model.parts import gene_prior
+from rarerank.model.policy import Policy, backbone, load_policy
 from rarerank.train.training import (
     GAIN_ATTRIBUTE,
     IGNORE,

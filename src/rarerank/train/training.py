@@ -23,19 +23,11 @@ import torch
 
 from rarerank.core.fileio import atomic_write
 from rarerank.model.decoding import left_pad
-from rarerank.model.policy import (
-    EOS,
-    Policy,
-    backbone,
-    gene_prior,
-    gene_weight,
-    hidden_states,
-    model_device,
-    prompt_token_ids,
-    token_vocab,
-    true_gene_ranks,
-)
+from rarerank.model.parts import gene_prior, model_device
+from rarerank.model.policy import Policy, backbone, gene_weight, hidden_states, true_gene_ranks
 from rarerank.model.prior import PRIOR_ATTRIBUTE
+from rarerank.model.prompts import prompt_token_ids
+from rarerank.model.tokenizer import EOS, token_vocab
 
 IGNORE = -100
 log = logging.getLogger(__name__)
