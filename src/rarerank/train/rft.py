@@ -37,7 +37,7 @@ import torch
 
 from rarerank.core.device import resolve_device
 from rarerank.core.grader import DEFAULT_GRADER, GraderConfig
-from rarerank.core.settings import Settings, setting
+from rarerank.core.settings import setting
 from rarerank.model.decoding import GeneScorer, left_pad, list_logprobs, sample_lists, validation_ranks
 from rarerank.model.parts import gene_prior
 from rarerank.model.policy import gene_scorer
@@ -53,6 +53,7 @@ from rarerank.train.grpo import (
 from rarerank.train.training import (
     SCHEDULES,
     BestWeights,
+    MethodSettings,
     load_trainable,
     lr_at,
     make_optimizer,
@@ -74,7 +75,7 @@ FORBIDDEN_LORA_TARGETS = ("lm_head", "embed_tokens")
 
 
 @dataclass(frozen=True)
-class RFTConfig(Settings):
+class RFTConfig(MethodSettings):
     """GRPO hyperparameters (config section ``rft``); every field has a default and the reason for it."""
 
     section = "rft"
@@ -136,13 +137,6 @@ class RFTConfig(Settings):
         512, "validation cases per evaluation, a fixed seeded subset (null: all)", ge=1
     )  # the same subset every time
     checkpoint_interval: int = setting(25, "steps between resumable checkpoints (results/rft/{strategy}/checkpoint)", ge=1)
-    max_train_cases: int | None = setting(
-        None, "train on the seeded subset of this many cases SFT uses (null = all)", ge=1, config=False
-    )  # the method table's training cases (rft_nN)
-    present_only: bool = setting(
-        False, "drop absent terms in training and validation (ablation)", config=False
-    )  # the method table's present-only (rft_present_only)
-    seed: int = setting(42, "seed of data order, sampling and LoRA init", ge=0, config=False)  # the method's seed
 
     def problems(self) -> list[str]:
         problems = []

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rarerank.core.device import resolve_device
-from rarerank.core.settings import Settings, setting
+from rarerank.core.settings import setting
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.ontology import Ontology
 from rarerank.data.synthetic import DEFAULT_SYNTHETIC, PatientSampler, SyntheticConfig
@@ -39,6 +39,7 @@ from rarerank.train.training import (
     Example,
     LoopResult,
     LoopSettings,
+    MethodSettings,
     TrainingLog,
     evaluate_cases,
     in_vocabulary,
@@ -56,7 +57,7 @@ POOL_BATCHES = 8  # batches per length-sorted pool of examples
 
 
 @dataclass(frozen=True)
-class SFTConfig(Settings):
+class SFTConfig(MethodSettings):
     """SFT hyperparameters (config section ``sft``)."""
 
     section = "sft"
@@ -85,13 +86,6 @@ class SFTConfig(Settings):
         "(one | per unit), transformer frozen",
         choices=FALLBACKS,
     )  # README
-    max_train_cases: int | None = setting(
-        None, "train on a seeded subset of this many cases (null = all)", ge=1, config=False
-    )  # the method table's training cases (sft_nN)
-    present_only: bool = setting(
-        False, "drop absent terms in training and validation (ablation)", config=False
-    )  # the method table's present-only (sft_present_only)
-    seed: int = setting(42, "seed of data order and augmentation", ge=0, config=False)  # the method's seed
 
     def problems(self) -> list[str]:
         if round(self.batch_size * (1 - self.synthetic_fraction)) < 1:

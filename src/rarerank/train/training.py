@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rarerank.core.fileio import atomic_write
+from rarerank.core.settings import Settings, setting
 from rarerank.model.decoding import left_pad
 from rarerank.model.parts import gene_prior, model_device
 from rarerank.model.policy import Policy, backbone, gene_weight, hidden_states, true_gene_ranks
@@ -31,6 +32,21 @@ from rarerank.model.tokenizer import EOS, token_vocab
 
 IGNORE = -100
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MethodSettings(Settings):
+    """The settings of SFT and RFT that the workflow's method table gives each method (sft_n64,
+    rft_present_only, rft_seed43, ...), not config keys."""
+
+    max_train_cases: int | None = setting(
+        None,
+        "train on a seeded subset of this many training cases (null = all; SFT and RFT of one method draw the same)",
+        ge=1,
+        config=False,
+    )
+    present_only: bool = setting(False, "drop absent terms in training and validation (ablation)", config=False)
+    seed: int = setting(42, "seed of data order, augmentation, sampling and LoRA init", ge=0, config=False)
 
 
 @dataclass(frozen=True)
