@@ -1,6 +1,7 @@
 # The two commands of the README. Both create the environment first (idempotent).
 #   make reproduce [PHENOPACKETS=path-or-URL] [CORES=N]   run the whole pipeline
 #   make test                                              run the test suite
+#   make test-fast                                         the tests that are neither slow nor Snakemake runs
 # and, after `make reproduce` (same phenopacket source; they never re-run the default pipeline):
 #   make experiments                                       the experiments beyond the default run
 #   make report [REPORT_TARGETS="all experiments"]         the browsable results/report.html
@@ -46,7 +47,7 @@ SNAKEMAKE = $(BIN)/snakemake --snakefile $(abspath workflow/Snakefile) --directo
 	--configfile $(abspath config/config.yaml) $(if $(CONFIG),$(abspath $(CONFIG))) \
 	--config phenopackets=$(PHENOPACKETS)
 
-.PHONY: env reproduce experiments test lint report clean
+.PHONY: env reproduce experiments test test-fast lint report clean
 
 env: $(VENV)/.installed
 
@@ -72,6 +73,10 @@ experiments: env
 
 test: env
 	$(BIN)/python -m pytest -q
+
+# Under 2 minutes on 2 idle cores: no Snakemake run, no slow test (markers in pyproject.toml).
+test-fast: env
+	$(BIN)/python -m pytest -q -m "not slow and not workflow"
 
 lint: env
 	$(BIN)/ruff check .

@@ -1,7 +1,13 @@
-"""Shared fixtures: the bundled HPO release, the small phenopacket fixture, the real snapshot."""
+"""Shared fixtures: the bundled HPO release, the small phenopacket fixture, the real snapshot; and the
+check that keeps the markers true: a test (or its fixtures) that builds or loads a transformers model
+must be marked ``model``, one that runs Snakemake or snakefmt ``workflow`` (pyproject.toml lists the
+markers; ``make test-fast`` leaves out ``slow`` and ``workflow``)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -72,3 +78,64 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markers that say what a test runs, checked while it runs.
+
+_RUNS = {"model": 0, "workflow": 0}  # transformers models built or loaded; Snakemake/snakefmt processes started
+WORKFLOW_TOOLS = ("snakemake", "snakefmt")
+
+
+def _count_workflow_runs() -> None:
+    start = subprocess.Popen.__init__
+
+    def counted(self, args, *rest, **kwargs):
+        argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+        if argv and Path(os.fsdecode(argv[0]).split()[0]).name in WORKFLOW_TOOLS:
+            _RUNS["workflow"] += 1
+        return start(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = counted
+
+
+def _count_models() -> None:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:  # no models without transformers
+        return
+    build = PreTrainedModel.__init__
+
+    def counted(self, *args, **kwargs):
+        _RUNS["model"] += 1
+        return build(self, *args, **kwargs)
+
+    PreTrainedModel.__init__ = counted
+
+
+def pytest_configure(config):
+    _count_workflow_runs()
+    _count_models()
+
+
+@contextlib.contextmanager
+def _marked(item):
+    """Fail ``item`` when it (setup or call) built a model or ran a workflow tool without the marker."""
+    before = dict(_RUNS)
+    yield
+    for marker, count in _RUNS.items():
+        if count > before[marker] and item.get_closest_marker(marker) is None:
+            what = "builds or loads a transformers model" if marker == "model" else "runs Snakemake or snakefmt"
+            pytest.fail(f"{item.nodeid} {what} but is not marked @pytest.mark.{marker}", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _marked(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _marked(item):
+        return (yield)

@@ -220,6 +220,7 @@ def test_merge_keeps_first_cohort_on_duplicate_ids(tmp_path, extractor, ontology
 # CLI.
 
 
+@pytest.mark.slow
 def test_cli_extract_writes_cases_qc_and_evidence(tmp_path):
     out = tmp_path / "out" / "cases.tsv"
     assert main(["-q", "extract", str(COHORT_DATA / "reports"), "-o", str(out), "--provenance", str(tmp_path / "p.json")]) == 0
@@ -233,6 +234,7 @@ def test_cli_extract_writes_cases_qc_and_evidence(tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["stage"] == "extract"
 
 
+@pytest.mark.slow
 def test_cli_cohort_merge_and_eval_set(tmp_path, fixture_zip, ontology):
     base, lab = tmp_path / "cohorts" / "phenopackets", tmp_path / "cohorts" / "reports"
     result, _ = ingest_cohort(CohortSpec("phenopackets", "phenopackets", "x"), fixture_zip, ontology, None)
@@ -264,6 +266,7 @@ def test_cli_cohort_merge_and_eval_set(tmp_path, fixture_zip, ontology):
 # The DAG part of cohorts (config/test.yaml: a text and a phenopacket eval cohort), targets only.
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_workflow_ingests_cohorts_and_writes_eval_sets(tmp_path):
     import os

@@ -41,6 +41,7 @@ def _files(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_figure_rule_twice_gives_identical_files(metrics_dir, tmp_path):
     """The figure rule's command and the library call: same files, same bytes, no timestamps."""
     first = make_figures(metrics_dir / "summary.tsv", metrics_dir / "curves.tsv", "validation", tmp_path / "a")
@@ -71,6 +72,7 @@ def test_method_colours_are_fixed_and_colour_blind_safe():
     assert method_order(["rft", "zeta", "random", "alpha", "phenomizer"]) == ["random", "phenomizer", "rft", "alpha", "zeta"]
 
 
+@pytest.mark.slow
 def test_training_curves(tmp_path):
     log = tmp_path / "train_log.tsv"
     rows = ["step\treward_mean\treward_std\tzero_variance_fraction\tkl\tlr\tval_grader\tval_top1"]
@@ -97,6 +99,7 @@ def png_size(path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+@pytest.mark.slow
 def test_bars_and_ablation_add_a_per_gene_row(metrics_dir, tmp_path):
     """With macro_ rows in the summary the bar and ablation figures get a second (per-gene) row of
     panels; a summary without them (an older table) draws the per-case row only."""

@@ -344,6 +344,8 @@ def _step_key(cls) -> str:
     return "max_steps" if "max_steps" in names else "steps"
 
 
+@pytest.mark.slow
+@pytest.mark.workflow
 def test_run_time_settings_fail_at_dry_run(tmp_path):
     workflow = pytest.importorskip("test_workflow")
     if not workflow.SNAKEMAKE.exists():

@@ -65,6 +65,7 @@ def predict(model_dir, *args):
 # Patients without an answer.
 
 
+@pytest.mark.model
 def test_an_undiagnosed_phenopacket_and_a_gene_less_tsv_are_ranked_alike(model_dir, tmp_path):
     packet = {"id": "new-patient", "subject": {"id": "p"}, "metaData": {},
               "phenotypicFeatures": [{"type": {"id": "HP:0001250"}}, {"type": {"id": "HP:0001263"}},
@@ -84,6 +85,7 @@ def test_terms_are_read_as_people_type_them():
     assert split_terms("HP:00012501 OMIM:123") == ["HP:00012501", "OMIM:123"]  # ambiguous: left as given (unknown)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("hpo", ["HP:1", "HP:0000006", "OMIM:123456", "", "  ,; "])
 def test_one_patient_without_a_usable_term_is_an_error(model_dir, tmp_path, hpo, caplog):
     out = tmp_path / "p.tsv"
@@ -93,6 +95,7 @@ def test_one_patient_without_a_usable_term_is_an_error(model_dir, tmp_path, hpo,
     assert "--hpo" in caplog.text and ("no observed HPO term the model knows" in caplog.text or "no HPO id given" in caplog.text)
 
 
+@pytest.mark.model
 def test_space_separated_and_lower_case_terms_rank_like_the_canonical_form(model_dir, tmp_path):
     assert predict(model_dir, "--hpo", "HP:0001250,HP:0001263", "-o", tmp_path / "a.tsv") == 0
     assert predict(model_dir, "--hpo", "hp:1250  hp:0001263", "-o", tmp_path / "b.tsv") == 0
@@ -101,6 +104,7 @@ def test_space_separated_and_lower_case_terms_rank_like_the_canonical_form(model
     assert (tmp_path / "a.tsv").read_bytes() != (tmp_path / "c.tsv").read_bytes()
 
 
+@pytest.mark.model
 def test_a_batch_puts_unusable_patients_and_bad_ids_in_qc(model_dir, tmp_path):
     (tmp_path / "p.tsv").write_text(
         "case_id\tpresent\n"
@@ -132,6 +136,7 @@ def test_ids_differing_by_tab_and_space_are_not_merged(ontology):
 # Errors that name the file, outputs all or none.
 
 
+@pytest.mark.model
 def test_bad_tables_give_one_line_errors_naming_the_file(model_dir, tmp_path, caplog):
     (tmp_path / "latin1.tsv").write_bytes("case_id\tpresent\nJos\xe9\tHP:0001250\n".encode("latin-1"))
     (tmp_path / "nopresent.tsv").write_text("case_id\tterms\nx\tHP:0001250\n")
@@ -148,6 +153,7 @@ def test_bad_tables_give_one_line_errors_naming_the_file(model_dir, tmp_path, ca
     assert exit_info.value.code == 2  # argparse: "must be at least 1"
 
 
+@pytest.mark.model
 def test_broken_model_folders_are_named_errors(model_dir, tmp_path, caplog):
     for remove, expected in (("rarerank_policy.json", "rarerank_policy.json is missing"), ("genes.tsv", "genes.tsv is missing")):
         broken = tmp_path / remove
@@ -184,6 +190,7 @@ class _RunsCode:
         return (open, (self.path, "w"))  # would create a file if unpickled
 
 
+@pytest.mark.model
 def test_clashing_outputs_are_refused_and_a_failed_run_writes_nothing(model_dir, tmp_path, caplog):
     cases = tmp_path / "p.tsv"
     cases.write_text("case_id\tpresent\nx\tHP:0001250\n")
@@ -198,6 +205,7 @@ def test_clashing_outputs_are_refused_and_a_failed_run_writes_nothing(model_dir,
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.model
 def test_streaming_in_chunks_gives_the_same_rankings(model_dir):
     from rarerank.rank.predict import rank_stream
 
@@ -217,6 +225,7 @@ def test_streaming_in_chunks_gives_the_same_rankings(model_dir):
 # Candidate gene lists and ties at the cut-off.
 
 
+@pytest.mark.model
 def test_a_gene_list_restricts_and_renormalises_the_model_ranking(model_dir, tmp_path, caplog):
     (tmp_path / "panel.tsv").write_text("gene_symbol\tnote\nscn1a\tx\nKCNQ2\ty\nNOTAGENE\tz\nCDKL5\t\n")
     with caplog.at_level(logging.WARNING):
@@ -328,6 +337,8 @@ def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_the_html_report_renders_in_a_real_browser(model_dir, index_file, tmp_path):
     out, html_dir, evidence = tmp_path / "p.tsv", tmp_path / "html", tmp_path / "evidence.json"
     assert predict(model_dir, "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0001166", "--case-id", "patient/1",
@@ -362,6 +373,7 @@ def test_the_html_report_renders_in_a_real_browser(model_dir, index_file, tmp_pa
 # Model card, plain transformers, device.
 
 
+@pytest.mark.model
 def test_the_model_card_is_written_and_its_snippet_ranks_like_predict(model_dir, tmp_path, capsys):
     card = (model_dir / "README.md").read_text(encoding="utf-8")
     front = card.split("---\n")[1]
@@ -379,6 +391,7 @@ def test_the_model_card_is_written_and_its_snippet_ranks_like_predict(model_dir,
     assert printed[0][1] == pytest.approx(expected[0].score, abs=1e-5)
 
 
+@pytest.mark.model
 def test_model_card_command_adds_the_metrics_table(model_dir, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(model_dir, folder)
@@ -396,6 +409,7 @@ def test_model_card_command_adds_the_metrics_table(model_dir, tmp_path):
     assert "**Stage**: sft" in card and "git commit" in card
 
 
+@pytest.mark.model
 def test_device_cpu_runs_end_to_end(model_dir, tmp_path):
     assert predict(model_dir, "--hpo", "HP:0001250", "--device", "cpu", "-o", tmp_path / "p.tsv",
                    "--provenance", tmp_path / "p.json") == 0  # fmt: skip

@@ -61,6 +61,7 @@ def _runner(tmp_path: Path, cases, **options) -> RarerankPhEvalRunner:
     return runner
 
 
+@pytest.mark.slow
 def test_runner_ranks_every_phenopacket_of_the_fixture_release(tmp_path, fixture_cases):
     runner = _runner(tmp_path, fixture_cases, method="phenomizer", top_k=20)
     runner.prepare()

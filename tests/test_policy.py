@@ -47,6 +47,7 @@ def policy():
     return build_policy(TINY, TERMS, GENES, {"FBN1": "NCBIGene:2200"}, seed=3)
 
 
+@pytest.mark.model
 def test_tokenizer_round_trip(policy):
     tok = policy.tokenizer
     text = f"{BOS} {PRESENT} HP:0000001 HP:0000042 {ABSENT} HP:0000007 {ANSWER} FBN1 C12orf57 HLA-B"
@@ -58,12 +59,14 @@ def test_tokenizer_round_trip(policy):
     assert tok.padding_side == "left"
 
 
+@pytest.mark.model
 def test_gene_tokens_are_one_block_in_gene_order(policy):
     ids = gene_token_ids(policy.tokenizer)
     assert ids.tolist() == list(range(int(ids[0]), int(ids[0]) + len(GENES)))
     assert policy.genes == sorted(GENES)
 
 
+@pytest.mark.model
 def test_encode_prompts_layout_and_unknown_terms(policy):
     prompts = encode_prompts(policy, [patient(["HP:0000001", "HP:9999999", "HP:0000001"], ["HP:0000002"]), patient(["HP:0000003"])])
     tok = policy.tokenizer
@@ -76,6 +79,7 @@ def test_encode_prompts_layout_and_unknown_terms(policy):
     assert encode_prompts(policy, [patient(["HP:0000001"], ["HP:0000002"])], present_only=True).input_ids.shape[1] == 4
 
 
+@pytest.mark.model
 def test_shuffled_prompts_keep_the_term_set(policy):
     case = patient(TERMS[:10], TERMS[10:15])
     rng = np.random.default_rng(0)
@@ -84,6 +88,7 @@ def test_shuffled_prompts_keep_the_term_set(policy):
     assert len({tuple(sorted(o)) for o in orders}) == 1
 
 
+@pytest.mark.model
 def test_save_and_load_with_plain_transformers(policy, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -106,6 +111,7 @@ def test_save_and_load_with_plain_transformers(policy, tmp_path):
     assert loaded.config == replace(TINY, prior="none") and loaded.identifiers["FBN1"] == "NCBIGene:2200"
 
 
+@pytest.mark.model
 def test_constrained_sampling_only_genes_no_repeats(policy):
     prompts = encode_prompts(policy, [patient(TERMS[i : i + 5], TERMS[i + 5 : i + 7]) for i in range(0, 40, 5)])
     gen = torch.Generator().manual_seed(0)
@@ -120,6 +126,7 @@ def test_constrained_sampling_only_genes_no_repeats(policy):
         assert torch.allclose(out.logprobs[:, -1], torch.zeros(8 * 16), atol=1e-5)
 
 
+@pytest.mark.model
 def test_list_logprobs_match_the_sampling_policy(policy):
     prompts = encode_prompts(policy, [patient(["HP:0000001", "HP:0000002"]), patient(["HP:0000010"], ["HP:0000011"])])
     scorer = gene_scorer(policy.model, policy.gene_ids)
@@ -132,6 +139,7 @@ def test_list_logprobs_match_the_sampling_policy(policy):
     policy.model.zero_grad(set_to_none=True)
 
 
+@pytest.mark.model
 def test_left_padding_does_not_change_rankings(policy):
     cases = [patient(["HP:0000001"]), patient(TERMS[:20], TERMS[20:30])]
     together = constrained_rank(policy, cases, top_n=8)
@@ -141,6 +149,7 @@ def test_left_padding_does_not_change_rankings(policy):
         assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-4)
 
 
+@pytest.mark.model
 def test_constrained_rank_is_greedy_then_first_step_order(policy):
     case = patient(["HP:0000003", "HP:0000004"])
     ranked = constrained_rank(policy, [case], k=3, top_n=8)[0]
@@ -164,6 +173,7 @@ def test_policy_config_checks():
         PolicyConfig.from_dict({"hiden_size": 3})
 
 
+@pytest.mark.model
 def test_load_peft_adapter_directory(policy, tmp_path):
     from peft import LoraConfig, get_peft_model
 
@@ -197,6 +207,7 @@ def headed_policy(seed: int = 4):
     return policy
 
 
+@pytest.mark.model
 def test_annotation_head_computes_gene_vectors_from_shared_term_vectors():
     policy = headed_policy()
     head = gene_head(policy.model)
@@ -211,6 +222,7 @@ def test_annotation_head_computes_gene_vectors_from_shared_term_vectors():
         attach_gene_head(build_policy(TINY, TERMS, GENES).model, head)
 
 
+@pytest.mark.model
 def test_annotation_head_saves_as_a_plain_model_that_ranks_the_same(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -236,6 +248,7 @@ def test_annotation_head_saves_as_a_plain_model_that_ranks_the_same(tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path / "model").convert_ids_to_tokens(policy.gene_ids.tolist()) == policy.genes
 
 
+@pytest.mark.model
 def test_lm_head_trained_directly_wins_over_a_stale_head(tmp_path):
     policy = headed_policy()
     policy.save(tmp_path / "model")

@@ -37,6 +37,7 @@ def check_predictions(path, case_ids, top_k):
     return predictions
 
 
+@pytest.mark.model
 def test_predict_on_a_phenopacket_zip(model_dir, fixture_zip, ontology, tmp_path):
     out = tmp_path / "predictions.tsv"
     assert main(["predict", "--model", str(model_dir), "--cases", str(fixture_zip), "-o", str(out), "--ontology",
@@ -47,6 +48,7 @@ def test_predict_on_a_phenopacket_zip(model_dir, fixture_zip, ontology, tmp_path
     assert fbn1.gene_identifier == "NCBIGene:2200"  # identifiers come from the model's genes.tsv
 
 
+@pytest.mark.model
 def test_predict_on_a_cases_table_matches_the_zip(model_dir, fixture_zip, ontology, tmp_path):
     cases = load_cases(fixture_zip, lambda: ontology)
     write_cases(tmp_path / "cases.tsv", cases)
@@ -56,6 +58,7 @@ def test_predict_on_a_cases_table_matches_the_zip(model_dir, fixture_zip, ontolo
     assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()
 
 
+@pytest.mark.model
 def test_predict_one_patient_skips_unknown_terms(model_dir, ontology, tmp_path, caplog):
     case = single_case("HP:0001250, HP:0001263,HP:0000001", "HP:0000365", "p1")
     assert case.present == ("HP:0001250", "HP:0001263", "HP:0000001") and case.absent == ("HP:0000365",)
@@ -70,6 +73,7 @@ def test_predict_one_patient_skips_unknown_terms(model_dir, ontology, tmp_path, 
     check_predictions(tmp_path / "one.tsv", ["p1"], TINY.output_k)
 
 
+@pytest.mark.model
 def test_predict_accepts_a_lora_adapter_directory(model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
 
@@ -83,6 +87,7 @@ def test_predict_accepts_a_lora_adapter_directory(model_dir, tmp_path):
     check_predictions(out, ["patient"], TINY.output_k)
 
 
+@pytest.mark.model
 def test_predict_reports_bad_input(model_dir, tmp_path):
     assert main(["predict", "--model", str(model_dir), "--cases", str(tmp_path / "missing.tsv"), "-o", str(tmp_path / "x.tsv")]) == 1
     assert main(["predict", "--model", str(tmp_path / "nomodel"), "--hpo", "HP:0001250"]) == 1

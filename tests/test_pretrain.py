@@ -85,6 +85,8 @@ def test_config_checks_say_how_to_fix():
     assert PretrainConfig.from_dict({"synthetic": {"noise_mean": 0.0}}).synthetic.noise_mean == 0.0
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_tiny_pretraining_lowers_loss_and_is_deterministic(ontology, annotations, tmp_path):
     config = PretrainConfig(max_steps=60, batch_size=32, learning_rate=1e-2, warmup_steps=5, eval_interval=20, eval_patients=64, seed=7)
     small = subset(annotations, GENES)
@@ -105,6 +107,8 @@ def test_tiny_pretraining_lowers_loss_and_is_deterministic(ontology, annotations
     assert policy is not None
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_weight_average_is_what_gets_evaluated_and_saved(ontology, annotations, tmp_path):
     """ema_decay 0 is the last weights; a decay near 1 stays near the start; in between it differs."""
     base = dict(max_steps=12, batch_size=16, learning_rate=1e-2, warmup_steps=2, eval_interval=6, eval_patients=32, knowledge_init=False)
@@ -175,6 +179,7 @@ def toy_transfer(output_head: str) -> dict[str, int]:
     return {g: int((among[row] >= among[row, row]).sum()) for row, g in enumerate(unseen)}
 
 
+@pytest.mark.model
 def test_annotation_head_transfers_to_genes_without_training_cases():
     """Training on some genes ranks an unseen gene first (among unseen genes) on patients with its
     own annotated terms; a free per-gene output layer learns nothing about unseen genes."""
@@ -182,6 +187,8 @@ def test_annotation_head_transfers_to_genes_without_training_cases():
     assert toy_transfer("free") != {g: 1 for g in TOY_UNSEEN}
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_pretraining_with_the_annotation_head_and_phenomizer_init(ontology, annotations, tmp_path):
     """The head is built from the annotations, starts as the Phenomizer-like init (step 0 well above
     chance on held-out synthetic patients), trains, and comes back with the saved folder."""

@@ -60,6 +60,7 @@ def prior_scores(pol, cases) -> torch.Tensor:
         return gene_prior(pol.model)(prompts.input_ids, prompts.attention_mask)
 
 
+@pytest.mark.model
 def test_prior_at_init_is_phenomizer_union(policy, index):
     scores = prior_scores(policy, CASES) / 3.0  # the initial scale
     expected = list(phenomizer_scores(index, [union_case(c) for c in CASES], False, BaselineConfig()))
@@ -70,6 +71,7 @@ def test_prior_at_init_is_phenomizer_union(policy, index):
     assert float(scores[0, policy.genes.index("FBN1")]) > float(scores[0, policy.genes.index("SCN1A")])
 
 
+@pytest.mark.model
 def test_excluded_weight_and_exact_bonus_change_the_score(policy, index):
     prior = gene_prior(policy.model)
     base = prior_scores(policy, CASES[:1])
@@ -88,6 +90,7 @@ def test_excluded_weight_and_exact_bonus_change_the_score(policy, index):
     assert not torch.allclose(base / 3.0, halved)
 
 
+@pytest.mark.model
 def test_size_term_is_the_baselines_specificity_penalty(policy, index):
     """size_weight x ln(1 + closure size) per gene, starting at the baselines' default size_penalty."""
     assert INITIAL_SIZE_WEIGHT == BaselineConfig().size_penalty
@@ -107,6 +110,7 @@ def test_size_term_is_the_baselines_specificity_penalty(policy, index):
         assert float(base[0, g] - bigger[0, g]) / 3.0 == pytest.approx((0.5 - INITIAL_SIZE_WEIGHT) * math.log1p(size), abs=1e-4), gene
 
 
+@pytest.mark.model
 def test_gene_to_patient_direction_matches_a_naive_computation(policy, index, ontology, annotations):
     prior = gene_prior(policy.model)
     case = CASES[0]
@@ -124,6 +128,7 @@ def test_gene_to_patient_direction_matches_a_naive_computation(policy, index, on
     assert float(g2p[0, policy.genes.index("NOTANNOTATED1")]) == 0.0
 
 
+@pytest.mark.model
 def test_training_moves_the_prior_scalars_at_their_own_rate(policy):
     model = policy.model
     model.train()
@@ -144,6 +149,7 @@ def test_training_moves_the_prior_scalars_at_their_own_rate(policy):
     model.eval()
 
 
+@pytest.mark.model
 def test_saved_policy_restores_the_prior_and_plain_loading_gets_the_transformer(policy, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -183,6 +189,7 @@ def test_saved_policy_restores_the_prior_and_plain_loading_gets_the_transformer(
     assert gene_prior(load_policy(tmp_path / "m").model).settings()["size_weight"] == 0.0
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("adapter", ["lora", "full"])
 def test_rft_trains_the_prior_scalars_only_with_train_prior(policy, adapter):
     """rft.train_prior: GRPO moves the prior's scalars (their own group, PRIOR_LR_SCALE x the rate); without it they stay."""

@@ -106,6 +106,7 @@ def test_clipped_loss_and_kl():
 # ---------------------------------------------------------------------------------------------- sampling
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("decode_k", [1, 3, 6])
 def test_constrained_sampling_and_logprobs_agree(decode_k):
     model = tiny_model()
@@ -123,6 +124,7 @@ def test_constrained_sampling_and_logprobs_agree(decode_k):
     assert bool((sample.logprobs <= 0).all())
 
 
+@pytest.mark.model
 def test_ranking_lists_are_plackett_luce_draws_from_the_first_step():
     """decode_k 1: a list's log-prob is that of drawing it without replacement from the first-step softmax."""
     model = tiny_model()
@@ -143,6 +145,7 @@ def test_ranking_lists_are_plackett_luce_draws_from_the_first_step():
 # ---------------------------------------------------------------------------------------------- loop
 
 
+@pytest.mark.model
 def test_grpo_raises_reward_on_a_toy_task():
     result = train(tiny_model(), toy_task(), toy_config(), progress=False)
     rows = result.state.rows
@@ -152,6 +155,7 @@ def test_grpo_raises_reward_on_a_toy_task():
     assert result.best.score == max(r["val_grader"] for r in rows if "val_grader" in r)
 
 
+@pytest.mark.model
 def test_lora_changes_adapter_weights_only():
     model = tiny_model()
     base_before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -173,6 +177,7 @@ def _comparable(rows):
     return [{k: v for k, v in row.items() if k not in timing} for row in rows]
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("adapter", ["full", "lora"])
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, adapter):
     config = toy_config(adapter=adapter, max_steps=12, lr_schedule="cosine", warmup_steps=2, kl_coef=0.05)
@@ -253,6 +258,7 @@ def _stage_inputs(tmp_path):
     return tmp_path / "start", tmp_path / "train.tsv", tmp_path / "validation.tsv"
 
 
+@pytest.mark.model
 def test_rft_stage_resumes_from_files_and_saves_a_plain_model(tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -279,6 +285,7 @@ def test_rft_stage_resumes_from_files_and_saves_a_plain_model(tmp_path):
     assert not any("lora" in name for name, _ in model.named_parameters())
 
 
+@pytest.mark.model
 def test_synthetic_patients_join_each_step():
     calls = []
     task = toy_task()
@@ -295,6 +302,7 @@ def test_synthetic_patients_join_each_step():
         train(tiny_model(), toy_task(), toy_config(max_steps=1, synthetic_fraction=0.25), progress=False)
 
 
+@pytest.mark.model
 def test_until_hit_credit_ignores_tokens_after_the_true_gene():
     from rarerank.train.grpo import until_hit_weights
 
@@ -308,6 +316,7 @@ def test_until_hit_credit_ignores_tokens_after_the_true_gene():
 # ---------------------------------------------------------------------------------------------- levers and safety
 
 
+@pytest.mark.model
 def test_filter_groups_drops_groups_without_reward_spread():
     """Known answer: a case whose every list scores alike (its gene is not in the vocabulary: reward 0)
     is dropped, and more cases are drawn to fill the batch with groups that carry signal."""
@@ -329,6 +338,7 @@ def test_filter_groups_drops_groups_without_reward_spread():
     assert "NOT_A_GENE" in unfiltered.genes and len(unfiltered.genes) == 4
 
 
+@pytest.mark.model
 def test_a_pickle_in_a_checkpoint_is_refused_without_running(tmp_path):
     import pickle
 
@@ -350,6 +360,7 @@ def test_a_pickle_in_a_checkpoint_is_refused_without_running(tmp_path):
     assert witness.exists()
 
 
+@pytest.mark.model
 def test_selection_metric_equals_what_predict_produces(tmp_path):
     """The validation score RFT selects on is the grader/top-1 of the ranking `predict` writes for the same weights."""
     from rarerank.data.cases import read_cases

@@ -33,6 +33,7 @@ def base_dir(ontology, tmp_path_factory):
     return path
 
 
+@pytest.mark.model
 def test_sft_learns_training_cases_and_keeps_best(fixture_cases, base_dir, tmp_path):
     config = SFTConfig(max_epochs=40, max_steps=60, batch_size=8, synthetic_fraction=0.0, learning_rate=1e-2, warmup_steps=2,
                        eval_interval=10, patience=100)  # fmt: skip
@@ -50,6 +51,7 @@ def test_sft_learns_training_cases_and_keeps_best(fixture_cases, base_dir, tmp_p
     assert load_policy(tmp_path / "sft").genes == policy.genes
 
 
+@pytest.mark.model
 def test_sft_stops_early_without_improvement(fixture_cases, base_dir, tmp_path):
     config = SFTConfig(max_steps=200, batch_size=8, synthetic_fraction=0.0, learning_rate=1e-9, min_lr_ratio=1.0, warmup_steps=1,
                        eval_interval=5, patience=2)  # fmt: skip
@@ -58,6 +60,7 @@ def test_sft_stops_early_without_improvement(fixture_cases, base_dir, tmp_path):
     assert prov["stopped_early"] and prov["steps"] < 200
 
 
+@pytest.mark.model
 def test_sft_with_synthetic_replay(fixture_cases, base_dir, ontology, annotations, tmp_path):
     config = SFTConfig(max_steps=6, batch_size=8, synthetic_fraction=0.5, warmup_steps=1, eval_interval=3)
     sft(base_dir, replace(config, seed=5), fixture_cases[:10], fixture_cases[10:], tmp_path / "sft", ontology, annotations)
@@ -66,6 +69,7 @@ def test_sft_with_synthetic_replay(fixture_cases, base_dir, ontology, annotation
         sft(base_dir, config, fixture_cases, fixture_cases, tmp_path / "x")
 
 
+@pytest.mark.model
 def test_sft_on_few_cases_shortens_the_warmup(fixture_cases, base_dir, caplog, tmp_path):
     """8 cases x 2 epochs at 4 per batch = 4 steps, fewer than the warm-up: it shrinks, with a warning."""
     config = SFTConfig(max_epochs=2, max_steps=300, batch_size=4, synthetic_fraction=0.0, warmup_steps=20, eval_interval=50)
@@ -114,6 +118,7 @@ def test_length_grouped_batches_keep_each_streams_share():
     assert [len(e.tokens) for e in batch_at(3)] == [len(e.tokens) for e in batch_at(11)]  # next pool, same recipe
 
 
+@pytest.mark.model
 def test_sft_cli_runs_on_the_device_asked_for(fixture_cases, base_dir, tmp_path, monkeypatch, caplog):
     """`rarerank sft --device cpu` trains end to end; `--device cuda` without a GPU stops with a one-line error."""
     import torch

@@ -67,6 +67,7 @@ def _log(path) -> list[dict]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("present_only", [False, True])
 def test_fallback_fits_only_the_prior_scalars_and_the_gain(base_dir, split, tmp_path, present_only):
     train, validation = split
@@ -119,6 +120,7 @@ def test_fallback_fits_only_the_prior_scalars_and_the_gain(base_dir, split, tmp_
     assert torch.allclose(logits, transformer, atol=1e-4)
 
 
+@pytest.mark.model
 def test_vector_gain_is_folded_per_hidden_unit(base_dir, split, tmp_path):
     train, validation = split
     sft(base_dir, replace(_config(fallback="prior_vector", max_steps=20), seed=3), train, validation, tmp_path / "v")
@@ -131,6 +133,7 @@ def test_vector_gain_is_folded_per_hidden_unit(base_dir, split, tmp_path):
     assert float(ratio.max()) == pytest.approx(fit["gain"]["max"], rel=1e-5)
 
 
+@pytest.mark.model
 def test_no_fallback_when_sft_improves_or_when_switched_off(base_dir, cases, split, tmp_path):
     # Training = validation cases: SFT improves on its start, so the fallback never runs.
     sft(base_dir, replace(_config(), seed=3), cases, cases, tmp_path / "learns")

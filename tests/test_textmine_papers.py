@@ -428,6 +428,7 @@ def test_per_patient_sets(extractor, tmp_path):
 # `rarerank extract` keeps texts without a gene; --require-gene (training cohorts) does not.
 
 
+@pytest.mark.slow
 def test_extract_keeps_texts_without_a_gene(tmp_path):
     reports = tmp_path / "reports"
     reports.mkdir()

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.workflow  # every test here runs Snakemake or snakefmt
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 FIXTURE = REPO / "tests" / "data" / "phenopackets"
