@@ -344,5 +344,5 @@ def test_likelihood_ratio_on_the_bundled_release(index):
     saved and loaded gives the same ranking."""
     patient = case(present=["HP:0001166", "HP:0001083", "HP:0004322"], absent=["HP:0001250"])
     for method in ("likelihood_ratio", "likelihood_ratio_absent"):
-        ((_, ranked),) = list(rank_cases(method, index, [patient], BaselineConfig(top_k=5)))
+        ((_, ranked),) = list(rank_by_baseline(method, index, [patient], BaselineConfig(top_k=5)))
         assert ranked[0].gene_symbol == "FBN1" and len(ranked) >= 5

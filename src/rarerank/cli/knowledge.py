@@ -122,10 +122,10 @@ def _add_knowledge_audit(sub):
 
 def _run_knowledge_audit(args):
     from rarerank.evaluate.leakage import AUDIT_COLUMNS, leakage_audit
-    from rarerank.evaluate.metrics import write_table
+    from rarerank.evaluate.metrics import write_metrics_table
 
     rows = leakage_audit(args.knowledge_dir, args.predictions_dir, args.sets_dir, args.strategies, args.sets, args.methods)
-    write_table(args.output, AUDIT_COLUMNS, rows)
+    write_metrics_table(args.output, AUDIT_COLUMNS, rows)
     if args.figure:
         from rarerank.evaluate.figures import plot_leakage
 

@@ -38,7 +38,7 @@ from rarerank.evaluate.metrics import (
     SUMMARY_COLUMNS,
     is_percent,
     markdown_table,
-    read_table,
+    read_metrics_table,
     seed_markdown,
 )
 
@@ -100,7 +100,7 @@ def summary_block(snapshot: Path, options: Mapping[str, str]) -> str:
     if not methods:
         raise ValueError("a summary table needs methods=...")
     labels = _list(options, "labels", methods)
-    rows = [r for r in read_table(snapshot / "summary.tsv", SUMMARY_COLUMNS) if r["metric"] == metric]
+    rows = [r for r in read_metrics_table(snapshot / "summary.tsv", SUMMARY_COLUMNS) if r["metric"] == metric]
     cells = {(r["method"], r["strategy"], r["set"]): r for r in rows}
     keys = _rows_of([r for r in rows if r["method"] in methods], _list(options, "strategies"), _list(options, "sets"))
     lines = [f"| split | set | n | {' | '.join(labels)} |", "|---|---|---|" + "---|" * len(methods)]
@@ -119,7 +119,7 @@ def paired_block(snapshot: Path, options: Mapping[str, str]) -> str:
     pairs = [tuple(p.split(":")) for p in _list(options, "pairs") or []]
     if not pairs or any(len(p) != 2 for p in pairs):
         raise ValueError("a paired table needs pairs=method:reference,...")
-    rows = [r for r in read_table(snapshot / "paired.tsv", PAIRED_COLUMNS) if r["metric"] == metric]
+    rows = [r for r in read_metrics_table(snapshot / "paired.tsv", PAIRED_COLUMNS) if r["metric"] == metric]
     cells = {(r["method"], r["reference"], r["strategy"], r["set"]): r for r in rows}
     keys = _rows_of([r for r in rows if (r["method"], r["reference"]) in pairs], _list(options, "strategies"), _list(options, "sets"))
     header = " | ".join(f"{m} − {r}" for m, r in pairs)
@@ -139,13 +139,13 @@ def paired_block(snapshot: Path, options: Mapping[str, str]) -> str:
 
 
 def methods_block(snapshot: Path, options: Mapping[str, str]) -> str:
-    summary = read_table(snapshot / "summary.tsv", SUMMARY_COLUMNS)
+    summary = read_metrics_table(snapshot / "summary.tsv", SUMMARY_COLUMNS)
     set_name = options.get("set", "test")
     return markdown_table(summary, set_name, _list(options, "metrics", ("top1", "top10", "mrr")), _list(options, "methods"))
 
 
 def seeds_block(snapshot: Path, options: Mapping[str, str]) -> str:
-    rows = read_table(snapshot / options.get("file", "seeds.tsv"), SEED_COLUMNS, "seed table")
+    rows = read_metrics_table(snapshot / options.get("file", "seeds.tsv"), SEED_COLUMNS, "seed table")
     methods, sets = _list(options, "methods"), _list(options, "sets")
     keep = [
         {**r, **{m: float(r[m]) for m in ("top1", "mrr", "macro_top1")}}
@@ -159,7 +159,7 @@ def tsv_block(snapshot: Path, options: Mapping[str, str]) -> str:
     if "file" not in options or "columns" not in options:
         raise ValueError("a tsv table needs file=... and columns=...")
     columns = _list(options, "columns")
-    rows = read_table(snapshot / options["file"], columns, options["file"])
+    rows = read_metrics_table(snapshot / options["file"], columns, options["file"])
     for condition in options.get("where", "").split(";") if options.get("where") else ():
         column, _, value = condition.partition(":")
         rows = [r for r in rows if r.get(column) in value.split("|")]
