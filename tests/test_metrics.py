@@ -268,9 +268,9 @@ def test_macro_bootstrap_resamples_genes_not_cases():
     assert summary_value(shuffled, "m", "macro_top1") == macro  # gene clusters do not depend on case order
 
 
-def seed_summary(values: dict[str, tuple[float, float, float]], sets=("validation", "test")) -> list[dict[str, str]]:
-    """summary.tsv rows (as read back: strings) of methods -> (top1, mrr, macro_top1) on the gene split."""
-    return [{"method": m, "strategy": "gene", "set": s, "metric": metric, "value": f"{v:.6g}", "ci_low": "", "ci_high": "", "n": "10"}
+def seed_summary(values: dict[str, tuple[float, float, float]], sets=("validation", "test"), strategy="gene") -> list[dict[str, str]]:
+    """summary.tsv rows (as read back: strings) of methods -> (top1, mrr, macro_top1) on one split."""
+    return [{"method": m, "strategy": strategy, "set": s, "metric": metric, "value": f"{v:.6g}", "ci_low": "", "ci_high": "", "n": "10"}
             for s in sets for m, vs in values.items() for metric, v in zip(("top1", "mrr", "macro_top1"), vs)]  # fmt: skip
 
 
@@ -282,8 +282,12 @@ def test_seed_table_known_answers():
             f"sft_seed{seed}": (sft, sft + 0.1, 0.3),
             f"rft_seed{seed}": (rft, rft + 0.1, 0.3),
         }
-    rows = seed_table(seed_summary(values), [1, 2, 3], "gene")
+    lr = {"likelihood_ratio_absent": (0.45, 0.5, 0.5)}
+    rows = seed_table(seed_summary(values | lr), [1, 2, 3], ["gene"], ["phenomizer_union", "likelihood_ratio_absent"])
     table = {(r["set"], r["method"], r["seed"]): r for r in rows}
+    assert table[("test", "rft-likelihood_ratio_absent", "1")]["top1"] == pytest.approx(0.45 - 0.45)
+    assert table[("test", "sft-likelihood_ratio_absent", "mean")]["macro_top1"] == pytest.approx(0.3 - 0.5)
+    assert {r["strategy"] for r in rows} == {"gene"}
     assert table[("test", "sft", "mean")]["top1"] == pytest.approx(0.40)
     assert table[("test", "sft", "sd")]["top1"] == pytest.approx(0.04)  # sd of 0.40, 0.44, 0.36 (n - 1)
     assert table[("test", "rft", "sd")]["top1"] == pytest.approx(0.02)
@@ -293,13 +297,18 @@ def test_seed_table_known_answers():
     assert table[("test", "phenomizer_union", "sd")]["top1"] == 0.0 and table[("test", "phenomizer_union", "1")]["n"] == "10"
     assert [r["seed"] for r in rows if r["set"] == "test" and r["method"] == "base"] == ["1", "2", "3", "mean", "sd"]
     markdown = seed_markdown(rows)
-    assert "| test | sft | 10 | 40.0 ± 4.0 | 1: 40.0, 2: 44.0, 3: 36.0 | 0.500 ± 0.040 | 30.0 ± 0.0 |" in markdown
-    assert "| validation | rft − sft |" in markdown
+    assert "| gene | test | sft | 10 | 40.0 ± 4.0 | 1: 40.0, 2: 44.0, 3: 36.0 | 0.500 ± 0.040 | 30.0 ± 0.0 |" in markdown
+    assert "| gene | validation | rft − sft |" in markdown
+    # Several strategies: rows of each, from its own summary rows.
+    two = seed_table(seed_summary(values) + seed_summary(values, strategy="random"), [1, 2, 3], ["gene", "random"])
+    assert [r["strategy"] for r in two] == ["gene"] * (len(two) // 2) + ["random"] * (len(two) // 2)
+    with pytest.raises(ValueError, match="no rows of the publication split"):
+        seed_table(seed_summary(values), [1, 2, 3], ["gene", "publication"])
     with pytest.raises(ValueError, match="rft_seed3 on gene/test"):
-        seed_table([r for r in seed_summary(values) if not (r["method"] == "rft_seed3" and r["set"] == "test")], [1, 2, 3], "gene")
+        seed_table([r for r in seed_summary(values) if not (r["method"] == "rft_seed3" and r["set"] == "test")], [1, 2, 3], ["gene"])
     with pytest.raises(ValueError, match="at least 2 seeds"):
-        seed_table(seed_summary(values), [1], "gene")
-    without_reference = seed_table([r for r in seed_summary(values) if r["method"] != "phenomizer_union"], [1, 2, 3], "gene")
+        seed_table(seed_summary(values), [1], ["gene"])
+    without_reference = seed_table([r for r in seed_summary(values) if r["method"] != "phenomizer_union"], [1, 2, 3], ["gene"])
     assert {r["method"] for r in without_reference} == {"base", "sft", "rft", "rft-sft"}
 
 
@@ -315,7 +324,7 @@ def test_seeds_table_cli(tmp_path):
     args = ["-q", "seeds-table", "--summary", str(summary), "--seeds", "7", "8", "-o", str(out / "seeds.tsv"),
             "--markdown", str(out / "seeds.md"), "--figure", str(out / "seeds")]  # fmt: skip
     assert main(args) == 0
-    rows = read_metrics_table(out / "seeds.tsv", ("set", "method", "seed", "n", "top1", "mrr", "macro_top1"), "seed table")
+    rows = read_metrics_table(out / "seeds.tsv", ("strategy", "set", "method", "seed", "n", "top1", "mrr", "macro_top1"), "seed table")
     assert {(r["method"], r["seed"]) for r in rows if r["set"] == "test"} >= {("sft", "7"), ("sft", "mean"), ("rft-sft", "sd")}
     assert (out / "seeds.png").read_bytes().startswith(b"\x89PNG") and (out / "seeds.pdf").exists()
     assert "± " in (out / "seeds.md").read_text()

@@ -318,15 +318,17 @@ def _tsv(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_seeds_target_runs_on_the_test_config(first_run):
-    """`snakemake seeds`: base, SFT and RFT per seed on the gene split, a table with mean ± sd."""
+    """`snakemake seeds`: base, SFT and RFT per seed on every split of the run, a table with mean ± sd."""
     done = snakemake(first_run, "--cores", "2", "seeds", "--config", _fixture_source())
     assert done.returncode == 0, _explain(done)
     test_config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     seeds, own = test_config["experiments"]["seeds"], test_config["seed"]
     assert own in seeds and len(seeds) >= 2
     rows = _tsv(first_run / "results/experiments/seeds/seeds.tsv")
-    methods = ("phenomizer_union", "base", "sft", "rft", "rft-sft", "sft-phenomizer_union")
+    references = [m for m in ("phenomizer_union", "likelihood_ratio_absent") if m in test_config["baselines"]["methods"]]
+    methods = (*references, "base", "sft", "rft", "rft-sft", *(f"{s}-{r}" for r in references for s in ("sft", "rft")))
     expected = {(m, s) for m in methods for s in [*map(str, seeds), "mean", "sd"]}
+    assert {r["strategy"] for r in rows} == set(test_config["splits"]["strategies"])
     for set_name in ("validation", "test"):
         assert {(r["method"], r["seed"]) for r in rows if r["set"] == set_name} == expected, set_name
     # The master seed is the default run (its models, so the same predictions); other seeds train their own.

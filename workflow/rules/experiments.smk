@@ -4,7 +4,7 @@
 #   stages           base vs SFT vs RFT (from SFT) vs RFT (from base), every strategy
 #   data_efficiency  SFT and RFT on 64 / 256 / 1,024 / all training cases (sft_nN, rft_nN)
 #   present_only     absent terms removed at training and ranking time (sft/rft_present_only)
-#   seeds            base, SFT and RFT per seed of experiments.seeds, gene-disjoint split
+#   seeds            base, SFT and RFT per seed of experiments.seeds, every split strategy
 # plus the training curves of every RFT run. Every method scored here is a row of the method table
 # (workflow/rules/common.smk); its model and predictions come from the rules of its stage (train.smk,
 # rft.smk, predict.smk, baselines.smk).
@@ -137,11 +137,12 @@ rule seeds_table:
         ENV
     params:
         seeds=quoted(SEEDS),
-        strategy=SEED_STRATEGY,
+        strategies=quoted(STRATEGIES),
+        references=quoted(_built_baselines(SEED_REFERENCES)),
         stem=lambda wildcards, output: Path(output.png).with_suffix(""),
     shell:
-        "rarerank seeds-table --summary {input.summary:q} --seeds {params.seeds} --strategy {params.strategy} "
-        "--reference phenomizer_union -o {output.table:q} --markdown {output.markdown:q} "
+        "rarerank seeds-table --summary {input.summary:q} --seeds {params.seeds} --strategies {params.strategies} "
+        "--references {params.references} -o {output.table:q} --markdown {output.markdown:q} "
         "--figure {params.stem:q} 2> {log:q}"
 
 

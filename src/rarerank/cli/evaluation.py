@@ -79,8 +79,10 @@ def _add_seeds_table(sub):
     p = sub.add_parser("seeds-table", help="per-seed rows and mean ± sd of base/SFT/RFT trained with several seeds (+ figure)")
     p.add_argument("--summary", required=True, type=Path, help="summary.tsv holding {stage}_seed{seed} methods")
     p.add_argument("--seeds", required=True, nargs="+", type=int, help="the seeds (at least 2)")
-    p.add_argument("--strategy", default="gene", help="split strategy the seeds were trained on")
-    p.add_argument("--reference", default="phenomizer_union", help="baseline shown for reference and subtracted from SFT")
+    p.add_argument("--strategies", nargs="+", default=["gene"], help="split strategies the seeds were trained on")
+    p.add_argument(
+        "--references", nargs="+", default=["phenomizer_union"], help="baselines shown for reference and subtracted from SFT and RFT"
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="TSV to write (set, method, seed, n, top1, mrr, macro_top1)")
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown (mean ± sd, per-seed top-1)")
     p.add_argument("--figure", type=Path, help="also draw the table: path without extension, writes .png and .pdf")
@@ -91,7 +93,7 @@ def _run_seeds_table(args):
     from rarerank.core.fileio import atomic_write
     from rarerank.evaluate.metrics import SEED_COLUMNS, SUMMARY_COLUMNS, read_metrics_table, seed_markdown, seed_table, write_metrics_table
 
-    rows = seed_table(read_metrics_table(args.summary, SUMMARY_COLUMNS), args.seeds, args.strategy, args.reference)
+    rows = seed_table(read_metrics_table(args.summary, SUMMARY_COLUMNS), args.seeds, args.strategies, args.references)
     write_metrics_table(args.output, SEED_COLUMNS, rows)
     if args.markdown:
         with atomic_write(args.markdown) as handle:
@@ -99,7 +101,7 @@ def _run_seeds_table(args):
     if args.figure:
         from rarerank.evaluate.figures import plot_seeds
 
-        plot_seeds(rows, args.figure, args.strategy)
+        plot_seeds(rows, args.figure)
     log.info("%d seeds, %d rows -> %s", len(args.seeds), len(rows), args.output)
 
 

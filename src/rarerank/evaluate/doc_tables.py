@@ -146,11 +146,13 @@ def methods_block(snapshot: Path, options: Mapping[str, str]) -> str:
 
 def seeds_block(snapshot: Path, options: Mapping[str, str]) -> str:
     rows = read_metrics_table(snapshot / options.get("file", "seeds.tsv"), SEED_COLUMNS, "seed table")
-    methods, sets = _list(options, "methods"), _list(options, "sets")
+    methods, sets, strategies = _list(options, "methods"), _list(options, "sets"), _list(options, "strategies")
     keep = [
         {**r, **{m: float(r[m]) for m in ("top1", "mrr", "macro_top1")}}
         for r in rows
-        if (methods is None or r["method"] in methods) and (sets is None or r["set"] in sets)
+        if (methods is None or r["method"] in methods)
+        and (sets is None or r["set"] in sets)
+        and (strategies is None or r["strategy"] in strategies)
     ]
     return seed_markdown(keep)
 

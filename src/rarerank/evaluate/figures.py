@@ -628,21 +628,19 @@ def plot_data_efficiency(
 # Seeds (rarerank.evaluate.metrics.seed_table; the `seeds` workflow target).
 
 
-def plot_seeds(
-    rows: Sequence[Mapping], stem: str | os.PathLike, strategy: str = "gene", metrics: Sequence[str] = ("top1", "mrr", "macro_top1")
-) -> list[Path]:
-    """Mean ± sd over seeds (bars, whiskers) with every seed's value as a dot, per case set and method
-    (the reference baseline and each stage); one panel per metric."""
+def plot_seeds(rows: Sequence[Mapping], stem: str | os.PathLike, metrics: Sequence[str] = ("top1", "mrr", "macro_top1")) -> list[Path]:
+    """Mean ± sd over seeds (bars, whiskers) with every seed's value as a dot, per split and case set
+    and method (the reference baselines and each stage); one panel per metric."""
     seeds = [r for r in rows if r["seed"] not in ("mean", "sd") and "-" not in r["method"]]
-    sets = list(dict.fromkeys(r["set"] for r in seeds)) or ["(none)"]
+    sets = list(dict.fromkeys((r["strategy"], r["set"]) for r in seeds)) or [("", "(none)")]
     methods = list(dict.fromkeys(r["method"] for r in seeds))
-    stats = {(r["set"], r["method"], r["seed"]): r for r in rows}
+    stats = {((r["strategy"], r["set"]), r["method"], r["seed"]): r for r in rows}
     stage = {m: m.split("_seed")[0] for m in methods}
     width = 0.8 / max(len(methods), 1)
     from matplotlib.patches import Patch
 
     with _style():
-        fig = _figure(2.3 * len(metrics) + 0.4, 3.0)
+        fig = _figure((0.35 * len(sets) + 1.2) * len(metrics) + 0.4, 3.0)
         axes = fig.subplots(1, len(metrics), squeeze=False)[0]
         for ax, metric in zip(axes, metrics):
             scale = _scale(metric)
@@ -663,7 +661,7 @@ def plot_seeds(
                         elinewidth=0.7,
                         capsize=1.5,
                     )
-                    points = [scale * float(r[metric]) for r in seeds if r["set"] == set_name and r["method"] == method]
+                    points = [scale * float(r[metric]) for r in seeds if (r["strategy"], r["set"]) == set_name and r["method"] == method]
                     ax.plot(
                         [x] * len(points),
                         points,
@@ -675,12 +673,12 @@ def plot_seeds(
                         markeredgewidth=0.5,
                     )
             ax.set_xticks(range(len(sets)))
-            ax.set_xticklabels([s.capitalize() for s in sets])
+            ax.set_xticklabels([f"{STRATEGY_LABELS.get(st, st)}\n{s}" for st, s in sets], fontsize=6, rotation=90 if len(sets) > 2 else 0)
             ax.set_ylabel(metric_label(metric))
             ax.set_ylim(bottom=0)
             ax.grid(axis="x", visible=False)
         n_seeds = len({r["seed"] for r in seeds})
-        fig.suptitle(f"{STRATEGY_LABELS.get(strategy, strategy)}, {n_seeds} seeds: mean ± sd (bars), each seed (dots)")
+        fig.suptitle(f"{n_seeds} seeds: mean ± sd (bars), each seed (dots)")
         handles = [
             Patch(facecolor=method_colour(stage[m]), edgecolor="black", linewidth=0.4, label=method_label(stage[m])) for m in methods
         ]

@@ -559,7 +559,7 @@ def markdown_table(
 # ---------------------------------------------------------------------------------------------
 # Seeds: the same stages trained with several seeds (workflow target `seeds`).
 
-SEED_COLUMNS = ("set", "method", "seed", "n", "top1", "mrr", "macro_top1")
+SEED_COLUMNS = ("strategy", "set", "method", "seed", "n", "top1", "mrr", "macro_top1")
 SEED_METRICS = ("top1", "mrr", "macro_top1")
 SEED_STAGES = ("base", "sft", "rft")
 
@@ -572,34 +572,38 @@ def seed_method(stage: str, seed: int | str) -> str:
 def seed_table(
     summary: Sequence[Mapping[str, str]],
     seeds: Sequence[int],
-    strategy: str,
-    reference: str | None = "phenomizer_union",
+    strategies: Sequence[str],
+    references: Sequence[str] = ("phenomizer_union",),
     stages: Sequence[str] = SEED_STAGES,
 ) -> list[dict]:
     """Per-seed rows and their mean and sd (``seed`` = ``mean`` / ``sd``, sd with n - 1) of top-1, MRR
-    and per-gene top-1 of every stage, of the reference baseline (the same every seed), and of the
-    deltas ``rft-sft`` and ``sft-<reference>`` (differences of the seed's means on the same cases).
+    and per-gene top-1 of every stage, of each reference baseline (the same every seed), and of the
+    deltas ``rft-sft``, ``sft-<reference>`` and ``rft-<reference>`` (differences on the same cases),
+    per split strategy and set.
 
-    ``summary``: rows of summary.tsv holding ``{stage}_seed{seed}`` methods on ``strategy``. Every
-    stage of every seed must be there (a missing one raises naming it); the reference is optional.
+    ``summary``: rows of summary.tsv holding ``{stage}_seed{seed}`` methods on each strategy. Every
+    stage of every seed must be there (a missing one raises naming it); a reference is optional.
     """
     if len(seeds) < 2:
         raise ValueError(f"a seed table needs at least 2 seeds to give an sd, not {list(seeds)}")
-    values, n = _seed_values(summary, strategy)
-    sets = list(dict.fromkeys(s for s, _ in values))
-    wanted = [seed_method(stage, seed) for seed in seeds for stage in stages]
-    for set_name in sets:
-        missing = [m for m in wanted if set(SEED_METRICS) - set(values.get((set_name, m), {}))]
-        if missing:
-            raise ValueError(f"summary has no {', '.join(SEED_METRICS)} for {', '.join(missing)} on {strategy}/{set_name}")
-    if reference is not None and not all((s, reference) in values for s in sets):
-        reference = None
-    deltas = [("rft-sft", "rft", "sft")] if {"rft", "sft"} <= set(stages) else []
-    if reference is not None and "sft" in stages:
-        deltas.append((f"sft-{reference}", "sft", None))
+    if isinstance(strategies, str):
+        strategies = [strategies]
     rows = []
-    for set_name in sets:
-        rows += _seed_set_rows(set_name, seeds, stages, values, n, reference, deltas)
+    for strategy in strategies:
+        values, n = _seed_values(summary, strategy)
+        sets = list(dict.fromkeys(s for s, _ in values))
+        if not sets:
+            raise ValueError(f"summary has no rows of the {strategy} split")
+        wanted = [seed_method(stage, seed) for seed in seeds for stage in stages]
+        for set_name in sets:
+            missing = [m for m in wanted if set(SEED_METRICS) - set(values.get((set_name, m), {}))]
+            if missing:
+                raise ValueError(f"summary has no {', '.join(SEED_METRICS)} for {', '.join(missing)} on {strategy}/{set_name}")
+        present = [ref for ref in references if all((s, ref) in values for s in sets)]
+        deltas = [("rft-sft", "rft", "sft")] if {"rft", "sft"} <= set(stages) else []
+        deltas += [(f"{stage}-{ref}", stage, ref) for ref in present for stage in ("sft", "rft") if stage in stages]
+        for set_name in sets:
+            rows += [{"strategy": strategy, **r} for r in _seed_set_rows(set_name, seeds, stages, values, n, present, deltas)]
     return rows
 
 
@@ -615,19 +619,17 @@ def _seed_values(summary: Sequence[Mapping[str, str]], strategy: str) -> tuple[d
     return values, n
 
 
-def _seed_set_rows(set_name: str, seeds, stages, values: dict, n: dict, reference: str | None, deltas: list) -> list[dict]:
-    """The seed table rows of one set: per seed (reference, stages, deltas), then mean and sd per method."""
+def _seed_set_rows(set_name: str, seeds, stages, values: dict, n: dict, references: Sequence[str], deltas: list) -> list[dict]:
+    """The seed table rows of one set: per seed (references, stages, deltas), then mean and sd per method."""
     rows = []
     per_method: dict[str, list[dict[str, float]]] = defaultdict(list)
     for seed in seeds:
-        seed_rows = {}
-        if reference is not None:
-            seed_rows[reference] = (values[(set_name, reference)], n[(set_name, reference)])
+        seed_rows = {ref: (values[(set_name, ref)], n[(set_name, ref)]) for ref in references}
         for stage in stages:
             method = seed_method(stage, seed)
             seed_rows[stage] = (values[(set_name, method)], n[(set_name, method)])
         for name, a, b in deltas:
-            left, right = seed_rows[a][0], seed_rows[b or reference][0]
+            left, right = seed_rows[a][0], seed_rows[b][0]
             seed_rows[name] = ({m: left[m] - right[m] for m in SEED_METRICS}, seed_rows[a][1])
         for method, (metrics, count) in seed_rows.items():
             per_method[method].append(metrics)
@@ -641,16 +643,17 @@ def _seed_set_rows(set_name: str, seeds, stages, values: dict, n: dict, referenc
 
 
 def seed_markdown(rows: Sequence[Mapping]) -> str:
-    """The seed table as Markdown: one line per set and method, mean ± sd and the per-seed values."""
-    lines = ["| set | method | n | top-1 (%), mean ± sd | top-1 per seed | MRR, mean ± sd | per-gene top-1 (%), mean ± sd |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    stats = {(r["set"], r["method"], r["seed"]): r for r in rows}
-    for set_name, method in dict.fromkeys((r["set"], r["method"]) for r in rows):
-        mean, sd = stats[(set_name, method, "mean")], stats[(set_name, method, "sd")]
+    """The seed table as Markdown: one line per split, set and method, mean ± sd and the per-seed values."""
+    lines = ["| split | set | method | n | top-1 (%), mean ± sd | top-1 per seed | MRR, mean ± sd | per-gene top-1 (%), mean ± sd |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    stats = {(r["strategy"], r["set"], r["method"], r["seed"]): r for r in rows}
+    for key in dict.fromkeys((r["strategy"], r["set"], r["method"]) for r in rows):
+        strategy, set_name, method = key
+        mean, sd = stats[(*key, "mean")], stats[(*key, "sd")]
         per_seed = ", ".join(f"{r['seed']}: {100 * float(r['top1']):.1f}" for r in rows
-                             if r["set"] == set_name and r["method"] == method and r["seed"] not in ("mean", "sd"))  # fmt: skip
+                             if (r["strategy"], r["set"], r["method"]) == key and r["seed"] not in ("mean", "sd"))  # fmt: skip
         lines.append(
-            f"| {set_name} | {method.replace('-', ' − ')} | {mean['n']} | {100 * mean['top1']:.1f} ± {100 * sd['top1']:.1f} | "
+            f"| {strategy} | {set_name} | {method.replace('-', ' − ')} | {mean['n']} | {100 * mean['top1']:.1f} ± {100 * sd['top1']:.1f} | "
             f"{per_seed} | {mean['mrr']:.3f} ± {sd['mrr']:.3f} | {100 * mean['macro_top1']:.1f} ± {100 * sd['macro_top1']:.1f} |"
         )
     return "\n".join(lines) + "\n"
