@@ -14,11 +14,12 @@ README.md and docs/, so a number edited by hand, or a snapshot updated without i
 Kinds of table (``name=value`` options after the kind; lists are comma-separated):
 
 - ``summary``: one row per split strategy and case set, one column per method, ``value (CI)`` of one
-  metric from ``summary.tsv`` (``metric``, ``methods``, ``strategies``, ``sets``, ``labels``).
+  metric from ``summary.tsv`` (``metric``, ``methods``, ``strategies``, ``sets``, ``labels``, ``file``).
 - ``paired``: one row per split and set, one column per ``method-reference`` pair, the paired
-  difference and its CI from ``paired.tsv`` (``pairs=sft:phenomizer_union,...``, ``metric``, ...).
+  difference and its CI from ``paired.tsv`` (``pairs=sft:phenomizer_union,...``, ``metric``, ``file``, ...).
 - ``methods``: one case set, one row per method and split, several metrics (``set``, ``metrics``, ``methods``).
-- ``seeds``: mean ± sd over seeds from a seed table (``file``, default ``seeds.tsv``; ``methods``, ``sets``).
+- ``seeds``: mean ± sd over seeds from a seed table (``file``, default ``seeds.tsv``; ``methods``, ``sets``,
+  ``strategies``).
 - ``tsv``: selected columns of any snapshot TSV (``file``, ``columns``, ``where=column:value;...``,
   ``percent=column,...``).
 """
@@ -100,7 +101,7 @@ def summary_block(snapshot: Path, options: Mapping[str, str]) -> str:
     if not methods:
         raise ValueError("a summary table needs methods=...")
     labels = _list(options, "labels", methods)
-    rows = [r for r in read_metrics_table(snapshot / "summary.tsv", SUMMARY_COLUMNS) if r["metric"] == metric]
+    rows = [r for r in read_metrics_table(snapshot / options.get("file", "summary.tsv"), SUMMARY_COLUMNS) if r["metric"] == metric]
     cells = {(r["method"], r["strategy"], r["set"]): r for r in rows}
     keys = _rows_of([r for r in rows if r["method"] in methods], _list(options, "strategies"), _list(options, "sets"))
     lines = [f"| split | set | n | {' | '.join(labels)} |", "|---|---|---|" + "---|" * len(methods)]
@@ -119,7 +120,7 @@ def paired_block(snapshot: Path, options: Mapping[str, str]) -> str:
     pairs = [tuple(p.split(":")) for p in _list(options, "pairs") or []]
     if not pairs or any(len(p) != 2 for p in pairs):
         raise ValueError("a paired table needs pairs=method:reference,...")
-    rows = [r for r in read_metrics_table(snapshot / "paired.tsv", PAIRED_COLUMNS) if r["metric"] == metric]
+    rows = [r for r in read_metrics_table(snapshot / options.get("file", "paired.tsv"), PAIRED_COLUMNS) if r["metric"] == metric]
     cells = {(r["method"], r["reference"], r["strategy"], r["set"]): r for r in rows}
     keys = _rows_of([r for r in rows if (r["method"], r["reference"]) in pairs], _list(options, "strategies"), _list(options, "sets"))
     header = " | ".join(f"{m} − {r}" for m, r in pairs)
