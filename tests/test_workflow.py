@@ -348,7 +348,7 @@ def test_seeds_target_runs_on_the_test_config(first_run):
 def test_experiment_outputs_honour_the_evaluation_and_figures_config(first_run, tmp_path):
     """Non-default evaluation: and figures: values reach the experiment tables and figures (they
     are the evaluate and figures rules' options, not copies)."""
-    from rarerank.evaluate.figures import make_figures
+    from rarerank.evaluate.figures import FiguresConfig, make_figures
 
     extra = tmp_path / "extra.yaml"
     extra.write_text(
@@ -365,7 +365,7 @@ def test_experiment_outputs_honour_the_evaluation_and_figures_config(first_run, 
     assert max(int(r["k"]) for r in _tsv(family / "metrics/curves.tsv")) == 12
     config = json.loads((family / "metrics/provenance.json").read_text())["config"]
     assert (config["top_k"], config["bootstrap"], config["ci_level"]) == ([1, 2], 150, 0.9)
-    drawn = make_figures(family / "metrics/summary.tsv", family / "metrics/curves.tsv", "validation", tmp_path / "figures",
-                         ablation_pairs=[("sft_present_only", "sft")], topk_max=3)  # fmt: skip
+    figures = FiguresConfig.from_dict({"ablation_pairs": [["sft_present_only", "sft"]], "topk_max": 3})
+    drawn = make_figures(family / "metrics/summary.tsv", family / "metrics/curves.tsv", "validation", tmp_path / "figures", figures)
     for path in drawn:
         assert path.read_bytes() == (family / "figures/validation" / path.name).read_bytes(), path.name
