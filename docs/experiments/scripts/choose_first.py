@@ -6,11 +6,12 @@ the worse rank):
 - disease: which of the first five candidate diseases of the union's top 20 genes to put first (its
   genes lead the list in union order, then the rest in union order).
 
-For each choice: the oracle (best action per case, the answer in view: an upper bound) and a linear
-softmax policy on gene-agnostic features, trained on the training cases (their prior cross-fitted: K
-folds by PMID, each fold's papers pruned from the knowledge it reads) by gradient ascent on the exact
-expected reciprocal-rank reward over the actions (what GRPO estimates by sampling), its L2 weight
-selected on validation. Validation and test read knowledge pruned of their own papers. Top-1 deltas
+For each choice: the oracle (best action per case, the answer in view: an upper bound) and linear
+softmax policies on gene-agnostic features, trained on the training cases (their knowledge cross-fitted:
+K folds by PMID, each fold's papers pruned from the knowledge it reads) either by gradient ascent on the
+exact expected reciprocal-rank reward over the actions (what GRPO estimates by sampling) or by maximum
+likelihood of the best action (the choice labelled from the training answer, as SFT would), each L2
+weight selected on validation; the greedy action is scored. Validation and test read knowledge pruned of their own papers. Top-1 deltas
 against the union with paired 95% bootstrap intervals over cases and over genes.
 
 usage: python choose_first.py RESULTS STRATEGY [K]   (RESULTS = a run's results folder: RESULTS/sets/STRATEGY)
@@ -119,9 +120,12 @@ class Knowledge:
         return np.array(ranks), np.array(feats), np.array(dranks), np.array(dfeats)
 
 
-def train_policy(x, ranks, per_action: bool, l2: float, epochs: int = 500):
-    """Linear softmax policy maximising the exact expected reciprocal rank over the actions."""
+def train_policy(x, ranks, per_action: bool, l2: float, objective: str = "reward", epochs: int = 500):
+    """Linear softmax policy. objective "reward": maximise the exact expected reciprocal rank over the
+    actions (RFT); "label": maximise the log-probability of the actions with the best rank (SFT on the
+    choice labelled from the training case's answer)."""
     reward = torch.tensor(1 / ranks, dtype=torch.float32)
+    best = torch.tensor(ranks == ranks.min(1, keepdims=True))
     X = torch.tensor(x, dtype=torch.float32)
     flat = X.reshape(-1, X.shape[-1])
     mu, sd = flat.mean(0), flat.std(0) + 1e-6
@@ -136,7 +140,12 @@ def train_policy(x, ranks, per_action: bool, l2: float, epochs: int = 500):
     w = torch.zeros(Z.shape[-1], *(() if per_action else (reward.shape[1],)), requires_grad=True)
     opt = torch.optim.Adam([w], lr=0.05)
     for _ in range(epochs):
-        loss = -((Z @ w).softmax(-1) * reward).sum(-1).mean() + l2 * w.pow(2).sum()
+        logits = Z @ w
+        if objective == "reward":
+            fit = ((logits.softmax(-1) * reward).sum(-1)).mean()
+        else:
+            fit = (torch.logsumexp(logits.masked_fill(~best, -1e9), -1) - torch.logsumexp(logits, -1)).mean()
+        loss = -fit + l2 * w.pow(2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -203,25 +212,31 @@ def main(results: Path, strategy: str, k: int) -> None:
     for which, per_action in (("terms", False), ("disease", True)):
         xt, rt = stack(train_rows, which)
         print(f"\n== {which}: training union top-1 {100 * (rt[:, 0] == 1).mean():.1f}, oracle {100 * (rt.min(1) == 1).mean():.1f}")
-        policies = {l2: train_policy(xt, rt, per_action, l2) for l2 in L2S}
         xv, rv = stack(data["validation"], which)
-        mrr = {l2: float((1 / rv[np.arange(len(rv)), pol(xv).argmax(-1)]).mean()) for l2, pol in policies.items()}
-        best = max(L2S, key=lambda l2: mrr[l2])
-        print(f"validation MRR of the greedy policy by L2: {mrr}; selected {best:g}")
+        chosen = {}
+        for objective in ("reward", "label"):
+            policies = {l2: train_policy(xt, rt, per_action, l2, objective) for l2 in L2S}
+            mrr = {l2: round(float((1 / rv[np.arange(len(rv)), pol(xv).argmax(-1)]).mean()), 4) for l2, pol in policies.items()}
+            best = max(L2S, key=lambda l2: mrr[l2])
+            print(f"{objective}: validation MRR of the greedy policy by L2 {mrr}; selected {best:g}")
+            chosen[f"{objective} (L2 {best:g})"] = policies[best]
         for s in SETS:
             groups = gene_groups(cases[s])
             weights = bootstrap_weights(len(cases[s]), 1000, [42])
             gene_weights = bootstrap_weights(int(groups.max()) + 1, 1000, [42, 1])
             xs, rs = stack(data[s], which)
             union = all_cases(data[s], rs[:, 0] if which == "terms" else np.array([r[0][0] for r in data[s] if r is not None]))
-            greedy = policies[best](xs).argmax(-1)
-            rows = {"oracle": all_cases(data[s], rs.min(1)), f"learnt (L2 {best:g})": all_cases(data[s], rs[np.arange(len(rs)), greedy])}
+            rows = {"oracle": all_cases(data[s], rs.min(1))}
+            shares = {}
+            for name, pol in chosen.items():
+                greedy = pol(xs).argmax(-1)
+                rows[name] = all_cases(data[s], rs[np.arange(len(rs)), greedy])
+                shares[name] = np.round(np.bincount(greedy, minlength=rs.shape[1]) / len(greedy), 2).tolist()
             if which == "terms":
                 rows.update({f"always {a}": all_cases(data[s], rs[:, j]) for j, a in enumerate(TERM_ACTIONS) if j})
             else:
                 rows["always first candidate"] = all_cases(data[s], rs[:, 0])
-            shares = np.round(np.bincount(greedy, minlength=rs.shape[1]) / len(greedy), 2).tolist()
-            print(f"-- {s} ({len(cases[s])} cases, {int(groups.max()) + 1} genes); learnt choices {shares}")
+            print(f"-- {s} ({len(cases[s])} cases, {int(groups.max()) + 1} genes); greedy choices {shares}")
             for name, r in rows.items():
                 print(compare(name, r, union, weights, groups, gene_weights), flush=True)
     print(f"\ndone in {time.time() - t0:.0f} s")
