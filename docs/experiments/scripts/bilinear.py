@@ -19,23 +19,16 @@ import torch
 torch.set_num_threads(1)
 import prune
 
-from rarerank.data.cases import read_cases
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
-from rarerank.rank.baselines import SCORE_DECIMALS, BaselineConfig, HpoIndex, phenomizer_scores, union_case
+from rarerank.rank.baselines import SCORE_DECIMALS, BaselineConfig, phenomizer_scores, union_case
 
 strategy, K, R = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 L2 = float(sys.argv[5]) if len(sys.argv) > 5 else 1e-4
 EPOCHS = int(sys.argv[6]) if len(sys.argv) > 6 else 8
 CAND = 100
-S = Path(sys.argv[1]) / "sets" / strategy
 onto = Ontology.load(prune.HPO_DATA / "hp.obo")
-cases = {s: read_cases(S / f"{s}.tsv") for s in ("train", "validation", "test")}
-held = {c.pmid for s in ("validation", "test") for c in cases[s] if c.pmid}
-
-
-def index_for(pmids, tag):
-    return HpoIndex.build(onto, prune.pruned_annotations(onto, pmids))
+cases, held = prune.case_sets(Path(sys.argv[1]), strategy, ("train", "validation", "test"))
 
 
 def gene_term_matrix(idx):
@@ -84,7 +77,7 @@ def union_scores(idx, cs):
 
 
 t0 = time.time()
-base = index_for(held, "held")
+base = prune.pruned_index(onto, held)
 T = len(base.terms)
 A_base = gene_term_matrix(base)
 data = {}
@@ -99,7 +92,7 @@ parts = {k: [] for k in ("cand", "uni", "lsz", "tgt", "urank")}
 order, Afold = [], []
 for k in range(K):
     ids = [i for i, c in enumerate(train) if fold.get(c.pmid, -1) == k]
-    ik = index_for(held | {p for p in pm if fold[p] == k}, f"f{k}")
+    ik = prune.pruned_index(onto, held | {p for p in pm if fold[p] == k})
     assert list(ik.genes) == list(base.genes) or True
     # gene order may differ if a gene lost all annotations: map to base order
     Ak = gene_term_matrix(ik)

@@ -30,10 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import prune
 
 from rarerank.data.annotations import similarity_rows
-from rarerank.data.cases import read_cases
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
-from rarerank.rank.baselines import HpoIndex
 
 torch.set_num_threads(1)
 SIZE_PENALTY = 0.01  # BaselineConfig's default
@@ -48,7 +46,7 @@ class Knowledge:
     """The HPO index of pruned knowledge, with each disease's genes and annotation closure size."""
 
     def __init__(self, ontology: Ontology, pmids: set[str]):
-        self.index = HpoIndex.build(ontology, prune.pruned_annotations(ontology, pmids))
+        self.index = prune.pruned_index(ontology, pmids)
         idx = self.index
         self.penalty = SIZE_PENALTY * np.log1p(idx.closure_sizes)
         self.n_dis = len(idx.diseases)
@@ -184,8 +182,7 @@ def compare(name, ranks, union, weights, groups, gene_weights):
 def main(results: Path, strategy: str, k: int) -> None:
     t0 = time.time()
     ontology = Ontology.load(prune.HPO_DATA / "hp.obo")
-    cases = {s: read_cases(results / "sets" / strategy / f"{s}.tsv") for s in ("train", *SETS)}
-    held = {c.pmid for s in SETS for c in cases[s] if c.pmid}
+    cases, held = prune.case_sets(results, strategy)
     evaluated = Knowledge(ontology, held)
     data = {s: [evaluated.case(c) for c in cases[s]] for s in SETS}
     del evaluated

@@ -7,7 +7,6 @@ usage: python disease_level.py RESULTS STRATEGY
 import csv
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -18,18 +17,14 @@ import numpy as np
 import prune
 
 from rarerank.data.annotations import GeneAnnotations, parse_frequency
-from rarerank.data.cases import read_cases
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
 from rarerank.rank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, union_case
 
 strategy = sys.argv[2]
-S = Path(sys.argv[1]) / "sets" / strategy
 onto = Ontology.load(prune.HPO_DATA / "hp.obo")
-cases = {s: read_cases(S / f"{s}.tsv") for s in ("validation", "test")}
-held = {c.pmid for s in ("validation", "test") for c in cases[s] if c.pmid}
-path = Path(tempfile.mkdtemp()) / "genes_to_phenotype.txt"  # knowledge pruned of the evaluated papers
-path.write_text("".join(prune.pruned_lines(held)[0]), encoding="utf-8")
+cases, held = prune.case_sets(Path(sys.argv[1]), strategy, ("validation", "test"))
+path = prune.pruned_file(held)  # knowledge pruned of the evaluated papers
 ann = GeneAnnotations.load(path, onto)
 gidx = HpoIndex.build(onto, ann)
 # diseases as "genes"

@@ -14,20 +14,13 @@ import numpy as np
 import prune
 
 from rarerank.data.annotations import GeneAnnotations
-from rarerank.data.cases import read_cases
 from rarerank.data.ontology import Ontology
 from rarerank.rank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, union_case
 
 strategy = sys.argv[2] if len(sys.argv) > 2 else "gene"
 K = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-S = Path(sys.argv[1]) / "sets" / strategy
 onto = Ontology.load(prune.HPO_DATA / "hp.obo")
-sets = {s: read_cases(S / f"{s}.tsv") for s in ("train", "validation", "test")}
-held = {c.pmid for s in ("validation", "test") for c in sets[s] if c.pmid}
-
-
-def index_for(pmids, tag):
-    return HpoIndex.build(onto, prune.pruned_annotations(onto, pmids))
+sets, held = prune.case_sets(Path(sys.argv[1]), strategy, ("train", "validation", "test"))
 
 
 def ranks(index, cases):
@@ -46,7 +39,7 @@ def report(name, r):
 
 
 full = HpoIndex.build(onto, GeneAnnotations.load(prune.HPO_DATA / "genes_to_phenotype.txt", onto))
-pr = index_for(held, "held")
+pr = prune.pruned_index(onto, held)
 for s in ("train", "validation", "test"):
     report(f"{strategy} {s} full", ranks(full, sets[s]))
     report(f"{strategy} {s} pruned(val+test)", ranks(pr, sets[s]))
@@ -56,7 +49,7 @@ fold = {p: i % K for i, p in enumerate(np.random.default_rng(0).permutation(pmid
 r = np.zeros(len(train))
 for k in range(K):
     idx = [i for i, c in enumerate(train) if fold.get(c.pmid, -1) == k]
-    ind = index_for(held | {p for p in pmids if fold[p] == k}, f"f{k}")
+    ind = prune.pruned_index(onto, held | {p for p in pmids if fold[p] == k})
     r[idx] = ranks(ind, [train[i] for i in idx])
 nofold = [i for i, c in enumerate(train) if c.pmid not in fold]
 r[nofold] = ranks(pr, [train[i] for i in nofold])

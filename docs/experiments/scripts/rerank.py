@@ -20,23 +20,16 @@ import torch
 torch.set_num_threads(1)
 import prune
 
-from rarerank.data.cases import read_cases
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
-from rarerank.rank.baselines import SCORE_DECIMALS, HpoIndex
+from rarerank.rank.baselines import SCORE_DECIMALS
 
 strategy, K = sys.argv[2], int(sys.argv[3])
 SETS = [s.split("+") for s in sys.argv[4:]] or [["base"]]
 CAND = 200
-S = Path(sys.argv[1]) / "sets" / strategy
 onto = Ontology.load(prune.HPO_DATA / "hp.obo")
-cases = {s: read_cases(S / f"{s}.tsv") for s in ("train", "validation", "test")}
-held = {c.pmid for s in ("validation", "test") for c in cases[s] if c.pmid}
+cases, held = prune.case_sets(Path(sys.argv[1]), strategy, ("train", "validation", "test"))
 UNKNOWN_FREQ = 0.5
-
-
-def index_for(pmids, tag):
-    return HpoIndex.build(onto, prune.pruned_annotations(onto, pmids))
 
 
 class Feats:
@@ -179,7 +172,7 @@ def ranks(data, names, w):
 
 
 t0 = time.time()
-base = index_for(held, "held")
+base = prune.pruned_index(onto, held)
 fb = Feats(base)
 data = {s: build(fb, cases[s]) for s in cases}
 train = cases["train"]
@@ -188,7 +181,7 @@ fold = {p: i % K for i, p in enumerate(np.random.default_rng(0).permutation(pm))
 cross = [None] * len(train)
 for k in range(K):
     ids = [i for i, c in enumerate(train) if fold.get(c.pmid, -1) == k]
-    fk = Feats(index_for(held | {p for p in pm if fold[p] == k}, f"f{k}"))
+    fk = Feats(prune.pruned_index(onto, held | {p for p in pm if fold[p] == k}))
     for i, d in zip(ids, build(fk, [train[i] for i in ids])):
         cross[i] = d
 for i in range(len(train)):
