@@ -19,7 +19,6 @@ import prune
 
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.ontology import Ontology
-from rarerank.evaluate.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
 from rarerank.rank.baselines import BaselineConfig, HpoIndex, phenomizer_scores, union_case
 
 strategy = sys.argv[2]
@@ -73,13 +72,9 @@ for lam in (0.5, 1.0):
 for name in ("validation", "test"):
     cs = cases[name]
     base = run(ic_a, cs)
-    w = bootstrap_weights(len(cs), 1000, [42])
-    grp = gene_groups(cs)
     for k, ic in variants.items():
         r = base if k == "gene IC" else run(ic, cs)
-        a, b = (r == 1).astype(float), (base == 1).astype(float)
-        d, lo, hi, _ = paired_difference(a, b, w, 0.95)
-        pg = group_means(np.stack([a, b], 1), grp)
+        a, _, (d, lo, hi), pg = prune.top1_against(r, base, cs)
         print(
             f"{strategy} {name:10s} {k:22s} top1 {100 * a.mean():5.1f} Δ {100 * d:+.1f} ({100 * lo:+.1f}, {100 * hi:+.1f}) "
             f"per gene {100 * (pg[:, 0] - pg[:, 1]).mean():+.1f} mrr {np.mean(1 / r):.3f}",

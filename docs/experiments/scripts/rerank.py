@@ -14,11 +14,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[3] / "benchmarks"))
 import numpy as np
 import torch
 
 torch.set_num_threads(1)
 import prune
+from gene_agnostic_ceiling import Features
 
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.metrics import bootstrap_weights, gene_groups, group_means, paired_difference
@@ -32,15 +34,12 @@ cases, held = prune.case_sets(Path(sys.argv[1]), strategy, ("train", "validation
 UNKNOWN_FREQ = 0.5
 
 
-class Feats:
+class Feats(Features):
+    """The ceiling benchmark's features plus frequency, polarity, summed-evidence and coverage ones."""
+
     def __init__(self, index):
+        super().__init__(index, CAND)
         self.idx = index
-        self.rows = {}
-        self.log_size = np.log1p(index.closure_sizes)
-        ann_term = np.repeat(np.arange(len(index.terms)), np.diff(index.ann_ptr))
-        order = np.argsort(index.ann_gene, kind="stable")
-        self.closure_terms = ann_term[order]
-        self.closure_ptr = np.concatenate([[0], np.cumsum(index.closure_sizes)])
 
     def row(self, t):
         """(Resnik sim, frequency of the most informative matched ancestor) per gene."""
@@ -57,15 +56,6 @@ class Feats:
                     freq[g] = np.nan_to_num(idx.ann_freq[lo:hi], nan=UNKNOWN_FREQ)
             self.rows[t] = (sim, freq)
         return self.rows[t]
-
-    def g2p(self, terms):
-        idx = self.idx
-        mask = np.zeros(len(idx.terms))
-        for t in terms:
-            mask[idx.anc_index[idx.anc_ptr[t] : idx.anc_ptr[t + 1]]] = 1.0
-        best = np.maximum.reduceat(idx.ic[idx.anc_index] * mask[idx.anc_index], idx.anc_ptr[:-1])
-        sums = np.add.reduceat(best[self.closure_terms], self.closure_ptr[:-1])
-        return np.where(idx.closure_sizes > 0, sums / np.maximum(idx.closure_sizes, 1), 0.0)
 
     def case(self, c):
         idx = self.idx
