@@ -80,6 +80,14 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def text_extractor(ontology, annotations):
+    """The free-text extractor with its default settings (building the dictionary takes a few seconds)."""
+    from rarerank.text.extract import Extractor
+
+    return Extractor.from_reference(ontology, annotations)
+
+
 # ---------------------------------------------------------------------------------------------
 # Markers that say what a test runs, checked while it runs.
 

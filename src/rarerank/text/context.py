@@ -170,13 +170,48 @@ class _Sentence:
             post_at=[next((t for t in POST_NEGATION if _find(words, t, k)), None) if words[k] in _POST_FIRST else None for k in range(n)],
         )
 
+    def family_states(self) -> list[str | None]:
+        """Per token position, the family rule of a mention starting there, as read from its clause's
+        words before it (family history, a relative as subject, the patient named again); one pass over
+        the sentence, so a long clause with many mentions costs no more than its length."""
+        states: list[str | None] = [None] * len(self.tokens)
+        base = cur = None  # base: the rule ignoring relatives since the patient was last named
+        stopped = False  # the patient shares the subject with a relative: no family rule in the clause
+        lo = -1
+        for k in range(len(self.tokens)):
+            if self.clause_start[k] != lo:
+                lo = self.clause_start[k]
+                base = cur = _relative_opens_clause(self, lo)
+                stopped = False
+            states[k] = None if stopped else cur
+            if stopped:
+                continue
+            words, stems = self.words, self.stems
+            if words[k] == "family" and k + 1 < len(words) and words[k + 1] in ("history", "histories"):
+                base = cur = "family_history"
+            elif (stems[k] in RELATIVES or words[k] in RELATIVE_PLURALS) and not self.inside[k]:
+                if _shares_subject(self, lo, k):
+                    stopped = True
+                    continue
+                if k + 1 < len(words) and words[k + 1] in REPORTING:
+                    continue  # "her parents report extreme anxiety": the parents tell, the patient has
+                # "born to healthy parents", "the second child of ..." name the family, not the subject
+                if not any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k)):
+                    cur = f"relative_subject:{words[k]}"  # until the patient is named again
+            elif stems[k] in PROBAND:
+                if base and base.startswith("relative"):
+                    base = None
+                cur = base
+        return states
+
 
 def classify(tokens: Sequence[Token], matches: Sequence[Match], config: TextmineConfig) -> list[tuple[str, str]]:
     """(status, rule) for each match of one sentence."""
     sentence = _Sentence.of(tokens, matches)
+    family = sentence.family_states() if matches else []
     results = []
     for m in matches:
-        family_rule = _family_rule(sentence, m)
+        family_rule = family[m.first] or _relative_after(sentence, m)
         if family_rule:
             results.append((FAMILY, family_rule))
             continue
@@ -189,33 +224,15 @@ def classify(tokens: Sequence[Token], matches: Sequence[Match], config: Textmine
     return results
 
 
-def _family_rule(s: _Sentence, m: Match) -> str | None:
-    """Family history: "family history of X", a relative as the subject of the clause, "X in her
-    mother"; None when the mention is the patient's."""
-    words, stems, lo = s.words, s.stems, s.clause_start[m.first]
-    family_rule = _relative_opens_clause(s, lo)
-    for k in range(lo, m.first):
-        if words[k] == "family" and k + 1 < len(words) and words[k + 1] in ("history", "histories"):
-            family_rule = "family_history"
-        elif (stems[k] in RELATIVES or words[k] in RELATIVE_PLURALS) and not s.inside[k]:
-            if _shares_subject(s, lo, k):
-                family_rule = None
-                break
-            if k + 1 < len(words) and words[k + 1] in REPORTING:
-                continue  # "her parents report extreme anxiety": the parents tell, the patient has
-            # "born to healthy parents", "the second child of ..." name the family, not the subject
-            after_preposition = any(words[p] in RELATIVE_PREPOSITIONS for p in range(max(lo, k - 5), k))
-            if not after_preposition and not any(stems[p] in PROBAND for p in range(k + 1, m.first)):
-                family_rule = f"relative_subject:{words[k]}"
-        elif stems[k] in PROBAND and family_rule and family_rule.startswith("relative"):
-            family_rule = None
-    if family_rule is None:
-        for k in range(m.last + 1, min(len(words), m.last + 6)):
-            if words[k] in TERMINATORS:
-                break
-            if words[k] == "in" and k + 2 < len(words) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
-                return "relative_after"
-    return family_rule
+def _relative_after(s: _Sentence, m: Match) -> str | None:
+    """ "X in her mother": a relative named right after the mention."""
+    words, stems = s.words, s.stems
+    for k in range(m.last + 1, min(len(words), m.last + 6)):
+        if words[k] in TERMINATORS:
+            break
+        if words[k] == "in" and k + 2 < len(words) and (stems[k + 2] in RELATIVES or stems[k + 1] in RELATIVES):
+            return "relative_after"
+    return None
 
 
 def _relative_opens_clause(s: _Sentence, lo: int) -> str | None:

@@ -394,9 +394,11 @@ class HPOMatcher:
             matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how))
         terms = {m.term for m in matches}
         if nested:  # the head of a longer match, when it names a more general term ("ulcerative colitis")
-            outer = {(m.first, m.last): m.term for m in matches}
+            outer: dict[int, list[tuple[int, str]]] = {}  # last token -> (first token, term) of the chosen matches
+            for m in matches:
+                outer.setdefault(m.last, []).append((m.first, m.term))
             for _, first, last, term, how in found:
-                heads = [t for (a, b), t in outer.items() if a < first and last == b]
+                heads = [t for a, t in outer.get(last, ()) if a < first]
                 if term not in terms and heads and all(term in self.ancestors.get(t, ()) for t in heads):
                     terms.add(term)
                     matches.append(Match(term, tokens[first].start, tokens[last].end, first, last, how + "+nested"))
@@ -492,28 +494,25 @@ class HPOMatcher:
         """A match ends right before "and"/"or" + one word ("hypoplasia of the radius and ulna"),
         maybe after a comma-separated list of single words ("short nose, columella and philtrum")."""
         n = len(tokens)
+        conjunction = [t.text.lower() in ("and", "or") for t in tokens]
+        list_end = list(range(n + 1))  # list_end[c]: where the comma-separated single words from c end
+        for c in range(n - 2, -1, -1):
+            t = tokens[c]
+            if t.break_before and not t.stop and not conjunction[c] and (tokens[c + 1].break_before or conjunction[c + 1]):
+                list_end[c] = list_end[c + 1]
         out = []
         for m in matches:
-            c = m.last + 1
-            listed = []  # ", columella" before "and philtrum"
-            while (
-                c + 1 < n
-                and tokens[c].break_before
-                and not tokens[c].stop
-                and tokens[c].text.lower() not in ("and", "or")
-                and (tokens[c + 1].break_before or tokens[c + 1].text.lower() in ("and", "or"))
-            ):
-                listed.append(c)
-                c += 1
-            if listed and c < n and tokens[c].text.lower() in ("and", "or"):
+            c = list_end[m.last + 1]
+            listed = range(m.last + 1, c) if m.last > m.first else ()  # ", columella" before "and philtrum"
+            if c > m.last + 1 and c < n and conjunction[c]:
                 others = [t.stem for t in tokens[m.first : m.last] if not t.stop]
                 for k in listed:
                     term = (
-                        self._lookup(others + [tokens[k].stem]) if m.last > m.first and k not in covered else None
+                        self._lookup(others + [tokens[k].stem]) if k not in covered else None
                     )  # "gait ataxia, spasticity and ...": a finding
                     if term:
                         out.append((k, k, term))
-            elif listed:
+            elif c > m.last + 1:
                 continue
             if (
                 not (c + 1 < n and tokens[c].text.lower() in ("and", "or") and m.last > m.first)

@@ -24,6 +24,7 @@ Every decision keeps its evidence (span, sentence, rule) for the per-case proven
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import re
 from collections import Counter
@@ -40,6 +41,7 @@ from rarerank.text.genes import GeneCall, detect_gene, gene_mentions
 from rarerank.text.normalise import Token, dictionary_key, fold, split_sentences, stem, tokenize
 from rarerank.text.sections import (
     CASE,
+    Lines,
     Section,
     clinical_course_sentence,
     figure_legend,
@@ -92,6 +94,8 @@ TEXT_TOO_LARGE = "text_too_large"
 NO_HPO_MENTION = "no_hpo_mention"
 AMBIGUOUS_GENE = "ambiguous_gene"
 
+EVIDENCE_CONTEXT = 200  # characters of the sentence kept on either side of a mention in the evidence table
+
 EVIDENCE_COLUMNS = (
     "case_id",
     "kind",
@@ -135,10 +139,17 @@ class Extraction:
     sections: list = field(default_factory=list)  # sections.Section, in order
     patients: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)  # label -> (present, absent)
 
+    def context(self, sentence_index: int, start: int, end: int) -> str:
+        """The sentence around a span, as evidence for a reader: whole up to ``EVIDENCE_CONTEXT`` characters
+        on either side of the span, else cut there (marked ``...``), so evidence grows linearly with the text."""
+        s_start, s_end = self.sentences[sentence_index]
+        lo, hi = max(s_start, start - EVIDENCE_CONTEXT), min(s_end, end + EVIDENCE_CONTEXT)
+        text = self.text[lo:hi].strip()
+        return ("..." if lo > s_start else "") + text + ("..." if hi < s_end and self.text[hi:s_end].strip() else "")
+
     def evidence_rows(self, case_id: str, labels: dict[str, str]) -> list[dict[str, str]]:
         rows = []
         for m in self.mentions:
-            s_start, s_end = self.sentences[m.sentence_index]
             rows.append(
                 {
                     "case_id": case_id,
@@ -151,11 +162,10 @@ class Extraction:
                     "end": m.end,
                     "span": self.text[m.start : m.end],
                     "sentence_index": m.sentence_index,
-                    "sentence": self.text[s_start:s_end].strip(),
+                    "sentence": self.context(m.sentence_index, m.start, m.end),
                 }
             )
         for g in self.gene.mentions:
-            s_start, s_end = self.sentences[g.sentence_index]
             status = "chosen" if g.symbol == self.gene.symbol else "ignored" if g.weight == 0 else "candidate"
             rows.append(
                 {
@@ -169,7 +179,7 @@ class Extraction:
                     "end": g.end,
                     "span": self.text[g.start : g.end],
                     "sentence_index": g.sentence_index,
-                    "sentence": self.text[s_start:s_end].strip(),
+                    "sentence": self.context(g.sentence_index, g.start, g.end),
                 }
             )
         return rows
@@ -182,14 +192,14 @@ def _merge_matches(ours: list[Match], theirs: list[Match]) -> list[Match]:
     return sorted(ours + extra, key=lambda m: (m.start, m.end)) if extra else ours
 
 
-def _table_row_rule(m: Mention, text: str) -> Mention:
+def _table_row_rule(m: Mention, lines: Lines) -> Mention:
     """A mention labelling a table row: absent when every other cell says no, other when they only
     count published patients ("Speech delay<TAB>9/12")."""
     if m.status != PRESENT:
         return m
-    if table_row_absent(text, m.start, m.end):
+    if table_row_absent(lines.text, m.start, m.end, lines):
         return replace(m, status=ABSENT, rule="table_row_no")
-    if table_row_frequencies(text, m.start, m.end):
+    if table_row_frequencies(lines.text, m.start, m.end, lines):
         return replace(m, status=OTHER, rule="table_row_frequencies")
     return m
 
@@ -288,10 +298,12 @@ class Extractor:
             for m, (status, rule) in zip(matches, classify(tokens, matches, self.config)):
                 mentions.append(Mention(m.term, status, rule, m.start, m.end, s_index, m.how))
         sections = find_sections(folded) if self.config.patient_sections else [Section(0, len(folded), CASE, "")]
-        mentions = [_table_row_rule(m, text) for m in mentions]
+        lines = Lines(text)
+        mentions = [_table_row_rule(m, lines) for m in mentions]
         mentions = self._locate(folded, sentences, sections, mentions)
         if len(sections) > 1:  # a paper: its case description compares with published patients, has legends
-            mentions = [self._paper_sentence_rule(m, folded, sentences[m.sentence_index]) for m in mentions]
+            rule = functools.lru_cache(maxsize=None)(functools.partial(_paper_rule, folded))
+            mentions = [self._paper_sentence_rule(m, lines, sentences[m.sentence_index], rule) for m in mentions]
         in_case = [m for m in mentions if m.section == CASE]
         present, absent = self._terms(in_case, len(sections) > 1)
         patients = {}
@@ -303,24 +315,16 @@ class Extractor:
         return Extraction(text, sentences, mentions, gene, present, absent, sections, patients)
 
     @staticmethod
-    def _paper_sentence_rule(m: Mention, folded: str, sentence: tuple[int, int]) -> Mention:
+    def _paper_sentence_rule(m: Mention, lines: Lines, sentence: tuple[int, int], rule: Callable[[int, int, int, int], str]) -> Mention:
         """A case-section mention of a paper that is not about the patient's phenotype -> status
         other: a sentence comparing with the literature or reporting an admission or a death, a line
         that is a figure legend. Only the sentence's part on the mention's line counts (a legend line
         and the paragraph after it end up in one sentence when no full stop separates them)."""
         if m.section != CASE or m.status not in (PRESENT, ABSENT):
             return m
-        line_start = folded.rfind("\n", 0, m.start) + 1
-        line_end = folded.find("\n", m.start)
-        line_end = len(folded) if line_end < 0 else line_end
-        part = folded[max(sentence[0], line_start) : min(sentence[1], line_end)]
-        if literature_sentence(part):
-            return replace(m, status=OTHER, rule="literature_sentence")
-        if figure_legend(folded[line_start:line_end]):
-            return replace(m, status=OTHER, rule="figure_legend")
-        if clinical_course_sentence(part):
-            return replace(m, status=OTHER, rule="clinical_course")
-        return m
+        line_start, line_end = lines.start(m.start), lines.end(m.start)
+        found = rule(max(sentence[0], line_start), min(sentence[1], line_end), line_start, line_end)
+        return replace(m, status=OTHER, rule=found) if found else m
 
     @staticmethod
     def _locate(folded: str, sentences, sections, mentions: list[Mention]) -> list[Mention]:
@@ -360,6 +364,19 @@ class Extractor:
             general = {a for t in present for a in ancestors.get(t, ()) if a != t}
             present = {t for t in present if not (t in general and self.matcher.descendants.get(t, 0) >= limit)}
         return tuple(sorted(present)), tuple(sorted(absent))
+
+
+def _paper_rule(folded: str, part_start: int, part_end: int, line_start: int, line_end: int) -> str:
+    """The rule that makes a sentence part (on one line) not about the patient's phenotype, or ""
+    (called once per part: mentions sharing a sentence and a line share the answer)."""
+    part = folded[part_start:part_end]
+    if literature_sentence(part):
+        return "literature_sentence"
+    if figure_legend(folded[line_start:line_end]):
+        return "figure_legend"
+    if clinical_course_sentence(part):
+        return "clinical_course"
+    return ""
 
 
 def decode_text(data: bytes, max_bytes: int) -> str:

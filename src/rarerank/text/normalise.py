@@ -389,7 +389,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans, start = [], 0
     for match in _SENTENCE_END.finditer(text):
         end = match.start()
-        before = text[start:end].rsplit(None, 1)
+        before = text[max(start, end - 64) : end].rsplit(None, 1)  # the last word (a longer one splits like any long word)
         last = before[-1].lower().rstrip(".") if before else ""
         nxt = text[match.end() : match.end() + 1]
         if "\n" not in match.group() and (

@@ -25,8 +25,9 @@ mention counts as before.
 
 from __future__ import annotations
 
+import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TITLE, ABSTRACT, INTRO, CASE, METHODS, RESULTS, DISCUSSION, BACK, TABLE = (
     "title",
@@ -287,24 +288,53 @@ _NEGATIVE_CELL = re.compile(r"^(no|n|-|\u2212|\u2013|absent|negative|none|0|0/\d
 _FREQUENCY_CELL = re.compile(r"^(\d+([.,]\d+)?\s*(/\s*\d+)?\s*(%|\(\d+([.,]\d+)?\s*%?\))?|n/?a|n\.?d\.?|\?)$", re.I)
 
 
-def _row_cells(text: str, start: int, end: int) -> list[str] | None:
-    """The other cells of the tab-separated table row a mention labels (its first cell), or None."""
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", end)
-    line_end = len(text) if line_end < 0 else line_end
-    if "\t" not in text[end:line_end] or "\t" in text[line_start:start]:
-        return None
-    return [c.strip() for c in text[end:line_end].split("\t")[1:]]
+@dataclass
+class Lines:
+    """Where the lines and tabs of a text are, so that each mention finds its line and table row in
+    logarithmic time (a long line with many mentions costs no more than its length)."""
+
+    text: str
+    newlines: list[int] = field(init=False)
+    tabs: list[int] = field(init=False)
+    cells: dict[int, list[str]] = field(init=False, default_factory=dict)  # first tab -> the cells after it
+
+    def __post_init__(self):
+        self.newlines = [m.start() for m in re.finditer("\n", self.text)]
+        self.tabs = [m.start() for m in re.finditer("\t", self.text)]
+
+    def start(self, pos: int) -> int:
+        """The start of the line holding ``pos`` (``text.rfind("\n", 0, pos) + 1``)."""
+        i = bisect.bisect_left(self.newlines, pos)
+        return self.newlines[i - 1] + 1 if i else 0
+
+    def end(self, pos: int) -> int:
+        """The end of the line from ``pos`` on (``text.find("\n", pos)``, or the text's length)."""
+        i = bisect.bisect_left(self.newlines, pos)
+        return self.newlines[i] if i < len(self.newlines) else len(self.text)
+
+    def row_cells(self, start: int, end: int) -> list[str] | None:
+        """The other cells of the tab-separated table row a mention labels (its first cell), or None."""
+        line_start, line_end = self.start(start), self.end(end)
+        k = bisect.bisect_left(self.tabs, end)
+        if k == len(self.tabs) or self.tabs[k] >= line_end:
+            return None  # no tab after the mention on its line
+        j = bisect.bisect_left(self.tabs, line_start)
+        if j < len(self.tabs) and self.tabs[j] < start:
+            return None  # a tab before it: not the first cell
+        first = self.tabs[k]
+        if first not in self.cells:
+            self.cells[first] = [c.strip() for c in self.text[first + 1 : line_end].split("\t")]
+        return self.cells[first]
 
 
-def table_row_absent(text: str, start: int, end: int) -> bool:
+def table_row_absent(text: str, start: int, end: int, lines: Lines | None = None) -> bool:
     """True when a mention labels a tab-separated table row whose every other cell says no."""
-    cells = [c for c in _row_cells(text, start, end) or () if c]
+    cells = [c for c in (lines or Lines(text)).row_cells(start, end) or () if c]
     return bool(cells) and all(_NEGATIVE_CELL.match(c) for c in cells)
 
 
-def table_row_frequencies(text: str, start: int, end: int) -> bool:
+def table_row_frequencies(text: str, start: int, end: int, lines: Lines | None = None) -> bool:
     """True when a mention labels a table row whose other cells are only counts or blanks
     ("Growth retardation<TAB>9/12<TAB>"): a frequency among published patients, not the patient's."""
-    cells = _row_cells(text, start, end)
+    cells = (lines or Lines(text)).row_cells(start, end)
     return cells is not None and all(not c or _FREQUENCY_CELL.match(c) for c in cells)
