@@ -7,8 +7,10 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import stat
 import struct
+import threading
 import time
 import tracemalloc
 import zipfile
@@ -23,10 +25,15 @@ from rarerank.cli import main
 from rarerank.core.fileio import (
     BROKEN_LINK,
     LINK_LOOP,
+    MAX_LINE_BYTES,
+    MODEL_MARKERS,
+    TEMP_MARK,
     atomic_path,
     atomic_write,
+    output_set,
     read_bounded,
     scan_folder,
+    temp_path,
 )
 from rarerank.core.rankings import RankedGene
 from rarerank.data.cases import (
@@ -272,7 +279,7 @@ def test_cli_errors_are_one_line_naming_the_file(tmp_path, caplog):
     latin1 = tmp_path / "latin1.tsv"
     latin1.write_bytes(cases_tsv(tmp_path / "c.tsv").read_bytes().replace(b"P1\t", "Pé\t".encode("latin-1")))
     code, text = run_cli(caplog, "split", latin1, "-o", tmp_path / "s.tsv")
-    assert code == 1 and f"{latin1}: not UTF-8 text (byte 0xe9" in text and "Traceback" not in text
+    assert code == 1 and f"{latin1}, line 3: not UTF-8 text (byte 0xe9" in text and "Traceback" not in text
     no_present = tmp_path / "nopresent.tsv"
     no_present.write_text("case_id\tgene\nP1\tFBN1\n")
     code, text = run_cli(caplog, "split", no_present, "-o", tmp_path / "s.tsv")
@@ -280,9 +287,9 @@ def test_cli_errors_are_one_line_naming_the_file(tmp_path, caplog):
     code, text = run_cli(caplog, "cases", no_present, "-o", tmp_path / "x.tsv", "--qc", tmp_path / "q.tsv")
     assert code == 1 and "not a phenopacket source" in text and "rarerank cohort --type tsv" in text
     long_field = tmp_path / "long.tsv"
-    long_field.write_text("case_id\tgene\tpresent\nP1\tFBN1\t" + "x" * 200_000 + "\n")
+    long_field.write_text("case_id\tgene\tpresent\nP1\tFBN1\t" + "x" * MAX_LINE_BYTES + "\n")
     code, text = run_cli(caplog, "split", long_field, "-o", tmp_path / "s.tsv")
-    assert code == 1 and f"{long_field}, line 2: malformed TSV row" in text
+    assert code == 1 and f"{long_field}, line 2: longer than {MAX_LINE_BYTES:,} bytes" in text
     assert not (tmp_path / "s.tsv").exists()
 
 
@@ -417,3 +424,218 @@ def test_evidence_keeps_the_sentence_around_a_mention(text_extractor):
     short = text_extractor.extract("Her mother had scoliosis. The boy had seizures and no ataxia.")
     rows = short.evidence_rows("c", text_extractor.matcher.labels)
     assert {row["sentence"] for row in rows} == {"Her mother had scoliosis.", "The boy had seizures and no ataxia."}
+
+
+# ---------------------------------------------------------------------------------------------
+# Only regular files (or zips of them) are read, at the top level as inside folders.
+
+
+@pytest.fixture
+def deadline():
+    """Fail a test that reads without end instead of hanging the suite (SIGALRM interrupts the read)."""
+
+    def expired(signum, frame):
+        raise TimeoutError("still reading after 20 s: an input without end was read")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def fifo(tmp_path) -> Path:
+    path = tmp_path / "pipe.tsv"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("cases", "{source}", "-o", "{out}/c.tsv", "--qc", "{out}/q.tsv"),
+        ("extract", "{source}", "-o", "{out}/e.tsv"),
+        ("cohort", "{source}", "--name", "x", "--type", "tsv", "-o", "{out}/cohort"),
+        ("cohort", "{source}", "--name", "x", "--type", "text", "-o", "{out}/cohort"),
+        ("cohort", "{source}", "--name", "x", "--type", "phenopackets", "-o", "{out}/cohort"),
+        ("split", "{source}", "-o", "{out}/s.tsv"),
+        ("fetch", "{source}", "-o", "{out}/copy"),
+    ],
+    ids=lambda argv: "-".join(a for a in argv[:4] if not a.startswith("{")),
+)
+@pytest.mark.parametrize("device", ["/dev/zero", "fifo"])
+def test_a_device_as_the_top_level_source_is_refused(tmp_path, caplog, deadline, fifo, argv, device):
+    """`rarerank cases /dev/zero` read 10 GB in 30 s; the same device inside a folder was a QC row."""
+    source = str(fifo) if device == "fifo" else device
+    code, text = run_cli(caplog, *(a.format(source=source, out=tmp_path) for a in argv))
+    assert code == 1 and f"{source}: " in text and "not a regular file" in text, text
+    assert len(text.strip().splitlines()) == 1
+
+
+def test_a_device_inside_a_folder_is_a_qc_row(tmp_path, ontology, deadline):
+    release = tmp_path / "release" / "v1" / "FBN1"
+    release.mkdir(parents=True)
+    (release / "good.json").write_text(json.dumps(packet("good")))
+    (release / "zero.json").symlink_to("/dev/zero")
+    result = read_phenopackets(tmp_path / "release", ontology)
+    assert [c.case_id for c in result.cases] == ["good"]
+    assert qc_by_file(result)["v1/FBN1/zero.json"].reason == "not_a_regular_file"
+
+
+def test_reference_files_must_be_regular_files(tmp_path, deadline):
+    from rarerank.data.annotations import GeneAnnotations
+    from rarerank.data.ontology import Ontology
+    from rarerank.rank.baselines import HpoIndex
+
+    for load in (Ontology.load, lambda p: GeneAnnotations.load(p, None), HpoIndex.load):
+        with pytest.raises(ValueError, match="not a regular file"):
+            load("/dev/zero")
+
+
+# ---------------------------------------------------------------------------------------------
+# Strict tables: tabs separate, quotes are text, a line that does not parse is named.
+
+
+def test_a_stray_quote_does_not_merge_rows(tmp_path):
+    """A stray `"` merged rows: a patient disappeared and its excluded term went to its neighbour."""
+    path = tmp_path / "cases.tsv"
+    path.write_text(
+        "case_id\tgene\tpresent\tabsent\n"
+        'P1\tFBN1\t"HP:0001166\tHP:0001083\n'  # an opening quote never closed
+        "P2\tNF1\tHP:0001250\tHP:0000639\n"
+        "P3\tPAH\tHP:0001249\t\n"
+    )
+    cases = read_cases(path)
+    assert [c.case_id for c in cases] == ["P1", "P2", "P3"]
+    assert cases[0].present == ('"HP:0001166',) and cases[0].absent == ("HP:0001083",)
+    assert cases[1].absent == ("HP:0000639",)
+
+
+def test_quotes_round_trip_as_text(tmp_path):
+    cases = [Case('P"1', "c", "", "FBN1", "", "", ("HP:0001166",)), Case('"P2"', "c", "", "NF1", "", "", ("HP:0001250",))]
+    write_cases(tmp_path / "c.tsv", cases)
+    assert (tmp_path / "c.tsv").read_text().splitlines()[1].startswith('P"1\t')
+    assert [c.case_id for c in read_cases(tmp_path / "c.tsv")] == ['P"1', '"P2"']
+
+
+def test_a_row_with_an_extra_cell_is_named(tmp_path):
+    path = tmp_path / "cases.tsv"
+    path.write_text("case_id\tgene\tpresent\nP1\tFBN1\tHP:0001166\textra\n")
+    with pytest.raises(ValueError, match=r"cases.tsv, line 2: 4 cells, the header has 3 columns"):
+        read_cases(path)
+
+
+def test_cohort_tsv_rows_that_do_not_parse_are_qc_rows(tmp_path, ontology, text_extractor):
+    from rarerank.text.cohorts import read_tsv_cohort
+
+    path = tmp_path / "cohort.tsv"
+    path.write_bytes(
+        b"case_id\tgene\tpresent\tabsent\n"
+        b'P1\tFBN1\t"HP:0001166\tHP:0001083\n'
+        b"P2\tNF1\tHP:0001250\tHP:0000639\textra\n"
+        b"P3\tPAH\tHP:0001249\xe9\t\n"
+        b"P4\tPAH\tHP:0001249\t\n"
+    )
+    result, _ = read_tsv_cohort(path, text_extractor, ontology, "x")
+    assert [c.case_id for c in result.cases] == ["P4"]  # P1's only term is '"HP:0001166': no known term
+    reasons = {row.source_file: (row.reason, row.detail) for row in result.qc}
+    assert reasons["cohort.tsv:2"][0] == "no_present_terms"
+    assert reasons["cohort.tsv:3"] == ("parse_error", "line 3: 5 cells, the header has 4 columns (a tab inside a cell?)")
+    assert reasons["cohort.tsv:4"][0] == "parse_error" and "not UTF-8" in reasons["cohort.tsv:4"][1]
+    assert len(result.cases) + len(result.qc) == result.n_inputs == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs cannot hurt each other or their inputs.
+
+
+def test_a_failing_run_keeps_what_a_concurrent_run_wrote(tmp_path):
+    """A failing or interrupted `extract` deleted the outputs a concurrent run had just finished."""
+    out = tmp_path / "cases.tsv"
+
+    def other_run(text):  # another process: its own context, not this run's outputs
+        thread = threading.Thread(target=_write, args=(out, text))
+        thread.start()
+        thread.join()
+
+    with pytest.raises(RuntimeError), output_set({"-o": out}):
+        other_run("theirs\n")  # finishes while this run works
+        raise RuntimeError("this run fails")
+    assert out.read_text() == "theirs\n"
+    with pytest.raises(KeyboardInterrupt), output_set({"-o": out}):
+        _write(out, "ours\n")
+        other_run("theirs again\n")  # replaces ours before we fail
+        raise KeyboardInterrupt
+    assert out.read_text() == "theirs again\n"
+    with pytest.raises(RuntimeError), output_set({"-o": out}):
+        _write(out, "ours\n")
+        raise RuntimeError("this run fails")
+    assert not out.exists()  # what this run wrote is removed
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
+def test_outputs_inside_a_model_folder_are_refused(tmp_path, caplog):
+    """`predict -o MODEL/genes.tsv` overwrote the model's gene table; later rankings had blank identifiers."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "rarerank_policy.json").write_text("{}")
+    (model / "genes.tsv").write_text("gene_index\tgene_symbol\tgene_identifier\n")
+    cases = cases_tsv(tmp_path / "c.tsv")
+    for target in (model / "genes.tsv", model / "sub" / "x.tsv"):
+        code, text = run_cli(caplog, "split", cases, "-o", target)
+        assert code == 1 and f"would write inside the model folder {model}" in text
+    assert (model / "genes.tsv").read_text() == "gene_index\tgene_symbol\tgene_identifier\n"
+    from rarerank.model.policy import SETTINGS_FILE
+
+    assert SETTINGS_FILE in MODEL_MARKERS and "adapter_config.json" in MODEL_MARKERS
+
+
+def test_an_output_equal_to_any_input_is_refused(tmp_path, caplog):
+    cases = cases_tsv(tmp_path / "c.tsv")
+    splits = tmp_path / "s.tsv"
+    assert main(["-q", "split", str(cases), "-o", str(splits)]) == 0
+    before = splits.read_bytes()
+    code, text = run_cli(caplog, "subset", cases, "--splits", splits, "--split", "train", "-o", splits)
+    assert code == 1 and "both an input and the -o/--output output" in text and splits.read_bytes() == before
+
+
+def test_temporary_files_of_a_killed_run_are_removed_on_the_next_run(tmp_path):
+    out = tmp_path / "cases.tsv"
+    host = temp_path(out).name.split("-")[1]
+    dead = tmp_path / f".cases.tsv.{TEMP_MARK}{2**22 + 1}-{host}-0a1b.tsv"  # above any pid_max: not running
+    alive = tmp_path / f".cases.tsv.{TEMP_MARK}{os.getppid()}-{host}-0a1b.tsv"  # a running process's
+    elsewhere = tmp_path / f".cases.tsv.{TEMP_MARK}{2**22 + 1}-00000000-0a1b.tsv"  # another host's
+    unrelated = [tmp_path / ".cases.tsv.backup", tmp_path / f".other.tsv.{TEMP_MARK}{2**22 + 1}-{host}-0a1b.tsv"]
+    for path in (dead, alive, elsewhere, *unrelated):
+        path.write_text("partial")
+    stale_folder = tmp_path / f".cases.tsv.{TEMP_MARK}{2**22 + 2}-{host}-ffff"
+    stale_folder.mkdir()
+    _write(out, "x\n")
+    assert not dead.exists() and not stale_folder.exists()
+    assert alive.exists() and elsewhere.exists() and all(p.exists() for p in unrelated)
+    assert sorted(p.name for p in tmp_path.iterdir() if TEMP_MARK in p.name and p.name.startswith(".cases")) == sorted(
+        [alive.name, elsewhere.name]
+    )
+
+
+def test_a_full_disk_names_the_file(tmp_path, caplog, monkeypatch):
+    """A full disk gave only `[Errno 28] No space left on device`."""
+    import builtins
+
+    import rarerank.core.fileio as fileio
+
+    def full(file, mode="r", **kwargs):  # every output lands on /dev/full: the kernel's ENOSPC
+        if "r" in mode:
+            return builtins.open(file, mode, **kwargs)
+        return builtins.open("/dev/full", mode.replace("x", "w"), **kwargs)
+
+    cases = cases_tsv(tmp_path / "c.tsv")
+    monkeypatch.setattr(fileio, "open", full, raising=False)
+    code, text = run_cli(caplog, "split", cases, "-o", tmp_path / "s.tsv")
+    assert code == 1 and "No space left on device" in text and str(tmp_path / "s.tsv") in text, text
+    assert not list(tmp_path.glob(f".s.tsv.{TEMP_MARK}*"))

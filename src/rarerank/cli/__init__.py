@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 import zipfile
+from pathlib import Path
 
 from rarerank import __version__
 from rarerank.cli import baselines, config_docs, evaluation, ingest, interop, knowledge, predict, training
@@ -47,8 +49,13 @@ def _output_set(args) -> dict:
 
 
 def _input_paths(args) -> tuple:
+    """The declared inputs (``set_defaults(inputs=...)``) and every other option value naming an existing
+    file: an output may be none of them."""
+    outputs = {id(p) for p in _output_set(args).values()}  # the output options' own values
     values = [getattr(args, dest) for dest in getattr(args, "inputs", ())]
-    return tuple(p for v in values for p in (v if isinstance(v, list) else [v]) if p is not None)
+    values += [v for k, v in vars(args).items() if k not in ("func", "outputs", "inputs") and id(v) not in outputs]
+    paths = [p for v in values for p in (v if isinstance(v, list) else [v]) if isinstance(p, (str, Path))]
+    return tuple(dict.fromkeys(p for p in paths if os.path.isfile(p)))
 
 
 # Errors that bad input produces (missing or unreadable files, wrong formats, unreachable URLs): one

@@ -77,6 +77,7 @@ def _add_cases(sub):
 def _run_cases(args):
     import tempfile
 
+    from rarerank.core.fileio import regular_file
     from rarerank.core.provenance import write_provenance
     from rarerank.data.cases import (
         TERM_QC_COLUMNS,
@@ -92,9 +93,7 @@ def _run_cases(args):
     from rarerank.data.reference import load_ontology
 
     with tempfile.TemporaryDirectory(prefix="rarerank-download-") as scratch:
-        source = resolve_source(args.source, args.download_dir or scratch)
-        if not source.exists():  # fail before the (slower) ontology load
-            raise FileNotFoundError(f"phenopacket source not found: {source}")
+        source = regular_file(resolve_source(args.source, args.download_dir or scratch), "phenopacket source", folder=True)
         ontology = load_ontology(args.ontology)
         result = drop_duplicate_individuals(
             read_phenopackets(source, ontology, read_settings(args, IngestConfig, "--ingest").max_file_bytes)
@@ -135,13 +134,13 @@ def _add_cohort(sub):
 
 
 def _run_cohort(args):
+    from rarerank.core.fileio import regular_file
     from rarerank.core.provenance import write_provenance
     from rarerank.data.cases import IngestConfig
     from rarerank.data.reference import load_ontology
     from rarerank.text.cohorts import CohortSpec, ingest_cohort, write_cohort
 
-    if not Path(args.source).exists():
-        raise FileNotFoundError(f"cohort {args.name}: source not found: {args.source}")
+    regular_file(args.source, f"the source of cohort {args.name}", folder=True)  # before the (slower) ontology load
     ontology = load_ontology(args.ontology)
     extractor = text_extractor(args, ontology) if args.type != "phenopackets" else None
     spec = CohortSpec(args.name, args.type, str(args.source))

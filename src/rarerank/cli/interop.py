@@ -150,14 +150,14 @@ def _extract_outputs(args) -> dict:
 
 
 def _run_extract(args):
+    from rarerank.core.fileio import regular_file
     from rarerank.core.provenance import write_provenance
     from rarerank.data.cases import write_cases, write_qc, write_summary, write_tsv
     from rarerank.data.reference import load_ontology
     from rarerank.text.cohorts import read_text_cohort
     from rarerank.text.extract import EVIDENCE_COLUMNS
 
-    if not Path(args.source).exists():
-        raise FileNotFoundError(f"text source not found: {args.source}")
+    regular_file(args.source, "text source", folder=True)  # before the (slower) dictionary build
     ontology = load_ontology(args.ontology)
     extractor = text_extractor(args, ontology, require_gene=args.require_gene)
     result, evidence = read_text_cohort(args.source, extractor, args.cohort, per_patient=args.per_patient)

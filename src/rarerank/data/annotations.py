@@ -13,10 +13,10 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from rarerank.core.fileio import regular_file
 from rarerank.data.ontology import Ontology
 
 REQUIRED_COLUMNS = ("ncbi_gene_id", "gene_symbol", "hpo_id", "frequency", "disease_id")
@@ -66,9 +66,7 @@ class GeneAnnotations:
 
     @classmethod
     def load(cls, path: str | os.PathLike, ontology: Ontology) -> GeneAnnotations:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"gene annotation file not found: {path}")
+        path = regular_file(path, "gene annotation file")
         terms: dict[str, dict[str, float | None]] = {}
         gene_ids: dict[str, str] = {}
         diseases: dict[str, set[str]] = {}
@@ -76,7 +74,8 @@ class GeneAnnotations:
         skipped: Counter = Counter()
         # errors="replace": a binary or mis-encoded file fails the column check below with a clear message
         with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-            reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
+            lines = (line for line in handle if not line.startswith("#"))
+            reader = csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)  # quotes are text
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise ValueError(f"{path}: not a genes_to_phenotype file, missing column(s) {', '.join(missing)}")

@@ -9,7 +9,6 @@ as given (alt id, obsolete, unknown, outside the phenotypic-abnormality branch) 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import tempfile
@@ -21,12 +20,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 
 from rarerank.core.fileio import (
+    MAX_LINE_BYTES,
+    Table,
+    TableRow,
     atomic_write,
     fetch,
     is_url,
     join_list,
     path_inside,
     read_bounded,
+    regular_file,
     scan_folder,
     split_list,
 )
@@ -163,9 +166,7 @@ def iter_source(source: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> I
     """Yield every input of a phenopacket source (zip, directory or file) in a stable order."""
     if is_url(source):
         raise ValueError(f"{source} is a URL: download it first (resolve_source) and read the local copy")
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"phenopacket source not found: {path}")
+    path = regular_file(source, "phenopacket source", folder=True)
     if path.is_dir():
         yield from iter_folder(path, max_bytes)
     elif zipfile.is_zipfile(path):
@@ -530,12 +531,16 @@ def drop_duplicate_individuals(result: IngestResult, priority: Mapping[str, int]
 
 
 def write_tsv(path: str | os.PathLike, columns: Iterable[str], rows: Iterable[dict]) -> None:
+    """A TSV that :class:`~rarerank.core.fileio.Table` reads back: tabs and line breaks inside a cell become
+    spaces, quotes are written as they are (no quoting)."""
     columns = list(columns)
     with atomic_write(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", lineterminator="\n", extrasaction="raise")
-        writer.writeheader()
+        handle.write("\t".join(columns) + "\n")
         for row in rows:
-            writer.writerow({c: _clean_cell(row.get(c, "")) for c in columns})
+            extra = set(row) - set(columns)
+            if extra:
+                raise ValueError(f"{path}: row has fields outside the columns: {', '.join(sorted(extra))}")
+            handle.write("\t".join(_clean_cell(row.get(c, "")) for c in columns) + "\n")
 
 
 def _clean_cell(value) -> str:
@@ -551,63 +556,56 @@ def write_qc(path: str | os.PathLike, rows: Iterable[QCRow]) -> None:
 
 
 def table_header(path: str | os.PathLike) -> list[str]:
-    """The column names of a TSV as :func:`read_table` reads them (a byte-order mark is fine); text that
-    is not UTF-8 is left for the reader to report."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        return next(csv.reader(handle, delimiter="\t"), [])
+    """The column names of a TSV as :func:`read_table` reads them (a byte-order mark is fine)."""
+    with Table(path) as table:
+        return table.header
 
 
-def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
-    """(header, rows) of a UTF-8 TSV (a byte-order mark is fine); ValueError naming the file and the
-    line for text that is not UTF-8 or a malformed row."""
-    path = Path(path)
-    line_no = 1
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t")
-            header = list(reader.fieldnames or [])
-            rows = []
-            for row in reader:
-                line_no = reader.line_num
-                rows.append(row)
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} near line {line_no + 1}); re-save it as UTF-8"
-        ) from None
-    except csv.Error as error:
-        raise ValueError(f"{path}, line {line_no + 1}: malformed TSV row ({error})") from None
-    return header, rows
+def read_table(path: str | os.PathLike, max_line_bytes: int = MAX_LINE_BYTES) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a UTF-8 TSV read strictly (:class:`~rarerank.core.fileio.Table`: quotes are
+    text); ValueError naming the file and the line for a row that does not parse."""
+    with Table(path, max_line_bytes=max_line_bytes) as table:
+        rows = []
+        for row in table:
+            if row.problem:
+                raise ValueError(f"{table.path}, line {row.line}: {row.problem}")
+            rows.append(row.cells)
+        return table.header, rows
 
 
 def read_cases(path: str | os.PathLike) -> list[Case]:
     """Read a cases TSV (columns as written by :func:`write_cases`; ``source`` optional)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"cases file not found: {path}")
+    path = regular_file(path, "cases file")
     required = [f.name for f in fields(Case) if f.name not in ("absent", "source", "cohort", "pmid", "gene_id", "disease_id")]
-    header, rows = read_table(path)
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise ValueError(f"{path}: not a cases table, missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})")
     cases = []
-    for line_no, row in enumerate(rows, start=2):
-        present = split_list(row.get("present"))
-        if not row.get("case_id") or not present:
-            raise ValueError(f"{path}, line {line_no}: a case needs a case_id and at least one present term")
-        cases.append(
-            Case(
-                case_id=row["case_id"],
-                cohort=row.get("cohort") or "",
-                pmid=row.get("pmid") or "",
-                gene=row.get("gene") or "",
-                gene_id=row.get("gene_id") or "",
-                disease_id=row.get("disease_id") or "",
-                present=tuple(present),
-                absent=tuple(split_list(row.get("absent"))),
-                source=row.get("source") or "",
-            )
-        )
+    with Table(path, "cases file") as table:
+        missing = [c for c in required if c not in table.header]
+        if missing:
+            found = ", ".join(table.header) or "none"
+            raise ValueError(f"{path}: not a cases table, missing column(s) {', '.join(missing)} (found: {found})")
+        for cases_row in table:
+            if cases_row.problem:
+                raise ValueError(f"{path}, line {cases_row.line}: {cases_row.problem}")
+            cases.append(_case_of_row(path, cases_row))
     return cases
+
+
+def _case_of_row(path: Path, table_row: TableRow) -> Case:
+    row, line_no = table_row.cells, table_row.line
+    present = split_list(row.get("present"))
+    if not row.get("case_id") or not present:
+        raise ValueError(f"{path}, line {line_no}: a case needs a case_id and at least one present term")
+    return Case(
+        case_id=row["case_id"],
+        cohort=row.get("cohort") or "",
+        pmid=row.get("pmid") or "",
+        gene=row.get("gene") or "",
+        gene_id=row.get("gene_id") or "",
+        disease_id=row.get("disease_id") or "",
+        present=tuple(present),
+        absent=tuple(split_list(row.get("absent"))),
+        source=row.get("source") or "",
+    )
 
 
 def write_summary(path: str | os.PathLike, summary: dict) -> None:

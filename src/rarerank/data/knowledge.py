@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rarerank.core.fileio import atomic_write
+from rarerank.core.fileio import atomic_write, regular_file
 from rarerank.data.cases import Case
 
 HPOA_COLUMNS = ("database_id", "qualifier", "hpo_id", "reference", "frequency")
@@ -62,8 +62,7 @@ class GeneDisease:
 def _rows(path: Path, required: Sequence[str], what: str, optional: Sequence[str] = ()) -> Iterable[tuple[int, dict[str, str]]]:
     """(line number, {column: cell}) of the ``required`` and present ``optional`` columns of a tab-separated
     file whose header may follow ``#`` comment lines."""
-    if not path.exists():
-        raise FileNotFoundError(f"{what} file not found: {path}")
+    regular_file(path, f"{what} file")
     with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         header: list[str] | None = None
         for line_no, line in enumerate(handle, start=1):

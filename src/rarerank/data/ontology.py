@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rarerank.core.fileio import atomic_write
+from rarerank.core.fileio import atomic_write, regular_file
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,7 @@ class Ontology:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ontology:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"HPO ontology file not found: {path}")
+        path = regular_file(path, "HPO ontology file")
         _check_obo_header(path)  # pronto's parsers panic (BaseException) on some non-OBO input
         cache = _cache_file(path)
         if cache is not None and cache.exists():

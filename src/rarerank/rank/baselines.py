@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rarerank.core.fileio import atomic_write
+from rarerank.core.fileio import atomic_write, regular_file
 from rarerank.core.grader import normalise_symbol
 from rarerank.core.rankings import RankedGene, write_predictions
 from rarerank.core.settings import Settings, setting
@@ -222,9 +222,9 @@ class HpoIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HpoIndex:
-        path = Path(path)
-        if not path.exists():
+        if not Path(path).exists():
             raise FileNotFoundError(f"HPO index not found: {path} (build it with `rarerank baseline-index`)")
+        path = regular_file(path, "HPO index")
         with np.load(path, allow_pickle=False) as data:
             if int(data["format"]) != INDEX_FORMAT:
                 raise ValueError(f"{path}: HPO index format {int(data['format'])}, expected {INDEX_FORMAT}; rebuild it")

@@ -10,8 +10,6 @@ top-level ``phenopackets:`` key is the default training cohort, named ``phenopac
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -20,12 +18,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from rarerank.core.fileio import split_list
+from rarerank.core.fileio import MAX_LINE_BYTES, Table, regular_file, split_list
 from rarerank.data.cases import (
     DUPLICATE_ID,
     FILE_TOO_LARGE,
-    INVALID_FIELD,
     MISSING_FIELD,
+    PARSE_ERROR,
     TERM_QC_COLUMNS,
     Case,
     IngestConfig,
@@ -115,9 +113,7 @@ def cohort_specs(default_source: str, cohorts: Sequence[dict] | None) -> list[Co
 def iter_texts(source: str | os.PathLike, max_bytes: int) -> Iterator[SourceEntry]:
     """Every file of a text source in a stable order (non-.txt files too: they become QC rows), each
     read only up to ``max_bytes`` (a larger one comes with reason file_too_large and no data)."""
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"text source not found: {path}")
+    path = regular_file(source, "text source", folder=True)
     if path.is_dir():
         entries = iter_folder(path, max_bytes, TEXT_SETTING)
     elif zipfile.is_zipfile(path):
@@ -192,31 +188,36 @@ def _resolve_ids(raw: Iterable[str], excluded: bool, case_id: str, ontology: Ont
 def read_tsv_cohort(
     source: str | os.PathLike, extractor: Extractor, ontology: Ontology, cohort: str
 ) -> tuple[IngestResult, list[dict[str, str]]]:
-    """A cases TSV; rows with a ``text`` column are text-mined (given terms and gene win)."""
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"cases TSV not found: {path}")
-    raw = path.read_bytes()
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start})") from None
-    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter="\t")
-    columns = reader.fieldnames or []
-    if "case_id" not in columns or not ({"present", "text"} & set(columns)):
-        raise ValueError(f"{path}: a cohort TSV needs a case_id column and a present (HPO ids) or text column; found {columns}")
+    """A cases TSV; rows with a ``text`` column are text-mined (given terms and gene win). Read strictly
+    (:class:`~rarerank.core.fileio.Table`: quotes are text); a line that does not parse is a QC row."""
+    max_text = extractor.config.max_bytes
+    with Table(source, "cohort TSV", max_line_bytes=max_text + MAX_LINE_BYTES) as table:
+        columns = table.header
+        if "case_id" not in columns or not ({"present", "text"} & set(columns)):
+            raise ValueError(f"{table.path}: a cohort TSV needs a case_id column and a present (HPO ids) or text column; found {columns}")
+        return _read_tsv_rows(table, extractor, ontology, cohort)
+
+
+def _read_tsv_rows(table: Table, extractor: Extractor, ontology: Ontology, cohort: str) -> tuple[IngestResult, list[dict[str, str]]]:
+    path, max_text = table.path, extractor.config.max_bytes
     result = IngestResult()
     evidence: list[dict[str, str]] = []
     seen: dict[str, str] = {}
-    for line_no, row in enumerate(reader, start=2):
+    for table_row in table:
+        row, line_no = table_row.cells, table_row.line
         result.n_inputs += 1
         where = f"{path.name}:{line_no}"
+        if table_row.problem:
+            result.qc.append(QCRow(where, "", PARSE_ERROR, f"line {line_no}: {table_row.problem}"))
+            continue
         case_id = (row.get("case_id") or "").strip()
         if not case_id:
             result.qc.append(QCRow(where, "", MISSING_FIELD, f"line {line_no}: empty case_id"))
             continue
-        if None in row:  # more cells than header columns
-            result.qc.append(QCRow(where, case_id, INVALID_FIELD, f"line {line_no}: more cells than columns"))
+        size = len((row.get("text") or "").encode("utf-8"))
+        if size > max_text:
+            detail = f"text of {size:,} bytes, above the limit of {max_text:,} ({TEXT_SETTING})"
+            result.qc.append(QCRow(where, case_id, TEXT_TOO_LARGE, detail))
             continue
         term_qc: list[dict] = []
         present = _resolve_ids(split_list(row.get("present")), False, case_id, ontology, term_qc)

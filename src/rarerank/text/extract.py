@@ -30,8 +30,8 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
+from rarerank.core.fileio import read_bounded, regular_file
 from rarerank.data.cases import NO_GENE, NO_PRESENT_TERMS, Case, InvalidRecord
 from rarerank.data.ontology import Ontology
 from rarerank.text.context import ABSENT, FAMILY, OTHER, PRESENT, classify
@@ -465,11 +465,14 @@ def patient_cases(case: Case, extraction: Extraction) -> list[tuple[Case, str]]:
 def extract_text_file(path: str | os.PathLike, extractor: Extractor, case_id: str | None = None) -> tuple[Case, Extraction]:
     """One case report file -> (Case, Extraction) for ranking (no gene needed); ValueError names the
     file and the problem (empty, not UTF-8, too large, no phenotype found)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"case report not found: {path}")
+    path = regular_file(path, "case report")
+    limit = extractor.config.max_bytes
+    with open(path, "rb") as handle:
+        data = read_bounded(handle, limit)
     try:
-        text = decode_text(path.read_bytes(), extractor.config.max_bytes)
+        if data is None:
+            raise InvalidRecord(TEXT_TOO_LARGE, f"more than the limit of {limit:,} bytes (text.max_bytes) for one case report")
+        text = decode_text(data, limit)
         return extract_case(text, extractor, case_id=case_id or path.stem, source=path.name, require_gene=False)
     except InvalidRecord as error:
         raise ValueError(f"{path}: {error.reason}: {error.detail}") from None
