@@ -47,6 +47,7 @@ from rarerank.data.cases import (
     iter_zip,
     read_cases,
     read_phenopackets,
+    read_table,
     write_cases,
 )
 from rarerank.evaluate.interop import export_pheval, staged_folder
@@ -544,6 +545,71 @@ def test_cohort_tsv_rows_that_do_not_parse_are_qc_rows(tmp_path, ontology, text_
     assert reasons["cohort.tsv:3"] == ("parse_error", "line 3: 5 cells, the header has 4 columns (a tab inside a cell?)")
     assert reasons["cohort.tsv:4"][0] == "parse_error" and "not UTF-8" in reasons["cohort.tsv:4"][1]
     assert len(result.cases) + len(result.qc) == result.n_inputs == 4
+
+
+def test_a_stray_quote_in_a_patients_table_merges_nothing(tmp_path):
+    """The example of the issue: a patient disappeared and its excluded term was counted for its neighbour."""
+    from rarerank.rank.predict import Screen, read_patient_table
+
+    path = tmp_path / "patients.tsv"
+    path.write_bytes(
+        b"case_id\tpresent\tabsent\n"
+        b'P1\t"HP:0001166\tHP:0001083\n'
+        b"P2\tHP:0001250\tHP:0000639\n"
+        b"P3\tHP:0001250\tHP:0000639\textra\n"
+        b"P4\tHP:0001249\xe9\t\n"
+    )
+    items = list(read_patient_table(path))
+    cases = {i.case_id: i for i in items if isinstance(i, Case)}
+    assert cases["P1"].present == ('"HP:0001166',) and cases["P1"].absent == ("HP:0001083",)
+    assert cases["P2"].present == ("HP:0001250",) and cases["P2"].absent == ("HP:0000639",)
+    qc = {row.source_file: (row.reason, row.detail) for row in items if not isinstance(row, Case)}
+    assert qc == {
+        "patients.tsv:4": ("parse_error", "patients.tsv, line 4: 4 cells, the header has 3 columns (a tab inside a cell?)"),
+        "patients.tsv:5": ("parse_error", "patients.tsv, line 5: not UTF-8 text (byte 0xe9 at column 14); save the file as UTF-8"),
+    }
+    screen = Screen({"HP:0001250", "HP:0001166"})
+    assert [c.case_id for c in screen(items)] == ["P2"]  # P1: '"HP:0001166' is no HPO id
+    assert {r.case_id or r.source_file: r.reason for r in screen.qc}["P1"] == "no_usable_term"
+
+
+def test_duplicate_ids_and_contradicted_terms_are_named(tmp_path, caplog, ontology, annotations):
+    """`baseline` ranked two patients with one id under that id; a term both present and absent was ranked
+    without a word. Both readers (cases tables, patients through predict's screen) name the id."""
+    from rarerank.rank.baselines import HpoIndex
+    from rarerank.rank.predict import Screen
+
+    cases = [Case("P1", "c", "", "FBN1", "", "", ("HP:0001166",)), Case("P2", "c", "", "NF1", "", "", ("HP:0001250",))]
+    twice = tmp_path / "twice.tsv"
+    write_cases(twice, [*cases, cases[0]])
+    with pytest.raises(ValueError, match=r"twice.tsv, line 4: case id 'P1' already on line 2"):
+        read_cases(twice)
+    both = tmp_path / "both.tsv"
+    write_cases(both, [cases[0], Case("P2", "c", "", "NF1", "", "", ("HP:0001250", "HP:0001166"), ("HP:0001250",))])
+    with caplog.at_level(logging.WARNING, logger="rarerank"):
+        assert len(read_cases(both)) == 2
+    assert f"{both}, line 3: case P2 lists HP:0001250 as both observed and excluded" in caplog.text
+    caplog.clear()
+    screen = Screen({"HP:0001250", "HP:0001166"})
+    patients = [cases[0], cases[0], Case("P3", "", "", "", "", "", ("HP:0001250", "HP:0001166"), ("HP:0001250",))]
+    with caplog.at_level(logging.WARNING, logger="rarerank"):
+        assert [c.case_id for c in screen(patients)] == ["P1", "P3"]
+    assert [(r.case_id, r.reason) for r in screen.qc] == [("P1", "duplicate_id")]
+    assert "case P3 lists HP:0001250 as both observed and excluded" in caplog.text
+    # `rarerank baseline` on a cases table: one line naming the file, the line and the id
+    index = tmp_path / "index.npz"
+    HpoIndex.build(ontology, annotations).save(index)
+    code, text = run_cli(caplog, "baseline", "phenomizer", "--index", index, "--cases", twice, "-o", tmp_path / "p.tsv")
+    assert code == 1 and f"{twice}, line 4: case id 'P1' already on line 2" in text and len(text.strip().splitlines()) == 1
+    assert not (tmp_path / "p.tsv").exists()
+    # ... and on a patients table (no gene column) as predict does: the duplicate is a QC row, the first is ranked
+    patients_tsv = tmp_path / "patients.tsv"
+    patients_tsv.write_text("case_id\tpresent\tabsent\nP1\tHP:0001166\t\nP1\tHP:0001250\t\nP2\tHP:0001250\tHP:0001250\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rarerank"):
+        assert main(["baseline", "phenomizer", "--index", str(index), "--cases", str(patients_tsv), "-o", str(tmp_path / "p.tsv")]) == 0
+    assert "duplicate_id" in caplog.text and "case P2 lists HP:0001250 as both observed and excluded" in caplog.text
+    assert {r["case_id"] for r in read_table(tmp_path / "p.tsv")[1]} == {"P1", "P2"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def _run_baseline(args):
     if args.method == "popularity" and args.train is None:
         raise ValueError("the popularity baseline needs --train (the training cases whose genes it counts)")
     index = HpoIndex.load(args.index)
-    cases = _cases_to_rank(args.cases, args.ontology)
+    cases = _cases_to_rank(args.cases, args.ontology, index)
     train = read_cases(args.train) if args.train else None
     if args.genes:  # rank every gene, keep the candidates, rank them again among themselves
         from dataclasses import replace
@@ -116,16 +116,23 @@ def _run_baseline(args):
     log.info("%s: %d cases, %d rows -> %s", args.method, len(cases), rows, args.output)
 
 
-def _cases_to_rank(path: Path, ontology: Path | None):
+def _cases_to_rank(path: Path, ontology: Path | None, index):
     """A cases table as the pipeline writes it, else any patient input ``rarerank predict`` reads (a
-    patients TSV without a gene column, phenopackets); inputs that do not become a case are logged."""
+    patients TSV without a gene column, phenopackets) screened as predict screens it (duplicate ids, no
+    known term); inputs that do not become a case are logged."""
     from rarerank.data.cases import read_cases, table_header
     from rarerank.data.reference import load_ontology
-    from rarerank.rank.predict import is_cases_table, load_cases
+    from rarerank.rank.predict import Screen, is_cases_table, load_cases
 
     if path.is_file() and is_cases_table(path) and "gene" in table_header(path):
         return read_cases(path)
-    return load_cases(path, lambda: load_ontology(str(ontology) if ontology else "bundled"))
+    screen = Screen(set(index.term_pos))
+    cases = list(screen(load_cases(path, lambda: load_ontology(str(ontology) if ontology else "bundled"))))
+    for row in screen.qc:
+        log.warning("%s: not ranked (%s): %s", path, row.reason, row.detail)
+    if not cases:
+        raise ValueError(f"{path}: no usable case (every input failed QC)")
+    return cases
 
 
 def _short_rankings(path, method, index, cases, config, train):

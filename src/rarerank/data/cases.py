@@ -10,6 +10,7 @@ as given (alt id, obsolete, unknown, outside the phenotypic-abnormality branch) 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -37,6 +38,8 @@ from rarerank.core.settings import Settings, setting
 from rarerank.data.ontology import CURRENT, MALFORMED, OBSOLETE, UNKNOWN, Ontology
 
 CASE_COLUMNS = ("case_id", "cohort", "pmid", "gene", "gene_id", "disease_id", "present", "absent", "source")
+log = logging.getLogger(__name__)
+
 QC_COLUMNS = ("source_file", "case_id", "reason", "detail")
 TERM_QC_COLUMNS = ("case_id", "raw_id", "excluded", "status", "mapped_to")
 
@@ -79,6 +82,15 @@ class Case:
         row["present"] = join_list(self.present)
         row["absent"] = join_list(self.absent)
         return row
+
+
+def warn_contradicted(case: Case, where: str = "") -> None:
+    """Warn, naming the case, of terms it lists as both observed and excluded: it is ranked as given, and
+    what such a term means differs between rankers (the union prior reads it as observed)."""
+    absent = set(case.absent)
+    both = [t for t in case.present if t in absent]
+    if both:
+        log.warning("%scase %s lists %s as both observed and excluded; check the input", where, case.case_id, ", ".join(both))
 
 
 @dataclass(frozen=True)
@@ -583,10 +595,16 @@ def read_cases(path: str | os.PathLike) -> list[Case]:
         if missing:
             found = ", ".join(table.header) or "none"
             raise ValueError(f"{path}: not a cases table, missing column(s) {', '.join(missing)} (found: {found})")
+        first_line: dict[str, int] = {}
         for cases_row in table:
             if cases_row.problem:
                 raise ValueError(f"{path}, line {cases_row.line}: {cases_row.problem}")
-            cases.append(_case_of_row(path, cases_row))
+            case = _case_of_row(path, cases_row)
+            if case.case_id in first_line:
+                raise ValueError(f"{path}, line {cases_row.line}: case id {case.case_id!r} already on line {first_line[case.case_id]}")
+            warn_contradicted(case, f"{path}, line {cases_row.line}: ")
+            first_line[case.case_id] = cases_row.line
+            cases.append(case)
     return cases
 
 

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import torch
 
+from rarerank.core.fileio import Table
 from rarerank.core.rankings import PREDICTION_COLUMNS, RankedGene, rank_with_ties
-from rarerank.data.cases import QC_COLUMNS, Case, QCRow, read_phenopackets
+from rarerank.data.cases import PARSE_ERROR, QC_COLUMNS, Case, QCRow, read_phenopackets, warn_contradicted
 from rarerank.data.ontology import Ontology
 from rarerank.model.policy import GENES_FILE, SETTINGS_FILE, Policy, Prompts, constrained_rank, load_policy
 from rarerank.rank.panels import CutWatch
@@ -89,44 +90,30 @@ def is_cases_table(path: Path) -> bool:
 def read_patient_table(path: str | os.PathLike) -> Iterator[Case | QCRow]:
     """Stream a TSV of ``case_id, present[, absent]`` (other columns such as ``gene`` are ignored).
 
-    UTF-8 with or without a byte-order mark. Raises ValueError naming the file (and line) when the
-    header lacks a column or the text is not UTF-8; a row without a case id becomes a QC row.
+    Read strictly (:class:`~rarerank.core.fileio.Table`: tabs separate, quotes are text). Raises
+    ValueError naming the file when the header lacks a column; a row that does not parse (too many
+    cells, not UTF-8, too long) or has no case id becomes a QC row naming the line.
     """
-    path = Path(path)
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        try:
-            header = [c.strip() for c in reader.fieldnames or []]
-            reader.fieldnames = header
-            missing = [c for c in ("case_id", "present") if c not in header]
-            if missing:
-                raise ValueError(
-                    f"{path}: not a patients table: missing column(s) {', '.join(missing)} "
-                    f"(tab-separated header found: {', '.join(header) or 'none'}; needed: case_id, present[, absent])"
-                )
-            for row in reader:
-                case_id = (row.get("case_id") or "").strip()
-                if not case_id:
-                    yield QCRow(path.name, "", INVALID_ID, f"line {reader.line_num}: empty case_id")
-                    continue
-                yield Case(case_id, row.get("cohort") or "", row.get("pmid") or "", "", "", "",
-                           tuple(split_terms(row.get("present"))), tuple(split_terms(row.get("absent"))),
-                           row.get("source") or "")  # fmt: skip
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}, line {_first_undecodable_line(path)}: not UTF-8 text ({error.reason}); "
-                             "save the file as UTF-8") from None  # fmt: skip
-        except csv.Error as error:
-            raise ValueError(f"{path}, line {reader.line_num}: not a readable TSV ({error})") from None
-
-
-def _first_undecodable_line(path: Path) -> int:
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
-    return 0
+    with Table(path, "patients table") as table:
+        path, header = table.path, table.header
+        missing = [c for c in ("case_id", "present") if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: not a patients table: missing column(s) {', '.join(missing)} "
+                f"(tab-separated header found: {', '.join(header) or 'none'}; needed: case_id, present[, absent])"
+            )
+        for table_row in table:
+            row, line = table_row.cells, table_row.line
+            if table_row.problem:
+                yield QCRow(f"{path.name}:{line}", "", PARSE_ERROR, f"{path.name}, line {line}: {table_row.problem}")
+                continue
+            case_id = (row.get("case_id") or "").strip()
+            if not case_id:
+                yield QCRow(f"{path.name}:{line}", "", INVALID_ID, f"line {line}: empty case_id")
+                continue
+            yield Case(case_id, row.get("cohort") or "", row.get("pmid") or "", "", "", "",
+                       tuple(split_terms(row.get("present"))), tuple(split_terms(row.get("absent"))),
+                       row.get("source") or "")  # fmt: skip
 
 
 def read_patients(source: str | os.PathLike, ontology_loader: Callable[[], Ontology]) -> Iterator[Case | QCRow]:
@@ -202,7 +189,9 @@ class Screen:
                 self.qc.append(QCRow(item.source, item.case_id, *problem))
                 continue
             self.seen.add(item.case_id)
-            yield resolve_case(item, self.ontology, self.unresolved)
+            case = resolve_case(item, self.ontology, self.unresolved)
+            warn_contradicted(case)
+            yield case
 
     def problem(self, case: Case) -> tuple[str, str] | None:
         if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in case.case_id):
