@@ -84,7 +84,7 @@ def _run_predict(args):
     if args.absent and not args.hpo:
         raise ValueError("--absent goes with --hpo (a cases file carries its own absent terms)")
     outputs = Outputs(args.output, args.qc, args.gene_evidence, args.html, args.provenance)
-    with outputs.plan([args.cases, args.text, args.genes]) as plan:
+    with outputs.plan([args.cases, args.text, args.genes, args.model, args.index]) as plan:
         plan.add(args.evidence, "--evidence")
         ontology_loader = functools.lru_cache(maxsize=1)(lambda: load_ontology(args.ontology or "bundled"))
         policy = load_model(args.model, resolve_device(args.device))

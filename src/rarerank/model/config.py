@@ -12,6 +12,8 @@ from rarerank.model.prior import PRIORS
 
 FORMAT_VERSION = 1  # of the files rarerank writes beside the weights (rarerank_policy.json, gene_head.json)
 OUTPUT_HEADS = ("annotation", "free")
+GENES_FILE = "genes.tsv"  # gene symbol -> identifier, one row per gene token, beside the weights
+SETTINGS_FILE = "rarerank_policy.json"
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rarerank.model.config import FORMAT_VERSION, OUTPUT_HEADS, PolicyConfig  # noqa: F401 - importable from here
+from rarerank.model.config import FORMAT_VERSION, GENES_FILE, OUTPUT_HEADS, SETTINGS_FILE, PolicyConfig  # noqa: F401 - importable from here
 from rarerank.model.decoding import GeneScorer, left_pad, length_batches, position_ids, prompt_pass, rank_genes, validation_ranks
 from rarerank.model.parts import (  # noqa: F401 - importable from here
     HEAD_SETTINGS,
@@ -83,9 +83,6 @@ from rarerank.model.tokenizer import (  # noqa: F401 - importable from here
 )
 
 log = logging.getLogger(__name__)
-
-GENES_FILE = "genes.tsv"
-SETTINGS_FILE = "rarerank_policy.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +248,9 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model directory not found: {path}")
+    from rarerank.model.verify import verify_folder, verify_loaded
+
+    verify_folder(path)  # the files agree with each other: one line naming the file otherwise
     adapter = path / "adapter_config.json"
     if adapter.exists():
         from peft import PeftModel
@@ -269,7 +269,9 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         tokenizer_dir = path if (path / "tokenizer.json").exists() else base_dir
         tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
         settings_dir = path if (path / SETTINGS_FILE).exists() else base_dir
-        return Policy(model, tokenizer, _read_settings(settings_dir), _read_genes(settings_dir / GENES_FILE) or base.identifiers)
+        policy = Policy(model, tokenizer, _read_settings(settings_dir), _read_genes(settings_dir / GENES_FILE) or base.identifiers)
+        verify_loaded(policy, path)
+        return policy
     if not (path / "config.json").exists():
         raise ValueError(f"{path}: not a model directory (no config.json or adapter_config.json)")
     tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
@@ -279,7 +281,9 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         _restore_gene_head(model, AnnotationHead.load(path).to(device), gene_token_ids(tokenizer), path)
     if (path / PRIOR_SETTINGS).exists():
         attach_prior(model, PhenotypePrior.load(path).to(device))
-    return Policy(model, tokenizer, _read_settings(path), _read_genes(path / GENES_FILE))
+    policy = Policy(model, tokenizer, _read_settings(path), _read_genes(path / GENES_FILE))
+    verify_loaded(policy, path)
+    return policy
 
 
 def _restore_gene_head(model, head: AnnotationHead, gene_ids: torch.LongTensor, path: Path) -> None:

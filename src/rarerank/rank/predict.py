@@ -240,9 +240,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> P
     check_model_dir(path)
     try:
         return load_policy(path, device)
-    except (FileNotFoundError, ValueError):
-        raise
-    except Exception as error:  # safetensors, torch and transformers raise their own types
+    except Exception as error:  # safetensors, torch and transformers raise their own types, naming no file
+        if isinstance(error, (FileNotFoundError, ValueError)) and str(Path(path)) in str(error):
+            raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "Weights only load failed" in first:  # torch refused a pickle that holds more than tensors
             first = "a pickled weights file holds objects other than tensors and was not loaded (it could run code); use safetensors"
