@@ -1,8 +1,12 @@
-"""Fuzz the `rarerank cases` code path with seeded random mutations of real phenopackets.
+"""Fuzz every reader with seeded random mutations of real inputs: every input is a result, a QC row or
+a one-line error naming the file.
 
-Each base phenopacket is mutated (truncated, a field deleted, duplicated or given another type,
-huge or deeply nested values, a 5,000-digit integer, flipped bytes), zipped as a release and read:
-no exception escapes, every input is a case or a QC row, and the written tables read back.
+Phenopackets: each base is mutated (truncated, a field deleted, duplicated or given another type,
+huge or deeply nested values, a 5,000-digit integer, flipped bytes), zipped as a release and read;
+no exception escapes, every input is a case or a QC row, and the written tables read back. Tables
+(cases, patients, cohort TSVs) and free text: byte-level mutations (quotes, tabs, line breaks, NUL,
+bytes that are not UTF-8, a byte-order mark, deleted, repeated or over-long lines). The model folder's
+fuzz is in tests/test_model_folders.py.
 """
 
 from __future__ import annotations
@@ -119,3 +123,169 @@ def test_fuzzed_snapshot_phenopackets(tmp_path, ontology, shared_zip):
         chosen = random.Random(7).sample(names, 40)
         bases = [json.loads(archive.read(n)) for n in chosen]
     fuzz(bases, tmp_path, ontology, seed=29)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and free text: byte-level mutations.
+
+TABLE_MUTANTS = 300  # per reader: ~1-3 s
+TEXT_MUTANTS = 200
+INSERTS = [
+    b'"',
+    b"'",
+    b"\t",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b"\x00",
+    b"\xff",
+    b"\xe9",
+    b"\xef\xbb\xbf",
+    b";",
+    b" ",
+    b"HP:",
+    b"\\",
+    b"\x1b[2J",
+    b"#",
+]
+
+
+def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
+    """One to three random edits of a file's bytes."""
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randrange(len(data) + 1)
+        kind = rng.choice(["insert", "insert", "insert", "delete", "repeat_line", "truncate", "long_line", "swap_lines"])
+        if kind == "insert":
+            data = data[:i] + rng.choice(INSERTS) * rng.choice([1, 1, 2, 50]) + data[i:]
+        elif kind == "delete":
+            data = data[:i] + data[i + rng.randint(1, 20) :]
+        elif kind == "truncate":
+            data = data[:i]
+        elif kind == "long_line" and rng.random() < 0.1:  # longer than a table line may be (1 MiB)
+            data = data[:i] + b"x" * (1 << 20) + data[i:]
+        else:
+            lines = data.split(b"\n")
+            j, k = rng.randrange(len(lines)), rng.randrange(len(lines))
+            if kind == "repeat_line":
+                lines[j:j] = [lines[k]] * rng.choice([1, 2, 100])
+            else:
+                lines[j], lines[k] = lines[k], lines[j]
+            data = b"\n".join(lines)
+    return data
+
+
+def one_line_error(error: Exception, path: Path) -> bool:
+    message = str(error)
+    return "\n" not in message.strip() and str(path) in message
+
+
+def data_lines(data: bytes) -> int:
+    """The lines after the header that a strict table reader must account for (blank ones are skipped)."""
+    lines = data.split(b"\n")[1:]
+    if lines and lines[-1] == b"":
+        lines.pop()
+
+    def blank(line: bytes) -> bool:
+        try:
+            return not line.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return False
+
+    return sum(1 for line in lines if not blank(line))
+
+
+def fuzz_tables(base: bytes, tmp_path: Path, seed: int, read) -> Counter:
+    """Mutate ``base`` and give each mutant to ``read(path, data)``; ValueError must be one line naming the file."""
+    rng = random.Random(seed)
+    outcomes: Counter = Counter()
+    for i in range(TABLE_MUTANTS):
+        data = mutate_bytes(base, rng)
+        path = tmp_path / f"m{i:03d}.tsv"
+        path.write_bytes(data)
+        try:
+            outcomes[read(path, data)] += 1
+        except ValueError as error:
+            assert one_line_error(error, path), (i, str(error)[:300])
+            outcomes["error"] += 1
+        path.unlink()
+    return outcomes
+
+
+def _cases_base() -> bytes:
+    cases = [json.loads(p.read_text()) for p in sorted(FIXTURE.rglob("*.json"))[:12]]
+    rows = "".join(f"{c['id']}\tfixture\tPMID:1\tFBN1\tNCBIGene:2200\t\tHP:0001166;HP:0001083\tHP:0001250\t{c['id']}.json\n" for c in cases)
+    return ("case_id\tcohort\tpmid\tgene\tgene_id\tdisease_id\tpresent\tabsent\tsource\n" + rows).encode()
+
+
+def test_fuzzed_cases_tables(tmp_path):
+    """read_cases: every mutant is a list of cases with ids and terms, or one line naming the file and line."""
+
+    def read(path, data):
+        cases = read_cases(path)
+        assert all(c.case_id and c.present for c in cases)
+        assert len({c.case_id for c in cases}) == len(cases)  # a duplicate id is an error, not a merge
+        return "read"
+
+    outcomes = fuzz_tables(_cases_base(), tmp_path, 41, read)
+    assert outcomes["read"] >= 20 and outcomes["error"] >= 20, outcomes
+
+
+def test_fuzzed_patients_tables(tmp_path):
+    """predict's reader and screen: every line is a case or a QC row (header problems: one line)."""
+    from rarerank.rank.predict import Screen, read_patient_table
+
+    def read(path, data):
+        items = list(read_patient_table(path))
+        assert len(items) == data_lines(data), (len(items), data_lines(data))
+        screen = Screen({"HP:0001166", "HP:0001083", "HP:0001250"})
+        ranked = list(screen(items))
+        assert len(ranked) + len(screen.qc) == len(items)
+        assert all(row.reason and row.detail for row in screen.qc)
+        return "read"
+
+    base = b"case_id\tpresent\tabsent\n" + b"".join(b"P%d\tHP:0001166;HP:0001083\tHP:0001250\n" % i for i in range(12))
+    outcomes = fuzz_tables(base, tmp_path, 43, read)
+    assert outcomes["read"] >= 100, outcomes
+
+
+def test_fuzzed_cohort_tables(tmp_path, ontology, text_extractor):
+    """A cohort TSV (terms and free text): every line is a case or a QC row."""
+    from rarerank.text.cohorts import read_tsv_cohort
+
+    def read(path, data):
+        result, _ = read_tsv_cohort(path, text_extractor, ontology, "fuzz")
+        assert result.n_inputs == data_lines(data) == len(result.cases) + len(result.qc)
+        assert all(row.reason and row.detail for row in result.qc)
+        return "read"
+
+    rows = b"".join(
+        b'C%d\tFBN1\tHP:0001166\t\tThe boy had seizures and ataxia; no hypotonia. His "mother" had scoliosis.\n' % i for i in range(8)
+    )
+    outcomes = fuzz_tables(b"case_id\tgene\tpresent\tabsent\ttext\n" + rows, tmp_path, 47, read)
+    assert outcomes["read"] >= 100, outcomes
+
+
+def test_fuzzed_free_text(tmp_path, text_extractor):
+    """Case reports: each mutant is a case with evidence, or one line naming the file; a folder of them is
+    read as cases and QC rows, one per file."""
+    from rarerank.text.cohorts import read_text_cohort
+    from rarerank.text.extract import extract_text_file
+
+    reports = sorted((FIXTURE.parent / "text" / "reports").glob("*.txt"))
+    rng = random.Random(53)
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    outcomes: Counter = Counter()
+    for i in range(TEXT_MUTANTS):
+        path = folder / f"m{i:03d}.txt"
+        path.write_bytes(mutate_bytes(rng.choice(reports).read_bytes(), rng))
+        try:
+            case, extraction = extract_text_file(path, text_extractor)
+            assert case.present and all(row["case_id"] == case.case_id for row in extraction.evidence_rows(case.case_id, {}))
+            outcomes["case"] += 1
+        except ValueError as error:
+            assert one_line_error(error, path), (i, str(error)[:300])
+            outcomes["error"] += 1
+    result, _ = read_text_cohort(folder, text_extractor, "fuzz")
+    assert result.n_inputs == TEXT_MUTANTS == len(result.cases) + len(result.qc)
+    assert outcomes["case"] >= 100 and outcomes["error"] >= 5, outcomes
