@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
+import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -86,6 +88,29 @@ def text_extractor(ontology, annotations):
     from rarerank.text.extract import Extractor
 
     return Extractor.from_reference(ontology, annotations)
+
+
+@pytest.fixture
+def deadline():
+    """Fail a test that reads without end instead of hanging the suite or the machine: SIGALRM interrupts
+    the read after 20 s, and the address space may grow by 2 GB at most (MemoryError beyond)."""
+
+    def expired(signum, frame):
+        raise TimeoutError("still reading after 20 s: an input without end was read")
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as statm:
+        size = int(statm.read().split()[0]) * resource.getpagesize()
+    cap = size + (2 << 30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import stat
 import struct
 import threading
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hostile_inputs import TEXT_SHAPES
+from hostile_inputs import TEXT_SHAPES, patients_tsv
+from hostile_inputs import cases_tsv as hostile_cases_tsv
 from test_cases import ingest, packet, qc_by_file
 
 from rarerank.cli import main
@@ -414,6 +414,31 @@ def test_free_text_extraction_grows_linearly(text_extractor, shape):
     assert evidence_ratio < 6 and memory_ratio < 8 and time_ratio < 8, (time_ratio, memory_ratio, evidence_ratio)
 
 
+@pytest.mark.parametrize("reader", ["cases", "patients", "phenopackets"])
+def test_table_and_phenopacket_readers_grow_linearly(tmp_path, ontology, reader):
+    """Time and memory of each table reader and of the phenopacket reader, at 4x the input, grow < 8x
+    (benchmarks/bench_readers.py prints them at 1x, 2x and 4x on larger inputs)."""
+    from rarerank.rank.predict import Screen, read_patient_table
+
+    base = packet("P0")
+
+    def work(n):
+        path = tmp_path / f"{reader}{n}"
+        if reader == "cases":
+            path.write_text(hostile_cases_tsv(n // 10))
+            return len(read_cases(path))
+        if reader == "patients":
+            path.write_text(patients_tsv(n // 10))
+            return sum(1 for _ in Screen({"HP:0001250"})(read_patient_table(path)))
+        with zipfile.ZipFile(path, "w") as archive:
+            for i in range(n // 200):
+                archive.writestr(f"r/FBN1/P{i}.json", json.dumps({**base, "id": f"P{i}"}))
+        return len(read_phenopackets(path, ontology).cases)
+
+    time_ratio, memory_ratio, output_ratio = growth(work, sizes=(10_000, 40_000))
+    assert 3 < output_ratio < 5 and memory_ratio < 8 and time_ratio < 8, (time_ratio, memory_ratio, output_ratio)
+
+
 def test_evidence_keeps_the_sentence_around_a_mention(text_extractor):
     """Evidence rows keep up to EVIDENCE_CONTEXT characters of the sentence on either side of the span."""
     long = "The patient had " + "mild ataxia, " * 100 + "seizures" + ", mild ataxia" * 100 + "."
@@ -429,20 +454,6 @@ def test_evidence_keeps_the_sentence_around_a_mention(text_extractor):
 
 # ---------------------------------------------------------------------------------------------
 # Only regular files (or zips of them) are read, at the top level as inside folders.
-
-
-@pytest.fixture
-def deadline():
-    """Fail a test that reads without end instead of hanging the suite (SIGALRM interrupts the read)."""
-
-    def expired(signum, frame):
-        raise TimeoutError("still reading after 20 s: an input without end was read")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
@@ -472,6 +483,13 @@ def test_a_device_as_the_top_level_source_is_refused(tmp_path, caplog, deadline,
     code, text = run_cli(caplog, *(a.format(source=source, out=tmp_path) for a in argv))
     assert code == 1 and f"{source}: " in text and "not a regular file" in text, text
     assert len(text.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "fifo"])
+def test_a_device_given_to_baseline_is_refused(tmp_path, caplog, deadline, fifo, hpo_index, device):
+    source = str(fifo) if device == "fifo" else device
+    code, text = run_cli(caplog, "baseline", "phenomizer", "--index", hpo_index, "--cases", source, "-o", tmp_path / "p.tsv")
+    assert code == 1 and f"{source}: " in text and "not a regular file" in text, text
 
 
 def test_a_device_inside_a_folder_is_a_qc_row(tmp_path, ontology, deadline):
@@ -573,12 +591,21 @@ def test_a_stray_quote_in_a_patients_table_merges_nothing(tmp_path):
     assert {r.case_id or r.source_file: r.reason for r in screen.qc}["P1"] == "no_usable_term"
 
 
-def test_duplicate_ids_and_contradicted_terms_are_named(tmp_path, caplog, ontology, annotations):
+@pytest.fixture(scope="module")
+def hpo_index(ontology, annotations, tmp_path_factory) -> Path:
+    from rarerank.rank.baselines import HpoIndex
+
+    path = tmp_path_factory.mktemp("index") / "index.npz"
+    HpoIndex.build(ontology, annotations).save(path)
+    return path
+
+
+def test_duplicate_ids_and_contradicted_terms_are_named(tmp_path, caplog, hpo_index):
     """`baseline` ranked two patients with one id under that id; a term both present and absent was ranked
     without a word. Both readers (cases tables, patients through predict's screen) name the id."""
-    from rarerank.rank.baselines import HpoIndex
     from rarerank.rank.predict import Screen
 
+    index = hpo_index
     cases = [Case("P1", "c", "", "FBN1", "", "", ("HP:0001166",)), Case("P2", "c", "", "NF1", "", "", ("HP:0001250",))]
     twice = tmp_path / "twice.tsv"
     write_cases(twice, [*cases, cases[0]])
@@ -597,8 +624,6 @@ def test_duplicate_ids_and_contradicted_terms_are_named(tmp_path, caplog, ontolo
     assert [(r.case_id, r.reason) for r in screen.qc] == [("P1", "duplicate_id")]
     assert "case P3 lists HP:0001250 as both observed and excluded" in caplog.text
     # `rarerank baseline` on a cases table: one line naming the file, the line and the id
-    index = tmp_path / "index.npz"
-    HpoIndex.build(ontology, annotations).save(index)
     code, text = run_cli(caplog, "baseline", "phenomizer", "--index", index, "--cases", twice, "-o", tmp_path / "p.tsv")
     assert code == 1 and f"{twice}, line 4: case id 'P1' already on line 2" in text and len(text.strip().splitlines()) == 1
     assert not (tmp_path / "p.tsv").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
 from pathlib import Path
@@ -56,9 +57,13 @@ def copy(model_dir: Path, tmp_path: Path, name: str = "broken") -> Path:
 
 
 def predict(caplog, folder: Path, *extra) -> tuple[int, str]:
+    return predict_from(caplog, folder, "--hpo", "HP:0001166 HP:0001250", *extra)
+
+
+def predict_from(caplog, folder: Path, *argv) -> tuple[int, str]:
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="rarerank"):
-        code = main(["-q", "predict", "--model", str(folder), "--hpo", "HP:0001166 HP:0001250", *map(str, extra)])
+        code = main(["-q", "predict", "--model", str(folder), *map(str, argv)])
     return code, caplog.text
 
 
@@ -156,6 +161,16 @@ def test_a_gene_missing_from_the_tokenizer_is_refused(model_dir, tmp_path, caplo
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
     code, text = predict(caplog, folder)
     assert code == 1 and f"{folder / 'genes.tsv'}, line " in text and "expected" in text, text
+
+
+@pytest.mark.parametrize("option", ["--cases", "--text"])
+def test_a_device_given_to_predict_is_refused(model_dir, tmp_path, caplog, deadline, option):
+    """`rarerank predict --cases /dev/zero` read without end (10 GB in 30 s)."""
+    fifo = tmp_path / "pipe.tsv"
+    os.mkfifo(fifo)
+    for source in ("/dev/zero", fifo):
+        code, text = predict_from(caplog, model_dir, option, source, "-o", tmp_path / "p.tsv")
+        assert code == 1 and f"{source}: " in text and "not a regular file" in text, text
 
 
 def test_an_output_inside_the_model_folder_is_refused(model_dir, tmp_path, caplog):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from rarerank.core.fileio import Table
+from rarerank.core.fileio import MAX_LINE_BYTES, Table, regular_file
 from rarerank.core.rankings import PREDICTION_COLUMNS, RankedGene, rank_with_ties
 from rarerank.data.cases import PARSE_ERROR, QC_COLUMNS, Case, QCRow, read_phenopackets, warn_contradicted
 from rarerank.data.ontology import Ontology
@@ -78,13 +78,13 @@ def single_case(present: str | None, absent: str | None = None, case_id: str = "
 
 def is_cases_table(path: Path) -> bool:
     """A patients TSV (not a phenopacket file, folder or zip): ``.tsv``/``.txt`` or a tab in the first line."""
-    path = Path(path)
+    path = regular_file(path, "input", folder=True)  # zipfile reads a device such as /dev/zero without end
     if path.is_dir() or path.suffix.lower() in (".json", ".zip") or zipfile.is_zipfile(path):
         return False
     if path.suffix.lower() in (".tsv", ".txt", ".tab"):
         return True
     with open(path, "rb") as handle:
-        return b"\t" in handle.readline()
+        return b"\t" in handle.readline(MAX_LINE_BYTES)
 
 
 def read_patient_table(path: str | os.PathLike) -> Iterator[Case | QCRow]:
@@ -118,9 +118,7 @@ def read_patient_table(path: str | os.PathLike) -> Iterator[Case | QCRow]:
 
 def read_patients(source: str | os.PathLike, ontology_loader: Callable[[], Ontology]) -> Iterator[Case | QCRow]:
     """Cases (no gene needed) and QC rows from a patients TSV, or a phenopacket file, folder or zip."""
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
+    path = regular_file(source, "input", folder=True)  # a device or FIFO would be read without end
     if is_cases_table(path):
         yield from read_patient_table(path)
         return
