@@ -100,8 +100,11 @@ def _run_baseline(args):
         write_predictions(args.output, predictions)
         rows = sum(len(r) for _, r in predictions)
     else:
-        rows = run_baseline(args.method, index, cases, args.output, config, train)
-        watch = _short_rankings(args.output, args.method, index, cases, config, train)
+        from rarerank.rank.panels import CutWatch
+
+        watch = CutWatch(config.top_k, index.n_genes)
+        rows = run_baseline(args.method, index, cases, args.output, config, train, check=watch.check)
+        _reach_of_short(watch, args.method, index, cases, config, train)
     watch.warn(f"{args.method} ranking")
     if args.provenance:
         write_provenance(
@@ -135,25 +138,18 @@ def _cases_to_rank(path: Path, ontology: Path | None, index):
     return cases
 
 
-def _short_rankings(path, method, index, cases, config, train):
-    """A CutWatch over a written predictions file: cases a tie at the cut-off left short or empty
-    (the first few ranked again without a cut-off, to say how far their tie reaches)."""
+def _reach_of_short(watch, method, index, cases, config, train) -> None:
+    """For the first few cases a tie at the cut-off left short or empty, how far their tie reaches
+    (ranked again without a cut-off)."""
     from dataclasses import replace
 
-    from rarerank.core.rankings import read_predictions
     from rarerank.rank.baselines import rank_by_baseline
-    from rarerank.rank.panels import CutWatch
 
-    written = read_predictions(path)
-    watch = CutWatch(config.top_k, index.n_genes)
-    for case in cases:
-        watch.check(case.case_id, written.get(case.case_id, ()))
     short = {c for c, _ in watch.short[:5]}
     for case_id, full in rank_by_baseline(
         method, index, [c for c in cases if c.case_id in short], replace(config, top_k=index.n_genes), train
     ):
         watch.reach(case_id, full)
-    return watch
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -492,11 +492,22 @@ def run_baseline(
     output: str | os.PathLike,
     config: BaselineConfig = BaselineConfig(),
     train: Sequence[Case] | None = None,
+    check: Callable[[str, list[RankedGene]], object] | None = None,
 ) -> int:
-    """Rank ``cases`` with one baseline and write the predictions table; returns the number of rows."""
-    predictions = list(rank_by_baseline(method, index, cases, config, train))
-    write_predictions(output, predictions)
-    return sum(len(r) for _, r in predictions)
+    """Rank ``cases`` with one baseline and write the predictions table, streamed case by case (memory does
+    not grow with the number of rankings); ``check`` sees each ranking. Returns the number of rows."""
+    rows = 0
+
+    def stream() -> Iterator[tuple[str, list[RankedGene]]]:
+        nonlocal rows
+        for case_id, ranked in rank_by_baseline(method, index, cases, config, train):
+            rows += len(ranked)
+            if check is not None:
+                check(case_id, ranked)
+            yield case_id, ranked
+
+    write_predictions(output, stream())
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
