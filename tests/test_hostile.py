@@ -730,3 +730,25 @@ def test_a_full_disk_names_the_file(tmp_path, caplog, monkeypatch):
     code, text = run_cli(caplog, "split", cases, "-o", tmp_path / "s.tsv")
     assert code == 1 and "No space left on device" in text and str(tmp_path / "s.tsv") in text, text
     assert not list(tmp_path.glob(f".s.tsv.{TEMP_MARK}*"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings that cannot work are refused with the limit that applies.
+
+
+def test_settings_that_cannot_work_are_refused():
+    """Very large group sizes, prompt limits and seeds were accepted and failed (or exhausted memory) later."""
+    from rarerank.model.config import MAX_POSITIONS, PolicyConfig
+    from rarerank.train.pretrain import PretrainConfig
+    from rarerank.train.rft import RFTConfig
+
+    with pytest.raises(ValueError, match=rf"1,000,000,332 positions, above the {MAX_POSITIONS:,}"):
+        PolicyConfig.from_dict({"max_present_terms": 10**9})
+    with pytest.raises(ValueError, match=r"rft.group_size must be >= 2 and <= 1024, not 1000000"):
+        RFTConfig.from_dict({"group_size": 10**6})
+    for config in (RFTConfig, PretrainConfig):
+        with pytest.raises(ValueError, match=r"seed must be >= 0 and <= 4294967295"):
+            config(seed=2**32)
+    assert RFTConfig(seed=2**32 - 1).seed == 2**32 - 1
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["properties"]["seed"]["maximum"] == 2**32 - 1  # checked at `snakemake -n`

@@ -212,7 +212,7 @@ def test_learning_rate_schedules():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"group_size": 1}, "rft.group_size must be >= 2, not 1"),
+        ({"group_size": 1}, "rft.group_size must be >= 2 and <= 1024, not 1"),
         ({"max_steps": None}, "exactly one of max_steps and epochs"),
         ({"epochs": 1.0}, "exactly one of max_steps and epochs"),
         ({"warmup_steps": 200, "max_steps": 100}, "lower warmup_steps"),

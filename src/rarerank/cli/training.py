@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rarerank.cli.options import add_runtime_options, add_settings, read_settings, set_threads
+from rarerank.cli.options import add_runtime_options, add_settings, positive_int, read_settings, set_threads
 
 log = logging.getLogger("rarerank")
 
@@ -117,7 +117,7 @@ def _add_rft(sub):
     p.add_argument("--log", required=True, type=Path, help="training log TSV (one row per step)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint folder: written at an interval, resumed from when it matches")
     add_settings(p, "rarerank.core.grader:GraderConfig", option="--grader")
-    p.add_argument("--stop-after", type=int, help="stop after this many steps with a checkpoint (simulates an interruption)")
+    p.add_argument("--stop-after", type=positive_int, help="stop after this many steps with a checkpoint (simulates an interruption)")
     p.add_argument("--summary", type=Path, help="JSON summary (steps, start and best validation score, seconds)")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint folder after a finished run")
     add_runtime_options(p, training=True)

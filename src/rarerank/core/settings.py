@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) refuses larger seeds
 
 
 def setting(

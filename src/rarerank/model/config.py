@@ -14,6 +14,7 @@ FORMAT_VERSION = 1  # of the files rarerank writes beside the weights (rarerank_
 OUTPUT_HEADS = ("annotation", "free")
 GENES_FILE = "genes.tsv"  # gene symbol -> identifier, one row per gene token, beside the weights
 SETTINGS_FILE = "rarerank_policy.json"
+MAX_POSITIONS = 65_536  # the most positions a model is built with (its position table is hidden_size x this)
 
 
 @dataclass(frozen=True)
@@ -65,4 +66,14 @@ class PolicyConfig(Settings):
             problems.append("policy.output_head annotation needs policy.tie_embeddings: false (lm_head holds its copy)")
         if self.output_k < self.decode_k:
             problems.append(f"policy.output_k ({self.output_k}) must be >= policy.decode_k ({self.decode_k})")
+        if max_sequence_length(self) > MAX_POSITIONS:
+            problems.append(
+                f"policy: a prompt and answer of max_present_terms + max_absent_terms + 2 x output_k + 68 = "
+                f"{max_sequence_length(self):,} positions, above the {MAX_POSITIONS:,} a model is built with; lower them"
+            )
         return problems
+
+
+def max_sequence_length(config: PolicyConfig) -> int:
+    # <bos> <present> terms <absent> terms <answer> + completion (k genes + <eos>), with headroom.
+    return 4 + config.max_present_terms + config.max_absent_terms + 2 * config.output_k + 64

@@ -49,7 +49,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rarerank.model.config import FORMAT_VERSION, GENES_FILE, OUTPUT_HEADS, SETTINGS_FILE, PolicyConfig  # noqa: F401 - importable from here
+from rarerank.model.config import (  # noqa: F401 - importable from here
+    FORMAT_VERSION,
+    GENES_FILE,
+    OUTPUT_HEADS,
+    SETTINGS_FILE,
+    PolicyConfig,
+    max_sequence_length,
+)
 from rarerank.model.decoding import GeneScorer, left_pad, length_batches, position_ids, prompt_pass, rank_genes, validation_ranks
 from rarerank.model.parts import (  # noqa: F401 - importable from here
     HEAD_SETTINGS,
@@ -231,11 +238,6 @@ def build_policy(
     model = LlamaForCausalLM(model_config)
     model.eval()
     return Policy(model=model, tokenizer=tokenizer, config=config, identifiers=dict(identifiers or {}))
-
-
-def max_sequence_length(config: PolicyConfig) -> int:
-    # <bos> <present> terms <absent> terms <answer> + completion (k genes + <eos>), with headroom.
-    return 4 + config.max_present_terms + config.max_absent_terms + 2 * config.output_k + 64
 
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> Policy:

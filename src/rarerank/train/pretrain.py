@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from rarerank.core.device import resolve_device
-from rarerank.core.settings import Settings, setting
+from rarerank.core.settings import MAX_SEED, Settings, setting
 from rarerank.data.annotations import GeneAnnotations
 from rarerank.data.ontology import Ontology
 from rarerank.data.synthetic import PatientSampler, SyntheticConfig
@@ -84,7 +84,7 @@ class PretrainConfig(Settings):
         None, "e.g. 0.99: evaluate and save a moving average of the weights (null = the last weights)", ge=0, lt=1
     )
     synthetic: SyntheticConfig = setting(factory=SyntheticConfig, help="how synthetic patients are drawn (also used by SFT replay)")
-    seed: int = setting(42, "seed of initialisation and synthetic patients", ge=0, config=False)  # the method's seed
+    seed: int = setting(42, "seed of initialisation and synthetic patients", ge=0, le=MAX_SEED, config=False)  # the method's seed
 
     def problems(self) -> list[str]:
         if self.warmup_steps >= self.max_steps:

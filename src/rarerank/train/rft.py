@@ -81,7 +81,7 @@ class RFTConfig(MethodSettings):
     section = "rft"
 
     group_size: int = setting(
-        8, "ranked lists sampled per training case; advantages are relative to the group", ge=2
+        8, "ranked lists sampled per training case; advantages are relative to the group", ge=2, le=1024
     )  # enough spread for a group-relative baseline at low cost
     cases_per_step: int = setting(
         8, "training cases per optimiser step (group_size x this = completions per step)", ge=1

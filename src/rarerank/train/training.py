@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rarerank.core.fileio import atomic_write
-from rarerank.core.settings import Settings, setting
+from rarerank.core.settings import MAX_SEED, Settings, setting
 from rarerank.model.decoding import left_pad
 from rarerank.model.parts import gene_prior, model_device
 from rarerank.model.policy import Policy, backbone, gene_weight, hidden_states, true_gene_ranks
@@ -46,7 +46,7 @@ class MethodSettings(Settings):
         config=False,
     )
     present_only: bool = setting(False, "drop absent terms in training and validation (ablation)", config=False)
-    seed: int = setting(42, "seed of data order, augmentation, sampling and LoRA init", ge=0, config=False)
+    seed: int = setting(42, "seed of data order, augmentation, sampling and LoRA init", ge=0, le=MAX_SEED, config=False)
 
 
 @dataclass(frozen=True)
