@@ -147,50 +147,33 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
     Readers never see a half-written file, and a failure leaves no output behind. An OS error while
     writing (a full disk) names ``path``.
     """
-    path = Path(path)
     if "b" not in mode:
         kwargs.setdefault("encoding", "utf-8")
         kwargs.setdefault("newline", "")
+    with atomic_path(path) as tmp, open(tmp, mode.replace("w", "x"), **kwargs) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write (savefig, save_pretrained of a file),
+    renamed onto ``path`` only if the block succeeds; see :func:`atomic_write`."""
+    target = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(path)
-        with open(tmp, mode.replace("w", "x"), **kwargs) as handle:
-            yield handle
-        honour_umask(tmp)
-        os.replace(tmp, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(target)
+        yield tmp
+        if tmp.exists():
+            honour_umask(tmp)
+        os.replace(tmp, target)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError, UnboundLocalError):
             os.unlink(tmp)
-        named = _named(error, path)
+        named = _named(error, target)
         if named is error:
             raise
         raise named from error
-    _record_written(path)
-
-
-def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
-    """Like :func:`atomic_write` for writers that want a path (savefig, save_pretrained of a file)."""
-
-    @contextlib.contextmanager
-    def _ctx() -> Iterator[Path]:
-        target = Path(path)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_path(target)
-            yield tmp
-            if tmp.exists():
-                honour_umask(tmp)
-            os.replace(tmp, target)
-        except BaseException as error:
-            with contextlib.suppress(FileNotFoundError, UnboundLocalError):
-                os.unlink(tmp)
-            named = _named(error, target)
-            if named is error:
-                raise
-            raise named from error
-        _record_written(target)
-
-    return _ctx()
+    _record_written(target)
 
 
 # Files that make a folder a model folder (a rarerank policy, a peft adapter, Hugging Face weights):
