@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rarerank.cli import main
+from rarerank.core.fileio import TEMP_MARK, temp_path
 from rarerank.data.cases import Case
 from rarerank.model.policy import PolicyConfig, attach_prior, build_policy, token_vocab
 from rarerank.model.prior import PRIOR_SETTINGS, PRIOR_WEIGHTS, PhenotypePrior, prior_arrays
@@ -181,6 +182,18 @@ def test_an_output_inside_the_model_folder_is_refused(model_dir, tmp_path, caplo
         code, text = predict(caplog, folder, option, target)
         assert code == 1 and str(folder) in text and "choose another path" in text, (option, text)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    other = copy(model_dir, tmp_path, "other")  # another model's folder, not an input of this run
+    code, text = predict(caplog, folder, "-o", other / "genes.tsv")
+    assert code == 1 and f"inside the model folder {other}" in text, text
+
+
+def test_predict_removes_the_temporary_files_a_killed_run_left(model_dir, tmp_path, caplog):
+    out = tmp_path / "p.tsv"
+    stale = temp_path(out).with_name(f".p.tsv.{TEMP_MARK}{2**22 + 1}-{temp_path(out).name.split('-')[1]}-0a1b.tsv")
+    stale.write_text("partial")  # a process above any pid_max: no longer running
+    code, text = predict(caplog, model_dir, "-o", out)
+    assert code == 0 and out.exists() and not stale.exists(), text
+    assert not [p for p in tmp_path.iterdir() if TEMP_MARK in p.name]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from rarerank.core.fileio import MAX_LINE_BYTES, Table, regular_file
+from rarerank.core.fileio import MAX_LINE_BYTES, Table, model_folder_of, regular_file, temp_path
 from rarerank.core.rankings import PREDICTION_COLUMNS, RankedGene, rank_with_ties
 from rarerank.data.cases import PARSE_ERROR, QC_COLUMNS, Case, QCRow, read_phenopackets, warn_contradicted
 from rarerank.data.ontology import Ontology
@@ -369,6 +369,8 @@ class OutputPlan:
         if path is None or str(path) == "-":
             return None
         target = Path(path).resolve()
+        if (model := model_folder_of(target)) is not None:
+            raise ValueError(f"{option} {path}: inside the model folder {model}; choose another path")
         for other, name in [*self.inputs.items(), *self.targets.items()]:
             if target == other or other in target.parents or target in other.parents:
                 kind = "the input" if other in self.inputs else "the output of " + name
@@ -382,7 +384,7 @@ class OutputPlan:
         if target not in self.targets and not any(p in self.targets for p in target.parents):
             raise ValueError(f"{path} is not an output of this run")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = temp_path(target)  # a killed run's are removed here, next time
         self.staged[target] = tmp
         return tmp
 
