@@ -752,3 +752,24 @@ def test_settings_that_cannot_work_are_refused():
     assert RFTConfig(seed=2**32 - 1).seed == 2**32 - 1
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert schema["properties"]["seed"]["maximum"] == 2**32 - 1  # checked at `snakemake -n`
+
+
+def test_size_limits_apply_to_a_top_level_file(tmp_path, ontology, text_extractor):
+    """--max-file-bytes was ignored for the top-level source while the same file in a folder was a QC row."""
+    from rarerank.text.cohorts import read_text_cohort
+    from rarerank.text.extract import extract_text_file
+
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({**packet("big"), "padding": "x" * 5_000}))
+    result = read_phenopackets(big, ontology, max_bytes=1_000)
+    assert result.cases == [] and [(r.reason, r.source_file) for r in result.qc] == [(FILE_TOO_LARGE, "big.json")]
+    from rarerank.text.extract import Extractor
+
+    config = dataclasses.replace(text_extractor.config, max_bytes=1_000)
+    small = Extractor(text_extractor.matcher, text_extractor.genes, text_extractor.gene_ids, config)
+    report = tmp_path / "report.txt"
+    report.write_text("The patient had seizures. " * 100)
+    with pytest.raises(ValueError, match=rf"{report}: text_too_large: more than the limit of 1,000 bytes"):
+        extract_text_file(report, small)
+    result, _ = read_text_cohort(report, small, "x")
+    assert result.cases == [] and result.qc[0].reason in ("file_too_large", "text_too_large")
