@@ -318,7 +318,7 @@ def _tsv(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_seeds_target_runs_on_the_test_config(first_run):
-    """`snakemake seeds`: base, SFT and RFT per seed on every split of the run, a table with mean ± sd."""
+    """`snakemake seeds`: base, SFT and RFT per seed on the seed strategies, a table with mean ± sd."""
     done = snakemake(first_run, "--cores", "2", "seeds", "--config", _fixture_source())
     assert done.returncode == 0, _explain(done)
     test_config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())

@@ -85,6 +85,15 @@ def quoted(items):
     return " ".join(shlex.quote(str(item)) for item in items)
 
 
+# The seed study runs on the strategies of experiments.seed_strategies that this run splits by.
+SEED_STRATEGIES = [
+    s for s in config["experiments"]["seed_strategies"] if s in STRATEGIES
+]
+if not SEED_STRATEGIES:
+    raise ValueError(
+        f"experiments.seed_strategies {config['experiments']['seed_strategies']} holds none of "
+        f"splits.strategies {STRATEGIES}"
+    )
 if not set(config["experiments"]["strategies"]) <= set(STRATEGIES):
     raise ValueError(
         f"experiments.strategies {config['experiments']['strategies']} must be among splits.strategies "
@@ -494,11 +503,9 @@ def experiment_references(family):
 
 
 def experiment_strategies(family):
-    return (
-        STRATEGIES
-        if family in ("stages", "seeds")
-        else config["experiments"]["strategies"]
-    )
+    if family == "seeds":
+        return SEED_STRATEGIES
+    return STRATEGIES if family == "stages" else config["experiments"]["strategies"]
 
 
 def experiment_predictions(wildcards):
