@@ -92,5 +92,21 @@ report: env
 			"run 'make reproduce' (or 'make experiments') first, or pass PHENOPACKETS=<the source you ran>"; exit 1; }
 	$(SNAKEMAKE) --report $(abspath $(WORKDIR))/results/report.html -- $(REPORT_TARGETS)
 
+# The results snapshot the docs' tables and figures are generated from (docs/results/), taken from a
+# finished `make reproduce` and `snakemake seeds` in $(WORKDIR); then every table block is rewritten.
+DOCS_RESULTS := docs/results
+docs-results: env
+	mkdir -p $(DOCS_RESULTS)/figures
+	cp $(WORKDIR)/results/metrics/summary.tsv $(WORKDIR)/results/metrics/paired.tsv $(DOCS_RESULTS)/
+	cp $(WORKDIR)/results/metrics/provenance.json $(DOCS_RESULTS)/provenance.json
+	cp $(WORKDIR)/results/knowledge/audit.tsv $(DOCS_RESULTS)/knowledge_audit.tsv
+	cp $(WORKDIR)/results/knowledge/audit.png $(DOCS_RESULTS)/figures/knowledge_audit.png
+	cp $(WORKDIR)/results/experiments/seeds/seeds.tsv $(DOCS_RESULTS)/seeds.tsv
+	cp $(WORKDIR)/results/experiments/seeds/metrics/summary.tsv $(DOCS_RESULTS)/seeds_summary.tsv
+	cp $(WORKDIR)/results/experiments/seeds/metrics/paired.tsv $(DOCS_RESULTS)/seeds_paired.tsv
+	cp $(WORKDIR)/results/experiments/seeds/seeds.png $(DOCS_RESULTS)/figures/seeds.png
+	for set in validation test; do cp $(WORKDIR)/results/figures/$$set/bars.png $(DOCS_RESULTS)/figures/bars_$$set.png; done
+	$(BIN)/rarerank docs-tables --snapshot $(DOCS_RESULTS) README.md $$(find docs -name '*.md' | sort)
+
 clean:
 	rm -rf $(WORKDIR)/results $(WORKDIR)/logs $(WORKDIR)/.snakemake
