@@ -2,6 +2,7 @@
 #   make reproduce [PHENOPACKETS=path-or-URL] [CORES=N]   run the whole pipeline
 #   make test                                              run the test suite
 #   make test-fast                                         the tests that are neither slow nor Snakemake runs
+#   make docs                                              the documentation site (docs/, mkdocs.yml) built into site/
 # and, after `make reproduce` (same phenopacket source; they never re-run the default pipeline):
 #   make experiments                                       the experiments beyond the default run
 #   make report [REPORT_TARGETS="all experiments"]         the browsable results/report.html
@@ -47,7 +48,7 @@ SNAKEMAKE = $(BIN)/snakemake --snakefile $(abspath workflow/Snakefile) --directo
 	--configfile $(abspath config/config.yaml) $(if $(CONFIG),$(abspath $(CONFIG))) \
 	--config phenopackets=$(PHENOPACKETS)
 
-.PHONY: env reproduce experiments test test-fast lint report clean
+.PHONY: env reproduce experiments test test-fast lint docs report clean
 
 env: $(VENV)/.installed
 
@@ -77,6 +78,12 @@ test: env
 # Under 2 minutes on 2 idle cores: no Snakemake run, no slow test (markers in pyproject.toml).
 test-fast: env
 	$(BIN)/python -m pytest -q -m "not slow and not workflow"
+
+# The docs extra (MkDocs Material, pinned in pyproject.toml), then a strict build: a broken link or
+# anchor, or a page missing from the nav of mkdocs.yml, fails.
+docs: env
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: env
 	$(BIN)/ruff check .
