@@ -48,7 +48,7 @@ SNAKEMAKE = $(BIN)/snakemake --snakefile $(abspath workflow/Snakefile) --directo
 	--configfile $(abspath config/config.yaml) $(if $(CONFIG),$(abspath $(CONFIG))) \
 	--config phenopackets=$(PHENOPACKETS)
 
-.PHONY: env reproduce experiments test test-fast lint docs report clean
+.PHONY: env reproduce experiments test test-fast lint docs docs-results report clean
 
 env: $(VENV)/.installed
 
