@@ -207,8 +207,11 @@ def rank_genes(
     """The ranking: ``(gene indices [B, n], scores [B, n])``, best first, ``n = top_n`` (None: every gene).
 
     The first ``decode_k`` genes are the greedy constrained list; the rest follow by first-step
-    probability. Scores strictly follow the ranking: the log-probability of the greedy prefix, plus
-    a later gene's first-step log-probability.
+    probability. Scores strictly follow the ranking. With ``decode_k = 1`` a gene's score is its
+    first-step log-probability (``exp(score)`` is the gene's probability among the candidates, at
+    every rank). With ``decode_k > 1`` a listed gene's score is the log-probability of the greedy
+    prefix up to it, and a later gene's score its first-step log-probability plus that of decoded
+    steps 2..k (so it ranks after the prefix: the first gene is the first step's arg-max).
     """
     n_genes = scorer.n_genes
     n = n_genes if top_n is None else min(top_n, n_genes)
@@ -218,7 +221,7 @@ def rank_genes(
     tail = torch.log_softmax(greedy.first_logits.double(), -1)
     tail.scatter_(1, greedy.genes, float("-inf"))
     tail_lp, tail_idx = tail.topk(n - k, dim=-1)
-    tail_scores = prefix[:, -1:] + tail_lp - 1e-9  # below the prefix: a tail gene ranks after it
+    tail_scores = (prefix[:, -1:] - prefix[:, :1]) + tail_lp - 1e-9  # below the prefix: a tail gene ranks after it
     return torch.cat([greedy.genes, tail_idx], 1), torch.cat([prefix, tail_scores], 1)
 
 

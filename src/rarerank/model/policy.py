@@ -345,13 +345,28 @@ def hidden_states(model, input_ids, attention_mask, past_key_values=None, positi
     return out.last_hidden_state, (out.past_key_values if use_cache else None)
 
 
-def gene_scorer(model, gene_ids: torch.LongTensor) -> GeneScorer:
-    """The model seen through its gene tokens (hidden states and gene weights), for :mod:`rarerank.model.decoding`."""
+def gene_scorer(model, gene_ids: torch.LongTensor, subset: torch.LongTensor | None = None) -> GeneScorer:
+    """The model seen through its gene tokens (hidden states and gene weights), for :mod:`rarerank.model.decoding`.
+
+    ``subset`` (gene indices, ascending) restricts it to a candidate list: the gene weights and the
+    prior are computed for every gene and the subset's columns kept, so the constrained softmax is
+    renormalised over the candidates whatever computes the genes (free rows, annotation head, prior).
+    """
 
     def decoder(input_ids, attention_mask, positions, cache, use_cache):
         return hidden_states(model, input_ids, attention_mask, cache, positions, use_cache)
 
-    return GeneScorer(decoder, lambda: gene_weight(model, gene_ids), gene_ids, gene_prior(model))
+    prior = gene_prior(model)
+    if subset is None:
+        return GeneScorer(decoder, lambda: gene_weight(model, gene_ids), gene_ids, prior)
+    subset = subset.to(gene_ids.device)
+
+    def weights():
+        weight = gene_weight(model, gene_ids)
+        return weight.index_select(0, subset.to(weight.device))
+
+    restricted_prior = None if prior is None else (lambda ids, mask: prior(ids, mask).index_select(1, subset.to(ids.device)))
+    return GeneScorer(decoder, weights, gene_ids[subset], restricted_prior)
 
 
 def prefill(model, gene_ids, input_ids, attention_mask):
@@ -366,10 +381,12 @@ def prefill(model, gene_ids, input_ids, attention_mask):
 
 
 @torch.no_grad()
-def rank_batch(policy: Policy, prompts: Prompts, k: int, top_n: int | None) -> list[list[tuple[str, float]]]:
+def rank_batch(
+    policy: Policy, prompts: Prompts, k: int, top_n: int | None, subset: torch.LongTensor | None = None
+) -> list[list[tuple[str, float]]]:
     """Ranked (gene, score) lists for one prompt batch; see :func:`constrained_rank`."""
-    genes = policy.genes
-    scorer = gene_scorer(policy.model, policy.gene_ids)
+    genes = policy.genes if subset is None else [policy.genes[i] for i in subset.tolist()]
+    scorer = gene_scorer(policy.model, policy.gene_ids, subset)
     index, scores = rank_genes(scorer, prompts.input_ids, prompts.attention_mask, k, top_n)
     return [[(genes[g], float(s)) for g, s in zip(row_idx, row_scores)] for row_idx, row_scores in zip(index.tolist(), scores.tolist())]
 
@@ -383,13 +400,16 @@ def constrained_rank(
     present_only: bool = False,
     progress: bool = False,
     stats: Prompts | None = None,
+    genes: Sequence[int] | None = None,
 ) -> list[list[tuple[str, float]]]:
     """Ranked genes per case: greedy constrained decoding for the top ``k`` (default: the policy's
     ``decode_k``), then the remaining genes by first-step probability, cut at ``top_n`` genes
-    (None = all). Cases are batched by prompt length (results come back in input order)."""
+    (None = all). ``genes`` (gene indices) restricts the ranking to those candidates, renormalised over
+    them. Cases are batched by prompt length (results come back in input order)."""
     k = policy.config.decode_k if k is None else k
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
+    subset = None if genes is None else torch.tensor(sorted(set(genes)), dtype=torch.long)
     if top_n is not None and top_n < k:
         k = top_n
     tokenizer = policy.tokenizer
@@ -415,7 +435,7 @@ def constrained_rank(
         bar = tqdm(total=len(sequences), unit="case", desc="ranking")
     for chunk in length_batches([len(s) for s in sequences], batch_size):
         ids, mask = left_pad([sequences[i] for i in chunk], tokenizer.pad_token_id, model_device(policy.model))
-        for i, ranked in zip(chunk, rank_batch(policy, Prompts(ids, mask), k, top_n)):
+        for i, ranked in zip(chunk, rank_batch(policy, Prompts(ids, mask), k, top_n, subset)):
             results[i] = ranked
         if bar is not None:
             bar.update(len(chunk))

@@ -146,20 +146,43 @@ class PhenotypePrior(torch.nn.Module):
             self.computed[missing] = True
         return self.similarity[used]
 
+    def phi(self, used: torch.LongTensor) -> torch.Tensor:
+        """``[U, G]``: each used term's match with each gene (Resnik similarity plus the exact-match bonus)."""
+        similarity = self.rows(used)  # [U, G]
+        ic = self.term_ic[used].unsqueeze(1)
+        return similarity + self.exact_bonus * ic * (similarity >= ic - 1e-6).float()
+
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
         weights = self.term_weights(input_ids, attention_mask)
         used = torch.nonzero(weights.sum(0) > 0).squeeze(1)
         if len(used) == 0:
             return weights.new_zeros((input_ids.shape[0], self.n_genes))
         weights = weights[:, used]
-        similarity = self.rows(used)  # [U, G]
-        ic = self.term_ic[used].unsqueeze(1)
-        phi = similarity + self.exact_bonus * ic * (similarity >= ic - 1e-6).float()
-        union = weights @ phi / weights.sum(1, keepdim=True).clamp(min=1e-9)
+        union = weights @ self.phi(used) / weights.sum(1, keepdim=True).clamp(min=1e-9)
         score = union - self.size_weight * self.log_closure
         if (torch.is_grad_enabled() and self.g2p_weight.requires_grad) or float(self.g2p_weight) != 0.0:
             score = score + self.g2p_weight * self.g2p(used, weights)
         return self.log_scale.exp() * score
+
+    @torch.no_grad()
+    def explain(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> dict[str, torch.Tensor]:
+        """The parts of one prompt's prior (``input_ids`` ``[1, L]``) that :meth:`forward` sums, in logits:
+        ``tokens`` ``[U]`` (the distinct terms read), ``weights`` ``[U]`` (1 observed, exp(absent_log_weight)
+        excluded only), ``terms`` ``[U, G]``
+        (each term's share of the union score), ``g2p`` ``[G]`` (the gene-to-patient direction) and ``size``
+        ``[G]`` (the specificity term). ``terms.sum(0) + g2p + size`` is ``forward``'s row."""
+        weights = self.term_weights(input_ids, attention_mask)[0]
+        used = torch.nonzero(weights > 0).squeeze(1)
+        scale = self.log_scale.exp()
+        size = -scale * self.size_weight * self.log_closure
+        tokens = torch.as_tensor(self.arrays["term_tokens"], device=used.device)[used]
+        if len(used) == 0:
+            return {"tokens": tokens, "weights": weights[used], "terms": size.new_zeros((0, self.n_genes)),
+                    "g2p": torch.zeros_like(size), "size": size}  # fmt: skip
+        w = weights[used]
+        terms = scale * w.unsqueeze(1) * self.phi(used) / w.sum()
+        g2p = scale * self.g2p_weight * self.g2p(used, w.unsqueeze(0))[0]
+        return {"tokens": tokens, "weights": w, "terms": terms, "g2p": g2p, "size": size}
 
     def settings(self) -> dict:
         return {name: float(getattr(self, name).detach()) for name in PARAMETERS}

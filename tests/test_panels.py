@@ -1,0 +1,70 @@
+"""Gene lists (`--genes panel.txt`) with every kind of model folder the pipeline writes: with and without
+the phenotype prior, the annotation head, LoRA adapters merged or not. The ranking is the model's
+first-step distribution renormalised over the listed genes (known answer from the full logits)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tiny_models import KINDS, save_all
+
+from rarerank.cli import main
+from rarerank.core.rankings import read_predictions
+from rarerank.model.policy import encode_prompts, load_policy, prefill
+from rarerank.rank.patients import single_case
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PANEL = ["scn1a", "KCNQ2", "CDKL5", "FBN1", "MECP2", "NOTAGENE"]
+IN_MODEL = ["SCN1A", "KCNQ2", "CDKL5", "FBN1", "MECP2"]
+
+
+@pytest.fixture(scope="module")
+def models(ontology, annotations, tmp_path_factory):
+    return save_all(tmp_path_factory.mktemp("kinds"), ontology, annotations)
+
+
+@pytest.fixture(autouse=True)
+def bundled_reference(ontology, monkeypatch):
+    monkeypatch.setattr("rarerank.data.reference.load_ontology", lambda source="bundled": ontology)
+
+
+def expected_panel_log_probs(model_dir, present, absent) -> dict[str, float]:
+    """The model's first-step gene logits (prior included), restricted to the panel and renormalised."""
+    policy = load_policy(model_dir)
+    prompts = encode_prompts(policy, [single_case(present, absent)])
+    with torch.no_grad():
+        logits, _ = prefill(policy.model, policy.gene_ids, prompts.input_ids, prompts.attention_mask)
+    full = dict(zip(policy.genes, logits[0].double().tolist()))
+    log_z = math.log(sum(math.exp(full[g]) for g in IN_MODEL))
+    return {g: full[g] - log_z for g in IN_MODEL}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_gene_list_ranks_with_every_model_kind(models, kind, tmp_path):
+    (tmp_path / "panel.txt").write_text("\n".join(PANEL) + "\n")
+    out = tmp_path / "ranked.tsv"
+    args = ["predict", "--model", str(models[kind]), "--genes", str(tmp_path / "panel.txt"), "--no-progress", "--top-k", "10"]
+    assert main([*args, "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "-o", str(out)]) == 0
+    ranked = read_predictions(out)["patient"]
+    assert sorted(g.gene_symbol for g in ranked) == sorted(IN_MODEL) and [g.rank for g in ranked] == [1, 2, 3, 4, 5]
+    assert sum(math.exp(g.score) for g in ranked) == pytest.approx(1.0, abs=1e-4)  # a distribution over the panel
+    expected = expected_panel_log_probs(models[kind], "HP:0001250 HP:0001263", "HP:0000365")
+    assert {g.gene_symbol: g.score for g in ranked} == pytest.approx(expected, abs=1e-4)
+    assert [g.gene_symbol for g in ranked] == sorted(expected, key=expected.get, reverse=True)
+    # a batch through --cases: the same rows
+    (tmp_path / "patients.tsv").write_text("case_id\tpresent\tabsent\npatient\tHP:0001250;HP:0001263\tHP:0000365\n")
+    assert main([*args, "--cases", str(tmp_path / "patients.tsv"), "-o", str(tmp_path / "batch.tsv")]) == 0
+    assert (tmp_path / "batch.tsv").read_bytes() == out.read_bytes()
+
+
+def test_the_pipeline_kinds_have_what_they_claim(models):
+    """The fixture folders are what the pipeline writes: the prior saved beside the weights, an adapter folder."""
+    assert not (models["plain"] / "phenotype_prior.safetensors").exists()
+    for kind in ("prior", "annotation_head", "lora_merged"):
+        assert (models[kind] / "phenotype_prior.safetensors").exists(), kind
+    assert (models["annotation_head"] / "gene_head.safetensors").exists()
+    assert (models["lora_adapter"] / "adapter_config.json").exists()
+    assert hasattr(load_policy(models["lora_adapter"]).model, "peft_config")
