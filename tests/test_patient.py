@@ -2,8 +2,7 @@
 
 Undiagnosed phenopackets and gene-less TSVs, tolerant term parsing, QC of unusable patients and ids,
 one-line errors, clashing and all-or-none outputs, candidate gene lists for the model and the
-baselines, ties at the cut-off, evidence per gene, the HTML report in a real browser, the model card
-and its plain-transformers snippet, --device cpu.
+baselines, ties at the cut-off, evidence per gene, the HTML report in a real browser, --device cpu.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from rarerank.core.rankings import read_predictions
 from rarerank.data.cases import write_cases
 from rarerank.model.policy import PolicyConfig, build_policy, load_policy, prefill
 from rarerank.rank.patients import Screen, single_case
-from rarerank.rank.ranking import rank_cases
 
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=1, output_k=6)
 GENES = ["ABCA4", "CDKL5", "COL1A1", "FBN1", "KCNQ2", "NF1", "PAH", "SCN1A", "STXBP1", "OTHER1"]
@@ -378,43 +376,7 @@ def test_the_html_report_renders_in_a_real_browser(model_dir, index_file, tmp_pa
 
 
 # ---------------------------------------------------------------------------------------------
-# Model card, plain transformers, device.
-
-
-@pytest.mark.model
-def test_the_model_card_is_written_and_its_snippet_ranks_like_predict(model_dir, tmp_path, capsys):
-    card = (model_dir / "README.md").read_text(encoding="utf-8")
-    front = card.split("---\n")[1]
-    assert "library_name: transformers" in front and "license:" in front and "- research-only" in front
-    for heading in ("## Training data and split", "## Metrics", "## Intended use", "## Limitations", "## How to load and rank"):
-        assert heading in card
-    assert "Curation shortcut" in card and "not clinical" in card
-    assert load_policy(model_dir).genes == sorted(GENES)  # the folder still loads
-    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1).replace('"path/to/this/folder"', repr(str(model_dir)))
-    capsys.readouterr()
-    exec(compile(snippet, "model-card-snippet", "exec"), {})
-    printed = eval(capsys.readouterr().out.strip().splitlines()[-1])
-    expected = rank_cases(load_policy(model_dir), [single_case("HP:0001250,HP:0001263", "HP:0000365")], top_k=6)[0][1]
-    assert [g for g, _ in printed[:6]] == [g.gene_symbol for g in expected]
-    assert printed[0][1] == pytest.approx(expected[0].score, abs=1e-5)
-
-
-@pytest.mark.model
-def test_model_card_command_adds_the_metrics_table(model_dir, tmp_path):
-    folder = tmp_path / "m"
-    shutil.copytree(model_dir, folder)
-    (tmp_path / "summary.tsv").write_text(
-        "method\tstrategy\tset\tmetric\tvalue\tci_low\tci_high\tn\n"
-        "sft\tgene\tvalidation\tmrr\t0.454\t0.426\t0.482\t1130\n"
-        "sft\tgene\tvalidation\ttop1\t0.425\t0.396\t0.453\t1130\n"
-        "sft\trandom\tvalidation\ttop1\t0.781\t0.753\t0.81\t868\n"
-    )
-    assert main(["model-card", "--model", str(folder), "--summary", str(tmp_path / "summary.tsv"), "--method", "sft",
-                 "--strategy", "gene"]) == 0  # fmt: skip
-    card = (folder / "README.md").read_text()
-    assert "| validation | top1 | 0.425 | 0.396–0.453 | 1130 |" in card and "0.781" not in card
-    assert card.index("| validation | top1") < card.index("| validation | mrr")
-    assert "**Stage**: sft" in card and "git commit" in card
+# Device.
 
 
 @pytest.mark.model
@@ -425,12 +387,3 @@ def test_device_cpu_runs_end_to_end(model_dir, tmp_path):
     assert predict(model_dir, "--hpo", "HP:0001250", "--device", "tpu") == 1
     if not torch.cuda.is_available():
         assert predict(model_dir, "--hpo", "HP:0001250", "--device", "cuda") == 1
-
-
-def test_the_readme_shows_the_model_card_snippet():
-    from pathlib import Path
-
-    from rarerank.model.model_card import SNIPPET
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert SNIPPET.format(path="results/models/sft/gene") in readme  # the snippet the card test runs against predict

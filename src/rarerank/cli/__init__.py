@@ -33,8 +33,7 @@ USER_COMMANDS = ("predict", "baseline", "model-card")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="rarerank", usage="%(prog)s [-h] [--version] [-v] [-q] COMMAND ...",
-                    formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = Parser(prog="rarerank", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rarerank {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
@@ -43,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         for add in module.COMMANDS:
             add(sub)
     parser.description = _command_listing(sub)
+    parser.usage = "%(prog)s [-h] [--version] [-v] [-q] COMMAND ..."  # after add_subparsers: the subcommands' usage starts 'rarerank X'
     return parser
 
 

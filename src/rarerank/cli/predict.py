@@ -187,11 +187,19 @@ DISEASE_FILE = "phenotype.hpoa"
 
 
 def _add_model_card(sub):
-    p = sub.add_parser("model-card", help="(re)write a model folder's README.md model card, optionally with evaluation metrics")
+    p = sub.add_parser(
+        "model-card",
+        help="(re)write a model folder's README.md card: what it is, how to rank with it, its held-out accuracy",
+        epilog="example: rarerank model-card --model results/models/sft/gene --summary results/metrics/summary.tsv "
+        "--method sft --strategy gene",
+    )
     p.add_argument("--model", required=True, type=Path, help="saved model directory")
     p.add_argument("--summary", type=Path, help="evaluation summary.tsv (results/metrics/summary.tsv) to add as a metrics table")
     p.add_argument("--method", help="the model's method name in the summary (e.g. sft, rft)")
-    p.add_argument("--strategy", help="the split strategy of the model in the summary (e.g. random, publication, gene)")
+    p.add_argument("--strategy", nargs="+", help="the split strategies whose rows describe the model (e.g. gene; a release: all)")
+    p.add_argument("--sets", nargs="+", default=["test"], help="the case sets to quote (default: test)")
+    p.add_argument("--release", action="store_true", help="the card of a model trained on every case: the metrics are the held-out "
+                   "accuracy of the same recipe")  # fmt: skip
     p.set_defaults(func=_run_model_card)
 
 
@@ -200,8 +208,8 @@ def _run_model_card(args):
 
     if args.summary and not (args.method and args.strategy):
         raise ValueError("--summary needs --method and --strategy (which rows of the summary describe this model)")
-    metrics = read_summary_metrics(args.summary, args.method, args.strategy) if args.summary else ()
-    log.info("model card -> %s", refresh_model_card(args.model, metrics))
+    metrics = read_summary_metrics(args.summary, args.method, args.strategy, args.sets) if args.summary else ()
+    log.info("model card -> %s", refresh_model_card(args.model, metrics, args.release))
 
 
 # The subcommands of this module, in the order `rarerank --help` lists them.

@@ -59,7 +59,7 @@ def cached_model(path: str | os.PathLike, device: str = "cpu") -> Policy:
 
 def model_facts(model_dir: str | os.PathLike, policy: Policy) -> dict[str, str]:
     """What a report shows about the model: folder, stage, training HPO release, code version, settings."""
-    from rarerank import __version__
+    from rarerank.core.provenance import package_versions
 
     facts = {"model": str(model_dir)}
     record = Path(model_dir) / "provenance.json"
@@ -73,5 +73,5 @@ def model_facts(model_dir: str | os.PathLike, policy: Policy) -> dict[str, str]:
                 facts[name] = str(data[key])
     facts["genes in model"] = str(len(policy.genes))
     facts["decode_k"] = str(policy.config.decode_k)
-    facts["rarerank"] = __version__
+    facts["rarerank"] = package_versions(("rarerank",))["rarerank"]
     return facts
