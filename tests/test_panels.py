@@ -68,3 +68,30 @@ def test_the_pipeline_kinds_have_what_they_claim(models):
     assert (models["annotation_head"] / "gene_head.safetensors").exists()
     assert (models["lora_adapter"] / "adapter_config.json").exists()
     assert hasattr(load_policy(models["lora_adapter"]).model, "peft_config")
+
+
+def test_the_last_position_shortcut_gives_the_full_forwards_state(models):
+    """Ranking runs the last layer on the last position only (last_hidden_state); the state equals the full forward's,
+    for left-padded batches, LoRA adapters and the annotation head."""
+    from rarerank.model.policy import hidden_states, last_hidden_state
+
+    cases = [single_case("HP:0001250"), single_case("HP:0001250 HP:0001263 HP:0001166", "HP:0000365 HP:0004322")]
+    for kind in ("plain", "annotation_head", "lora_adapter", "lora_merged"):
+        policy = load_policy(models[kind])
+        prompts = encode_prompts(policy, cases)
+        assert prompts.attention_mask[0].sum() < prompts.attention_mask.shape[1]  # the first row is padded
+        with torch.no_grad():
+            full = hidden_states(policy.model, prompts.input_ids, prompts.attention_mask)[0][:, -1]
+            last = last_hidden_state(policy.model, prompts.input_ids, prompts.attention_mask)
+        assert torch.allclose(last, full, atol=1e-5), kind
+
+
+def test_ranking_with_several_workers_gives_the_same_bytes(models, tmp_path):
+    """Batches ranked on two threads at once (torch single-threaded in each): the same file as one worker."""
+    rows = ["case_id\tpresent\tabsent"] + [f"c{i}\tHP:0001250;HP:{1263 + i:07d}\tHP:0000365" for i in range(40)]
+    (tmp_path / "p.tsv").write_text("\n".join(rows) + "\n")
+    for kind in ("prior", "lora_adapter"):
+        for threads in ("1", "2"):
+            assert main(["predict", "--model", str(models[kind]), "--cases", str(tmp_path / "p.tsv"), "--batch-size", "4",
+                         "--threads", threads, "--no-progress", "-o", str(tmp_path / f"{threads}.tsv")]) == 0  # fmt: skip
+        assert (tmp_path / "1.tsv").read_bytes() == (tmp_path / "2.tsv").read_bytes(), kind

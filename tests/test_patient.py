@@ -387,3 +387,10 @@ def test_device_cpu_runs_end_to_end(model_dir, tmp_path):
     assert predict(model_dir, "--hpo", "HP:0001250", "--device", "tpu") == 1
     if not torch.cuda.is_available():
         assert predict(model_dir, "--hpo", "HP:0001250", "--device", "cuda") == 1
+
+
+def test_a_case_id_csv_quotes_is_written_as_csv_writes_it(model_dir, tmp_path):
+    (tmp_path / "p.tsv").write_text('case_id\tpresent\nplain\tHP:0001250\n"say ""hi"""\tHP:0001250\n')
+    assert predict(model_dir, "--cases", tmp_path / "p.tsv", "-o", tmp_path / "out.tsv") == 0
+    assert list(read_predictions(tmp_path / "out.tsv")) == ["plain", 'say "hi"']
+    assert '\n"say ""hi"""\t1\t' in (tmp_path / "out.tsv").read_text()

@@ -108,6 +108,8 @@ def _add_predict(sub):
 def _run_predict(args):
     import functools
 
+    import torch
+
     from rarerank.core.device import resolve_device
     from rarerank.data.reference import load_ontology
     from rarerank.model.policy import term_tokens
@@ -146,7 +148,7 @@ def _run_predict(args):
         counts = run_predict(
             policy, cases, screen, outputs, plan, top_k=args.top_k, decode_k=args.decode_k, batch_size=args.batch_size,
             present_only=args.present_only, genes=genes, explainer=explainer, facts=model_facts(args.model, policy),
-            progress=progress,
+            progress=progress, workers=args.threads or torch.get_num_threads(),
             provenance_fields=dict(stage="predict", model=str(args.model), input=str(args.cases or args.text or "--hpo"),
                                    present_only=args.present_only, top_k=args.top_k or policy.config.output_k,
                                    decode_k=args.decode_k or policy.config.decode_k, device=str(resolve_device(args.device))),

@@ -69,6 +69,7 @@ class GeneScorer:
     gene_weight: Callable[[], torch.Tensor]
     gene_ids: torch.LongTensor
     prior: Callable | None = None  # prior(input_ids, attention_mask) -> [B, G] added to every step's logits
+    last_hidden: Callable | None = None  # last_hidden(input_ids, attention_mask) -> [B, H]: the prompt's final state, no cache
 
     def bias(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor | float:
         """The prompt's gene logits that do not come from the hidden state (``0.0`` without a prior)."""
@@ -82,11 +83,16 @@ class GeneScorer:
         return (hidden @ self.gene_weight().T).float()
 
 
-def prompt_pass(scorer: GeneScorer, input_ids, attention_mask):
-    """Run the prompts once: the last position's hidden state ``[B, H]`` and the KV cache."""
+def prompt_pass(scorer: GeneScorer, input_ids, attention_mask, use_cache: bool = True):
+    """Run the prompts once: the last position's hidden state ``[B, H]`` and the KV cache.
+
+    ``use_cache=False`` (nothing is decoded after the prompt): the hidden state alone (cache None), from the
+    scorer's ``last_hidden`` when it has one (the same values for less compute)."""
+    if not use_cache and scorer.last_hidden is not None:
+        return scorer.last_hidden(input_ids, attention_mask), None
     from transformers import DynamicCache
 
-    hidden, cache = scorer.decoder(input_ids, attention_mask, position_ids(attention_mask), DynamicCache(), True)
+    hidden, cache = scorer.decoder(input_ids, attention_mask, position_ids(attention_mask), DynamicCache(), use_cache)
     return hidden[:, -1], cache
 
 
@@ -127,7 +133,7 @@ def sample_lists(
         raise ValueError(f"decode_k must be at least 1, not {decode_k}")
     if temperature <= 0:
         raise ValueError("temperature must be positive")
-    hidden, cache = prompt_pass(scorer, input_ids, attention_mask)
+    hidden, cache = prompt_pass(scorer, input_ids, attention_mask, use_cache=not greedy or min(length, decode_k) > 1)
     bias = scorer.bias(input_ids, attention_mask)
     first = scorer.logits(hidden) + bias
     rows = input_ids.shape[0] * group_size

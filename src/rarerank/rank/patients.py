@@ -282,20 +282,23 @@ class Screen:
             if isinstance(item, QCRow):
                 self.qc.append(item)
                 continue
-            problem = self.problem(item)
+            mapping = TermMapping()
+            resolved = resolve_case(item, self.ontology, mapping)
+            problem = self.problem(item, resolved)
             if problem:
                 self.qc.append(QCRow(item.source, item.case_id, *problem))
                 continue
             self.seen.add(item.case_id)
-            yield resolve_case(item, self.ontology, self.mapping)
+            self.mapping.mapped.update(mapping.mapped)
+            self.mapping.unknown.update(mapping.unknown)
+            yield resolved
 
-    def problem(self, case: Case) -> tuple[str, str] | None:
+    def problem(self, case: Case, resolved: Case) -> tuple[str, str] | None:
         if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in case.case_id):
             return INVALID_ID, f"case id {case.case_id!r} holds a tab, line break or other control character"
         if case.case_id in self.seen:
             return DUPLICATE_ID, f"{case.case_id}: the case id appears more than once (the first one is ranked)"
-        present = resolve_case(case, self.ontology).present
-        if not any(t in self.known_terms for t in present):
+        if not any(t in self.known_terms for t in resolved.present):
             given = ", ".join(case.present) or "none"
             return NO_USABLE_TERM, (f"{case.case_id}: no observed HPO term the ranker knows (given: {given}); "
                                     "phenotypic-abnormality terms only")  # fmt: skip

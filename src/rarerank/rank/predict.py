@@ -72,6 +72,7 @@ def run_predict(
     facts: dict[str, str] | None = None,
     progress: bool = False,
     provenance_fields: dict | None = None,
+    workers: int = 1,
 ) -> dict:
     """Rank the screened cases and stream every requested output through ``plan``; returns counts.
 
@@ -97,7 +98,8 @@ def run_predict(
         if outputs.evidence:
             evidence = EvidenceWriter(stack.enter_context(plan.open(outputs.evidence)), outputs.evidence.suffix.lower() == ".json")
         pages: set[str] = set()
-        for case, ranked in rank_stream(policy, screen(cases), top_k, decode_k, batch_size, present_only, genes, progress):
+        ranking = rank_stream(policy, screen(cases), top_k, decode_k, batch_size, present_only, genes, progress, workers=workers)
+        for case, ranked in ranking:
             if counts["cases"] < SHOW_TERMS:
                 log.info("terms read: %s", describe_terms(case, label, known))
             write.write(case, ranked)

@@ -64,12 +64,14 @@ def rank_stream(
     genes: Sequence[str] | None = None,
     progress: bool = False,
     chunk_size: int = CHUNK_CASES,
+    workers: int = 1,
 ) -> Iterator[tuple[Case, list[RankedGene]]]:
     """(case, ranked genes) per case in input order, ``top_k`` rows each (default: the model's output_k).
 
     ``genes`` restricts the ranking to a candidate list (symbols of the model), renormalised over it. A
     tie across the cut-off drops the tied genes whole (the contract's worse-rank rule); such rankings
-    are counted and warned about at the end.
+    are counted and warned about at the end. ``workers``: batches ranked at once on the CPU (the same
+    rankings for any number).
     """
     top_k = policy.config.output_k if top_k is None else top_k
     if top_k < 1:
@@ -86,7 +88,7 @@ def rank_stream(
         bar = tqdm(unit="case", desc="ranking", delay=1.0)  # silent on short runs
     for chunk in chunked(cases, chunk_size):
         ranked = constrained_rank(policy, chunk, k=decode_k, batch_size=batch_size, top_n=top_k + 1, present_only=present_only,
-                                  stats=stats, genes=subset)  # fmt: skip
+                                  stats=stats, genes=subset, workers=workers)  # fmt: skip
         for case, scored in zip(chunk, ranked):
             yield case, list(watch.check(case.case_id, rank_with_ties(dict(scored), policy.identifiers, top_k=top_k)))
         if bar is not None:
