@@ -116,7 +116,7 @@ def _run_predict(args):
     from rarerank.rank.loading import load_model, model_facts
     from rarerank.rank.outputs import Outputs
     from rarerank.rank.panels import match_genes, read_gene_list
-    from rarerank.rank.patients import Screen, is_cases_table, read_patients, single_case
+    from rarerank.rank.patients import Screen, is_cases_table, read_ahead, single_case
     from rarerank.rank.predict import run_predict
 
     set_threads(args)
@@ -127,6 +127,7 @@ def _run_predict(args):
         plan.add(args.evidence, "--evidence")
         ontology_loader = functools.lru_cache(maxsize=1)(lambda: load_ontology(args.ontology or "bundled"))
         single = args.hpo is not None or args.text
+        reader = read_ahead(args.cases, args.ontology or "bundled") if args.cases else None  # reads while the model loads
         if args.hpo is not None:  # the ids are checked before the model loads: a typo fails at once
             case = single_case(args.hpo, args.absent, args.case_id, ontology_loader())
         policy = load_model(args.model, resolve_device(args.device))
@@ -140,7 +141,7 @@ def _run_predict(args):
             evidence = plan.stage(args.evidence) if args.evidence else None
             cases = [screen.one(_case_from_text(args, ontology_loader(), evidence), str(args.text))]
         else:
-            cases = read_patients(args.cases, ontology_loader)
+            cases = reader(ontology_loader)
         if single:
             screen = Screen(screen.known_terms, screen.ontology, mapping=screen.mapping)  # already screened and resolved
         explainer = _explainer(args, ontology_loader(), policy, genes) if explain else None

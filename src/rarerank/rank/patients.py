@@ -179,19 +179,61 @@ def read_patients(source: str | os.PathLike, ontology_loader: Callable[[], Ontol
     """Cases (no gene needed) and QC rows from a patients TSV, or a phenopacket file, folder or zip.
 
     A file that is neither (e.g. a CSV) is an error that says which formats are read."""
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
+    path = _checked_source(source)
     if is_cases_table(path):
         yield from read_patient_table(path)
         return
-    if path.is_file() and path.suffix.lower() not in (".json", ".zip") and not zipfile.is_zipfile(path):
-        raise ValueError(f"{path}: not a patients TSV (tab-separated, columns case_id, present[, absent]) nor phenopacket "
-                         "JSON (a .json file, a folder or a .zip); a CSV must be saved with tabs")  # fmt: skip
     result = read_phenopackets(path, ontology_loader(), require_gene=False)
     _warn_term_qc(path, result.term_qc)
     yield from result.qc
     yield from result.cases
+
+
+def _checked_source(source: str | os.PathLike) -> Path:
+    """The input path, or an error saying which formats are read (e.g. for a CSV)."""
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if path.is_file() and not is_cases_table(path) and path.suffix.lower() not in (".json", ".zip") and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a patients TSV (tab-separated, columns case_id, present[, absent]) nor phenopacket "
+                         "JSON (a .json file, a folder or a .zip); a CSV must be saved with tabs")  # fmt: skip
+    return path
+
+
+def read_ahead(source: str | os.PathLike, ontology_source: str) -> Callable[[Callable[[], Ontology]], Iterator[Case | QCRow]]:
+    """Start reading a phenopacket source in another process (the model loads meanwhile: both take seconds and
+    each keeps one core busy); returns ``reader(ontology_loader)`` that yields what :func:`read_patients` yields.
+
+    A patients TSV is streamed as usual (no process); so is any source when another process cannot be started."""
+    path = _checked_source(source)
+    if is_cases_table(path):
+        return lambda ontology_loader: read_patients(source, ontology_loader)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        future = pool.submit(_read_phenopackets, str(path), ontology_source)
+    except (OSError, RuntimeError):
+        return lambda ontology_loader: read_patients(source, ontology_loader)
+
+    def reader(ontology_loader: Callable[[], Ontology]) -> Iterator[Case | QCRow]:
+        try:
+            qc, cases, term_qc = future.result()
+        finally:
+            pool.shutdown()
+        _warn_term_qc(path, term_qc)
+        yield from qc
+        yield from cases
+
+    return reader
+
+
+def _read_phenopackets(path: str, ontology_source: str) -> tuple[list[QCRow], list[Case], list[dict]]:
+    from rarerank.data.reference import load_ontology
+
+    result = read_phenopackets(path, load_ontology(ontology_source), require_gene=False)
+    return result.qc, result.cases, result.term_qc
 
 
 def _warn_term_qc(path: Path, term_qc: Sequence[dict]) -> None:

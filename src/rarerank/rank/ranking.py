@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -34,7 +35,7 @@ from rarerank.rank.patients import Screen, single_case
 log = logging.getLogger(__name__)
 
 PROGRESS_MIN_CASES = 500  # show a progress bar from this many cases on
-CHUNK_CASES = 2048  # cases read, ranked and written at a time (memory is flat in the number of cases)
+CHUNK_CASES = 1024  # cases read, ranked and written at a time (memory is flat in the number of cases)
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:
@@ -86,13 +87,25 @@ def rank_stream(
         from tqdm import tqdm
 
         bar = tqdm(unit="case", desc="ranking", delay=1.0)  # silent on short runs
-    for chunk in chunked(cases, chunk_size):
-        ranked = constrained_rank(policy, chunk, k=decode_k, batch_size=batch_size, top_n=top_k + 1, present_only=present_only,
-                                  stats=stats, genes=subset, workers=workers)  # fmt: skip
-        for case, scored in zip(chunk, ranked):
-            yield case, list(watch.check(case.case_id, rank_with_ties(dict(scored), policy.identifiers, top_k=top_k)))
-        if bar is not None:
-            bar.update(len(chunk))
+    chunks = chunked(cases, chunk_size)
+
+    def rank_next() -> tuple[list[Case], list]:
+        chunk = next(chunks, [])
+        return chunk, constrained_rank(policy, chunk, k=decode_k, batch_size=batch_size, top_n=top_k + 1,
+                                       present_only=present_only, stats=stats, genes=subset, workers=workers) if chunk else []  # fmt: skip
+
+    # One thread reads and ranks the next chunk while this one's rows are built and handed on (written).
+    with ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(rank_next)
+        while True:
+            chunk, ranked = pending.result()
+            if not chunk:
+                break
+            pending = ahead.submit(rank_next)
+            for case, scored in zip(chunk, ranked):
+                yield case, list(watch.check(case.case_id, rank_with_ties(dict(scored), policy.identifiers, top_k=top_k)))
+            if bar is not None:
+                bar.update(len(chunk))
     if bar is not None:
         bar.close()
     if stats.unknown_terms:
