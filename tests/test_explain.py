@@ -14,30 +14,14 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from tiny_models import GENES, save_all
+from tiny_models import GENES, predict
 
-from rarerank.cli import main
 from rarerank.core.rankings import read_predictions
 from rarerank.data.cases import Case
 from rarerank.model.policy import encode_prompts, load_policy, prefill
 from rarerank.rank.evidence import GENE_TO_PATIENT, MATCHES_ABSENT, SPECIFICITY, TRANSFORMER, Diseases, model_parts
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def models(ontology, annotations, tmp_path_factory):
-    return save_all(tmp_path_factory.mktemp("explain"), ontology, annotations)
-
-
-@pytest.fixture(autouse=True)
-def bundled_reference(ontology, annotations, monkeypatch):
-    monkeypatch.setattr("rarerank.data.reference.load_ontology", lambda source="bundled": ontology)
-    monkeypatch.setattr("rarerank.data.annotations.GeneAnnotations.load", classmethod(lambda cls, path, onto: annotations))
-
-
-def predict(model_dir, *args):
-    return main(["predict", "--model", str(model_dir), "--no-progress", *map(str, args)])
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "bundled_reference")
 
 
 def first_step_log_probs(model_dir, present, absent=()) -> dict[str, float]:
@@ -48,13 +32,13 @@ def first_step_log_probs(model_dir, present, absent=()) -> dict[str, float]:
     return dict(zip(policy.genes, torch.log_softmax(logits[0].double(), -1).tolist()))
 
 
-def test_scores_are_probabilities_at_every_rank(models, tmp_path):
+def test_scores_are_probabilities_at_every_rank(model_kinds, tmp_path):
     """A score was the log-probability of gene 1 plus that of the gene (rank 2 at 0.3% 'relative to rank 1'
     where the probabilities were 0.35% and 0.27%)."""
-    assert predict(models["prior"], "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "--top-k", len(GENES), "-o",
+    assert predict(model_kinds["prior"], "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "--top-k", len(GENES), "-o",
                    tmp_path / "p.tsv") == 0  # fmt: skip
     ranked = read_predictions(tmp_path / "p.tsv")["patient"]
-    expected = first_step_log_probs(models["prior"], ["HP:0001250", "HP:0001263"], ["HP:0000365"])
+    expected = first_step_log_probs(model_kinds["prior"], ["HP:0001250", "HP:0001263"], ["HP:0000365"])
     assert {g.gene_symbol: g.score for g in ranked} == pytest.approx(expected, abs=1e-5)
     assert sum(math.exp(g.score) for g in ranked) == pytest.approx(1.0, abs=1e-4)
 
@@ -67,8 +51,8 @@ def report_rows(page: str) -> list[tuple[str, float, float]]:
     return [(g, float(p), float(w)) for g, (p, w) in zip(genes, values)]
 
 
-def test_the_report_bars_show_the_probabilities(models, tmp_path):
-    assert predict(models["prior"], "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "-o", tmp_path / "p.tsv",
+def test_the_report_bars_show_the_probabilities(model_kinds, tmp_path):
+    assert predict(model_kinds["prior"], "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "-o", tmp_path / "p.tsv",
                    "--html", tmp_path / "html") == 0  # fmt: skip
     ranked = read_predictions(tmp_path / "p.tsv")["patient"]
     rows = report_rows((tmp_path / "html" / "patient.html").read_text(encoding="utf-8"))
@@ -79,10 +63,10 @@ def test_the_report_bars_show_the_probabilities(models, tmp_path):
         assert width == pytest.approx(100 * p / top, abs=1e-2)  # the bar is the probability (the top gene's bar full)
 
 
-def test_contributions_add_up_to_the_log_odds(models):
+def test_contributions_add_up_to_the_log_odds(model_kinds):
     case = Case("p", "", "", "", "", "", ("HP:0001250", "HP:0001263", "HP:0001166"), ("HP:0000365",))
     for kind in ("prior", "annotation_head", "lora_adapter"):
-        policy = load_policy(models[kind])
+        policy = load_policy(model_kinds[kind])
         parts = model_parts(policy, case)
         prompts = encode_prompts(policy, [case])
         with torch.no_grad():
@@ -92,9 +76,9 @@ def test_contributions_add_up_to_the_log_odds(models):
         total = sum(parts.terms.values()) + parts.genes[GENE_TO_PATIENT] + parts.genes[SPECIFICITY] + parts.genes[TRANSFORMER]
         assert torch.allclose(total, logits - logits.mean(), atol=1e-4), kind
         assert set(parts.terms) == {"HP:0001250", "HP:0001263", "HP:0001166", "HP:0000365"}
-    plain = model_parts(load_policy(models["plain"]), case)  # no prior: the transformer line is the whole score
+    plain = model_parts(load_policy(model_kinds["plain"]), case)  # no prior: the transformer line is the whole score
     assert plain.terms == {} and plain.absent_weight is None and set(plain.genes) == {TRANSFORMER}
-    panel = model_parts(load_policy(models["prior"]), case, ["FBN1", "SCN1A", "GJB2"])
+    panel = model_parts(load_policy(model_kinds["prior"]), case, ["FBN1", "SCN1A", "GJB2"])
     assert list(panel.columns) == ["FBN1", "GJB2", "SCN1A"] and abs(float(panel.genes[TRANSFORMER].sum())) < 1e-9  # centred on the panel
 
 
@@ -106,29 +90,29 @@ def evidence_of(model_dir, tmp_path, present, absent=None, genes=None) -> tuple[
     return read_predictions(tmp_path / "p.tsv")["patient"], json.loads((tmp_path / "e.json").read_text())[0]["genes"]
 
 
-def test_the_top_contributing_term_of_a_toy_case_is_the_one_that_decides_it(models, tmp_path):
+def test_the_top_contributing_term_of_a_toy_case_is_the_one_that_decides_it(model_kinds, tmp_path):
     """Seizure + Hyperphenylalaninemia: Hyperphenylalaninemia is PAH's top term and removing it, not Seizure,
     takes PAH off the top."""
     terms = ["HP:0001250", "HP:0004923"]
-    ranked, genes = evidence_of(models["prior"], tmp_path, " ".join(terms))
+    ranked, genes = evidence_of(model_kinds["prior"], tmp_path, " ".join(terms))
     first = genes[0]
     assert first["gene_symbol"] == ranked[0].gene_symbol == "PAH"
     contributions = {p["term_id"]: p["contribution"] for p in first["parts"] if p["part"] == "term"}
     top = max(contributions, key=contributions.get)
     assert top == "HP:0004923" and contributions[top] > 0
     for removed in terms:
-        without, _ = evidence_of(models["prior"], tmp_path, " ".join(t for t in terms if t != removed))
+        without, _ = evidence_of(model_kinds["prior"], tmp_path, " ".join(t for t in terms if t != removed))
         assert (without[0].gene_symbol == "PAH") == (removed != top), removed
 
 
-def test_excluded_terms_are_read_as_the_model_reads_them(models, tmp_path):
+def test_excluded_terms_are_read_as_the_model_reads_them(model_kinds, tmp_path):
     """The union prior counts an excluded term as evidence for a gene that has it (it was listed as *against*)."""
     (tmp_path / "g.txt").write_text("GJB2\nPAH\n")
-    _, genes = evidence_of(models["prior"], tmp_path, "HP:0001250 HP:0001263", "HP:0000365", genes=tmp_path / "g.txt")
+    _, genes = evidence_of(model_kinds["prior"], tmp_path, "HP:0001250 HP:0001263", "HP:0000365", genes=tmp_path / "g.txt")
     gjb2 = next(g for g in genes if g["gene_symbol"] == "GJB2")  # connexin 26 deafness: hearing impairment annotated
     hearing = next(p for p in gjb2["parts"] if p["term_id"] == "HP:0000365")
     assert hearing["excluded"] and hearing["annotation"] == "matches" and hearing["contribution"] > 0 and hearing["effect"] == "for"
-    assert predict(models["prior"], "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "--genes", tmp_path / "g.txt",
+    assert predict(model_kinds["prior"], "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "--genes", tmp_path / "g.txt",
                    "--html", tmp_path / "html", "-o", tmp_path / "q.tsv") == 0  # fmt: skip
     page = (tmp_path / "html" / "patient.html").read_text(encoding="utf-8")
     block = page[page.index("GJB2 —") :]
@@ -137,16 +121,16 @@ def test_excluded_terms_are_read_as_the_model_reads_them(models, tmp_path):
     assert "<span class='against'>annotation" in row  # clinically: the gene's diseases show it and the patient has not
 
 
-def test_annotations_recorded_as_absent_are_shown_against(models, tmp_path, annotations):
+def test_annotations_recorded_as_absent_are_shown_against(model_kinds, tmp_path, annotations):
     """TGFBR2 (Loeys-Dietz) is annotated with Ectopia lentis at frequency 0: a match the similarity counts,
     but an annotation that speaks against the gene (it was coloured as support)."""
     assert annotations.terms["TGFBR2"]["HP:0001083"] == 0
     (tmp_path / "g.txt").write_text("TGFBR2\nFBN1\n")
-    _, genes = evidence_of(models["prior"], tmp_path, "HP:0001083 HP:0001166", genes=tmp_path / "g.txt")
+    _, genes = evidence_of(model_kinds["prior"], tmp_path, "HP:0001083 HP:0001166", genes=tmp_path / "g.txt")
     tgfbr2 = next(g for g in genes if g["gene_symbol"] == "TGFBR2")
     lens = next(p for p in tgfbr2["parts"] if p["term_id"] == "HP:0001083")
     assert lens["annotation"] == MATCHES_ABSENT and lens["frequency"] == 0
-    assert predict(models["prior"], "--hpo", "HP:0001083 HP:0001166", "--genes", tmp_path / "g.txt", "--html", tmp_path / "html",
+    assert predict(model_kinds["prior"], "--hpo", "HP:0001083 HP:0001166", "--genes", tmp_path / "g.txt", "--html", tmp_path / "html",
                    "-o", tmp_path / "q.tsv") == 0  # fmt: skip
     page = (tmp_path / "html" / "patient.html").read_text(encoding="utf-8")
     block = page[page.index("TGFBR2 —") :]
@@ -168,11 +152,11 @@ def test_the_genes_diseases_are_named(ontology, tmp_path):
         Diseases.load(tmp_path / "bad.hpoa", ontology)
 
 
-def test_the_evidence_page_renders_in_a_real_browser(models, tmp_path):
+def test_the_evidence_page_renders_in_a_real_browser(model_kinds, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         pytest.skip("chromium is not on PATH (apt-get install -y chromium)")
-    assert predict(models["prior"], "--hpo", "HP:0001250 HP:0001166", "--absent", "HP:0000365", "--html", tmp_path / "html",
+    assert predict(model_kinds["prior"], "--hpo", "HP:0001250 HP:0001166", "--absent", "HP:0000365", "--html", tmp_path / "html",
                    "-o", tmp_path / "p.tsv") == 0  # fmt: skip
     page = tmp_path / "html" / "patient.html"
     shot = tmp_path / "shot.png"

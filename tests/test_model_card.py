@@ -18,27 +18,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_models import save_all
 
 import rarerank
 from rarerank.cli import main
 from rarerank.core.rankings import read_predictions
 from rarerank.model.model_card import PLAIN_SNIPPET, SNIPPET, model_card
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "bundled_reference")
 
 PIPELINE_MODELS = os.environ.get("RARERANK_PIPELINE_MODELS")
 DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "using" / "rank-a-patient.md"
-
-
-@pytest.fixture(scope="module")
-def models(ontology, annotations, tmp_path_factory):
-    return save_all(tmp_path_factory.mktemp("cards"), ontology, annotations)
-
-
-@pytest.fixture(autouse=True)
-def bundled_reference(ontology, monkeypatch):
-    monkeypatch.setattr("rarerank.data.reference.load_ontology", lambda source="bundled": ontology)
 
 
 def predicted_lines(model_dir, tmp_path, *extra) -> list[str]:
@@ -72,35 +61,35 @@ def test_import_rarerank_is_light_and_exports_rank_genes():
     assert done.stdout.strip() == "rarerank.rank.ranking"
 
 
-def test_rank_genes_returns_the_rows_predict_writes(models, tmp_path):
+def test_rank_genes_returns_the_rows_predict_writes(model_kinds, tmp_path):
     (tmp_path / "panel.txt").write_text("SCN1A\nKCNQ2\nGJB2\nFBN1\n")
     for kind in ("prior", "lora_adapter"):
         out = tmp_path / f"{kind}.tsv"
-        assert main(["predict", "--model", str(models[kind]), "--hpo", "hp:0001250 HP:0001263", "--absent", "HP:0000365",
+        assert main(["predict", "--model", str(model_kinds[kind]), "--hpo", "hp:0001250 HP:0001263", "--absent", "HP:0000365",
                      "--genes", str(tmp_path / "panel.txt"), "-o", str(out)]) == 0  # fmt: skip
-        ranked = rarerank.rank_genes(models[kind], ["HP:0001250", "HP:0001263"], "HP:0000365", ["scn1a", "KCNQ2", "GJB2", "FBN1"])
+        ranked = rarerank.rank_genes(model_kinds[kind], ["HP:0001250", "HP:0001263"], "HP:0000365", ["scn1a", "KCNQ2", "GJB2", "FBN1"])
         written = read_predictions(out)["patient"]
         assert [(g.rank, g.gene_symbol, g.gene_identifier) for g in ranked] == [(g.rank, g.gene_symbol, g.gene_identifier) for g in written]
         assert [f"{g.score:.6g}" for g in ranked] == [f"{g.score:.6g}" for g in written]
     with pytest.raises(ValueError, match="'HP:000125' is not an HPO id"):
-        rarerank.rank_genes(models["prior"], ["HP:000125"])
+        rarerank.rank_genes(model_kinds["prior"], ["HP:000125"])
 
 
-def test_the_card_snippet_of_a_prior_model_ranks_like_predict(models, tmp_path, capsys):
-    card = (models["prior"] / "README.md").read_text(encoding="utf-8")
+def test_the_card_snippet_of_a_prior_model_ranks_like_predict(model_kinds, tmp_path, capsys):
+    card = (model_kinds["prior"] / "README.md").read_text(encoding="utf-8")
     assert SNIPPET.format(path="path/to/this/folder") in card
     assert "AutoModelForCausalLM.from_pretrained` loads the\ntransformer alone" in card and PLAIN_SNIPPET.split("\n")[0] not in card
-    assert same_ranking(run_snippet(card, "python", models["prior"], capsys), predicted_lines(models["prior"], tmp_path))
+    assert same_ranking(run_snippet(card, "python", model_kinds["prior"], capsys), predicted_lines(model_kinds["prior"], tmp_path))
 
 
-def test_a_model_without_the_prior_also_shows_a_plain_transformers_snippet(models, tmp_path, capsys):
-    card = (models["plain"] / "README.md").read_text(encoding="utf-8")
-    assert same_ranking(run_snippet(card, "python", models["plain"], capsys), predicted_lines(models["plain"], tmp_path))
+def test_a_model_without_the_prior_also_shows_a_plain_transformers_snippet(model_kinds, tmp_path, capsys):
+    card = (model_kinds["plain"] / "README.md").read_text(encoding="utf-8")
+    assert same_ranking(run_snippet(card, "python", model_kinds["plain"], capsys), predicted_lines(model_kinds["plain"], tmp_path))
     plain = next(s for s in re.findall(r"```python\n(.*?)```", card, re.S) if "AutoModelForCausalLM" in s)
-    code = plain.replace('"path/to/this/folder"', repr(str(models["plain"])))
+    code = plain.replace('"path/to/this/folder"', repr(str(model_kinds["plain"])))
     exec(compile(code, "plain-snippet", "exec"), {})
     printed = eval(capsys.readouterr().out.strip().splitlines()[-1])
-    expected = [line.split()[1] for line in predicted_lines(models["plain"], tmp_path)]
+    expected = [line.split()[1] for line in predicted_lines(model_kinds["plain"], tmp_path)]
     assert [g for g, _ in printed[: len(expected)]] == expected
 
 
@@ -132,9 +121,9 @@ def summary_file(tmp_path) -> Path:
     return path
 
 
-def test_model_card_command_adds_the_evaluation_and_a_model_index(models, tmp_path):
+def test_model_card_command_adds_the_evaluation_and_a_model_index(model_kinds, tmp_path):
     folder = tmp_path / "m"
-    shutil.copytree(models["lora_merged"], folder)
+    shutil.copytree(model_kinds["lora_merged"], folder)
     summary = summary_file(tmp_path)
     assert main(["model-card", "--model", str(folder), "--summary", str(summary), "--method", "rft", "--strategy", "gene"]) == 0
     card = (folder / "README.md").read_text()

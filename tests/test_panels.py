@@ -8,27 +8,17 @@ import math
 
 import pytest
 import torch
-from tiny_models import KINDS, save_all
+from tiny_models import KINDS
 
 from rarerank.cli import main
 from rarerank.core.rankings import read_predictions
 from rarerank.model.policy import encode_prompts, load_policy, prefill
 from rarerank.rank.patients import single_case
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "bundled_reference")
 
 PANEL = ["scn1a", "KCNQ2", "CDKL5", "FBN1", "MECP2", "NOTAGENE"]
 IN_MODEL = ["SCN1A", "KCNQ2", "CDKL5", "FBN1", "MECP2"]
-
-
-@pytest.fixture(scope="module")
-def models(ontology, annotations, tmp_path_factory):
-    return save_all(tmp_path_factory.mktemp("kinds"), ontology, annotations)
-
-
-@pytest.fixture(autouse=True)
-def bundled_reference(ontology, monkeypatch):
-    monkeypatch.setattr("rarerank.data.reference.load_ontology", lambda source="bundled": ontology)
 
 
 def expected_panel_log_probs(model_dir, present, absent) -> dict[str, float]:
@@ -43,15 +33,15 @@ def expected_panel_log_probs(model_dir, present, absent) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_gene_list_ranks_with_every_model_kind(models, kind, tmp_path):
+def test_a_gene_list_ranks_with_every_model_kind(model_kinds, kind, tmp_path):
     (tmp_path / "panel.txt").write_text("\n".join(PANEL) + "\n")
     out = tmp_path / "ranked.tsv"
-    args = ["predict", "--model", str(models[kind]), "--genes", str(tmp_path / "panel.txt"), "--no-progress", "--top-k", "10"]
+    args = ["predict", "--model", str(model_kinds[kind]), "--genes", str(tmp_path / "panel.txt"), "--no-progress", "--top-k", "10"]
     assert main([*args, "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "-o", str(out)]) == 0
     ranked = read_predictions(out)["patient"]
     assert sorted(g.gene_symbol for g in ranked) == sorted(IN_MODEL) and [g.rank for g in ranked] == [1, 2, 3, 4, 5]
     assert sum(math.exp(g.score) for g in ranked) == pytest.approx(1.0, abs=1e-4)  # a distribution over the panel
-    expected = expected_panel_log_probs(models[kind], "HP:0001250 HP:0001263", "HP:0000365")
+    expected = expected_panel_log_probs(model_kinds[kind], "HP:0001250 HP:0001263", "HP:0000365")
     assert {g.gene_symbol: g.score for g in ranked} == pytest.approx(expected, abs=1e-4)
     assert [g.gene_symbol for g in ranked] == sorted(expected, key=expected.get, reverse=True)
     # a batch through --cases: the same rows
@@ -60,24 +50,24 @@ def test_a_gene_list_ranks_with_every_model_kind(models, kind, tmp_path):
     assert (tmp_path / "batch.tsv").read_bytes() == out.read_bytes()
 
 
-def test_the_pipeline_kinds_have_what_they_claim(models):
+def test_the_pipeline_kinds_have_what_they_claim(model_kinds):
     """The fixture folders are what the pipeline writes: the prior saved beside the weights, an adapter folder."""
-    assert not (models["plain"] / "phenotype_prior.safetensors").exists()
+    assert not (model_kinds["plain"] / "phenotype_prior.safetensors").exists()
     for kind in ("prior", "annotation_head", "lora_merged"):
-        assert (models[kind] / "phenotype_prior.safetensors").exists(), kind
-    assert (models["annotation_head"] / "gene_head.safetensors").exists()
-    assert (models["lora_adapter"] / "adapter_config.json").exists()
-    assert hasattr(load_policy(models["lora_adapter"]).model, "peft_config")
+        assert (model_kinds[kind] / "phenotype_prior.safetensors").exists(), kind
+    assert (model_kinds["annotation_head"] / "gene_head.safetensors").exists()
+    assert (model_kinds["lora_adapter"] / "adapter_config.json").exists()
+    assert hasattr(load_policy(model_kinds["lora_adapter"]).model, "peft_config")
 
 
-def test_the_last_position_shortcut_gives_the_full_forwards_state(models):
+def test_the_last_position_shortcut_gives_the_full_forwards_state(model_kinds):
     """Ranking runs the last layer on the last position only (last_hidden_state); the state equals the full forward's,
     for left-padded batches, LoRA adapters and the annotation head."""
     from rarerank.model.policy import hidden_states, last_hidden_state
 
     cases = [single_case("HP:0001250"), single_case("HP:0001250 HP:0001263 HP:0001166", "HP:0000365 HP:0004322")]
     for kind in ("plain", "annotation_head", "lora_adapter", "lora_merged"):
-        policy = load_policy(models[kind])
+        policy = load_policy(model_kinds[kind])
         prompts = encode_prompts(policy, cases)
         assert prompts.attention_mask[0].sum() < prompts.attention_mask.shape[1]  # the first row is padded
         with torch.no_grad():
@@ -86,12 +76,12 @@ def test_the_last_position_shortcut_gives_the_full_forwards_state(models):
         assert torch.allclose(last, full, atol=1e-5), kind
 
 
-def test_ranking_with_several_workers_gives_the_same_bytes(models, tmp_path):
+def test_ranking_with_several_workers_gives_the_same_bytes(model_kinds, tmp_path):
     """Batches ranked on two threads at once (torch single-threaded in each): the same file as one worker."""
     rows = ["case_id\tpresent\tabsent"] + [f"c{i}\tHP:0001250;HP:{1263 + i:07d}\tHP:0000365" for i in range(40)]
     (tmp_path / "p.tsv").write_text("\n".join(rows) + "\n")
     for kind in ("prior", "lora_adapter"):
         for threads in ("1", "2"):
-            assert main(["predict", "--model", str(models[kind]), "--cases", str(tmp_path / "p.tsv"), "--batch-size", "4",
+            assert main(["predict", "--model", str(model_kinds[kind]), "--cases", str(tmp_path / "p.tsv"), "--batch-size", "4",
                          "--threads", threads, "--no-progress", "-o", str(tmp_path / f"{threads}.tsv")]) == 0  # fmt: skip
         assert (tmp_path / "1.tsv").read_bytes() == (tmp_path / "2.tsv").read_bytes(), kind

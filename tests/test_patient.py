@@ -18,6 +18,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from tiny_models import predict
 
 from rarerank.cli import main
 from rarerank.core.rankings import read_predictions
@@ -28,7 +29,7 @@ from rarerank.rank.patients import Screen, single_case
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=1, output_k=6)
 GENES = ["ABCA4", "CDKL5", "COL1A1", "FBN1", "KCNQ2", "NF1", "PAH", "SCN1A", "STXBP1", "OTHER1"]
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "bundled_reference")
 
 
 @pytest.fixture(scope="module")
@@ -38,26 +39,6 @@ def model_dir(ontology, annotations, tmp_path_factory):
     path = tmp_path_factory.mktemp("patient") / "model"
     policy.save(path, stage="sft", hpo_version=ontology.version, seed=3)
     return path
-
-
-@pytest.fixture(scope="module")
-def index_file(ontology, annotations, tmp_path_factory):
-    from rarerank.rank.baselines import HpoIndex
-
-    path = tmp_path_factory.mktemp("index") / "hpo_index.npz"
-    HpoIndex.build(ontology, annotations).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def bundled_reference(ontology, annotations, monkeypatch):
-    """The CLI's bundled HPO files are the session's already-loaded copies (loading takes ~10 s each)."""
-    monkeypatch.setattr("rarerank.data.reference.load_ontology", lambda source="bundled": ontology)
-    monkeypatch.setattr("rarerank.data.annotations.GeneAnnotations.load", classmethod(lambda cls, path, onto: annotations))
-
-
-def predict(model_dir, *args):
-    return main(["predict", "--model", str(model_dir), "--no-progress", *map(str, args)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,36 +9,18 @@ import subprocess
 import sys
 
 import pytest
-from tiny_models import save_all
+from tiny_models import predict
 
 from rarerank.cli import main
 from rarerank.core.rankings import read_predictions
 from rarerank.rank.patients import TermError, split_terms
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "bundled_reference")
 
 
-@pytest.fixture(scope="module")
-def model_dir(ontology, annotations, tmp_path_factory):
-    return save_all(tmp_path_factory.mktemp("terms"), ontology, annotations)["prior"]
-
-
-@pytest.fixture(scope="module")
-def index_file(ontology, annotations, tmp_path_factory):
-    from rarerank.rank.baselines import HpoIndex
-
-    path = tmp_path_factory.mktemp("index") / "hpo_index.npz"
-    HpoIndex.build(ontology, annotations).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def bundled_reference(ontology, monkeypatch):
-    monkeypatch.setattr("rarerank.data.reference.load_ontology", lambda source="bundled": ontology)
-
-
-def predict(model_dir, *args):
-    return main(["predict", "--model", str(model_dir), "--no-progress", *map(str, args)])
+@pytest.fixture
+def model_dir(model_kinds):
+    return model_kinds["prior"]
 
 
 def test_ids_are_read_strictly():

@@ -60,3 +60,10 @@ def save_all(folder: Path, ontology, annotations) -> dict[str, Path]:
     paths["lora_merged"] = folder / "lora_merged"
     merged.save(paths["lora_merged"], stage="rft", hpo_version=ontology.version)
     return paths
+
+
+def predict(model_dir, *args) -> int:
+    """``rarerank predict --model MODEL_DIR --no-progress ARGS`` in this process; the exit code."""
+    from rarerank.cli import main
+
+    return main(["predict", "--model", str(model_dir), "--no-progress", *map(str, args)])
