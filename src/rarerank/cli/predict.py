@@ -203,6 +203,7 @@ def _add_model_card(sub):
     p.add_argument("--sets", nargs="+", default=["test"], help="the case sets to quote (default: test)")
     p.add_argument("--release", action="store_true", help="the card of a model trained on every case: the metrics are the held-out "
                    "accuracy of the same recipe")  # fmt: skip
+    p.add_argument("-o", "--output", type=Path, help="write a copy of the model folder with the new card here (a new folder)")
     p.set_defaults(func=_run_model_card)
 
 
@@ -212,7 +213,7 @@ def _run_model_card(args):
     if args.summary and not (args.method and args.strategy):
         raise ValueError("--summary needs --method and --strategy (which rows of the summary describe this model)")
     metrics = read_summary_metrics(args.summary, args.method, args.strategy, args.sets) if args.summary else ()
-    log.info("model card -> %s", refresh_model_card(args.model, metrics, args.release))
+    log.info("model card -> %s", refresh_model_card(args.model, metrics, args.release, args.output))
 
 
 # The subcommands of this module, in the order `rarerank --help` lists them.

@@ -106,9 +106,9 @@ def _metrics_table(metrics: Sequence[Mapping[str, str]], release: bool = False) 
              "first, so genes with many case reports do not dominate.")  # fmt: skip
     if release:
         about = ("**Accuracy to expect for a new patient.** This folder was trained on every case, so no case is held out "
-                 "from it; these are the held-out numbers of the same recipe trained without the test cases, one model "
-                 "per split. A patient whose gene has published cases is closest to the random split; a gene with no "
-                 "published case, to the gene-disjoint split. " + about)  # fmt: skip
+                 "from it (its model selection read those same cases); these are the held-out numbers of the same recipe "
+                 "trained without the test cases, one model per split. A patient whose gene has published cases is "
+                 "closest to the random split; a gene with no published case, to the gene-disjoint split. " + about)  # fmt: skip
     return "\n".join(lines) + "\n\n" + about + "\n"
 
 
@@ -324,8 +324,13 @@ def read_summary_metrics(path: str | os.PathLike, method: str, strategies: Seque
     return sorted(rows, key=lambda r: (r["strategy"], r["set"], order.get(r["metric"], len(order)), r["metric"]))
 
 
-def refresh_model_card(folder: str | os.PathLike, metrics: Sequence[Mapping[str, str]] = (), release: bool = False) -> Path:
-    """Rewrite a saved folder's card from its own files (settings, genes, provenance), adding ``metrics``."""
+def refresh_model_card(
+    folder: str | os.PathLike, metrics: Sequence[Mapping[str, str]] = (), release: bool = False, output: str | os.PathLike | None = None
+) -> Path:
+    """Rewrite a saved folder's card from its own files (settings, genes, provenance), adding ``metrics``;
+    with ``output``, write a copy of the folder there with the new card instead (a new folder, all or nothing)."""
+    import shutil
+
     folder = Path(folder)
     settings = json.loads((folder / "rarerank_policy.json").read_text(encoding="utf-8")).get("policy", {})
     vocab = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
@@ -334,4 +339,18 @@ def refresh_model_card(folder: str | os.PathLike, metrics: Sequence[Mapping[str,
         n_genes = sum(1 for _ in csv.DictReader(handle, delimiter="\t"))
     record = folder / "provenance.json"
     fields = json.loads(record.read_text(encoding="utf-8")) if record.exists() else {}
-    return write_model_card(folder, settings, n_genes, n_terms, fields, metrics, release)
+    if output is None:
+        return write_model_card(folder, settings, n_genes, n_terms, fields, metrics, release)
+    output = Path(output)
+    if output.exists():
+        raise ValueError(f"{output}: exists; the copy with the new card goes to a new folder")
+    tmp = output.with_name(f".{output.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder, tmp)
+    try:
+        write_model_card(tmp, settings, n_genes, n_terms, fields, metrics, release)
+        os.replace(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output / CARD_FILE
