@@ -158,3 +158,16 @@ def test_best_step_zero_is_explained():
 
 def test_the_docs_show_the_card_snippet():
     assert SNIPPET.format(path="results/release/model") in DOCS_PAGE.read_text(encoding="utf-8")
+
+
+def test_model_card_output_writes_a_new_folder_and_leaves_the_model_alone(model_kinds, tmp_path):
+    source = model_kinds["prior"]
+    before = (source / "README.md").read_bytes()
+    summary = summary_file(tmp_path)
+    args = ["model-card", "--model", str(source), "--summary", str(summary), "--method", "rft", "--strategy", "random", "gene"]
+    assert main([*args, "--release", "-o", str(tmp_path / "release")]) == 0
+    assert (source / "README.md").read_bytes() == before
+    assert "# rarerank release model" in (tmp_path / "release" / "README.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "release").iterdir()) == sorted(p.name for p in source.iterdir())
+    assert main([*args, "-o", str(tmp_path / "release")]) == 1  # an existing folder is not overwritten
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
