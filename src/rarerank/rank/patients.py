@@ -14,6 +14,7 @@ does not know is an error for one patient (a batch warns and ranks the remaining
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import os
 import re
@@ -82,21 +83,18 @@ def split_terms(text: str | None, where: str = "--hpo", ontology: Ontology | Non
 
 
 def label_hint(text: str, ontology: Ontology | None) -> str:
-    """'Seizure is HP:0001250' when ``text`` is a term's label or exact synonym (case-insensitive), else ''."""
+    """ "'Seizure' is HP:0001250 (Seizure)" when ``text`` is a term's label or exact synonym (any case), else ''."""
     if ontology is None:
         return ""
-    key = text.strip().casefold()
-    by_label = getattr(ontology, "_rarerank_by_label", None)
-    if by_label is None:
-        by_label = {}
-        for term, synonyms in ontology.synonyms.items():
-            for name, scope in synonyms:
-                if scope == "EXACT":
-                    by_label.setdefault(name.casefold(), term)
-        by_label.update({label.casefold(): term for term, label in ontology.labels.items()})
-        ontology._rarerank_by_label = by_label
-    term = by_label.get(key)
+    term = _by_label(ontology).get(text.strip().casefold())
     return f"{text!r} is {term} ({ontology.label(term)})" if term else ""
+
+
+@functools.lru_cache(maxsize=2)
+def _by_label(ontology: Ontology) -> dict[str, str]:
+    """Lower-cased labels and exact synonyms -> term id (labels win)."""
+    names = {name.casefold(): term for term, synonyms in ontology.synonyms.items() for name, scope in synonyms if scope == "EXACT"}
+    return names | {label.casefold(): term for term, label in ontology.labels.items()}
 
 
 def single_case(present: str | None, absent: str | None = None, case_id: str = "patient", ontology: Ontology | None = None) -> Case:
