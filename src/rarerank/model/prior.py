@@ -174,7 +174,7 @@ class PhenotypePrior(torch.nn.Module):
         """``[U, G]``: each used term's match with each gene (Resnik similarity plus the exact-match bonus)."""
         similarity = self.rows(used)  # [U, G]
         ic = self.term_ic[used].unsqueeze(1)
-        return similarity + self.exact_bonus * ic * (similarity >= ic - 1e-6).float()
+        return torch.where(similarity >= ic - 1e-6, similarity + self.exact_bonus * ic, similarity)
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
         weights = self.term_weights(input_ids, attention_mask)
