@@ -174,3 +174,16 @@ def test_the_evidence_page_renders_in_a_real_browser(model_kinds, tmp_path):
     assert pixels((0x2F, 0x81, 0xF7)) > 500  # probability bars
     assert pixels((0x1A, 0x7F, 0x37)) > 200  # contributions for
     assert pixels((0xCF, 0x22, 0x2E)) > 20  # contributions against (or annotations against)
+
+
+def test_json_output_carries_the_terms_read_and_each_genes_probability(model_kinds, tmp_path):
+    args = ["--hpo", "hp:0001250 HP:0001263", "--absent", "HP:0000365", "--case-id", "p1"]
+    assert predict(model_kinds["prior"], *args, "-o", tmp_path / "p.tsv") == 0
+    assert predict(model_kinds["prior"], *args, "--json", "-o", tmp_path / "p.json") == 0
+    (record,) = json.loads((tmp_path / "p.json").read_text())
+    assert record["case_id"] == "p1" and record["present"] == ["HP:0001250", "HP:0001263"] and record["absent"] == ["HP:0000365"]
+    rows = read_predictions(tmp_path / "p.tsv")["p1"]
+    assert [(g["rank"], g["gene_symbol"], g["gene_identifier"]) for g in record["genes"]] == [
+        (g.rank, g.gene_symbol, g.gene_identifier) for g in rows
+    ]
+    assert [g["probability"] for g in record["genes"]] == pytest.approx([math.exp(g.score) for g in rows], rel=1e-4)
