@@ -88,7 +88,7 @@ def _model_table(genes: Sequence[GeneEvidence], probabilities: bool) -> str:
         bar = f"<div class='bar' style='width:{max(width, 0.5):.1f}%'></div>" if probabilities else ""
         value = _percent(p) if probabilities else f"{g.gene.score:.4g}"
         disease = f"{_e(g.diseases[0][1])} <span class='id'>{_e(g.diseases[0][0])}</span>" if g.diseases else ""
-        union = "–" if g.union_rank is None else str(g.union_rank)
+        union = "<span class='meta'>not annotated</span>" if g.union_rank is None else str(g.union_rank)  # rule: annotated genes
         rows.append(
             f"<tr><td class='num'>{g.gene.rank}</td><td><b>{_e(g.gene.gene_symbol)}</b></td><td class='barcell'>{bar}</td>"
             f"<td class='num' data-probability='{p:.6g}' data-width='{width:.3f}'>{value}</td><td class='num'>{union}</td>"
