@@ -32,6 +32,7 @@ def first_step_log_probs(model_dir, present, absent=()) -> dict[str, float]:
     return dict(zip(policy.genes, torch.log_softmax(logits[0].double(), -1).tolist()))
 
 
+@pytest.mark.model
 def test_scores_are_probabilities_at_every_rank(model_kinds, tmp_path):
     """A score was the log-probability of gene 1 plus that of the gene (rank 2 at 0.3% 'relative to rank 1'
     where the probabilities were 0.35% and 0.27%)."""
@@ -51,6 +52,7 @@ def report_rows(page: str) -> list[tuple[str, float, float]]:
     return [(g, float(p), float(w)) for g, (p, w) in zip(genes, values)]
 
 
+@pytest.mark.model
 def test_the_report_bars_show_the_probabilities(model_kinds, tmp_path):
     assert predict(model_kinds["prior"], "--hpo", "HP:0001250 HP:0001263", "--absent", "HP:0000365", "-o", tmp_path / "p.tsv",
                    "--html", tmp_path / "html") == 0  # fmt: skip
@@ -63,6 +65,7 @@ def test_the_report_bars_show_the_probabilities(model_kinds, tmp_path):
         assert width == pytest.approx(100 * p / top, abs=1e-2)  # the bar is the probability (the top gene's bar full)
 
 
+@pytest.mark.model
 def test_contributions_add_up_to_the_log_odds(model_kinds):
     case = Case("p", "", "", "", "", "", ("HP:0001250", "HP:0001263", "HP:0001166"), ("HP:0000365",))
     for kind in ("prior", "annotation_head", "lora_adapter"):
@@ -90,6 +93,7 @@ def evidence_of(model_dir, tmp_path, present, absent=None, genes=None) -> tuple[
     return read_predictions(tmp_path / "p.tsv")["patient"], json.loads((tmp_path / "e.json").read_text())[0]["genes"]
 
 
+@pytest.mark.model
 def test_the_top_contributing_term_of_a_toy_case_is_the_one_that_decides_it(model_kinds, tmp_path):
     """Seizure + Hyperphenylalaninemia: Hyperphenylalaninemia is PAH's top term and removing it, not Seizure,
     takes PAH off the top."""
@@ -105,6 +109,7 @@ def test_the_top_contributing_term_of_a_toy_case_is_the_one_that_decides_it(mode
         assert (without[0].gene_symbol == "PAH") == (removed != top), removed
 
 
+@pytest.mark.model
 def test_excluded_terms_are_read_as_the_model_reads_them(model_kinds, tmp_path):
     """The union prior counts an excluded term as evidence for a gene that has it (it was listed as *against*)."""
     (tmp_path / "g.txt").write_text("GJB2\nPAH\n")
@@ -121,6 +126,7 @@ def test_excluded_terms_are_read_as_the_model_reads_them(model_kinds, tmp_path):
     assert "<span class='against'>annotation" in row  # clinically: the gene's diseases show it and the patient has not
 
 
+@pytest.mark.model
 def test_annotations_recorded_as_absent_are_shown_against(model_kinds, tmp_path, annotations):
     """TGFBR2 (Loeys-Dietz) is annotated with Ectopia lentis at frequency 0: a match the similarity counts,
     but an annotation that speaks against the gene (it was coloured as support)."""
@@ -152,6 +158,7 @@ def test_the_genes_diseases_are_named(ontology, tmp_path):
         Diseases.load(tmp_path / "bad.hpoa", ontology)
 
 
+@pytest.mark.model
 def test_the_evidence_page_renders_in_a_real_browser(model_kinds, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
@@ -176,6 +183,7 @@ def test_the_evidence_page_renders_in_a_real_browser(model_kinds, tmp_path):
     assert pixels((0xCF, 0x22, 0x2E)) > 20  # contributions against (or annotations against)
 
 
+@pytest.mark.model
 def test_json_output_carries_the_terms_read_and_each_genes_probability(model_kinds, tmp_path):
     args = ["--hpo", "hp:0001250 HP:0001263", "--absent", "HP:0000365", "--case-id", "p1"]
     assert predict(model_kinds["prior"], *args, "-o", tmp_path / "p.tsv") == 0

@@ -32,6 +32,7 @@ def expected_panel_log_probs(model_dir, present, absent) -> dict[str, float]:
     return {g: full[g] - log_z for g in IN_MODEL}
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_gene_list_ranks_with_every_model_kind(model_kinds, kind, tmp_path):
     (tmp_path / "panel.txt").write_text("\n".join(PANEL) + "\n")
@@ -50,6 +51,7 @@ def test_a_gene_list_ranks_with_every_model_kind(model_kinds, kind, tmp_path):
     assert (tmp_path / "batch.tsv").read_bytes() == out.read_bytes()
 
 
+@pytest.mark.model
 def test_the_pipeline_kinds_have_what_they_claim(model_kinds):
     """The fixture folders are what the pipeline writes: the prior saved beside the weights, an adapter folder."""
     assert not (model_kinds["plain"] / "phenotype_prior.safetensors").exists()
@@ -60,6 +62,7 @@ def test_the_pipeline_kinds_have_what_they_claim(model_kinds):
     assert hasattr(load_policy(model_kinds["lora_adapter"]).model, "peft_config")
 
 
+@pytest.mark.model
 def test_the_last_position_shortcut_gives_the_full_forwards_state(model_kinds):
     """Ranking runs the last layer on the last position only (last_hidden_state); the state equals the full forward's,
     for left-padded batches, LoRA adapters and the annotation head."""
@@ -76,6 +79,7 @@ def test_the_last_position_shortcut_gives_the_full_forwards_state(model_kinds):
         assert torch.allclose(last, full, atol=1e-5), kind
 
 
+@pytest.mark.model
 def test_ranking_with_several_workers_gives_the_same_bytes(model_kinds, tmp_path):
     """Batches ranked on two threads at once (torch single-threaded in each): the same file as one worker."""
     rows = ["case_id\tpresent\tabsent"] + [f"c{i}\tHP:0001250;HP:{1263 + i:07d}\tHP:0000365" for i in range(40)]

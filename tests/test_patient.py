@@ -92,6 +92,7 @@ def test_a_batch_puts_unusable_patients_and_bad_ids_in_qc(model_dir, tmp_path):
         ("short", "invalid_term")]  # fmt: skip
 
 
+@pytest.mark.model
 def test_a_failing_batch_writes_the_qc_it_names(model_dir, tmp_path, caplog):
     """A batch in which nothing is usable is an error that writes no predictions; the QC table that says why
     is written when asked for (and named), and not mentioned when it was not."""
@@ -370,6 +371,7 @@ def test_device_cpu_runs_end_to_end(model_dir, tmp_path):
         assert predict(model_dir, "--hpo", "HP:0001250", "--device", "cuda") == 1
 
 
+@pytest.mark.model
 def test_a_case_id_csv_quotes_is_written_as_csv_writes_it(model_dir, tmp_path):
     (tmp_path / "p.tsv").write_text('case_id\tpresent\nplain\tHP:0001250\n"say ""hi"""\tHP:0001250\n')
     assert predict(model_dir, "--cases", tmp_path / "p.tsv", "-o", tmp_path / "out.tsv") == 0

@@ -33,6 +33,7 @@ def test_ids_are_read_strictly():
         assert error.value.tokens == bad, text
 
 
+@pytest.mark.model
 def test_a_digit_missing_is_an_error_not_another_term(model_dir, tmp_path, caplog):
     """HP:000125 was read as HP:0000125 (Pelvic kidney) and ranked."""
     with caplog.at_level(logging.ERROR):
@@ -41,6 +42,7 @@ def test_a_digit_missing_is_an_error_not_another_term(model_dir, tmp_path, caplo
     assert not (tmp_path / "p.tsv").exists()
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     ("option", "value", "named"),
     [("--hpo", "Seizure, HP:0001263", "'Seizure' is not an HPO id"), ("--hpo", "HP:9999999 HP:0001263", "HP:9999999 is not in HPO"),
@@ -56,6 +58,7 @@ def test_an_unknown_id_or_a_label_beside_valid_ids_is_an_error_naming_it(model_d
         assert "'Seizure' is HP:0001250 (Seizure)" in caplog.text  # the label's id is suggested, not used
 
 
+@pytest.mark.model
 def test_the_unambiguous_spellings_rank_like_the_canonical_form(model_dir, tmp_path):
     assert predict(model_dir, "--hpo", "HP:0001250,HP:0001263", "-o", tmp_path / "a.tsv") == 0
     assert predict(model_dir, "--hpo", "hp:0001250  HP_0001263", "-o", tmp_path / "b.tsv") == 0
@@ -70,6 +73,7 @@ def alt_and_replaced(ontology) -> tuple[tuple[str, str], tuple[str, str]]:
     return alt, replaced
 
 
+@pytest.mark.model
 def test_alternative_and_obsolete_ids_map_to_the_current_term_with_a_warning(model_dir, ontology, tmp_path, caplog):
     for raw, current in alt_and_replaced(ontology):
         caplog.clear()
@@ -80,6 +84,7 @@ def test_alternative_and_obsolete_ids_map_to_the_current_term_with_a_warning(mod
         assert (tmp_path / "mapped.tsv").read_bytes() == (tmp_path / "current.tsv").read_bytes()
 
 
+@pytest.mark.model
 def test_a_batch_puts_malformed_terms_in_qc_and_ranks_the_rest(model_dir, tmp_path):
     (tmp_path / "p.tsv").write_text("case_id\tpresent\tabsent\nok\tHP:0001250\t\ntypo\tHP:000125\t\nlabel\tHP:0001250\tSeizure\n")
     assert predict(model_dir, "--cases", tmp_path / "p.tsv", "-o", tmp_path / "out.tsv", "--qc", tmp_path / "qc.tsv") == 0
@@ -104,6 +109,7 @@ def test_baseline_reads_patients_with_the_same_reader(index_file, tmp_path, capl
     assert read_predictions(tmp_path / "a.tsv")["marfan"][0].gene_symbol == "CBS"  # the excluded seizure read as evidence for
 
 
+@pytest.mark.model
 def test_terms_read_are_printed_with_labels_and_q_silences_everything_else(model_dir, tmp_path):
     """`-q`: no terms listing, no progress bar (transformers' "Loading weights" included); warnings stay."""
     command = [sys.executable, "-m", "rarerank"]

@@ -1,17 +1,19 @@
 # The release model, results/release/model: the model to rank new patients with. The default recipe
-# (knowledge pretraining -> SFT -> RFT, this config's policy/pretrain/sft/rft sections: the rules
-# below reuse the evaluated rules' commands) trained on every case of results/cases/cases.tsv, no
-# case held out, with the full HPO knowledge. Model selection reads the same cases (in-sample: it
-# only guards the configured steps). Its card quotes the held-out accuracy of the same recipe: the
-# default run's rows of method `rft` in the evaluation summary, test sets of every split strategy
-# (genes seen: random; genes unseen: gene-disjoint), per case and per gene.
+# (knowledge pretraining -> SFT -> RFT, this config's policy/pretrain/sft/rft sections and the method
+# table's rows base, sft and rft: the rules below reuse the evaluated rules' commands) trained on every
+# case of results/cases/cases.tsv, no case held out, reading the full knowledge
+# (results/knowledge/full/genes_to_phenotype.txt: with no case held out, no paper is pruned). Model
+# selection reads the same cases (in-sample: it only guards the configured steps). Its card quotes the
+# held-out accuracy of the same recipe: the default run's rows of method `rft` in the evaluation
+# summary, test sets of every split strategy (genes seen: random; genes unseen: gene-disjoint), per
+# case and per gene, each measured with that strategy's pruned knowledge.
 #   snakemake release    (make release)
 
 
 use rule pretrain as release_pretrain with:
     input:
         obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
+        annotations=rules.knowledge_full.output.annotations,
         train="results/cases/cases.tsv",
     output:
         model=directory("results/release/base"),
@@ -21,8 +23,7 @@ use rule pretrain as release_pretrain with:
         "results/benchmarks/release/pretrain.tsv"
     params:
         policy=settings("policy"),
-        settings=settings("pretrain"),
-        seed=SEED,
+        settings=method_settings("pretrain", method="base"),
 
 
 use rule sft as release_sft with:
@@ -31,7 +32,7 @@ use rule sft as release_sft with:
         train="results/cases/cases.tsv",
         validation="results/cases/cases.tsv",
         obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
+        annotations=rules.knowledge_full.output.annotations,
     output:
         model=directory("results/release/sft"),
     log:
@@ -39,10 +40,8 @@ use rule sft as release_sft with:
     benchmark:
         "results/benchmarks/release/sft.tsv"
     params:
-        settings=settings("sft"),
-        synthetic=settings("pretrain/synthetic"),
-        options="",
-        seed=SEED,
+        settings=method_settings("sft", "max_train_cases", "present_only", method="sft"),
+        synthetic=settings("pretrain.synthetic"),
 
 
 use rule rft as release_rft with:
@@ -51,7 +50,7 @@ use rule rft as release_rft with:
         train="results/cases/cases.tsv",
         validation="results/cases/cases.tsv",
         obo=rules.hpo_reference.output.obo,
-        annotations=rules.hpo_reference.output.annotations,
+        annotations=rules.knowledge_full.output.annotations,
     output:
         model=temp(directory("results/release/rft")),
         log="results/release/rft_training_log.tsv",
@@ -61,10 +60,9 @@ use rule rft as release_rft with:
     benchmark:
         "results/benchmarks/release/rft.tsv"
     params:
-        settings=settings("rft"),
+        settings=method_settings("rft", "max_train_cases", "present_only", method="rft"),
         grader=settings("grader"),
-        synthetic=settings("pretrain/synthetic"),
-        options="",
+        synthetic=settings("pretrain.synthetic"),
         checkpoint="results/release/rft_checkpoint",
 
 

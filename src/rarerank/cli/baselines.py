@@ -73,7 +73,7 @@ def _add_baseline(sub):
     p.add_argument("--ontology", type=Path, help="hp.obo for reading phenopackets (default: the bundled HPO)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
     p.set_defaults(func=_run_baseline, outputs=("output", "provenance"), inputs=("cases", "train"))
-    p.epilog = ("example: rarerank baseline phenomizer_union --index results/baselines/hpo_index.npz "
+    p.epilog = ("example: rarerank baseline phenomizer_union --index results/baselines/full/hpo_index.npz "
                 "--hpo 'HP:0001250 HP:0001263' --absent HP:0000365 -o union.tsv")  # fmt: skip
 
 

@@ -107,8 +107,11 @@ def _metrics_table(metrics: Sequence[Mapping[str, str]], release: bool = False) 
     if release:
         about = ("**Accuracy to expect for a new patient.** This folder was trained on every case, so no case is held out "
                  "from it (its model selection read those same cases); these are the held-out numbers of the same recipe "
-                 "trained without the test cases, one model per split. A patient whose gene has published cases is "
-                 "closest to the random split; a gene with no published case, to the gene-disjoint split. " + about)  # fmt: skip
+                 "trained without the test cases, one model per split. This folder read the full HPO knowledge (gene "
+                 "annotations from every paper); each held-out model read knowledge pruned of the annotations that "
+                 "rest only on its evaluated cases' papers, so its numbers do not credit the model with annotations taken "
+                 "from the patients being ranked. A patient whose gene has published cases is closest to the random "
+                 "split; a gene with no published case, to the gene-disjoint split. " + about)  # fmt: skip
     return "\n".join(lines) + "\n\n" + about + "\n"
 
 

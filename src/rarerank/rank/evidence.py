@@ -46,7 +46,7 @@ from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
 from rarerank.model.decoding import prompt_pass
 from rarerank.model.policy import Policy, encode_prompts, gene_prior, gene_scorer
-from rarerank.rank.baselines import BaselineConfig, HpoIndex, rank_cases
+from rarerank.rank.baselines import BaselineConfig, HpoIndex, rank_by_baseline
 from rarerank.rank.panels import restrict_ranking
 from rarerank.rank.ranking import gene_indices
 
@@ -316,7 +316,7 @@ class Explainer:
         """The union rule (Phenomizer over observed and excluded terms, the baselines' defaults) for the
         patient, restricted to the gene list when there is one; every gene it scores."""
         method = "phenomizer" if present_only else "phenomizer_union"
-        ((_, ranked),) = rank_cases(method, self.index, [case], BaselineConfig(top_k=self.index.n_genes))
+        ((_, ranked),) = rank_by_baseline(method, self.index, [case], BaselineConfig(top_k=self.index.n_genes))
         return restrict_ranking(ranked, set(self.genes), None) if self.genes else ranked
 
 
