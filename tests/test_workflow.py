@@ -378,6 +378,8 @@ def test_release_target_trains_on_every_case_and_quotes_the_held_out_accuracy(fi
     done = snakemake(first_run, "--cores", "2", "release", "--config", _fixture_source(), timeout=1800)
     assert done.returncode == 0, _explain(done)
     model = first_run / "results/release/model"
+    base = json.loads((first_run / "results/release/base/provenance.json").read_text())
+    assert base["inputs"][1:] == ["results/knowledge/full/genes_to_phenotype.txt", "results/cases/cases.tsv"]  # no case held out
     sft = json.loads((first_run / "results/release/sft/provenance.json").read_text())
     assert sft["inputs"][1:] == ["results/cases/cases.tsv", "results/cases/cases.tsv"] and sft["training_cases"] == 30
     assert json.loads((model / "provenance.json").read_text())["train"] == "results/cases/cases.tsv"
