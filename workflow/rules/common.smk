@@ -495,7 +495,11 @@ def experiment_references(family):
 
 
 def experiment_strategies(family):
-    return STRATEGIES if family in ("stages", "seeds") else config["experiments"]["strategies"]
+    return (
+        STRATEGIES
+        if family in ("stages", "seeds")
+        else config["experiments"]["strategies"]
+    )
 
 
 def experiment_predictions(wildcards):
