@@ -341,14 +341,15 @@ def settings(section, **fields):
     )
 
 
-def method_settings(section, *columns):
-    """Input function: settings(section) with the seed and ``columns`` of the method's row."""
+def method_settings(section, *columns, method=None):
+    """Input function: settings(section) with the seed and ``columns`` of the method's row (given
+    ``method``: that row's settings, for a rule without a method wildcard)."""
 
     def of_method(wildcards):
-        row = METHODS[wildcards.method]
+        row = METHODS[method or wildcards.method]
         return settings(section, seed=row.seed, **{c: getattr(row, c) for c in columns})
 
-    return of_method
+    return of_method(None) if method else of_method
 
 
 def check_stage_settings(config):
