@@ -2,8 +2,10 @@
 #   make reproduce [PHENOPACKETS=path-or-URL] [CORES=N]   run the whole pipeline
 #   make test                                              run the test suite
 #   make test-fast                                         the tests that are neither slow nor Snakemake runs
+#   make docs                                              the documentation site (docs/, mkdocs.yml) built into site/
 # and, after `make reproduce` (same phenopacket source; they never re-run the default pipeline):
 #   make experiments                                       the experiments beyond the default run
+#   make release                                           the model for new patients (results/release/model)
 #   make report [REPORT_TARGETS="all experiments"]         the browsable results/report.html
 #
 # Python 3.11-3.13: `make test PYTHON=python3.13 VENV=.venv313`.
@@ -47,7 +49,7 @@ SNAKEMAKE = $(BIN)/snakemake --snakefile $(abspath workflow/Snakefile) --directo
 	--configfile $(abspath config/config.yaml) $(if $(CONFIG),$(abspath $(CONFIG))) \
 	--config phenopackets=$(PHENOPACKETS)
 
-.PHONY: env reproduce experiments test test-fast lint report clean
+.PHONY: env reproduce experiments release test test-fast lint docs docs-results report clean
 
 env: $(VENV)/.installed
 
@@ -71,12 +73,23 @@ reproduce: env
 experiments: env
 	$(SNAKEMAKE) --cores $(CORES) $(SNAKEMAKE_ARGS) experiments
 
+# The model to rank new patients with (results/release/model): trained on every case, its card quoting
+# the held-out accuracy of the default run (which it needs; docs/using/rank-a-patient.md).
+release: env
+	$(SNAKEMAKE) --cores $(CORES) $(SNAKEMAKE_ARGS) release
+
 test: env
 	$(BIN)/python -m pytest -q
 
 # Under 2 minutes on 2 idle cores: no Snakemake run, no slow test (markers in pyproject.toml).
 test-fast: env
 	$(BIN)/python -m pytest -q -m "not slow and not workflow"
+
+# The docs extra (MkDocs Material, pinned in pyproject.toml), then a strict build: a broken link or
+# anchor, or a page missing from the nav of mkdocs.yml, fails.
+docs: env
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: env
 	$(BIN)/ruff check .
@@ -91,6 +104,22 @@ report: env
 		|| { echo "results/ are not complete for $(REPORT_TARGETS) with phenopackets=$(PHENOPACKETS):" \
 			"run 'make reproduce' (or 'make experiments') first, or pass PHENOPACKETS=<the source you ran>"; exit 1; }
 	$(SNAKEMAKE) --report $(abspath $(WORKDIR))/results/report.html -- $(REPORT_TARGETS)
+
+# The results snapshot the docs' tables and figures are generated from (docs/results/), taken from a
+# finished `make reproduce` and `snakemake seeds` in $(WORKDIR); then every table block is rewritten.
+DOCS_RESULTS := docs/results
+docs-results: env
+	mkdir -p $(DOCS_RESULTS)/figures
+	cp $(WORKDIR)/results/metrics/summary.tsv $(WORKDIR)/results/metrics/paired.tsv $(DOCS_RESULTS)/
+	cp $(WORKDIR)/results/metrics/provenance.json $(DOCS_RESULTS)/provenance.json
+	cp $(WORKDIR)/results/knowledge/audit.tsv $(DOCS_RESULTS)/knowledge_audit.tsv
+	cp $(WORKDIR)/results/knowledge/audit.png $(DOCS_RESULTS)/figures/knowledge_audit.png
+	cp $(WORKDIR)/results/experiments/seeds/seeds.tsv $(DOCS_RESULTS)/seeds.tsv
+	cp $(WORKDIR)/results/experiments/seeds/metrics/summary.tsv $(DOCS_RESULTS)/seeds_summary.tsv
+	cp $(WORKDIR)/results/experiments/seeds/metrics/paired.tsv $(DOCS_RESULTS)/seeds_paired.tsv
+	cp $(WORKDIR)/results/experiments/seeds/seeds.png $(DOCS_RESULTS)/figures/seeds.png
+	for set in validation test; do cp $(WORKDIR)/results/figures/$$set/bars.png $(DOCS_RESULTS)/figures/bars_$$set.png; done
+	$(BIN)/rarerank docs-tables --snapshot $(DOCS_RESULTS) README.md $$(find docs -name '*.md' | sort)
 
 clean:
 	rm -rf $(WORKDIR)/results $(WORKDIR)/logs $(WORKDIR)/.snakemake

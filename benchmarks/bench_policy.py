@@ -27,7 +27,7 @@ from rarerank.data.cases import read_cases
 from rarerank.data.ontology import Ontology
 from rarerank.data.synthetic import PatientSampler
 from rarerank.model.policy import PolicyConfig, build_policy, load_policy
-from rarerank.rank.predict import rank_cases
+from rarerank.rank.ranking import rank_cases
 from rarerank.train.pretrain import PretrainConfig, gene_vocabulary, phenotype_terms, prepare_output_head, synthetic_batches
 from rarerank.train.sft import SFTConfig, sft_batches
 from rarerank.train.training import collate, lm_loss, make_optimizer

@@ -30,7 +30,7 @@ from rarerank.data.annotations import GeneAnnotations  # noqa: E402
 from rarerank.data.cases import read_cases, read_phenopackets  # noqa: E402
 from rarerank.data.ontology import Ontology, default_hpo_dir  # noqa: E402
 from rarerank.rank.baselines import HpoIndex  # noqa: E402
-from rarerank.rank.predict import Screen, read_patient_table  # noqa: E402
+from rarerank.rank.patients import Screen, read_patient_table  # noqa: E402
 from rarerank.text.cohorts import read_tsv_cohort  # noqa: E402
 from rarerank.text.extract import Extractor  # noqa: E402
 

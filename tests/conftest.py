@@ -172,3 +172,30 @@ def pytest_runtest_setup(item):
 def pytest_runtest_call(item):
     with _marked(item):
         return (yield)
+
+
+@pytest.fixture
+def bundled_reference(ontology, annotations, monkeypatch):
+    """The CLI's bundled HPO files are the session's already-loaded copies (loading takes seconds each).
+
+    Use in a test module with ``pytestmark = pytest.mark.usefixtures("bundled_reference")``."""
+    monkeypatch.setattr("rarerank.data.reference.load_ontology", lambda source="bundled": ontology)
+    monkeypatch.setattr("rarerank.data.annotations.GeneAnnotations.load", classmethod(lambda cls, path, onto: annotations))
+
+
+@pytest.fixture(scope="session")
+def index_file(ontology, annotations, tmp_path_factory) -> Path:
+    """The bundled HPO's baseline index (`rarerank baseline-index`), saved once per session."""
+    from rarerank.rank.baselines import HpoIndex
+
+    path = tmp_path_factory.mktemp("index") / "hpo_index.npz"
+    HpoIndex.build(ontology, annotations).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_kinds(ontology, annotations, tmp_path_factory) -> dict[str, Path]:
+    """Tiny model folders of every kind the pipeline writes (tests/tiny_models.py), built once per session."""
+    from tiny_models import save_all
+
+    return save_all(tmp_path_factory.mktemp("kinds"), ontology, annotations)

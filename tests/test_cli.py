@@ -186,3 +186,20 @@ def test_settings_option_keeps_exponent_floats_as_numbers(tmp_path):
     hand_written = tmp_path / "settings.yaml"
     hand_written.write_text("learning_rate: 0.001\nrewards: {rank: 1.0}\n", encoding="utf-8")
     assert mapping_option(str(hand_written), "settings") == {"learning_rate": 0.001, "rewards": {"rank": 1.0}}
+
+
+def test_help_lists_the_user_commands_first_and_predict_shows_examples(capsys):
+    """`rarerank --help`: predict, baseline and model-card before the pipeline stages; `predict --help` has examples."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    users, stages = text.index("Rank your patients"), text.index("Pipeline stages")
+    assert users < text.index("  predict ") < text.index("  model-card ") < stages < text.index("  pretrain ")
+    assert text.startswith("usage: rarerank [-h] [--version] [-v] [-q] COMMAND ...")
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "--genes panel.txt" in text and "results/release/model" in text
+    with pytest.raises(SystemExit):
+        main(["sft", "--help"])
+    assert capsys.readouterr().out.startswith("usage: rarerank sft ")

@@ -232,7 +232,7 @@ def test_fuzzed_cases_tables(tmp_path):
 
 def test_fuzzed_patients_tables(tmp_path):
     """predict's reader and screen: every line is a case or a QC row (header problems: one line)."""
-    from rarerank.rank.predict import Screen, read_patient_table
+    from rarerank.rank.patients import Screen, read_patient_table
 
     def read(path, data):
         items = list(read_patient_table(path))

@@ -418,7 +418,7 @@ def test_free_text_extraction_grows_linearly(text_extractor, shape):
 def test_table_and_phenopacket_readers_grow_linearly(tmp_path, ontology, reader):
     """Time and memory of each table reader and of the phenopacket reader, at 4x the input, grow < 8x
     (benchmarks/bench_readers.py prints them at 1x, 2x and 4x on larger inputs)."""
-    from rarerank.rank.predict import Screen, read_patient_table
+    from rarerank.rank.patients import Screen, read_patient_table
 
     base = packet("P0")
 
@@ -567,7 +567,7 @@ def test_cohort_tsv_rows_that_do_not_parse_are_qc_rows(tmp_path, ontology, text_
 
 def test_a_stray_quote_in_a_patients_table_merges_nothing(tmp_path):
     """The example of the issue: a patient disappeared and its excluded term was counted for its neighbour."""
-    from rarerank.rank.predict import Screen, read_patient_table
+    from rarerank.rank.patients import Screen, read_patient_table
 
     path = tmp_path / "patients.tsv"
     path.write_bytes(
@@ -579,16 +579,16 @@ def test_a_stray_quote_in_a_patients_table_merges_nothing(tmp_path):
     )
     items = list(read_patient_table(path))
     cases = {i.case_id: i for i in items if isinstance(i, Case)}
-    assert cases["P1"].present == ('"HP:0001166',) and cases["P1"].absent == ("HP:0001083",)
-    assert cases["P2"].present == ("HP:0001250",) and cases["P2"].absent == ("HP:0000639",)
-    qc = {row.source_file: (row.reason, row.detail) for row in items if not isinstance(row, Case)}
-    assert qc == {
-        "patients.tsv:4": ("parse_error", "patients.tsv, line 4: 4 cells, the header has 3 columns (a tab inside a cell?)"),
-        "patients.tsv:5": ("parse_error", "patients.tsv, line 5: not UTF-8 text (byte 0xe9 at column 14); save the file as UTF-8"),
-    }
+    assert list(cases) == ["P2"] and cases["P2"].present == ("HP:0001250",) and cases["P2"].absent == ("HP:0000639",)
+    qc = {row.case_id or row.source_file: (row.reason, row.detail) for row in items if not isinstance(row, Case)}
+    assert qc["P1"][0] == "invalid_term" and "line 2" in qc["P1"][1]  # '"HP:0001166' is no HPO id: named, not merged
+    assert qc["patients.tsv:4"] == ("parse_error", "patients.tsv, line 4: 4 cells, the header has 3 columns (a tab inside a cell?)")
+    assert qc["patients.tsv:5"] == (
+        "parse_error",
+        "patients.tsv, line 5: not UTF-8 text (byte 0xe9 at column 14); save the file as UTF-8",
+    )
     screen = Screen({"HP:0001250", "HP:0001166"})
-    assert [c.case_id for c in screen(items)] == ["P2"]  # P1: '"HP:0001166' is no HPO id
-    assert {r.case_id or r.source_file: r.reason for r in screen.qc}["P1"] == "no_usable_term"
+    assert [c.case_id for c in screen(items)] == ["P2"] and len(screen.qc) == 3
 
 
 @pytest.fixture(scope="module")
@@ -603,7 +603,7 @@ def hpo_index(ontology, annotations, tmp_path_factory) -> Path:
 def test_duplicate_ids_and_contradicted_terms_are_named(tmp_path, caplog, hpo_index):
     """`baseline` ranked two patients with one id under that id; a term both present and absent was ranked
     without a word. Both readers (cases tables, patients through predict's screen) name the id."""
-    from rarerank.rank.predict import Screen
+    from rarerank.rank.patients import Screen
 
     index = hpo_index
     cases = [Case("P1", "c", "", "FBN1", "", "", ("HP:0001166",)), Case("P2", "c", "", "NF1", "", "", ("HP:0001250",))]

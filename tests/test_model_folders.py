@@ -26,7 +26,8 @@ from rarerank.model.policy import PolicyConfig, attach_prior, build_policy, toke
 from rarerank.model.prior import PRIOR_SETTINGS, PRIOR_WEIGHTS, PhenotypePrior, prior_arrays
 from rarerank.model.verify import ModelFolderError, verify_folder
 from rarerank.rank.baselines import HpoIndex
-from rarerank.rank.predict import load_model, rank_cases
+from rarerank.rank.loading import load_model
+from rarerank.rank.ranking import rank_cases
 
 pytestmark = [pytest.mark.model, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -10,7 +10,8 @@ from rarerank.cli import main
 from rarerank.core.rankings import read_predictions, write_predictions
 from rarerank.data.cases import read_phenopackets, write_cases
 from rarerank.model.policy import PolicyConfig, build_policy, load_policy
-from rarerank.rank.predict import load_cases, rank_cases, resolve_terms, single_case
+from rarerank.rank.patients import load_cases, resolve_terms, single_case
+from rarerank.rank.ranking import rank_cases
 
 TINY = PolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, decode_k=3, output_k=5)
 GENES = ["ABCA4", "COL1A1", "FBN1", "NF1", "PAH", "SCN1A", "OTHER1"]

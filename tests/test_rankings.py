@@ -100,3 +100,22 @@ def test_missing_file_and_columns(tmp_path):
     path.write_text("case_id\tgene\nc\tA\n")
     with pytest.raises(ValueError, match=r"cols.tsv: not a predictions table, missing column\(s\) rank, gene_symbol"):
         read_predictions(path)
+
+
+def test_rank_with_ties_matches_the_definition_on_sorted_and_unsorted_scores():
+    """Best first, ties by symbol and at the worse rank, whether or not the scores come in order (a ranker's top
+    list already is): against a direct reading of the definition on random scores with many ties."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        genes = rng.sample([f"G{i:03d}" for i in range(300)], rng.randint(1, 40))
+        scores = {g: float(rng.choice([-1.0, -2.0, -2.5, rng.random()])) for g in genes}
+        top_k = rng.choice([None, 1, 5, 20])
+        for given in (scores, dict(sorted(scores.items(), key=lambda kv: -kv[1]))):
+            expected = []
+            for gene, score in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])):
+                rank = sum(s >= score for s in scores.values())
+                if top_k is None or rank <= top_k:
+                    expected.append((rank, gene, score))
+            assert [(g.rank, g.gene_symbol, g.score) for g in rank_with_ties(given, top_k=top_k)] == expected

@@ -365,7 +365,7 @@ def test_selection_metric_equals_what_predict_produces(tmp_path):
     """The validation score RFT selects on is the grader/top-1 of the ranking `predict` writes for the same weights."""
     from rarerank.data.cases import read_cases
     from rarerank.model.policy import load_policy, prompt_token_ids
-    from rarerank.rank.predict import rank_cases
+    from rarerank.rank.ranking import rank_cases
     from rarerank.train.rft import evaluate, run_rft
 
     start, train_tsv, val_tsv = _stage_inputs(tmp_path)

@@ -318,7 +318,7 @@ def _tsv(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_seeds_target_runs_on_the_test_config(first_run):
-    """`snakemake seeds`: base, SFT and RFT per seed on every split of the run, a table with mean ± sd."""
+    """`snakemake seeds`: base, SFT and RFT per seed on the seed strategies, a table with mean ± sd."""
     done = snakemake(first_run, "--cores", "2", "seeds", "--config", _fixture_source())
     assert done.returncode == 0, _explain(done)
     test_config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
@@ -369,3 +369,28 @@ def test_experiment_outputs_honour_the_evaluation_and_figures_config(first_run, 
     drawn = make_figures(family / "metrics/summary.tsv", family / "metrics/curves.tsv", "validation", tmp_path / "figures", figures)
     for path in drawn:
         assert path.read_bytes() == (family / "figures/validation" / path.name).read_bytes(), path.name
+
+
+@pytest.mark.slow
+def test_release_target_trains_on_every_case_and_quotes_the_held_out_accuracy(first_run):
+    """`snakemake release`: base -> SFT -> RFT on all cases (the evaluated rules' commands), a folder whose card
+    quotes the default run's held-out rows of method rft, and that ranks a new patient."""
+    done = snakemake(first_run, "--cores", "2", "release", "--config", _fixture_source(), timeout=1800)
+    assert done.returncode == 0, _explain(done)
+    model = first_run / "results/release/model"
+    base = json.loads((first_run / "results/release/base/provenance.json").read_text())
+    assert base["inputs"][1:] == ["results/knowledge/full/genes_to_phenotype.txt", "results/cases/cases.tsv"]  # no case held out
+    sft = json.loads((first_run / "results/release/sft/provenance.json").read_text())
+    assert sft["inputs"][1:] == ["results/cases/cases.tsv", "results/cases/cases.tsv"] and sft["training_cases"] == 30
+    assert json.loads((model / "provenance.json").read_text())["train"] == "results/cases/cases.tsv"
+    card = (model / "README.md").read_text()
+    assert "# rarerank release model" in card and "Accuracy to expect for a new patient" in card
+    held_out = {(r["strategy"], r["metric"]): float(r["value"]) for r in _tsv(first_run / "results/metrics/summary.tsv")
+                if r["method"] == "rft" and r["set"] == "test"}  # fmt: skip
+    for strategy in STRATEGIES:
+        assert f"| {held_out[(strategy, 'top1')]:.3f} (" in card, strategy
+    assert not (first_run / "results/release/rft").exists()  # the intermediate copy is temporary
+    out = first_run / "release-patient.tsv"
+    assert _run([str(SNAKEMAKE.with_name("rarerank")), "predict", "--model", str(model), "--hpo", "HP:0001250 HP:0001263",
+                 "-o", str(out)], cwd=first_run).returncode == 0  # fmt: skip
+    assert len(_tsv(out)) > 0

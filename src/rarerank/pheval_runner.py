@@ -138,7 +138,8 @@ def rank(settings: RunnerSettings, cases: list[Case]) -> dict[str, list]:
 
     if settings.model is not None:
         from rarerank.model.policy import load_policy
-        from rarerank.rank.predict import rank_cases, resolve_terms
+        from rarerank.rank.patients import resolve_terms
+        from rarerank.rank.ranking import rank_cases
 
         resolved, unresolved = resolve_terms(cases, load_ontology(settings.ontology))
         if unresolved:

@@ -85,6 +85,15 @@ def quoted(items):
     return " ".join(shlex.quote(str(item)) for item in items)
 
 
+# The seed study runs on the strategies of experiments.seed_strategies that this run splits by.
+SEED_STRATEGIES = [
+    s for s in config["experiments"]["seed_strategies"] if s in STRATEGIES
+]
+if not SEED_STRATEGIES:
+    raise ValueError(
+        f"experiments.seed_strategies {config['experiments']['seed_strategies']} holds none of "
+        f"splits.strategies {STRATEGIES}"
+    )
 if not set(config["experiments"]["strategies"]) <= set(STRATEGIES):
     raise ValueError(
         f"experiments.strategies {config['experiments']['strategies']} must be among splits.strategies "
@@ -332,14 +341,15 @@ def settings(section, **fields):
     )
 
 
-def method_settings(section, *columns):
-    """Input function: settings(section) with the seed and ``columns`` of the method's row."""
+def method_settings(section, *columns, method=None):
+    """Input function: settings(section) with the seed and ``columns`` of the method's row (given
+    ``method``: that row's settings, for a rule without a method wildcard)."""
 
     def of_method(wildcards):
-        row = METHODS[wildcards.method]
+        row = METHODS[method or wildcards.method]
         return settings(section, seed=row.seed, **{c: getattr(row, c) for c in columns})
 
-    return of_method
+    return of_method(None) if method else of_method
 
 
 def check_stage_settings(config):
@@ -494,11 +504,9 @@ def experiment_references(family):
 
 
 def experiment_strategies(family):
-    return (
-        STRATEGIES
-        if family in ("stages", "seeds")
-        else config["experiments"]["strategies"]
-    )
+    if family == "seeds":
+        return SEED_STRATEGIES
+    return STRATEGIES if family == "stages" else config["experiments"]["strategies"]
 
 
 def experiment_predictions(wildcards):

@@ -4,7 +4,7 @@
 #   stages           base vs SFT vs RFT (from SFT) vs RFT (from base), every strategy
 #   data_efficiency  SFT and RFT on 64 / 256 / 1,024 / all training cases (sft_nN, rft_nN)
 #   present_only     absent terms removed at training and ranking time (sft/rft_present_only)
-#   seeds            base, SFT and RFT per seed of experiments.seeds, every split strategy
+#   seeds            base, SFT and RFT per seed of experiments.seeds, on experiments.seed_strategies
 # plus the training curves of every RFT run. Every method scored here is a row of the method table
 # (workflow/rules/common.smk); its model and predictions come from the rules of its stage (train.smk,
 # rft.smk, predict.smk, baselines.smk).
@@ -137,7 +137,7 @@ rule seeds_table:
         ENV
     params:
         seeds=quoted(SEEDS),
-        strategies=quoted(STRATEGIES),
+        strategies=quoted(experiment_strategies("seeds")),
         references=quoted(_built_baselines(SEED_REFERENCES)),
         stem=lambda wildcards, output: Path(output.png).with_suffix(""),
     shell:

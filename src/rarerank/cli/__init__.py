@@ -14,6 +14,7 @@ then :mod:`~rarerank.cli.config_docs` (the generated copies of every setting); s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import os
@@ -28,16 +29,37 @@ from rarerank.cli.options import Parser
 log = logging.getLogger("rarerank")
 
 
+# Listed first in `rarerank --help`: what a user ranking patients needs (the rest are pipeline stages).
+USER_COMMANDS = ("predict", "baseline", "model-card")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="rarerank", description=__doc__.splitlines()[0])
+    parser = Parser(prog="rarerank", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rarerank {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
     for module in (ingest, knowledge, baselines, training, predict, evaluation, interop, config_docs):  # pipeline order, then docs
         for add in module.COMMANDS:
             add(sub)
+    parser.description = _command_listing(sub)
+    parser.usage = "%(prog)s [-h] [--version] [-v] [-q] COMMAND ..."  # after add_subparsers: the subcommands' usage starts 'rarerank X'
     return parser
+
+
+def _command_listing(sub) -> str:
+    """The subcommands in two groups: ranking patients first, then the pipeline stages in pipeline order."""
+    helps = {action.dest: action.help or "" for action in sub._choices_actions}
+    width = max(map(len, helps)) + 2
+
+    def lines(names):
+        return "\n".join(f"  {name:<{width}}{helps[name]}" for name in names)
+
+    return (
+        "rarerank: rank candidate genes for rare-disease patients from their HPO phenotype.\n\n"
+        f"Rank your patients (`rarerank COMMAND --help` shows examples):\n{lines(USER_COMMANDS)}\n\n"
+        f"Pipeline stages (run by `make reproduce`; see README.md):\n{lines([n for n in helps if n not in USER_COMMANDS])}"
+    )
 
 
 def _output_set(args) -> dict:
@@ -70,12 +92,29 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose > 1 else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        with output_set(_output_set(args), _input_paths(args)):  # all outputs or none; clashing paths refused
+        with output_set(_output_set(args), _input_paths(args)), _progress_bars(args):  # all outputs or none
             args.func(args)
     except INPUT_ERRORS as error:
         log.error("%s", _describe(error), exc_info=args.verbose > 0)  # -v: with the traceback
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _progress_bars(args):
+    """-q or --no-progress: no progress bar at all, including the libraries' (transformers' "Loading weights")."""
+    if not (args.quiet or getattr(args, "no_progress", False)):
+        yield
+        return
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
 
 
 def _describe(error: BaseException) -> str:

@@ -48,7 +48,7 @@ def _run_baseline_index(args):
 
 
 def _add_baseline(sub):
-    p = sub.add_parser("baseline", help="rank genes for a cases file with a baseline (predictions contract TSV)")
+    p = sub.add_parser("baseline", help="rank genes with a baseline (phenomizer_union: the similarity rule to read beside the model)")
     p.add_argument(
         "method",
         help="which baseline: phenomizer (observed terms), phenomizer_union (observed ∪ excluded terms), "
@@ -56,13 +56,16 @@ def _add_baseline(sub):
         "likelihood_ratio_absent (observed and excluded terms), popularity or random",
     )
     p.add_argument("--index", required=True, type=Path, help="HPO index from `rarerank baseline-index`")
-    p.add_argument(
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--cases",
-        required=True,
         type=Path,
         help="what to rank genes for: a cases TSV (the pipeline's sets), a patients TSV (case_id, present[, absent]; "
         "no gene needed, as for `rarerank predict`) or phenopacket JSON (a file, a folder or a release zip)",
     )
+    source.add_argument("--hpo", help="observed HPO ids of one patient, read as `rarerank predict --hpo` reads them")
+    p.add_argument("--absent", help="excluded HPO ids of that patient (with --hpo)")
+    p.add_argument("--case-id", default="patient", help="case_id of the --hpo patient in the output")
     p.add_argument("--train", type=Path, help="training cases TSV (needed by popularity)")
     p.add_argument("-o", "--output", required=True, type=Path, help="predictions TSV to write")
     add_settings(p, "rarerank.rank.baselines:BaselineConfig", flags=("top_k", "absent_weight", "unknown_frequency", "size_penalty", "seed"))
@@ -70,6 +73,8 @@ def _add_baseline(sub):
     p.add_argument("--ontology", type=Path, help="hp.obo for reading phenopackets (default: the bundled HPO)")
     p.add_argument("--provenance", type=Path, help="JSON provenance record to write beside the predictions")
     p.set_defaults(func=_run_baseline, outputs=("output", "provenance"), inputs=("cases", "train"))
+    p.epilog = ("example: rarerank baseline phenomizer_union --index results/baselines/full/hpo_index.npz "
+                "--hpo 'HP:0001250 HP:0001263' --absent HP:0000365 -o union.tsv")  # fmt: skip
 
 
 def _run_baseline(args):
@@ -83,7 +88,7 @@ def _run_baseline(args):
     if args.method == "popularity" and args.train is None:
         raise ValueError("the popularity baseline needs --train (the training cases whose genes it counts)")
     index = HpoIndex.load(args.index)
-    cases = _cases_to_rank(args.cases, args.ontology, index)
+    cases = _cases_to_rank(args, index)
     train = read_cases(args.train) if args.train else None
     if args.genes:  # rank every gene, keep the candidates, rank them again among themselves
         from dataclasses import replace
@@ -111,30 +116,49 @@ def _run_baseline(args):
             args.provenance,
             stage="baseline",
             method=args.method,
-            cases=str(args.cases),
+            cases=str(args.cases or "--hpo"),
             train=str(args.train) if args.train else None,
             hpo_version=index.hpo_version,
             config=vars(config),
         )
-    log.info("%s: %d cases, %d rows -> %s", args.method, len(cases), rows, args.output)
+    log.info("%s: %d case(s), %d rows -> %s", args.method, len(cases), rows, args.output)
 
 
-def _cases_to_rank(path: Path, ontology: Path | None, index):
-    """A cases table as the pipeline writes it, else any patient input ``rarerank predict`` reads (a
-    patients TSV without a gene column, phenopackets) screened as predict screens it (duplicate ids, no
-    known term); inputs that do not become a case are logged."""
+def _cases_to_rank(args, index):
+    """The patients to rank, read as `rarerank predict` reads them (one reader: strict ids, alt/obsolete ids
+    mapped, QC of unusable inputs); a cases table as the pipeline writes it is read as written. The terms
+    read are logged with their labels."""
+    import functools
+    from collections import Counter
+
     from rarerank.data.cases import read_cases, table_header
     from rarerank.data.reference import load_ontology
-    from rarerank.rank.predict import Screen, is_cases_table, load_cases
+    from rarerank.rank.patients import Screen, describe_terms, is_cases_table, read_patients, single_case
 
-    if path.is_file() and is_cases_table(path) and "gene" in table_header(path):
+    if args.absent and not args.hpo:
+        raise ValueError("--absent goes with --hpo (a cases file carries its own absent terms)")
+    ontology = functools.lru_cache(maxsize=1)(lambda: load_ontology(str(args.ontology) if args.ontology else "bundled"))
+    path = args.cases
+    if path is not None and path.is_file() and is_cases_table(path) and "gene" in table_header(path):
         return read_cases(path)
-    screen = Screen(set(index.term_pos))
-    cases = list(screen(load_cases(path, lambda: load_ontology(str(ontology) if ontology else "bundled"))))
-    for row in screen.qc:
-        log.warning("%s: not ranked (%s): %s", path, row.reason, row.detail)
-    if not cases:
-        raise ValueError(f"{path}: no usable case (every input failed QC)")
+    known = set(index.term_pos)
+    if args.hpo is not None:
+        screen = Screen(known, ontology())
+        cases = [screen.one(single_case(args.hpo, args.absent, args.case_id, ontology()), "--hpo")]
+        screen.warn()
+    else:
+        screen = Screen(known, ontology())
+        cases = list(screen(read_patients(path, ontology)))
+        if screen.qc:
+            reasons = dict(sorted(Counter(r.reason for r in screen.qc).items()))
+            log.warning("%d input(s) were not ranked: %s, e.g. %s", len(screen.qc), reasons, screen.qc[0].detail)
+        screen.warn()
+        if not cases:
+            raise ValueError(f"{path}: no usable case" + (f" ({screen.qc[0].detail})" if screen.qc else ""))
+    for case in cases[:5]:
+        log.info("terms read: %s", describe_terms(case, ontology().label, known))
+    if len(cases) > 5:
+        log.info("terms read: ... and %d more patient(s)", len(cases) - 5)
     return cases
 
 

@@ -33,20 +33,24 @@ def rank_with_ties(scores: Mapping[str, float], identifiers: Mapping[str, str] |
     at most k (a tie crossing k is dropped whole rather than ranked optimistically).
     """
     identifiers = identifiers or {}
-    not_numbers = [gene for gene, score in scores.items() if score != score]
+    items = list(scores.items())
+    values = [score for _, score in items]
+    not_numbers = [gene for gene, score in items if score != score]
     if not_numbers:
         raise ValueError(f"scores must be numbers, got NaN for {len(not_numbers)} gene(s), e.g. {not_numbers[:3]}")
-    ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    if any(a < b for a, b in zip(values, values[1:])):  # not yet best first (a ranker's top list already is)
+        items.sort(key=lambda item: -item[1])
     ranked: list[RankedGene] = []
-    i = 0
-    while i < len(ordered):
+    i, n = 0, len(items)
+    while i < n:
         j = i
-        while j + 1 < len(ordered) and ordered[j + 1][1] == ordered[i][1]:
+        while j + 1 < n and items[j + 1][1] == items[i][1]:
             j += 1
         rank = j + 1
         if top_k is not None and rank > top_k:
             break
-        ranked.extend(RankedGene(rank, gene, identifiers.get(gene, ""), float(score)) for gene, score in ordered[i : j + 1])
+        group = items[i : j + 1] if i == j else sorted(items[i : j + 1])  # a tie: by symbol
+        ranked.extend(RankedGene(rank, gene, identifiers.get(gene, ""), float(score)) for gene, score in group)
         i = j + 1
     return ranked
 

@@ -69,6 +69,7 @@ class GeneScorer:
     gene_weight: Callable[[], torch.Tensor]
     gene_ids: torch.LongTensor
     prior: Callable | None = None  # prior(input_ids, attention_mask) -> [B, G] added to every step's logits
+    last_hidden: Callable | None = None  # last_hidden(input_ids, attention_mask) -> [B, H]: the prompt's final state, no cache
 
     def bias(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor | float:
         """The prompt's gene logits that do not come from the hidden state (``0.0`` without a prior)."""
@@ -82,11 +83,16 @@ class GeneScorer:
         return (hidden @ self.gene_weight().T).float()
 
 
-def prompt_pass(scorer: GeneScorer, input_ids, attention_mask):
-    """Run the prompts once: the last position's hidden state ``[B, H]`` and the KV cache."""
+def prompt_pass(scorer: GeneScorer, input_ids, attention_mask, use_cache: bool = True):
+    """Run the prompts once: the last position's hidden state ``[B, H]`` and the KV cache.
+
+    ``use_cache=False`` (nothing is decoded after the prompt): the hidden state alone (cache None), from the
+    scorer's ``last_hidden`` when it has one (the same values for less compute)."""
+    if not use_cache and scorer.last_hidden is not None:
+        return scorer.last_hidden(input_ids, attention_mask), None
     from transformers import DynamicCache
 
-    hidden, cache = scorer.decoder(input_ids, attention_mask, position_ids(attention_mask), DynamicCache(), True)
+    hidden, cache = scorer.decoder(input_ids, attention_mask, position_ids(attention_mask), DynamicCache(), use_cache)
     return hidden[:, -1], cache
 
 
@@ -127,7 +133,7 @@ def sample_lists(
         raise ValueError(f"decode_k must be at least 1, not {decode_k}")
     if temperature <= 0:
         raise ValueError("temperature must be positive")
-    hidden, cache = prompt_pass(scorer, input_ids, attention_mask)
+    hidden, cache = prompt_pass(scorer, input_ids, attention_mask, use_cache=not greedy or min(length, decode_k) > 1)
     bias = scorer.bias(input_ids, attention_mask)
     first = scorer.logits(hidden) + bias
     rows = input_ids.shape[0] * group_size
@@ -207,8 +213,11 @@ def rank_genes(
     """The ranking: ``(gene indices [B, n], scores [B, n])``, best first, ``n = top_n`` (None: every gene).
 
     The first ``decode_k`` genes are the greedy constrained list; the rest follow by first-step
-    probability. Scores strictly follow the ranking: the log-probability of the greedy prefix, plus
-    a later gene's first-step log-probability.
+    probability. Scores strictly follow the ranking. With ``decode_k = 1`` a gene's score is its
+    first-step log-probability (``exp(score)`` is the gene's probability among the candidates, at
+    every rank). With ``decode_k > 1`` a listed gene's score is the log-probability of the greedy
+    prefix up to it, and a later gene's score its first-step log-probability plus that of decoded
+    steps 2..k (so it ranks after the prefix: the first gene is the first step's arg-max).
     """
     n_genes = scorer.n_genes
     n = n_genes if top_n is None else min(top_n, n_genes)
@@ -218,7 +227,7 @@ def rank_genes(
     tail = torch.log_softmax(greedy.first_logits.double(), -1)
     tail.scatter_(1, greedy.genes, float("-inf"))
     tail_lp, tail_idx = tail.topk(n - k, dim=-1)
-    tail_scores = prefix[:, -1:] + tail_lp - 1e-9  # below the prefix: a tail gene ranks after it
+    tail_scores = (prefix[:, -1:] - prefix[:, :1]) + tail_lp - 1e-9  # below the prefix: a tail gene ranks after it
     return torch.cat([greedy.genes, tail_idx], 1), torch.cat([prefix, tail_scores], 1)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ PARAMETERS = ("log_scale", "absent_log_weight", "exact_bonus", "g2p_weight", "si
 OPTIONAL = {"size_weight": 0.0}  # parameters older saved priors lack, with the value they were trained with
 INITIAL_SIZE_WEIGHT = 0.01  # = BaselineConfig.size_penalty's default (tests/test_prior.py checks)
 INITIAL_SCALE = 3.0  # union scores are mean IC (nats); 3x spreads the top genes over a few logits
+G2P_BUCKETS = (4, 8, 12, 16, 24)  # ancestor-count widths of the g2p gather buckets (the last bucket takes the rest)
 
 
 def ancestor_table(anc_ptr: np.ndarray, anc_index: np.ndarray) -> np.ndarray:
@@ -89,21 +91,35 @@ class PhenotypePrior(torch.nn.Module):
         direct_ptr, direct_term = a["direct_ptr"], a["direct_term"]
         counts = np.diff(direct_ptr)
         annotated, column = np.unique(direct_term, return_inverse=True)
+        # Annotated terms ordered by their number of ancestors, so g2p reads their padded ancestor rows in a few
+        # buckets of similar width (a gather and a max per bucket: 3x faster than one scatter over all entries).
+        lengths = np.diff(a["anc_ptr"])[annotated]
+        order = np.argsort(lengths, kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
         rows = np.repeat(np.arange(self.n_genes), counts)
-        mean = torch.sparse_coo_tensor(
-            torch.as_tensor(np.stack([rows, column])),
-            torch.as_tensor(1.0 / counts[rows], dtype=torch.float32),
-            (self.n_genes, len(annotated)),
-            check_invariants=True,
-        ).coalesce()
-        self.register_buffer("g2p_mean", mean, persistent=False)  # genes x annotated terms, rows sum to 1
-        # The ancestors of every annotated term, flat (CSR), and which annotated term each entry belongs to.
-        anc_ptr, anc_index = a["anc_ptr"], a["anc_index"]
-        lengths = anc_ptr[annotated + 1] - anc_ptr[annotated]
-        flat = np.concatenate([anc_index[anc_ptr[t] : anc_ptr[t + 1]] for t in annotated]) if len(annotated) else np.zeros(0, np.int64)
-        self.register_buffer("annotated_ancestors", torch.as_tensor(flat, dtype=torch.long), persistent=False)
-        self.register_buffer("annotated_owner", torch.as_tensor(np.repeat(np.arange(len(annotated)), lengths)), persistent=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta": CSR x dense runs 4x faster than COO here
+            mean = torch.sparse_coo_tensor(
+                torch.as_tensor(np.stack([rows, position[column]])),
+                torch.as_tensor(1.0 / counts[rows], dtype=torch.float32),
+                (self.n_genes, len(annotated)),
+                check_invariants=True,
+            ).to_sparse_csr()
+        # genes x annotated terms (in bucket order), rows sum to 1; kept as its CSR parts (a CSR tensor cannot be deep-copied)
+        self.register_buffer("g2p_rows", mean.crow_indices(), persistent=False)
+        self.register_buffer("g2p_columns", mean.col_indices(), persistent=False)
+        self.register_buffer("g2p_values", mean.values(), persistent=False)
+        self.register_buffer("annotated_ancestors", ancestors[torch.as_tensor(annotated[order], dtype=torch.long)], persistent=False)
         self.n_annotated = len(annotated)
+        sorted_lengths = lengths[order]
+        self.g2p_buckets = []  # (first, last + 1, width) of annotated terms in bucket order
+        start = 0
+        for width in G2P_BUCKETS + (int(sorted_lengths.max()) if len(order) else 0,):
+            end = int(np.searchsorted(sorted_lengths, width, side="right"))
+            if end > start:
+                self.g2p_buckets.append((start, end, width))
+                start = end
         closure = np.bincount(np.asarray(a["ann_gene"], dtype=np.int64), minlength=self.n_genes)
         self.register_buffer("log_closure", torch.as_tensor(np.log1p(closure), dtype=torch.float32), persistent=False)
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(INITIAL_SCALE)))
@@ -125,15 +141,23 @@ class PhenotypePrior(torch.nn.Module):
 
     def g2p(self, used: torch.LongTensor, weights: torch.Tensor) -> torch.Tensor:
         """``[B, G]``: mean over each gene's annotated terms of their best Resnik match in the prompt."""
-        closure = torch.zeros((weights.shape[0], len(self.onto_ic)), device=weights.device)
-        present = (weights > 0).float()
-        anc = self.ancestors[self.term_onto[used]]  # [U, width]
-        closure.scatter_reduce_(1, anc.reshape(1, -1).expand(weights.shape[0], -1), present.repeat_interleave(anc.shape[1], 1), "amax")
-        closure = closure * self.onto_ic  # the dummy term has IC 0
-        values = closure[:, self.annotated_ancestors]  # [B, ancestor entries of the annotated terms]
-        best = values.new_zeros((values.shape[0], self.n_annotated))
-        best.scatter_reduce_(1, self.annotated_owner.expand(values.shape[0], -1), values, "amax")
-        return torch.sparse.mm(self.g2p_mean, best.T).T
+        closure = weights.new_zeros((len(self.onto_ic), weights.shape[0]))  # [terms + dummy, B]: the prompt's closure
+        case, term = torch.nonzero(weights > 0, as_tuple=True)
+        anc = self.ancestors[self.term_onto[used[term]]]  # [pairs, width]
+        closure[anc.reshape(-1), case.repeat_interleave(anc.shape[1])] = 1.0
+        closure = closure * self.onto_ic.unsqueeze(1)  # the dummy term has IC 0
+        best = closure.new_empty((self.n_annotated, weights.shape[0]))
+        for start, end, width in self.g2p_buckets:  # the most informative ancestor of each annotated term in the closure
+            best[start:end] = closure[self.annotated_ancestors[start:end, :width]].amax(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            mean = torch.sparse_csr_tensor(self.g2p_rows, self.g2p_columns, self.g2p_values, (self.n_genes, self.n_annotated))
+        return (mean @ best).T
+
+    def warm(self, token_ids: torch.LongTensor) -> None:
+        """Compute the similarity rows of every term among ``token_ids`` now (threads ranking at once then only read them)."""
+        rows = self.token_row[token_ids.to(self.token_row.device)]
+        self.rows(torch.unique(rows[rows >= 0]))
 
     def rows(self, used: torch.LongTensor) -> torch.Tensor:
         """Similarity rows ``[U, G]`` of term rows ``used``, computing the ones not needed before."""
@@ -146,20 +170,43 @@ class PhenotypePrior(torch.nn.Module):
             self.computed[missing] = True
         return self.similarity[used]
 
+    def phi(self, used: torch.LongTensor) -> torch.Tensor:
+        """``[U, G]``: each used term's match with each gene (Resnik similarity plus the exact-match bonus)."""
+        similarity = self.rows(used)  # [U, G]
+        ic = self.term_ic[used].unsqueeze(1)
+        return torch.where(similarity >= ic - 1e-6, similarity + self.exact_bonus * ic, similarity)
+
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
         weights = self.term_weights(input_ids, attention_mask)
         used = torch.nonzero(weights.sum(0) > 0).squeeze(1)
         if len(used) == 0:
             return weights.new_zeros((input_ids.shape[0], self.n_genes))
         weights = weights[:, used]
-        similarity = self.rows(used)  # [U, G]
-        ic = self.term_ic[used].unsqueeze(1)
-        phi = similarity + self.exact_bonus * ic * (similarity >= ic - 1e-6).float()
-        union = weights @ phi / weights.sum(1, keepdim=True).clamp(min=1e-9)
+        union = weights @ self.phi(used) / weights.sum(1, keepdim=True).clamp(min=1e-9)
         score = union - self.size_weight * self.log_closure
         if (torch.is_grad_enabled() and self.g2p_weight.requires_grad) or float(self.g2p_weight) != 0.0:
             score = score + self.g2p_weight * self.g2p(used, weights)
         return self.log_scale.exp() * score
+
+    @torch.no_grad()
+    def explain(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> dict[str, torch.Tensor]:
+        """The parts of one prompt's prior (``input_ids`` ``[1, L]``) that :meth:`forward` sums, in logits:
+        ``tokens`` ``[U]`` (the distinct terms read), ``weights`` ``[U]`` (1 observed, exp(absent_log_weight)
+        excluded only), ``terms`` ``[U, G]``
+        (each term's share of the union score), ``g2p`` ``[G]`` (the gene-to-patient direction) and ``size``
+        ``[G]`` (the specificity term). ``terms.sum(0) + g2p + size`` is ``forward``'s row."""
+        weights = self.term_weights(input_ids, attention_mask)[0]
+        used = torch.nonzero(weights > 0).squeeze(1)
+        scale = self.log_scale.exp()
+        size = -scale * self.size_weight * self.log_closure
+        tokens = torch.as_tensor(self.arrays["term_tokens"], device=used.device)[used]
+        if len(used) == 0:
+            return {"tokens": tokens, "weights": weights[used], "terms": size.new_zeros((0, self.n_genes)),
+                    "g2p": torch.zeros_like(size), "size": size}  # fmt: skip
+        w = weights[used]
+        terms = scale * w.unsqueeze(1) * self.phi(used) / w.sum()
+        g2p = scale * self.g2p_weight * self.g2p(used, w.unsqueeze(0))[0]
+        return {"tokens": tokens, "weights": w, "terms": terms, "g2p": g2p, "size": size}
 
     def settings(self) -> dict:
         return {name: float(getattr(self, name).detach()) for name in PARAMETERS}

@@ -1,18 +1,29 @@
-"""Why this gene: the patient's terms that support a ranked gene, and the excluded terms that count.
+"""Why this gene: each patient term's signed contribution to a ranked gene's score, as the model reads it.
 
-Layer ``rank``: imports the baselines' HPO index (ancestors, information content, propagated
-annotations), the gene annotations and the ontology. Nothing here changes a ranking; it explains one.
+Layer ``rank``: imports the policy (its prior and transformer parts), the baselines' HPO index, the
+gene annotations and the ontology. Nothing here changes a ranking; it explains one.
 
-For an observed term ``p`` and a gene, the match is the most informative ancestor ``a`` of ``p``
-(``p`` included) that the gene is annotated with after propagation, the Resnik similarity the
-Phenomizer baseline uses; the *matched annotation* is the gene's own (direct) annotation at or below
-``a`` (the most informative one), so a row says e.g. "Seizure matched the annotation Focal
-impaired-awareness seizure through Seizure, IC 2.9". An excluded term ``e`` counts **against** a gene
-annotated with ``e`` or a descendant (the gene usually shows a feature the patient does not have,
-with the annotated frequency) and is **consistent** with any other gene. In curated case reports
-excluded terms are often typical features of the true disease (the curation shortcut, README), so a
-model trained on them may read "against" as a hint *for* the gene: the table reports the annotation
-facts, not the model's reasons.
+**Contributions.** A model with the phenotype prior (:mod:`rarerank.model.prior`) scores a gene as
+
+    logit(gene) = sum over read terms t of  scale * w_t * phi(t, gene) / sum w      (one part per term)
+                + scale * g2p_weight * g2p(gene)                                    (gene-to-patient match)
+                - scale * size_weight * ln(1 + closure size(gene))                  (specificity)
+                + hidden . w_gene                                                   (the transformer's correction)
+
+and the ranking depends only on differences between genes, so every part is shown *relative to the
+average candidate gene* (the part minus its mean over the genes ranked: all of the model's, or a gene
+list). The parts of a gene add up to its logit minus the average logit: a positive part pushes the gene
+up, a negative one down, and the difference of two genes' sums is the difference of their log-odds.
+Excluded terms are read as the model reads them: the union prior counts an excluded term like an
+observed one (weight ``exp(absent_log_weight)``), i.e. as evidence *for* a gene annotated with it.
+A model without the prior is not decomposed: its whole score is the transformer line.
+
+**Annotation facts.** Beside each term: the gene's HPO annotation it matches (the most informative
+ancestor of the term the gene is annotated with after propagation, Resnik as in Phenomizer), its
+information content and the annotated frequency. A match whose frequency is 0 (HPO records the feature
+as absent in the gene's diseases) is ``matches_absent``: the annotation speaks against the gene even
+where the similarity counts it. The gene's diseases are named with their HPO disease ids and labels
+(``phenotype.hpoa``), ordered by how many of the patient's observed terms their annotations match.
 """
 
 from __future__ import annotations
@@ -20,49 +31,208 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import IO
 
 import numpy as np
+import torch
 
+from rarerank.core.rankings import RankedGene
 from rarerank.data.annotations import GeneAnnotations
+from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
-from rarerank.rank.baselines import HpoIndex
+from rarerank.model.decoding import prompt_pass
+from rarerank.model.policy import Policy, encode_prompts, gene_prior, gene_scorer
+from rarerank.rank.baselines import BaselineConfig, HpoIndex, rank_by_baseline
+from rarerank.rank.panels import restrict_ranking
+from rarerank.rank.ranking import gene_indices
 
-SUPPORTS, AGAINST, CONSISTENT, NO_MATCH, NOT_ANNOTATED = "supports", "against", "consistent", "no_match", "gene_not_annotated"
+# Parts of a gene's score.
+TERM, GENE_TO_PATIENT, SPECIFICITY, TRANSFORMER = "term", "gene_to_patient", "specificity", "transformer"
+PART_LABELS = {
+    GENE_TO_PATIENT: "gene-to-patient match (how many of the gene's own features the patient's terms cover)",
+    SPECIFICITY: "specificity (genes with fewer annotations rank first among equal matches)",
+    TRANSFORMER: "the transformer's correction (what training on case reports adds)",
+}
+# How the model reads a term for a gene (the sign of its contribution).
+FOR, AGAINST, NEUTRAL, NOT_READ = "for", "against", "neutral", "not_read"
+NEUTRAL_BELOW = 0.05  # |contribution| (logits) below which a term is neutral: under a 5% change in the odds
+# Annotation facts of a term for a gene.
+MATCHES, MATCHES_ABSENT, NO_MATCH, NOT_ANNOTATED = "matches", "matches_absent", "no_match", "gene_not_annotated"
 
 EVIDENCE_COLUMNS = (
-    "case_id", "rank", "gene_symbol", "term_id", "term_label", "excluded", "effect", "matched_annotation",
-    "matched_annotation_label", "via_term", "via_label", "ic", "frequency",
+    "case_id", "rank", "gene_symbol", "part", "term_id", "term_label", "excluded", "contribution", "effect", "annotation",
+    "matched_annotation", "matched_annotation_label", "via_term", "via_label", "ic", "frequency",
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class TermEvidence:
+    """One part of one gene's score: a patient term (``part`` term) or a gene-level part."""
+
     case_id: str
     rank: int
     gene_symbol: str
-    term_id: str
-    term_label: str
-    excluded: bool
-    effect: str  # supports | no_match | against | consistent | gene_not_annotated
+    part: str
+    term_id: str = ""
+    term_label: str = ""
+    excluded: bool = False
+    contribution: float | None = None  # logits, relative to the average candidate gene (None: not decomposed)
+    effect: str = ""  # for | against | neutral | not_read ("" where the model is not decomposed)
+    annotation: str = ""  # matches | matches_absent | no_match | gene_not_annotated
     matched_annotation: str = ""  # the gene's direct annotation behind the match
     matched_annotation_label: str = ""
     via_term: str = ""  # the common ancestor the match goes through (the term itself for a direct match)
     via_label: str = ""
-    ic: float = 0.0  # information content of via_term (observed) or of the excluded term
+    ic: float = 0.0  # information content of via_term
     frequency: float | None = None  # annotated frequency of the feature in the gene's diseases (None: not given)
 
 
-class Explainer:
-    """Evidence rows for (case, ranked genes) from the HPO annotations."""
+@dataclass
+class GeneEvidence:
+    """The explanation of one ranked gene."""
 
-    def __init__(self, ontology: Ontology, annotations: GeneAnnotations, index: HpoIndex | None = None):
-        self.ontology = ontology
-        self.annotations = annotations
+    gene: RankedGene
+    rows: list[TermEvidence]
+    diseases: list[tuple[str, str, int]] = field(default_factory=list)  # (disease id, name, observed terms matched)
+    union_rank: int | None = None  # the gene's rank under the union rule (None: beyond the rule's list)
+
+    @property
+    def total(self) -> float | None:
+        values = [r.contribution for r in self.rows if r.contribution is not None]
+        return sum(values) if values else None
+
+
+@dataclass
+class CaseEvidence:
+    case: Case
+    genes: list[GeneEvidence]
+    union: list[RankedGene]  # the union rule's top genes for the same patient (and gene list)
+    absent_weight: float | None = None  # the weight the model gives an excluded term (None: no prior)
+
+
+def effect_of(contribution: float | None) -> str:
+    if contribution is None:
+        return ""
+    return NEUTRAL if abs(contribution) < NEUTRAL_BELOW else FOR if contribution > 0 else AGAINST
+
+
+# ---------------------------------------------------------------------------------------------
+# The model's parts.
+
+
+@dataclass
+class CaseParts:
+    """One patient's score parts for every candidate gene (columns), centred on the candidates' mean."""
+
+    columns: dict[str, int]  # gene symbol -> column
+    terms: dict[str, torch.Tensor]  # term read by the prior -> [C]
+    genes: dict[str, torch.Tensor]  # gene-level part -> [C]
+    logits: torch.Tensor  # [C] the gene logits (uncentred), for checks
+    absent_weight: float | None
+    read: frozenset[str] = frozenset()  # the terms in the model's prompt
+
+
+def model_parts(policy: Policy, case: Case, genes: Sequence[str] | None = None, present_only: bool = False) -> CaseParts:
+    """The parts of every candidate gene's logit for one patient (see the module docstring)."""
+    subset = gene_indices(policy, genes)
+    index = None if subset is None else torch.tensor(subset, dtype=torch.long)
+    symbols = policy.genes if subset is None else [policy.genes[i] for i in subset]
+    prompts = encode_prompts(policy, [case], present_only=present_only)
+    scorer = gene_scorer(policy.model, policy.gene_ids, index)
+    with torch.no_grad():
+        hidden, _ = prompt_pass(scorer, prompts.input_ids, prompts.attention_mask)
+        transformer = scorer.logits(hidden)[0].double()
+    parts: dict[str, torch.Tensor] = {TRANSFORMER: transformer}
+    terms: dict[str, torch.Tensor] = {}
+    absent_weight = None
+    prior = gene_prior(policy.model)
+    logits = transformer.clone()
+    if prior is not None:
+        explained = prior.explain(prompts.input_ids, prompts.attention_mask)
+
+        def columns(values: torch.Tensor) -> torch.Tensor:
+            values = values.double()
+            return values if index is None else values.index_select(-1, index.to(values.device))
+
+        names = policy.tokenizer.convert_ids_to_tokens(explained["tokens"].tolist())
+        for name, row in zip(names, columns(explained["terms"])):
+            terms[name] = row
+        parts[GENE_TO_PATIENT], parts[SPECIFICITY] = columns(explained["g2p"]), columns(explained["size"])
+        logits = logits + sum(terms.values(), torch.zeros_like(logits)) + parts[GENE_TO_PATIENT] + parts[SPECIFICITY]
+        absent_weight = float(prior.absent_log_weight.detach().exp())
+    centred = {k: v - v.mean() for k, v in terms.items()}
+    read = frozenset(policy.tokenizer.convert_ids_to_tokens(prompts.input_ids[0].tolist()))
+    return CaseParts({g: i for i, g in enumerate(symbols)}, centred, {k: v - v.mean() for k, v in parts.items()}, logits, absent_weight,
+                     read)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Diseases.
+
+
+@dataclass
+class Diseases:
+    """HPO diseases (``phenotype.hpoa``): names and phenotype annotations (aspect P, not NOT-qualified)."""
+
+    names: dict[str, str]
+    terms: dict[str, frozenset[str]]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, ontology: Ontology) -> Diseases:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"disease annotation file (phenotype.hpoa) not found: {path}")
+        names: dict[str, str] = {}
+        terms: dict[str, set[str]] = {}
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
+            missing = {"database_id", "disease_name", "qualifier", "hpo_id", "aspect"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}: not a phenotype.hpoa file, missing column(s) {', '.join(sorted(missing))}")
+            for row in reader:
+                disease = row["database_id"].strip()
+                names.setdefault(disease, row["disease_name"].strip())
+                if row["aspect"] == "P" and row["qualifier"].strip() != "NOT":
+                    term, _ = ontology.resolve(row["hpo_id"])
+                    if term is not None:
+                        terms.setdefault(disease, set()).add(term)
+        return cls(names, {d: frozenset(t) for d, t in terms.items()})
+
+    def of_gene(self, diseases: Iterable[str], observed: Sequence[str], ontology: Ontology, limit: int = 3) -> list[tuple[str, str, int]]:
+        """The ``limit`` diseases (of a gene) whose annotations match most observed terms (a term matches an
+        annotation equal to it or below it), then by id."""
+        scored = []
+        for disease in diseases:
+            annotated = self.terms.get(disease, frozenset())
+            matched = sum(any(t in ontology.ancestors(a) for a in annotated) for t in observed)
+            scored.append((-matched, disease))
+        return [(d, self.names.get(d, ""), -m) for m, d in sorted(scored)[:limit]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The explainer.
+
+
+class Explainer:
+    """Evidence for a patient's ranked genes: the model's parts (when a policy is given) and the annotation facts."""
+
+    def __init__(
+        self,
+        ontology: Ontology,
+        annotations: GeneAnnotations,
+        index: HpoIndex | None = None,
+        diseases: Diseases | None = None,
+        policy: Policy | None = None,
+        genes: Sequence[str] | None = None,
+    ):
+        self.ontology, self.annotations, self.diseases = ontology, annotations, diseases
         self.index = index or HpoIndex.build(ontology, annotations)
         self.hpo_version = self.index.hpo_version
+        self.policy, self.genes = policy, list(genes) if genes else None
 
     def label(self, term: str) -> str:
         return self.ontology.label(term)
@@ -91,40 +261,67 @@ class Explainer:
         pos = self.index.term_pos
         return max(below, key=lambda a: (self.index.ic[pos[a]] if a in pos else 0.0, a))
 
-    def _matched(self, row: dict, effect: str, gene: str, g: int, via: int) -> TermEvidence:
-        """A row for a term that meets the gene's annotations at term position ``via``."""
-        via_term = str(self.index.terms[via])
+    def facts(self, gene: str, term: str) -> dict:
+        """The annotation facts of one term for one gene (Resnik match through the most informative ancestor)."""
+        idx = self.index
+        g, t = idx.gene_pos.get(gene), idx.term_pos.get(term)
+        if g is None:
+            return {"annotation": NOT_ANNOTATED}
+        if t is None:
+            return {"annotation": NO_MATCH}
+        ancestors = idx.anc_index[idx.anc_ptr[t] : idx.anc_ptr[t + 1]]
+        via = next((int(a) for a in sorted(ancestors.tolist(), key=lambda a: (-idx.ic[a], a)) if idx.ic[a] > 0 and g in self._genes_of(a)),
+                   None)  # fmt: skip
+        if via is None:
+            return {"annotation": NO_MATCH}
+        via_term = str(idx.terms[via])
         annotation = self._direct_below(gene, via_term)
-        return TermEvidence(**row, effect=effect, matched_annotation=annotation,
-                            matched_annotation_label=self.label(annotation) if annotation else "",
-                            via_term=via_term, via_label=self.label(via_term), ic=float(self.index.ic[via]),
-                            frequency=self._frequency(via, g))  # fmt: skip
+        frequency = self._frequency(via, g)
+        return {"annotation": MATCHES_ABSENT if frequency == 0 else MATCHES, "matched_annotation": annotation,
+                "matched_annotation_label": self.label(annotation) if annotation else "", "via_term": via_term,
+                "via_label": self.label(via_term), "ic": float(idx.ic[via]), "frequency": frequency}  # fmt: skip
 
-    def explain(self, case_id: str, present: Sequence[str], absent: Sequence[str], rank: int, gene: str) -> list[TermEvidence]:
-        """One row per patient term (observed first, then excluded) for one ranked gene."""
-        idx, rows = self.index, []
-        g = idx.gene_pos.get(gene)
-        base = {"case_id": case_id, "rank": rank, "gene_symbol": gene}
-        for term in present:
-            row = dict(base, term_id=term, term_label=self.label(term), excluded=False)
-            t = idx.term_pos.get(term)
-            if g is None or t is None:
-                rows.append(TermEvidence(**row, effect=NOT_ANNOTATED if g is None else NO_MATCH))
-                continue
-            ancestors = idx.anc_index[idx.anc_ptr[t] : idx.anc_ptr[t + 1]]
-            via = next((int(a) for a in sorted(ancestors.tolist(), key=lambda a: (-idx.ic[a], a))
-                        if idx.ic[a] > 0 and g in self._genes_of(a)), None)  # fmt: skip
-            rows.append(TermEvidence(**row, effect=NO_MATCH) if via is None else self._matched(row, SUPPORTS, gene, g, via))
-        for term in absent:
-            row = dict(base, term_id=term, term_label=self.label(term), excluded=True)
-            t = idx.term_pos.get(term)
-            if g is None or t is None:
-                rows.append(TermEvidence(**row, effect=NOT_ANNOTATED if g is None else CONSISTENT))
-            elif g in self._genes_of(t):
-                rows.append(self._matched(row, AGAINST, gene, g, t))
-            else:
-                rows.append(TermEvidence(**row, effect=CONSISTENT, ic=float(idx.ic[t])))
+    def gene_rows(self, case: Case, gene: RankedGene, absent: Sequence[str], parts: CaseParts | None) -> list[TermEvidence]:
+        """Rows of one gene: every patient term (sorted by contribution, unread last), then the gene-level parts."""
+        column = parts.columns.get(gene.gene_symbol) if parts else None
+        base = {"case_id": case.case_id, "rank": gene.rank, "gene_symbol": gene.gene_symbol}
+        rows = []
+        for term, excluded in [*((t, False) for t in case.present), *((t, True) for t in absent if t not in case.present)]:
+            value = float(parts.terms[term][column]) if parts is not None and term in parts.terms else None
+            effect = NOT_READ if parts is not None and term not in parts.read else effect_of(value)
+            rows.append(TermEvidence(**base, part=TERM, term_id=term, term_label=self.label(term), excluded=excluded,
+                                     contribution=value, effect=effect, **self.facts(gene.gene_symbol, term)))  # fmt: skip
+        rows.sort(key=lambda r: (r.contribution is None, -(r.contribution or 0.0)))
+        if parts is not None:
+            for name, values in parts.genes.items():
+                value = float(values[column])
+                rows.append(TermEvidence(**base, part=name, term_label=PART_LABELS[name], contribution=value, effect=effect_of(value)))
         return rows
+
+    def explain_case(self, case: Case, ranked: Sequence[RankedGene], present_only: bool = False, n_union: int = 10) -> CaseEvidence:
+        """Evidence for the genes ``ranked`` (e.g. a patient's top 10) and the union rule's ranking beside them."""
+        absent = () if present_only else case.absent
+        parts = model_parts(self.policy, case, self.genes, present_only) if self.policy is not None else None
+        union = self.union_ranking(case, present_only)
+        union_rank = {g.gene_symbol: g.rank for g in union}
+        genes = []
+        for gene in ranked:
+            diseases = []
+            if self.diseases is not None:
+                diseases = self.diseases.of_gene(self.annotations.diseases.get(gene.gene_symbol, ()), case.present, self.ontology)
+            genes.append(GeneEvidence(gene, self.gene_rows(case, gene, absent, parts), diseases, union_rank.get(gene.gene_symbol)))
+        return CaseEvidence(case, genes, union[:n_union], parts.absent_weight if parts else None)
+
+    def union_ranking(self, case: Case, present_only: bool = False) -> list[RankedGene]:
+        """The union rule (Phenomizer over observed and excluded terms, the baselines' defaults) for the
+        patient, restricted to the gene list when there is one; every gene it scores."""
+        method = "phenomizer" if present_only else "phenomizer_union"
+        ((_, ranked),) = rank_by_baseline(method, self.index, [case], BaselineConfig(top_k=self.index.n_genes))
+        return restrict_ranking(ranked, set(self.genes), None) if self.genes else ranked
+
+
+# ---------------------------------------------------------------------------------------------
+# The evidence file.
 
 
 def _cell(value) -> str:
@@ -148,17 +345,17 @@ class EvidenceWriter:
             self.writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
             self.writer.writerow(EVIDENCE_COLUMNS)
 
-    def write(self, case_id: str, rows: Iterable[TermEvidence]) -> None:
-        rows = list(rows)
+    def write(self, evidence: CaseEvidence) -> None:
         if not self.json:
-            self.writer.writerows([_cell(getattr(r, c)) for c in EVIDENCE_COLUMNS] for r in rows)
+            self.writer.writerows([_cell(getattr(r, c)) for c in EVIDENCE_COLUMNS] for g in evidence.genes for r in g.rows)
             return
-        genes: dict[tuple[int, str], list[dict]] = {}
-        for r in rows:
-            genes.setdefault((r.rank, r.gene_symbol), []).append(
-                {k: v for k, v in asdict(r).items() if k not in ("case_id", "rank", "gene_symbol")}
-            )
-        record = {"case_id": case_id, "genes": [{"rank": k[0], "gene_symbol": k[1], "terms": v} for k, v in genes.items()]}
+        skip = ("case_id", "rank", "gene_symbol")
+        genes = [{"rank": g.gene.rank, "gene_symbol": g.gene.gene_symbol, "gene_identifier": g.gene.gene_identifier,
+                  "score": g.gene.score, "union_rule_rank": g.union_rank,
+                  "diseases": [{"id": d, "name": n, "observed_terms_matched": m} for d, n, m in g.diseases],
+                  "parts": [{k: v for k, v in asdict(r).items() if k not in skip} for r in g.rows]}
+                 for g in evidence.genes]  # fmt: skip
+        record = {"case_id": evidence.case.case_id, "genes": genes, "excluded_term_weight": evidence.absent_weight}
         self.handle.write(("" if self.first else ",\n") + json.dumps(record, sort_keys=True))
         self.first = False
 
