@@ -165,3 +165,54 @@ def test_json_objects_without_gene_keys_are_skipped():
     completion = '[{"gene": "PAH"}, {"rank": 2}, {"symbol": 5}, "FBN1"]'
     assert parse_ranked_list(completion) == ["PAH", "FBN1"]
     assert grade(completion, "FBN1") == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers of natural-language models: reasoning before the list, several lists, odd formatting.
+
+GENES = ["FBN1", "TGFBR1", "TGFBR2", "SMAD3", "PAH", "NF1"]
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        # reasoning that names genes, then the numbered answer: the last numbered list counts
+        ("Tall stature and lens dislocation point away from PAH.\n1. FBN1\n2. TGFBR1", ["FBN1", "TGFBR1"]),
+        (
+            "Steps:\n1. Marfanoid habitus suggests NF1? no.\n2. Aortic root: TGFBR2\n\nAnswer:\n1. FBN1\n2. SMAD3\n3. TGFBR2",
+            ["FBN1", "SMAD3", "TGFBR2"],
+        ),
+        # a numbered list after the answer that names no gene does not replace it
+        ("1. FBN1\n2. PAH\n\nNext steps:\n1. Echocardiography\n2. Slit-lamp exam", ["FBN1", "PAH"]),
+        # reasoning models: only the text after </think> is the answer
+        ("<think>Could be PAH or NF1... 1. NF1 2. PAH</think>\n1. FBN1\n2. TGFBR1", ["FBN1", "TGFBR1"]),
+        ("<think>unfinished reasoning about FBN1 and PAH", ["FBN1", "PAH"]),  # no answer after it: the whole text
+        # markdown
+        ("**1.** **FBN1** – Marfan syndrome\n**2.** *TGFBR2*", ["FBN1", "TGFBR2"]),
+        ("### Ranking\n- 1) `SMAD3`\n- 2) `FBN1`", ["SMAD3", "FBN1"]),
+        # JSON after reasoning; the last array that names a known gene
+        ('I considered ["PAH"] first, but the final answer is ["FBN1", "TGFBR1"]', ["FBN1", "TGFBR1"]),
+        ('Answer: ["FBN1", "TGFBR1"]\nReferences: [1], [2]', ["FBN1", "TGFBR1"]),
+        ('```json\n[{"gene": "TGFBR2", "aliases": ["XYZ"]}, {"symbol": "FBN1"}]\n```', ["TGFBR2", "FBN1"]),
+        ('["not a gene", "FBN1", "fbn1", "FBN1"]', ["FBN1"]),  # duplicates keep the first rank
+        # unknown symbols take no rank; lower case and punctuation are normalised
+        ("1. FOO1 (unknown)\n2. fbn1.\n3. BAR2\n4. pah", ["FBN1", "PAH"]),
+        ("Most likely: FBN1, then FBN1 again, then TGFBR1.", ["FBN1", "TGFBR1"]),
+        ("No idea.", []),
+        ("", []),
+    ],
+)
+def test_natural_language_answers(completion, expected):
+    assert parse_ranked_list(completion, GENES) == expected
+
+
+def test_reasoning_without_a_universe_still_reads_the_last_list():
+    assert parse_ranked_list("Thinking:\n1. something\n2. else\nFinal:\n1. FBN1\n2. PAH") == ["FBN1", "PAH"]
+    assert parse_ranked_list("<think>PAH?</think> FBN1 TGFBR1") == ["FBN1", "TGFBR1"]
+
+
+def test_a_run_of_numbered_items_is_one_list_whatever_its_numbers():
+    # explanation lines under items, repeated or out-of-order numbers: still one list
+    assert parse_ranked_list("1. FBN1\n   Marfan syndrome\n2. TGFBR1\n   Loeys-Dietz", GENES) == ["FBN1", "TGFBR1"]
+    assert parse_ranked_list("1. PAH\n3. TGFBR2\n2. SMAD3", GENES) == ["PAH", "TGFBR2", "SMAD3"]
+    assert parse_ranked_list("1. NF1\n1. TGFBR1", GENES) == ["NF1", "TGFBR1"]

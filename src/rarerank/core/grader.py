@@ -16,11 +16,12 @@ from rarerank.core.settings import Settings, setting
 
 SHAPES = ("reciprocal", "linear", "exponential")
 
-_NUMBERED = re.compile(r"^\s*(?:#\s*)?\d+\s*[.):\-]\s*(.+)$")
+# A numbered item: "1. FBN1", "2) TGFBR2", "**3.** SMAD3", "# 4 - PAH" (the number is group 1).
+_NUMBERED = re.compile(r"^\s*(?:[#>*_]+\s*)?(\d+)\s*[.):\-]\s*(.+)$")
 _INLINE_NUMBER = re.compile(r"\s+\d+\.\s+")  # "1. FBN1 2. TGFBR1" written on one line
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-\.@]*[A-Za-z0-9@]|[A-Za-z0-9]")
 _SEPARATORS = re.compile(r"[\s,;|]+")
-_JSON_ARRAY = re.compile(r"\[.*\]", re.DOTALL)
+_END_OF_REASONING = "</think>"  # reasoning models close their thoughts with it; the answer follows
 _GENE_KEYS = ("gene", "symbol", "gene_symbol", "name")
 
 
@@ -68,16 +69,7 @@ def normalise_symbol(symbol: str) -> str:
     return symbol.strip().strip(_WRAPPING).upper()
 
 
-def _from_json(text: str) -> list[str] | None:
-    match = _JSON_ARRAY.search(text)
-    if not match:
-        return None
-    try:
-        items = json.loads(match.group(0))
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(items, list):
-        return None
+def _json_symbols(items) -> list[str]:
     symbols = []
     for item in items:
         if isinstance(item, str):
@@ -86,7 +78,24 @@ def _from_json(text: str) -> list[str] | None:
             value = next((item[k] for k in _GENE_KEYS if isinstance(item.get(k), str)), None)
             if value:
                 symbols.append(value)
-    return symbols or None  # "[1]" or "[]" in prose is not a gene list: fall back to the text
+    return symbols
+
+
+def _from_json(text: str, known: set[str] | None) -> list[str] | None:
+    """The last top-level JSON array in the text that names a gene (a known one, given a universe)."""
+    decoder = json.JSONDecoder()
+    found, position = None, text.find("[")
+    while position != -1:
+        try:
+            items, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            position = text.find("[", position + 1)
+            continue
+        symbols = _json_symbols(items) if isinstance(items, list) else []
+        if any(known is None or normalise_symbol(s) in known for s in symbols):
+            found = symbols  # "[1]" or "[]" in prose is not a gene list: the text is read instead
+        position = text.find("[", end)
+    return found
 
 
 def _first_symbol(text: str) -> list[str]:
@@ -94,31 +103,61 @@ def _first_symbol(text: str) -> list[str]:
     return [match.group(0)] if match else []
 
 
+def _item_symbols(item: str, known: set[str] | None) -> list[str]:
+    """The gene of one numbered item: its first known symbol (given a universe), else its first symbol."""
+    if known is None:
+        return _first_symbol(item)
+    hit = next((t for t in _SEPARATORS.split(item) if t and normalise_symbol(t) in known), None)
+    return [hit] if hit else []
+
+
+def _from_numbered(text: str, known: set[str] | None) -> list[str] | None:
+    """The gene symbols of the last numbered list that names a gene. A new list starts where the
+    numbering goes back after other text ("1. ... 2. ... Answer: 1. ..."), so numbered reasoning
+    before the answer is skipped; within a run of items, repeated or skipped numbers do not split it."""
+    blocks: list[list[str]] = []
+    previous, text_between = None, False
+    for line in text.splitlines():
+        match = _NUMBERED.match(line)
+        if not match:
+            text_between = text_between or (previous is not None and bool(line.strip()))
+            continue
+        number = int(match.group(1))
+        if previous is None or (number <= previous and text_between):
+            blocks.append([])
+        previous, text_between = number, False
+        for item in _INLINE_NUMBER.split(match.group(2)):
+            blocks[-1].extend(_item_symbols(item, known))
+    if not blocks:
+        return None
+    return next((block for block in reversed(blocks) if block), [])
+
+
+def answer_text(completion: str) -> str:
+    """The part of a completion that holds the answer: the text after the last ``</think>`` when a
+    reasoning model closed its thoughts and wrote something after them, else the whole completion."""
+    head, mark, tail = completion.rpartition(_END_OF_REASONING)
+    return tail if mark and tail.strip() else completion
+
+
 def parse_ranked_list(completion: str, universe: Iterable[str] | None = None) -> list[str]:
     """Ranked, de-duplicated, upper-cased gene symbols from a completion.
 
-    Accepts a JSON list (of strings or of objects with a ``gene``/``symbol`` key), numbered lines
-    (``1. GENE - reason``), or symbols separated by spaces, commas, semicolons or newlines. With a
-    ``universe`` of known symbols, anything else is ignored and does not take a rank.
+    Reads the answer after any reasoning (:func:`answer_text`): the last JSON list that names a gene
+    (strings, or objects with a ``gene``/``symbol`` key), else the last numbered list (``1. GENE -
+    reason``; the first known symbol of each item), else symbols separated by spaces, commas,
+    semicolons or newlines. With a ``universe`` of known symbols, anything else is ignored and does
+    not take a rank; a symbol listed twice keeps its first rank.
     """
     if not isinstance(completion, str):
         return []
     known = {normalise_symbol(s) for s in universe} if universe is not None else None
-    raw = _from_json(completion)
+    text = answer_text(completion)
+    raw = _from_json(text, known)
     if raw is None:
-        lines = completion.splitlines()
-        numbered = [m.group(1) for line in lines if (m := _NUMBERED.match(line))]
-        if numbered:
-            raw = []
-            for item in (part for line in numbered for part in _INLINE_NUMBER.split(line)):
-                tokens = [t for t in _SEPARATORS.split(item) if t]
-                if known is not None:  # take the first known symbol on the line
-                    hit = next((t for t in tokens if normalise_symbol(t) in known), None)
-                    raw.extend([hit] if hit else [])
-                else:
-                    raw.extend(_first_symbol(item))
-        else:
-            raw = [t for t in _SEPARATORS.split(completion) if t]
+        raw = _from_numbered(text, known)
+    if raw is None:
+        raw = [t for t in _SEPARATORS.split(text) if t]
     ranked: list[str] = []
     seen: set[str] = set()
     for token in raw:
