@@ -60,7 +60,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned, build $(TORCH) (see TORCH above)
 	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,llm]'
 	touch $@
 
 # The source is remembered before the run, so a later report or experiment matches it even if

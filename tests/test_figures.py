@@ -12,6 +12,7 @@ from rarerank.evaluate.figures import (
     FIGURES,
     METHOD_COLOURS,
     OKABE_ITO,
+    PALETTE,
     make_figures,
     method_colour,
     method_order,
@@ -67,7 +68,7 @@ def test_a_set_without_rows_still_draws(metrics_dir, tmp_path):
 def test_method_colours_are_fixed_and_colour_blind_safe():
     assert method_colour("phenomizer") == METHOD_COLOURS["phenomizer"]
     assert len(set(METHOD_COLOURS.values())) == len(METHOD_COLOURS)
-    assert set(METHOD_COLOURS.values()) <= set(OKABE_ITO.values())
+    assert set(METHOD_COLOURS.values()) <= set(PALETTE.values())
     assert method_colour("some_new_method") == method_colour("some_new_method") in OKABE_ITO.values()
     assert method_order(["rft", "zeta", "random", "alpha", "phenomizer"]) == ["random", "phenomizer", "rft", "alpha", "zeta"]
 

@@ -62,8 +62,9 @@ def test_python_range_and_optional_benchmark_extra():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11,<3.14"
     names = {re.split(r"[<>=!~ \[]", d)[0] for d in project["dependencies"]}
-    assert not names & {"trl", "accelerate", "datasets", "phenopackets"}  # benchmark-only or unused
-    assert {re.split(r"[<>=!~ ]", d)[0] for d in project["optional-dependencies"]["bench"]} == {"trl", "accelerate", "datasets"}
+    assert not names & {"trl", "accelerate", "datasets", "phenopackets"}  # the llm extra's, or unused
+    assert {re.split(r"[<>=!~ ]", d)[0] for d in project["optional-dependencies"]["llm"]} == {"trl", "accelerate", "datasets"}
+    assert project["optional-dependencies"]["bench"] == ["rarerank[llm]"]
     assert project["entry-points"]["pheval.plugins"]["rarerank"] == "rarerank.pheval_runner:RarerankPhEvalRunner"
 
 

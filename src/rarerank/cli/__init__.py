@@ -7,8 +7,8 @@ in pipeline order: :mod:`~rarerank.cli.ingest` (reference, cases, cohorts, split
 :mod:`~rarerank.cli.knowledge` (annotations pruned of evaluated papers, the leakage audit),
 :mod:`~rarerank.cli.baselines`, :mod:`~rarerank.cli.training` (pretrain, sft, rft), :mod:`~rarerank.cli.predict`,
 :mod:`~rarerank.cli.evaluation` (scores, tables, figures) and :mod:`~rarerank.cli.interop` (exports, free text),
-then :mod:`~rarerank.cli.config_docs` (the generated copies of every setting); shared options in
-:mod:`~rarerank.cli.options`.
+:mod:`~rarerank.cli.llm` (a natural-language LLM through TRL), then :mod:`~rarerank.cli.config_docs` (the generated
+copies of every setting); shared options in :mod:`~rarerank.cli.options`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 from rarerank import __version__
-from rarerank.cli import baselines, config_docs, evaluation, ingest, interop, knowledge, predict, training
+from rarerank.cli import baselines, config_docs, evaluation, ingest, interop, knowledge, llm, predict, training
 from rarerank.cli.options import Parser
 
 log = logging.getLogger("rarerank")
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
-    for module in (ingest, knowledge, baselines, training, predict, evaluation, interop, config_docs):  # pipeline order, then docs
+    for module in (ingest, knowledge, baselines, training, predict, evaluation, interop, llm, config_docs):  # pipeline order, then docs
         for add in module.COMMANDS:
             add(sub)
     parser.description = _command_listing(sub)

@@ -34,6 +34,8 @@ OKABE_ITO = {
     "reddish_purple": "#CC79A7",
     "grey": "#999999",
 }
+# Paul Tol's "wine" (his muted colour-blind-safe scheme) for the LLM methods: Okabe-Ito's nine colours are taken.
+PALETTE = {**OKABE_ITO, "wine": "#882255"}
 METHOD_COLOURS = {
     "random": OKABE_ITO["black"],
     "popularity": OKABE_ITO["grey"],
@@ -44,13 +46,14 @@ METHOD_COLOURS = {
     "base": OKABE_ITO["reddish_purple"],
     "sft": OKABE_ITO["orange"],
     "rft": OKABE_ITO["vermillion"],
+    "llm_rft": PALETTE["wine"],
 }
 # A variant drawn in its method's colour, dashed (lines) and dotted (bars): the palette has one colour per family.
-METHOD_VARIANTS = {"likelihood_ratio_absent": "likelihood_ratio"}
+METHOD_VARIANTS = {"likelihood_ratio_absent": "likelihood_ratio", "llm_base": "llm_rft"}
 FALLBACK_COLOURS = (OKABE_ITO["yellow"], OKABE_ITO["reddish_purple"], OKABE_ITO["orange"], OKABE_ITO["sky_blue"])
 METHOD_ORDER = (
     "random", "popularity", "phenomizer", "phenomizer_absent", "phenomizer_union", "likelihood_ratio", "likelihood_ratio_absent",
-    "base", "sft", "rft",
+    "base", "sft", "rft", "llm_base", "llm_rft",
 )  # fmt: skip
 METHOD_LABELS = {
     "random": "Random",
@@ -63,6 +66,8 @@ METHOD_LABELS = {
     "base": "LM, knowledge only",
     "sft": "LM + SFT",
     "rft": "LM + SFT + RFT",
+    "llm_base": "LLM, zero-shot",
+    "llm_rft": "LLM + RFT (GRPO)",
 }
 STRATEGY_LABELS = {"random": "Random split", "publication": "By publication", "gene": "Gene-disjoint"}
 STRATEGY_TICKS = {"random": "Random\nsplit", "publication": "By\npublication", "gene": "Gene-\ndisjoint"}
@@ -452,6 +457,42 @@ def plot_leakage(audit_rows: Sequence[Mapping], stem: str | os.PathLike, metric:
             for i, m in enumerate(methods, 1)
         ]
         _legend(fig, methods, handles, max_columns=2)
+        return save_figure(fig, stem)
+
+
+def plot_gain(
+    summary_rows: Sequence[Mapping[str, str]],
+    set_name: str,
+    stem: str | os.PathLike,
+    before: str = "llm_base",
+    after: str = "llm_rft",
+    metrics: Sequence[str] = ("top1",),
+) -> list[Path]:
+    """One method before and after training on the same cases (e.g. the checkpoint zero-shot, then
+    after RFT), per split strategy, with 95% CIs and the two values written above each pair."""
+    summary = _summary(summary_rows, set_name)
+    strategies = strategy_order(s for s, m, _ in summary if m in (before, after)) or ["(none)"]
+    from matplotlib.patches import Patch
+
+    with _style():
+        fig = _figure(max(4.0, 2.3 * len(metrics) + 0.4), 3.4)
+        axes = _bar_panels(summary, strategies, [before, after], [list(metrics)], fig, set_name)
+        for ax, metric in zip(axes.ravel(), metrics):
+            for i, strategy in enumerate(strategies):
+                pair = [summary.get((strategy, m, metric)) for m in (before, after)]
+                if None in pair:
+                    continue
+                (a, _, high_a, _), (b, _, high_b, _) = pair
+                top = _scale(metric) * max(high_a, high_b, a, b)
+                text = f"{_scale(metric) * a:.3g} → {_scale(metric) * b:.3g}"
+                ax.annotate(text, (i, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom")
+            ax.margins(y=0.12)
+        fig.suptitle(f"{set_name.capitalize()} cases before and after training\n(95% bootstrap CI)")
+        handles = [
+            Patch(facecolor=method_colour(m), edgecolor="black", linewidth=0.4, hatch=method_hatch(m), label=method_label(m))
+            for m in (before, after)
+        ]
+        _legend(fig, [before, after], handles)
         return save_figure(fig, stem)
 
 

@@ -149,8 +149,15 @@ def _term_lines(terms: Sequence[str], ontology: Ontology | None) -> list[str]:
     return lines
 
 
-def rft_prompt(case: Case, ontology: Ontology | None = None, answer_length: int = ANSWER_LENGTH) -> str:
-    """A natural-language prompt listing the observed and excluded phenotypic features."""
+JSON_INSTRUCTION = (
+    "Which gene is most likely to carry the causal variant? Answer with a JSON array of {n} "
+    "HGNC gene symbols, most likely first, and nothing else."
+)
+
+
+def phenotype_lines(case: Case, ontology: Ontology | None = None) -> list[str]:
+    """The facts every prompt states: the observed phenotypic features, then the excluded ones,
+    each by HPO label and id."""
     parts = [
         "A patient is suspected to have a rare Mendelian disease. Their phenotypic features, "
         "coded with the Human Phenotype Ontology (HPO), are:",
@@ -158,12 +165,15 @@ def rft_prompt(case: Case, ontology: Ontology | None = None, answer_length: int 
     ]
     if case.absent:
         parts += ["", "These features were looked for and are explicitly absent:", *_term_lines(case.absent, ontology)]
-    parts += [
-        "",
-        f"Which gene is most likely to carry the causal variant? Answer with a JSON array of {answer_length} "
-        "HGNC gene symbols, most likely first, and nothing else.",
-    ]
-    return "\n".join(parts)
+    return parts
+
+
+def rft_prompt(
+    case: Case, ontology: Ontology | None = None, answer_length: int = ANSWER_LENGTH, instruction: str = JSON_INSTRUCTION
+) -> str:
+    """A natural-language prompt: the phenotype (:func:`phenotype_lines`), then ``instruction`` with
+    ``{n}`` replaced by the number of genes asked for."""
+    return "\n".join([*phenotype_lines(case, ontology), "", instruction.format(n=answer_length)])
 
 
 def rft_record(case: Case, ontology: Ontology | None = None) -> dict:
@@ -232,3 +242,93 @@ def write_python_grader(path: str | os.PathLike, config: GraderConfig = DEFAULT_
     with atomic_write(path) as handle:
         json.dump(python_grader(config, universe), handle, indent=2, sort_keys=True)
         handle.write("\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# A hosted model's answers to the exported prompts.
+
+_CASE_ID_PATHS = (("case_id",), ("custom_id",), ("item", "case_id"), ("datasource_item", "case_id"), ("metadata", "case_id"))
+
+
+def _at(record, path: Sequence[str]):
+    for key in path:
+        if not isinstance(record, dict):
+            return None
+        record = record.get(key)
+    return record
+
+
+def _message_text(output) -> str | None:
+    """Text of the last assistant message of a list of output items (Responses API or Evals samples)."""
+    texts = []
+    for item in output if isinstance(output, list) else ():
+        if not isinstance(item, dict) or item.get("type") == "reasoning" or item.get("role") not in (None, "assistant"):
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            parts = [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+            texts.append("".join(parts)) if parts else None
+    return texts[-1] if texts else None
+
+
+def _answer_text(record: dict) -> str | None:
+    for path in (("output_text",), ("sample", "output_text"), ("completion",), ("answer",)):
+        if isinstance(value := _at(record, path), str):
+            return value
+    for body in (record, _at(record, ("response", "body"))):
+        choices = _at(body, ("choices",))
+        if isinstance(choices, list) and choices and isinstance(_at(choices[0], ("message", "content")), str):
+            return choices[0]["message"]["content"]
+        if (text := _message_text(_at(body, ("output",)))) is not None:
+            return text
+    return _message_text(_at(record, ("sample", "output")))
+
+
+def _answer_error(record: dict) -> str | None:
+    for path in (("error",), ("sample", "error"), ("response", "body", "error")):
+        if (value := _at(record, path)) not in (None, "", {}):
+            return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    status = _at(record, ("response", "status_code"))
+    return f"HTTP status {status}" if status not in (None, 200) else None
+
+
+def read_hosted_answers(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, str]]:
+    """The answers a hosted model returned for prompts from :func:`export_rft_jsonl`, matched by case id.
+
+    One JSON object per line: ``{"case_id", "output_text"}``, a Batch API result (``custom_id`` = the
+    case id; a chat completion or a Responses API body), or an Evals output item (``datasource_item``
+    = the exported record, ``sample.output``). Returns (case_id -> answer text, case_id -> error of
+    lines that returned an error instead of an answer). A line that is not JSON, names no case, holds
+    no answer or repeats a case raises ValueError with the file and line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"hosted answers file not found: {path}")
+    answers: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {line_no}: not a JSON object ({error})") from error
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {line_no}: expected a JSON object, got {type(record).__name__}")
+            case_id = next((str(v) for p in _CASE_ID_PATHS if (v := _at(record, p)) not in (None, "")), None)
+            if case_id is None:
+                raise ValueError(f"{path}, line {line_no}: no case id (case_id, custom_id, item.case_id or datasource_item.case_id)")
+            if case_id in answers or case_id in errors:
+                raise ValueError(f"{path}, line {line_no}: case {case_id} answered twice")
+            error = _answer_error(record)
+            text = _answer_text(record)
+            if error is not None and text is None:
+                errors[case_id] = error
+            elif text is None:
+                raise ValueError(f"{path}, line {line_no}: no answer text for case {case_id} (output_text, choices or output)")
+            else:
+                answers[case_id] = text
+    return answers, errors

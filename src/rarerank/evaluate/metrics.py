@@ -95,6 +95,12 @@ class CaseResult:
 
 def read_universe(path: str | os.PathLike) -> set[str]:
     """Normalised gene symbols from any TSV with a ``gene_symbol`` column (a universe list or genes_to_phenotype)."""
+    return set(read_gene_identifiers(path))
+
+
+def read_gene_identifiers(path: str | os.PathLike) -> dict[str, str]:
+    """Normalised gene symbol -> identifier from a TSV with a ``gene_symbol`` column and, when it has
+    one, a ``gene_identifier`` column (the baseline universe.tsv); "" where there is none."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"gene universe file not found: {path}")
@@ -102,7 +108,11 @@ def read_universe(path: str | os.PathLike) -> set[str]:
         reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
         if "gene_symbol" not in (reader.fieldnames or []):
             raise ValueError(f"{path}: a gene universe needs a gene_symbol column")
-        return {normalise_symbol(row["gene_symbol"]) for row in reader if row["gene_symbol"]}
+        genes: dict[str, str] = {}
+        for row in reader:
+            if row["gene_symbol"]:
+                genes.setdefault(normalise_symbol(row["gene_symbol"]), row.get("gene_identifier") or "")
+        return genes
 
 
 def normalise_symbols(symbols: pd.Series) -> pd.Series:

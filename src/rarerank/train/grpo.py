@@ -28,37 +28,46 @@ def completion_text(completion) -> str:
     return str(completion)
 
 
-def _ranks(completions, gene) -> list[int | None]:
-    return [rank_of(answer, parse_ranked_list(completion_text(c))) for c, answer in zip(completions, gene, strict=True)]
+def _ranks(completions, gene, universe=None) -> list[int | None]:
+    return [rank_of(answer, parse_ranked_list(completion_text(c), universe)) for c, answer in zip(completions, gene, strict=True)]
 
 
-def make_rank_reward(grader: GraderConfig = DEFAULT_GRADER) -> Callable[..., list[float]]:
-    """The rank grader as a reward: ``grader.score_rank`` of the true gene (dataset column ``gene``)."""
+def make_rank_reward(grader: GraderConfig = DEFAULT_GRADER, universe=None) -> Callable[..., list[float]]:
+    """The rank grader as a reward: ``grader.score_rank`` of the true gene (dataset column ``gene``);
+    with a ``universe``, only its gene symbols take a rank (prose words do not)."""
 
     def rank_reward(completions, gene, **kwargs) -> list[float]:
-        return [grader.score_rank(r) for r in _ranks(completions, gene)]
+        return [grader.score_rank(r) for r in _ranks(completions, gene, universe)]
 
     return rank_reward
 
 
-def top1_reward(completions, gene, **kwargs) -> list[float]:
+def make_top1_reward(universe=None) -> Callable[..., list[float]]:
     """1 when the true gene is ranked first, else 0 (a sharper signal for top-1 accuracy)."""
-    return [1.0 if r == 1 else 0.0 for r in _ranks(completions, gene)]
+
+    def top1_reward(completions, gene, **kwargs) -> list[float]:
+        return [1.0 if r == 1 else 0.0 for r in _ranks(completions, gene, universe)]
+
+    return top1_reward
 
 
-def make_hit_reward(k: int) -> Callable[..., list[float]]:
+top1_reward = make_top1_reward()
+
+
+def make_hit_reward(k: int, universe=None) -> Callable[..., list[float]]:
     """1 when the true gene is within the first ``k`` genes, else 0."""
 
     def hit_reward(completions, gene, **kwargs) -> list[float]:
-        return [1.0 if r is not None and r <= k else 0.0 for r in _ranks(completions, gene)]
+        return [1.0 if r is not None and r <= k else 0.0 for r in _ranks(completions, gene, universe)]
 
     hit_reward.__name__ = f"hit{k}_reward"
     return hit_reward
 
 
-def build_rewards(weights: Mapping[str, float], grader: GraderConfig, hit_k: int = 10) -> list[tuple[Callable, float]]:
-    """(reward function, weight) pairs from names: ``rank`` (the grader), ``top1``, ``hit`` (hit@hit_k)."""
-    known = {"rank": make_rank_reward(grader), "top1": top1_reward, "hit": make_hit_reward(hit_k)}
+def build_rewards(weights: Mapping[str, float], grader: GraderConfig, hit_k: int = 10, universe=None) -> list[tuple[Callable, float]]:
+    """(reward function, weight) pairs from names: ``rank`` (the grader), ``top1``, ``hit`` (hit@hit_k);
+    ``universe`` as in :func:`make_rank_reward`."""
+    known = {"rank": make_rank_reward(grader, universe), "top1": make_top1_reward(universe), "hit": make_hit_reward(hit_k, universe)}
     unknown = sorted(set(weights) - set(known))
     if unknown:
         raise ValueError(f"unknown reward(s) {', '.join(unknown)}; choose from {', '.join(known)}")
