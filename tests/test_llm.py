@@ -346,3 +346,29 @@ def test_before_after_figure_is_reproducible(tmp_path):
     for ext in ("png", "pdf"):
         first, second = (stem.with_name(f"llm_rft_gain.{ext}").read_bytes() for stem in stems)
         assert first == second and len(first) > 1000
+
+
+@pytest.mark.slow
+def test_interrupted_rft_resumes_from_its_checkpoint(toy_checkpoint, tmp_path):
+    """A run stopped after step 3 resumes from the step-2 checkpoint; the log covers every step once
+    and the checkpoints are removed when the run ends."""
+    from transformers import TrainerCallback
+
+    from rarerank.train.llm_rft import train_llm
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    config, cases = toy_settings(toy_checkpoint, max_steps=4), [case("c1", "FBN1")] * 4
+    run = dict(
+        outdir=tmp_path / "rft", log_path=tmp_path / "log.tsv", device="cpu", checkpoint_dir=tmp_path / "ckpt", checkpoint_interval=2
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_llm(config, cases, None, GENES, callbacks=[Stop()], **run)
+    assert [p.name for p in (tmp_path / "ckpt").glob("checkpoint-*")] == ["checkpoint-2"] and not (tmp_path / "rft").exists()
+    summary = train_llm(config, cases, None, GENES, **run)
+    assert summary["resumed"] and summary["steps"] == 4
+    assert training_log(tmp_path / "log.tsv")["step"] == [1.0, 2.0, 3.0, 4.0]
+    assert not (tmp_path / "ckpt").exists() and (tmp_path / "rft" / "adapter_model.safetensors").exists()

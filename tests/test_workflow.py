@@ -132,6 +132,21 @@ def test_dry_run_test_config(tmp_path):
     assert "download_phenopackets" not in done.stdout  # a local folder is read in place
 
 
+def test_llm_off_adds_no_rule_and_no_method(tmp_path):
+    """llm.model empty (the default): the dry run of the test config has no llm job, and the evaluate
+    command names no llm method (compare_to may name llm_base: references not scored are left out)."""
+    off = tmp_path / "llm_off.yaml"
+    off.write_text('llm:\n  model: ""\n')
+    done = snakemake(tmp_path, "-n", "--quiet", "rules", "--config", _fixture_source(), extra_config=off)
+    assert done.returncode == 0, _explain(done)
+    assert not [rule for rule in done.stdout.split() if rule.startswith("llm")], _explain(done)
+    done = snakemake(tmp_path, "-n", "-p", "evaluate", "--config", _fixture_source(), extra_config=off)
+    (command,) = [line for line in done.stdout.splitlines() if "rarerank evaluate" in line]
+    assert "llm" not in command and "--compare-to phenomizer phenomizer_union --" in command, command
+    on = snakemake(tmp_path, "-n", "--quiet", "rules", "--config", _fixture_source())
+    assert {"llm_stand_in", "llm_rft", "llm_predict", "llm_gain_figure"} <= set(on.stdout.split()), _explain(on)
+
+
 # ---------------------------------------------------------------------------------------------
 # Config validation: unknown keys and bad values fail, naming the key.
 
@@ -148,6 +163,7 @@ def test_dry_run_test_config(tmp_path):
         ("grader:\n  shape: step\n", "['grader']['shape']"),
         ("grader:\n  k: 0\n", "['grader']['k']"),
         ("phenopackets: ''\n", "['phenopackets']"),
+        ("llm:\n  loss_type: ppo\n", "['llm']['loss_type']"),
     ],
 )
 def test_config_validation_names_the_key(tmp_path, yaml, named):
@@ -309,6 +325,27 @@ def test_experiments_target_runs_on_the_test_config(first_run):
         assert methods <= found, (family, methods - found)
     for strategy in STRATEGIES:
         assert (first_run / f"results/rft/rft_from_base/{strategy}/training_curves.png").exists()
+
+
+@pytest.mark.slow
+def test_llm_methods_run_on_the_stand_in(first_run):
+    """config/test.yaml names the stand-in checkpoint: llm_base and llm_rft rank every evaluated set,
+    every answer is kept beside the predictions, both are scored and paired, and drawn before/after."""
+    summary = _tsv(first_run / "results/metrics/summary.tsv")
+    assert {"llm_base", "llm_rft"} <= {r["method"] for r in summary}
+    paired = _tsv(first_run / "results/metrics/paired.tsv")
+    assert any(r["method"] == "llm_rft" and r["reference"] == "llm_base" for r in paired)
+    for method in ("llm_base", "llm_rft"):
+        for strategy in STRATEGIES:
+            for name in ("validation", "test"):
+                cases = _tsv(first_run / f"results/sets/{strategy}/{name}.tsv")
+                answers = (first_run / f"results/predictions/{method}/{strategy}/{name}.completions.jsonl").read_text().splitlines()
+                assert [json.loads(a)["case_id"] for a in answers] == [c["case_id"] for c in cases], (method, strategy, name)
+    for strategy in STRATEGIES:
+        log = _tsv(first_run / f"results/rft/llm_rft/{strategy}/training_log.tsv")
+        assert [int(r["step"]) for r in log] == [1, 2, 3]
+        assert (first_run / f"results/models/llm_rft/{strategy}/adapter_model.safetensors").exists()
+    assert (first_run / "results/figures/validation/llm_gain.png").stat().st_size > 10_000
 
 
 def _tsv(path: Path) -> list[dict[str, str]]:

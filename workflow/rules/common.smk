@@ -5,7 +5,9 @@
 # the config. A row is the method's name (its folder under results/predictions/ and
 # results/models/) and
 #   stage         baseline (its predictions come from the baseline rule), or the policy stage that
-#                 trains its model: pretrain | sft | rft (policy_predict ranks with every model)
+#                 trains its model: pretrain | sft | rft (policy_predict ranks with every model),
+#                 or llm (the llm: checkpoint, zero-shot) | llm_rft (GRPO through TRL from it); the
+#                 llm rows exist only while llm.model is set (llm_predict ranks with them)
 #   start         the method whose model training starts from (sft from base, rft from sft, ...)
 #   max_train_cases   train on a seeded subset of this many training cases (None: all of them)
 #   present_only  train and rank without the excluded terms
@@ -39,6 +41,7 @@ from rarerank.evaluate.leakage import FULL_KNOWLEDGE, full_knowledge
 from rarerank.rank.baselines import KNOWLEDGE_METHODS
 
 ENV = "../envs/rarerank.yaml"
+LLM_ENV = "../envs/llm.yaml"  # the llm rules: the package with its llm extra (TRL)
 # The repository checkout (the Snakefile is workflow/Snakefile): repository fixtures named by a
 # relative path are found here, and the conda environment (ENV) installs the package from here.
 REPOSITORY = Path(workflow.basedir).parent
@@ -59,6 +62,8 @@ METRICS = "results/metrics"
 EXPORT = "results/export"
 FIGURES = "results/figures"
 RFT = "results/rft"
+# llm.model may name this folder: the workflow then builds the tiny offline stand-in checkpoint there.
+LLM_STAND_IN = "results/llm/stand_in"
 EXPERIMENTS = "results/experiments"
 KNOWLEDGE = "results/knowledge"
 # The gene universe of the metrics and exports: every gene the HPO release annotates (unpruned).
@@ -245,6 +250,11 @@ def method_table(config):
             for n in sizes
         ),
     ]
+    if config["llm"]["model"]:  # a natural-language LLM (llm:): no row while it is off
+        rows += [
+            Method("llm_base", "llm", default=True),
+            Method("llm_rft", "llm_rft", start="llm_base", default=True),
+        ]
     # The seed study: base, SFT and RFT trained with each seed; the master seed's rows rank with
     # the default run's models (same command, same seed), the others train their own.
     for seed in seeds:
@@ -287,10 +297,10 @@ METHODS = method_table(config)
 DEFAULT_METHODS = [m.name for m in METHODS.values() if m.default]
 
 
-def trained_in(stage):
-    """Wildcard constraint: the methods whose model ``stage`` trains (not the rows that reuse one)."""
+def trained_in(*stages):
+    """Wildcard constraint: the methods whose model these stages train (not the rows that reuse one)."""
     return names_regex(
-        [m.name for m in METHODS.values() if m.stage == stage and m.model is None]
+        [m.name for m in METHODS.values() if m.stage in stages and m.model is None]
     )
 
 
@@ -301,11 +311,14 @@ def ranked_by(*stages):
 
 def model_dir(method, strategy):
     """The model directory a policy method ranks with: results/models/{method}/{strategy} (every
-    stage, pretraining too: each strategy's knowledge is pruned of its own evaluated papers).
+    stage, pretraining too: each strategy's knowledge is pruned of its own evaluated papers); for
+    llm_base, the llm: checkpoint.
     """
     row = METHODS[method]
     if row.model is not None:
         return model_dir(row.model, strategy)
+    if row.stage == "llm":
+        return config["llm"]["model"]  # the checkpoint: a local folder or a hub id
     return f"results/models/{method}/{strategy}"
 
 
@@ -316,6 +329,37 @@ def method_model(wildcards):
 def start_model(wildcards):
     """The model a training method starts from (its row's start)."""
     return model_dir(METHODS[wildcards.method].start, wildcards.strategy)
+
+
+def model_input(method, strategy):
+    """A method's model as an input of its job. A hub id (an llm checkpoint that is neither a local
+    folder nor the stand-in built here) is no file: the job downloads it."""
+    path = model_dir(method, strategy)
+    local = path == LLM_STAND_IN or Path(path).exists()
+    return [] if METHODS[method].stage == "llm" and not local else path
+
+
+def llm_model_input(wildcards):
+    return model_input(wildcards.method, wildcards.strategy)
+
+
+def llm_start_input(wildcards):
+    return model_input(METHODS[wildcards.method].start, wildcards.strategy)
+
+
+def llm_launcher(wildcards, resources):
+    """`rarerank`, or `accelerate launch` over the job's GPUs when a profile gives it more than one."""
+    gpus = int(resources.gpu)
+    return (
+        f"accelerate launch --num_processes {gpus} -m rarerank"
+        if gpus > 1
+        else "rarerank"
+    )
+
+
+def llm_set_outputs(suffix):
+    """The per-set files of one llm_predict job (it ranks every evaluated case set of a strategy)."""
+    return [f"{PREDICTIONS}/{{method}}/{{strategy}}/{s}{suffix}" for s in EVAL_SETS]
 
 
 def present_only_option(wildcards):
@@ -597,11 +641,18 @@ def policy_targets():
         row = METHODS[name]
         if row.stage in POLICY_STAGES:
             targets += sorted({model_dir(name, s) for s in STRATEGIES})
-        if row.stage == "rft":
+        if row.stage in ("rft", "llm_rft"):
             targets += expand(
                 f"{RFT}/{name}/{{strategy}}/training_curves.png", strategy=STRATEGIES
             )
     return targets
+
+
+def llm_targets():
+    """With llm.model set, the checkpoint before and after RFT on every evaluated case set."""
+    if "llm_rft" not in METHODS:
+        return []
+    return expand(f"{FIGURES}/{{set}}/llm_gain.png", set=EVAL_SETS)
 
 
 def all_targets():
@@ -611,6 +662,7 @@ def all_targets():
     targets += knowledge_targets()
     targets += evaluation_targets()
     targets += policy_targets()
+    targets += llm_targets()
     return targets
 
 

@@ -5,7 +5,8 @@
 #   rft_n{N}          from sft_n{N} (SFT on N training cases), the same N cases (experiments)
 #   rft_present_only  from sft_present_only, absent terms removed in training and ranking (experiments)
 #   rft_seed{N}       from sft_seed{N}, trained with seed N (seed study)
-# plus the training curves of each run. Their predictions: rule policy_predict (predict.smk).
+# plus the training curves of each run (and of llm_rft, llm.smk). Their predictions: rule
+# policy_predict (predict.smk).
 
 
 rule rft:
@@ -56,7 +57,7 @@ rule rft_training_figure:
     log:
         "logs/rft_training_figure/{method}/{strategy}.log",
     wildcard_constraints:
-        method=trained_in("rft"),
+        method=trained_in("rft", "llm_rft"),
     conda:
         ENV
     params:

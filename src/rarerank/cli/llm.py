@@ -97,7 +97,9 @@ def _run_llm_rft(args):
         config, read_cases(args.train), load_ontology(args.ontology), _genes(args.universe), args.outdir, args.log, grader=grader,
         device=args.device, checkpoint_dir=args.checkpoint, checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,
     )  # fmt: skip
-    if args.summary:
+    from accelerate import PartialState
+
+    if args.summary and PartialState().is_main_process:  # under `accelerate launch`, one process writes
         with atomic_write(args.summary) as handle:
             json.dump(summary, handle, indent=2, sort_keys=True, default=str)
             handle.write("\n")

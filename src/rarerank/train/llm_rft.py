@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -288,10 +289,13 @@ def train_llm(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_interval: int | None = None,
     progress: bool = False,
+    callbacks: Sequence | None = None,
 ) -> dict:
     """GRPO on ``train_cases`` from ``config.model``; writes the adapter (LoRA) or the model (full)
     with the tokenizer and ``rarerank_llm.json`` (base checkpoint, settings) to ``outdir``, and the
-    training log TSV. Resumes from the newest checkpoint in ``checkpoint_dir`` when there is one."""
+    training log TSV. Resumes from the newest checkpoint in ``checkpoint_dir`` when there is one
+    (checkpoints are written every ``checkpoint_interval`` steps and removed when the run ends).
+    ``callbacks``: transformers ``TrainerCallback`` objects added to the trainer."""
     from rarerank.core.device import resolve_device
 
     if not config.enabled:
@@ -316,6 +320,7 @@ def train_llm(
         train_dataset=rft_dataset(cases, ontology, config),
         processing_class=load_tokenizer(config.model),
         peft_config=lora_config(config),
+        callbacks=list(callbacks or []),
         **extra,
     )
     if not progress:
@@ -348,10 +353,8 @@ def train_llm(
             trainer.processing_class.save_pretrained(str(tmp))
             (tmp / SETTINGS_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
         write_log(log_path, rows, LOG_COLUMNS)
-    if not checkpoint_dir:
-        import shutil
-
-        shutil.rmtree(scratch, ignore_errors=True)
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(scratch, ignore_errors=True)  # checkpoints serve an interrupted run only
     log.info(
         "%d GRPO steps on %d cases in %.0f s; mean reward %s -> %s",
         summary["steps"],
