@@ -50,7 +50,7 @@ class StandInConfig:
         },
     )
     max_position_embeddings: int = field(default=4096, metadata={"help": "longest prompt + completion in tokens"})
-    warmup_steps: int = field(default=150, metadata={"help": "steps teaching the answer format (0: random weights)"})
+    warmup_steps: int = field(default=80, metadata={"help": "steps teaching the answer format (0: random weights)"})
     warmup_batch_size: int = field(default=8, metadata={"help": "conversations per warm-up step"})
     warmup_learning_rate: float = field(default=3e-3, metadata={"help": "AdamW learning rate of the warm-up"})
     answer_length: int = field(default=5, metadata={"help": "genes in each warm-up answer"})
