@@ -140,9 +140,10 @@ def _provenance_path(predictions: Path) -> Path:
 
 def _run_llm_predict(args):
     from rarerank.core.device import resolve_device
-    from rarerank.core.provenance import write_provenance
+    from rarerank.core.provenance import package_versions, write_provenance
     from rarerank.data.cases import read_cases
     from rarerank.data.reference import load_ontology
+    from rarerank.model.llm import LLM_PACKAGES
     from rarerank.rank.llm import generate_for_cases, write_answers
 
     if len(args.cases) != len(args.output):
@@ -159,7 +160,7 @@ def _run_llm_predict(args):
         counts = write_answers(cases, answered, universe, output)
         write_provenance(
             _provenance_path(output), stage="llm-predict", model=str(model), input=str(source), hpo_version=ontology.version,
-            device=str(device), settings=config.to_dict(), counts=counts,
+            device=str(device), settings=config.to_dict(), counts=counts, llm_packages=package_versions(LLM_PACKAGES),
         )  # fmt: skip
         log.info("%s: %d cases, %d answers naming a known gene, true gene listed for %d -> %s", source, counts["cases"],
                  counts["named_a_gene"], counts["found"], output)  # fmt: skip

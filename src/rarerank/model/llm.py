@@ -37,6 +37,7 @@ LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")  # TRL 1.16's 
 SCALE_REWARDS = ("group", "batch", "none")
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 REWARDS = ("rank", "top1", "hit", "format")
+LLM_PACKAGES = ("trl", "accelerate", "datasets", "vllm")  # recorded beside llm results, with the usual ones
 SETTINGS_FILE = "rarerank_llm.json"  # beside a trained adapter or model: the base checkpoint and the settings
 
 

@@ -28,10 +28,11 @@ from pathlib import Path
 import torch
 
 from rarerank.core.grader import DEFAULT_GRADER, GraderConfig, normalise_symbol, parse_ranked_list
+from rarerank.core.provenance import PACKAGES, package_versions
 from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.interop import staged_folder
-from rarerank.model.llm import SETTINGS_FILE, LLMConfig, case_messages, load_tokenizer, torch_dtype, use_vllm
+from rarerank.model.llm import LLM_PACKAGES, SETTINGS_FILE, LLMConfig, case_messages, load_tokenizer, torch_dtype, use_vllm
 from rarerank.train.grpo import build_rewards, completion_text
 from rarerank.train.training import in_vocabulary, subsample, write_log
 
@@ -346,6 +347,7 @@ def train_llm(
         "reward_last": rows[-1]["reward_mean"] if rows else None,
         "settings": config.to_dict(),
         "grader": {"shape": grader.shape, "k": grader.k, "half_life": grader.half_life},
+        "packages": package_versions((*PACKAGES, *LLM_PACKAGES)),
     }
     if trainer.accelerator.is_main_process:
         with staged_folder(outdir, "RFT model") as tmp:
