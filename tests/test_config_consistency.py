@@ -147,3 +147,11 @@ def test_the_cli_help_of_a_setting_is_its_declaration(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for f in dataclasses.fields(BaselineConfig):
         assert " ".join(help_of(f).split()) in text, f.name
+
+
+@pytest.mark.parametrize("value", [1e-05, 3e-4, 2.5e-07, 1e20, 0.001, 1.0])
+def test_a_float_default_reads_back_as_a_float(value):
+    """YAML 1.1 reads 1e-05 (no dot in the mantissa) as a string: config.yaml must write 1.0e-05."""
+    from rarerank.cli.config_docs import _flow
+
+    assert yaml.safe_load(f"key: {_flow(value)}")["key"] == value

@@ -43,7 +43,7 @@ def test_settings_default_off_and_checked():
     message = str(error.value)
     assert "must be a multiple of num_generations" in message and "llm.loss_type must be one of" in message
     assert "at least one reward a non-zero weight" in message
-    with pytest.raises(ValueError, match="num_generations must be at least 2"):
+    with pytest.raises(ValueError, match="num_generations must be >= 2"):
         LLMConfig(num_generations=1)
     with pytest.raises(ValueError, match="unknown reward"):
         LLMConfig(rewards={"rank": 1.0, "length": 1.0})
@@ -250,6 +250,7 @@ def training_log(path) -> dict[str, list[float]]:
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_stand_in_is_a_loadable_chat_checkpoint(toy_checkpoint):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -262,6 +263,7 @@ def test_stand_in_is_a_loadable_chat_checkpoint(toy_checkpoint):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_toy_grpo_raises_the_reward_and_changes_only_the_adapter(toy_checkpoint, tmp_path):
     """One fixed prompt whose answer is FBN1; the warmed-up stand-in lists the six genes in random
     order (mean reciprocal rank ~0.4 over three listed genes). GRPO with LoRA moves FBN1 to the top."""
@@ -294,6 +296,7 @@ def test_toy_grpo_raises_the_reward_and_changes_only_the_adapter(toy_checkpoint,
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_dynamic_sampling_draws_groups_with_signal(toy_checkpoint, tmp_path):
     """Once most groups of the fixed prompt score alike, further rounds are drawn for the others."""
     from rarerank.train.llm_rft import train_llm
@@ -306,6 +309,7 @@ def test_dynamic_sampling_draws_groups_with_signal(toy_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_llm_commands_end_to_end(toy_checkpoint, tmp_path):
     """llm-rft then llm-predict (base and trained, two case sets in one call), scored by evaluate's metrics."""
     cases = tmp_path / "cases.tsv"
@@ -349,6 +353,7 @@ def test_before_after_figure_is_reproducible(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_interrupted_rft_resumes_from_its_checkpoint(toy_checkpoint, tmp_path):
     """A run stopped after step 3 resumes from the step-2 checkpoint; the log covers every step once
     and the checkpoints are removed when the run ends."""

@@ -45,6 +45,7 @@ SECTIONS = {
     "evaluation": "rarerank.evaluate.metrics:EvalConfig",
     "figures": "rarerank.evaluate.figures:FiguresConfig",
     "rft": "rarerank.train.rft:RFTConfig",
+    "llm": "rarerank.model.llm:LLMConfig",
 }
 SCHEMA = Path("workflow/schemas/config.schema.yaml")
 CONFIG = Path("config/config.yaml")
@@ -175,8 +176,9 @@ def schema_text(schema: dict) -> str:
 
 def _flow(value) -> str:
     """A value as one line of YAML (flow style)."""
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, float):  # YAML 1.1 reads 1e-05 as a string: the mantissa needs a dot (1.0e-05)
+        mantissa, e, exponent = repr(value).partition("e")
+        return f"{mantissa}{'' if '.' in mantissa or not e else '.0'}{e}{exponent}"
     text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000).strip()
     return text.removesuffix("\n...").removesuffix("...").strip()
 

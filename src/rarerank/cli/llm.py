@@ -6,17 +6,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rarerank.cli.options import add_runtime_options, given, mapping_option, positive_int, set_threads
+from rarerank.cli.options import add_runtime_options, add_settings, positive_int, read_settings, set_threads
 
 log = logging.getLogger("rarerank")
 
-SETTINGS_HELP = "the llm: settings (a JSON object or a JSON/YAML file; keys of rarerank.model.llm.LLMConfig)"
-
-
-def _llm_config(args):
-    from rarerank.model.llm import LLMConfig
-
-    return LLMConfig.from_dict(mapping_option(args.settings, "settings"))
+LLM_SETTINGS = "rarerank.model.llm:LLMConfig"
 
 
 def _genes(source: str) -> dict[str, str]:
@@ -45,8 +39,7 @@ def _add_stand_in(sub):
     p.add_argument("-o", "--outdir", required=True, type=Path, help="checkpoint folder to create (must not exist or be empty)")
     p.add_argument("--ontology", default="bundled", help="hp.obo (labels of the tokenizer corpus): 'bundled', a path or a URL")
     _add_universe(p)
-    p.add_argument("--warmup-steps", type=int, help="steps teaching the answer format (0: random weights; default: StandInConfig's)")
-    p.add_argument("--seed", type=int, help="seeds the weights and the warm-up (default: StandInConfig's)")
+    add_settings(p, "rarerank.train.llm_stand_in:StandInConfig", flags=("warmup_steps", "seed"))
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_run_stand_in)
 
@@ -56,7 +49,7 @@ def _run_stand_in(args):
     from rarerank.train.llm_stand_in import StandInConfig, build_stand_in
 
     set_threads(args)
-    config = StandInConfig(**given(warmup_steps=args.warmup_steps, seed=args.seed))
+    config = read_settings(args, StandInConfig)
     build_stand_in(args.outdir, sorted(_genes(args.universe)), load_ontology(args.ontology), config=config)
     log.info("stand-in checkpoint -> %s", args.outdir)
 
@@ -67,11 +60,11 @@ def _run_stand_in(args):
 
 def _add_llm_rft(sub):
     p = sub.add_parser("llm-rft", help="RFT of a Hugging Face chat checkpoint through TRL's GRPOTrainer, rewarded by the rank grader")
-    p.add_argument("--settings", required=True, help=SETTINGS_HELP + "; model names the checkpoint")
+    add_settings(p, LLM_SETTINGS, flags=("model", "max_steps", "seed"))
     p.add_argument("--train", required=True, type=Path, help="training cases TSV")
     p.add_argument("--ontology", default="bundled", help="hp.obo for the prompts' term labels: 'bundled', a path or a URL")
     _add_universe(p)
-    p.add_argument("--grader", default="{}", help="grader settings: a JSON object or a JSON/YAML file (shape, k, half_life)")
+    add_settings(p, "rarerank.core.grader:GraderConfig", option="--grader")
     p.add_argument("-o", "--outdir", required=True, type=Path, help="folder to create: the LoRA adapter (or the model) and its tokenizer")
     p.add_argument("--log", required=True, type=Path, help="training log TSV (reward, zero-variance groups, KL, lr per step)")
     p.add_argument("--summary", type=Path, help="JSON summary (steps, seconds, rewards, settings)")
@@ -88,11 +81,14 @@ def _run_llm_rft(args):
     from rarerank.core.grader import GraderConfig
     from rarerank.data.cases import read_cases
     from rarerank.data.reference import load_ontology
+    from rarerank.model.llm import LLMConfig
     from rarerank.train.llm_rft import train_llm
 
     set_threads(args)
-    config = _llm_config(args)
-    grader = GraderConfig(**mapping_option(args.grader, "grader"))
+    config = read_settings(args, LLMConfig)
+    if not config.enabled:
+        raise ValueError("llm-rft: no checkpoint to train (model in --settings, or --model)")
+    grader = read_settings(args, GraderConfig, "--grader")
     summary = train_llm(
         config, read_cases(args.train), load_ontology(args.ontology), _genes(args.universe), args.outdir, args.log, grader=grader,
         device=args.device, checkpoint_dir=args.checkpoint, checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,
@@ -111,7 +107,7 @@ def _run_llm_rft(args):
 
 def _add_llm_predict(sub):
     p = sub.add_parser("llm-predict", help="rank genes with a Hugging Face chat checkpoint (or an llm-rft folder) from its answers")
-    p.add_argument("--settings", required=True, help=SETTINGS_HELP)
+    add_settings(p, LLM_SETTINGS)
     p.add_argument("--model", help="checkpoint or llm-rft output folder (default: the settings' model)")
     p.add_argument("--cases", required=True, nargs="+", type=Path, help="cases TSV(s)")
     p.add_argument(
@@ -143,13 +139,13 @@ def _run_llm_predict(args):
     from rarerank.core.provenance import package_versions, write_provenance
     from rarerank.data.cases import read_cases
     from rarerank.data.reference import load_ontology
-    from rarerank.model.llm import LLM_PACKAGES
+    from rarerank.model.llm import LLM_PACKAGES, LLMConfig
     from rarerank.rank.llm import generate_for_cases, write_answers
 
     if len(args.cases) != len(args.output):
         raise ValueError(f"llm-predict: give one -o per --cases file ({len(args.cases)} cases files, {len(args.output)} outputs)")
     set_threads(args)
-    config = _llm_config(args)
+    config = read_settings(args, LLMConfig)
     model = args.model or config.model
     if not model:
         raise ValueError("llm-predict: no model (--model, or model in --settings)")
@@ -230,10 +226,10 @@ def _add_llm_figure(sub):
 
 def _run_llm_figure(args):
     from rarerank.evaluate.figures import plot_gain
-    from rarerank.evaluate.metrics import SUMMARY_COLUMNS, read_table
+    from rarerank.evaluate.metrics import SUMMARY_COLUMNS, read_metrics_table
 
     stem = args.output.with_suffix("") if args.output.suffix in (".png", ".pdf") else args.output
-    paths = plot_gain(read_table(args.summary, SUMMARY_COLUMNS), args.set, stem, args.before, args.after, args.metrics)
+    paths = plot_gain(read_metrics_table(args.summary, SUMMARY_COLUMNS), args.set, stem, args.before, args.after, args.metrics)
     log.info("%s -> %s: %s", args.before, args.after, ", ".join(str(p) for p in paths))
 
 

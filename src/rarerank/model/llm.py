@@ -8,15 +8,14 @@ grader (:func:`rarerank.core.grader.parse_ranked_list`), in training rewards and
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from rarerank.core.settings import checked_settings
+from rarerank.core.settings import Settings, setting
 from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.interop import JSON_INSTRUCTION, rft_prompt
@@ -42,154 +41,93 @@ SETTINGS_FILE = "rarerank_llm.json"  # beside a trained adapter or model: the ba
 
 
 @dataclass(frozen=True)
-class LLMConfig:
+class LLMConfig(Settings):
     """The ``llm:`` section: a natural-language LLM ranked zero-shot (``llm_base``) and after GRPO
     through TRL's ``GRPOTrainer`` (``llm_rft``). Off while ``model`` is empty. TRL's own names are used
     where the setting is TRL's."""
 
-    model: str = field(
-        default="",
-        metadata={"help": "the checkpoint: a local folder or a Hugging Face hub id ('' = the llm methods are off)"},
+    section = "llm"
+
+    model: str = setting("", "the checkpoint: a local folder or a Hugging Face hub id, e.g. Qwen/Qwen2.5-1.5B-Instruct ('' = off)")
+    answer_format: str = setting(
+        "numbered",
+        "numbered: reason, then a numbered list of genes | json: the hosted export's prompt (a JSON array and nothing else)",
+        choices=tuple(INSTRUCTIONS),
     )
-    answer_format: str = field(
-        default="numbered",
-        metadata={
-            "help": "numbered: reason, then a numbered list of genes; json: the hosted export's prompt (a JSON array and nothing else)"
-        },
+    answer_length: int = setting(10, "genes the prompt asks for", ge=1)
+    system_prompt: str = setting("", "a system message before the case ('' = none)")
+    max_completion_length: int = setting(
+        1024, "tokens a completion may use, reasoning included (the reasoning budget; an answer cut off names fewer genes)", ge=1
     )
-    answer_length: int = field(default=10, metadata={"help": "genes the prompt asks for"})
-    system_prompt: str = field(default="", metadata={"help": "a system message before the case ('' = none)"})
-    max_completion_length: int = field(
-        default=1024, metadata={"help": "tokens a completion may use, reasoning included (TRL: max_completion_length)"}
+    temperature: float = setting(1.0, "sampling temperature of the training completions (predictions are greedy)", gt=0)
+    generation_backend: str = setting(
+        "auto", "auto: vLLM when it is installed and a GPU is visible, else transformers' generate", choices=BACKENDS
     )
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the training completions (predictions are greedy)"})
-    generation_backend: str = field(
-        default="auto", metadata={"help": "auto: vLLM when it is installed and a GPU is visible, else transformers' generate"}
+    vllm_gpu_memory_utilization: float = setting(0.3, "share of GPU memory vLLM may take beside training (TRL's colocate mode)", gt=0, le=1)
+    dtype: str = setting(
+        "auto",
+        "weights' dtype (auto: bfloat16 on a GPU that has it, else float32; on a CPU bfloat16 is several times slower)",
+        choices=DTYPES,
     )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.3, metadata={"help": "share of GPU memory vLLM may take when it runs beside training (TRL's colocate mode)"}
+    predict_batch_size: int = setting(16, "prompts per generation batch when ranking cases", ge=1)
+    adapter: str = setting("lora", "lora: train peft LoRA adapters | full: fine-tune every weight", choices=ADAPTERS)
+    lora_rank: int = setting(16, "LoRA rank r", ge=1)
+    lora_alpha: int = setting(32, "LoRA alpha; the update is scaled by alpha / r", ge=1)
+    lora_dropout: float = setting(0.0, "LoRA dropout", ge=0, lt=1)
+    lora_targets: tuple[str, ...] = setting(
+        factory=lambda: ("all-linear",),
+        help="modules given adapters (peft names; all-linear = every linear layer but the output)",
+        min_items=1,
+        unique=True,
     )
-    dtype: str = field(
-        default="auto",
-        metadata={"help": "weights' dtype: auto (bfloat16 on a GPU that has it, else float32) or one of float32, bfloat16, float16"},
+    num_generations: int = setting(8, "completions sampled per training case; advantages are relative to this group", ge=2)
+    per_device_train_batch_size: int = setting(8, "completions per device per micro-step", ge=1)
+    gradient_accumulation_steps: int = setting(4, "micro-steps per optimiser step", ge=1)
+    learning_rate: float = setting(1e-5, "AdamW peak learning rate", gt=0)
+    lr_scheduler_type: str = setting("constant", "decay after warm-up", choices=LR_SCHEDULERS)
+    warmup_steps: int = setting(0, "steps of linear warm-up (below max_steps)", ge=0)
+    max_steps: int = setting(200, "optimiser steps", ge=1)
+    beta: float = setting(0.0, "KL coefficient to the starting model (0: no reference model is loaded)", ge=0)
+    epsilon: float = setting(0.2, "PPO clip range of the probability ratio", gt=0)
+    loss_type: str = setting("dapo", "TRL's loss aggregation", choices=LOSS_TYPES)
+    scale_rewards: str = setting(
+        "group", "divide advantages by the group's reward std (group), the batch's (batch) or not at all (none)", choices=SCALE_REWARDS
     )
-    predict_batch_size: int = field(default=16, metadata={"help": "prompts per generation batch when ranking cases"})
-    adapter: str = field(default="lora", metadata={"help": "lora: train peft LoRA adapters; full: fine-tune every weight"})
-    lora_rank: int = field(default=16, metadata={"help": "LoRA rank r"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
-    lora_targets: tuple[str, ...] = field(
-        default=("all-linear",), metadata={"help": "modules given adapters (peft names; all-linear = every linear layer but the output)"}
+    rewards: Mapping[str, float] = setting(
+        factory=lambda: {"rank": 1.0},
+        help="reward -> weight (TRL's reward_funcs and reward_weights): rank (the grader), top1, hit (true gene in the top hit_k), "
+        "format (share of the asked genes named)",
     )
-    num_generations: int = field(
-        default=8, metadata={"help": "completions sampled per training case; advantages are relative to this group"}
+    hit_k: int = setting(10, 'k of the "hit" reward', ge=1)
+    filter_groups: bool = setting(
+        False, "dynamic sampling (TRL has none): replace groups whose completions all score alike by groups of further cases (one process)"
     )
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "completions per device per micro-step (TRL's name)"})
-    gradient_accumulation_steps: int = field(default=4, metadata={"help": "micro-steps per optimiser step"})
-    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW peak learning rate"})
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "constant, linear or cosine decay after warm-up"})
-    warmup_steps: int = field(default=0, metadata={"help": "steps of linear warm-up"})
-    max_steps: int = field(default=200, metadata={"help": "optimiser steps"})
-    beta: float = field(default=0.0, metadata={"help": "KL coefficient to the starting model (0: no reference model is loaded)"})
-    epsilon: float = field(default=0.2, metadata={"help": "PPO clip range of the probability ratio"})
-    loss_type: str = field(default="dapo", metadata={"help": "TRL loss aggregation: grpo, dr_grpo, dapo, bnpo, cispo or sapo"})
-    scale_rewards: str = field(
-        default="group", metadata={"help": "divide advantages by the group's reward std (group), the batch's (batch) or not at all (none)"}
-    )
-    rewards: Mapping[str, float] = field(
-        default_factory=lambda: {"rank": 1.0},
-        metadata={
-            "help": "reward -> weight: rank (the grader), top1, hit (true gene in the top hit_k), format (share of the asked genes named)"
-        },
-    )
-    hit_k: int = field(default=10, metadata={"help": "k of the hit reward"})
-    filter_groups: bool = field(
-        default=False, metadata={"help": "dynamic sampling: replace groups whose completions all score alike by groups of further cases"}
-    )
-    max_sample_rounds: int = field(default=4, metadata={"help": "with filter_groups: at most this many generation rounds per batch"})
-    max_train_cases: int | None = field(default=None, metadata={"help": "train on a seeded subset of this many cases (null = all)"})
-    activation_checkpointing: bool = field(
-        default=False, metadata={"help": "recompute activations in the backward pass (less memory, slower)"}
-    )
-    seed: int = field(
-        default=42, metadata={"help": "seeds data order, sampling and adapter initialisation (the workflow passes the master seed)"}
+    max_sample_rounds: int = setting(4, "with filter_groups: at most this many generation rounds per batch", ge=1)
+    max_train_cases: int | None = setting(None, "train on a seeded subset of this many cases (null = all)", ge=1)
+    activation_checkpointing: bool = setting(False, "recompute activations in the backward pass (less memory, slower)")
+    seed: int = setting(
+        42, "seeds data order, sampling and adapter initialisation (the workflow passes the master seed)", ge=0, config=False
     )
 
-    def __post_init__(self):
-        if not isinstance(self.lora_targets, tuple):
-            object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
-        object.__setattr__(self, "rewards", dict(self.rewards))
-        problems = self._choice_problems() + self._counting_problems()
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    def _choice_problems(self) -> list[str]:
-        choices = {
-            "answer_format": (self.answer_format, tuple(INSTRUCTIONS)),
-            "generation_backend": (self.generation_backend, BACKENDS),
-            "dtype": (self.dtype, DTYPES),
-            "adapter": (self.adapter, ADAPTERS),
-            "loss_type": (self.loss_type, LOSS_TYPES),
-            "scale_rewards": (self.scale_rewards, SCALE_REWARDS),
-            "lr_scheduler_type": (self.lr_scheduler_type, LR_SCHEDULERS),
-        }
-        problems = [
-            f"llm.{key} must be one of {', '.join(allowed)}, not {value!r}"
-            for key, (value, allowed) in choices.items()
-            if value not in allowed
-        ]
+    def problems(self) -> list[str]:
+        problems = []
         unknown = sorted(set(self.rewards) - set(REWARDS))
         if unknown:
             problems.append(f"llm.rewards: unknown reward(s) {', '.join(unknown)}; choose from {', '.join(REWARDS)}")
         if not any(w != 0 for w in self.rewards.values()):
             problems.append("llm.rewards: give at least one reward a non-zero weight, e.g. {rank: 1.0}")
-        return problems
-
-    def _counting_problems(self) -> list[str]:
-        problems = []
-        at_least_one = (
-            "answer_length",
-            "max_completion_length",
-            "predict_batch_size",
-            "lora_rank",
-            "lora_alpha",
-            "per_device_train_batch_size",
-        )
-        at_least_one += ("gradient_accumulation_steps", "max_steps", "hit_k", "max_sample_rounds")
-        problems += [f"llm.{key} must be at least 1, not {getattr(self, key)}" for key in at_least_one if getattr(self, key) < 1]
-        if self.num_generations < 2:
-            problems.append(
-                f"llm.num_generations must be at least 2 (advantages compare completions of one case), not {self.num_generations}"
-            )
-        elif (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations:
+        if self.num_generations >= 1 and (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations:
             problems.append(
                 f"llm.per_device_train_batch_size x gradient_accumulation_steps ({self.per_device_train_batch_size} x "
                 f"{self.gradient_accumulation_steps}) must be a multiple of num_generations ({self.num_generations}); change one of them"
             )
-        if self.warmup_steps < 0 or self.warmup_steps >= max(self.max_steps, 1):
-            problems.append(f"llm.warmup_steps ({self.warmup_steps}) must be at least 0 and below llm.max_steps ({self.max_steps})")
-        if self.max_train_cases is not None and self.max_train_cases < 1:
-            problems.append(f"llm.max_train_cases must be at least 1 or null, not {self.max_train_cases}")
-        if self.temperature <= 0 or self.learning_rate <= 0:
-            problems.append("llm.temperature and llm.learning_rate must be positive")
-        if self.beta < 0 or self.epsilon <= 0 or not 0 <= self.lora_dropout < 1:
-            problems.append("llm.beta must be >= 0, llm.epsilon > 0 and llm.lora_dropout in [0, 1)")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            problems.append(f"llm.vllm_gpu_memory_utilization must be in (0, 1], not {self.vllm_gpu_memory_utilization}")
+        if self.warmup_steps >= self.max_steps:
+            problems.append(f"llm.warmup_steps ({self.warmup_steps}) must be below llm.max_steps ({self.max_steps})")
         return problems
-
-    @classmethod
-    def from_dict(cls, values: Mapping | None) -> LLMConfig:
-        return cls(**checked_settings(cls, values, "llm"))
 
     @property
     def enabled(self) -> bool:
         return bool(self.model)
-
-    def to_dict(self) -> dict:
-        values = dataclasses.asdict(self)
-        values["lora_targets"] = list(self.lora_targets)
-        return values
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,15 +9,15 @@ Layer ``train``: imports the LLM prompts (:mod:`rarerank.model.llm`) and the sha
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
+from rarerank.core.settings import Settings, setting
 from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.interop import staged_folder
@@ -35,32 +35,30 @@ CHAT_TEMPLATE = (
 
 
 @dataclass(frozen=True)
-class StandInConfig:
+class StandInConfig(Settings):
     """Sizes of the stand-in and its format warm-up (a few seconds on one CPU core)."""
 
-    vocab_size: int = field(default=12000, metadata={"help": "BPE vocabulary size (byte-level: any text can be written)"})
-    hidden_size: int = field(default=64, metadata={"help": "embedding / hidden width"})
-    num_layers: int = field(default=2, metadata={"help": "transformer layers"})
-    num_heads: int = field(default=4, metadata={"help": "attention heads (hidden_size must be divisible by it)"})
-    intermediate_size: int = field(default=128, metadata={"help": "MLP width"})
-    initializer_range: float = field(
-        default=0.2,
-        metadata={
-            "help": "std of the initial weights (Llama's 0.02 leaves a tiny model's gene tokens so alike that LoRA cannot tell them apart)"
-        },
-    )
-    max_position_embeddings: int = field(default=4096, metadata={"help": "longest prompt + completion in tokens"})
-    warmup_steps: int = field(default=80, metadata={"help": "steps teaching the answer format (0: random weights)"})
-    warmup_batch_size: int = field(default=8, metadata={"help": "conversations per warm-up step"})
-    warmup_learning_rate: float = field(default=3e-3, metadata={"help": "AdamW learning rate of the warm-up"})
-    answer_length: int = field(default=5, metadata={"help": "genes in each warm-up answer"})
-    seed: int = field(default=0, metadata={"help": "seeds the weights and the warm-up conversations"})
+    section = "stand-in"
 
-    def __post_init__(self):
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"stand-in hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
-        if min(self.vocab_size, self.hidden_size, self.num_layers, self.intermediate_size, self.answer_length, self.warmup_batch_size) < 1:
-            raise ValueError("stand-in sizes must be at least 1")
+    vocab_size: int = setting(12000, "BPE vocabulary size (byte-level: any text can be written)", ge=1)
+    hidden_size: int = setting(64, "embedding / hidden width", ge=1)
+    num_layers: int = setting(2, "transformer layers", ge=1)
+    num_heads: int = setting(4, "attention heads (hidden_size must be divisible by it)", ge=1)
+    intermediate_size: int = setting(128, "MLP width", ge=1)
+    initializer_range: float = setting(
+        0.2, "std of the initial weights (Llama's 0.02 leaves a tiny model's gene tokens so alike that LoRA cannot tell them apart)", gt=0
+    )
+    max_position_embeddings: int = setting(4096, "longest prompt + completion in tokens", ge=1)
+    warmup_steps: int = setting(80, "steps teaching the answer format (0: random weights)", ge=0)
+    warmup_batch_size: int = setting(8, "conversations per warm-up step", ge=1)
+    warmup_learning_rate: float = setting(3e-3, "AdamW learning rate of the warm-up", gt=0)
+    answer_length: int = setting(5, "genes in each warm-up answer", ge=1)
+    seed: int = setting(0, "seeds the weights and the warm-up conversations", ge=0)
+
+    def problems(self) -> list[str]:
+        if self.num_heads >= 1 and self.hidden_size % self.num_heads:
+            return [f"stand-in hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"]
+        return []
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, full_alphabet: bool = True):
@@ -212,7 +210,7 @@ def build_stand_in(
         "vocab_size": len(tokenizer),
         "warmup_loss_first": losses[0] if losses else None,
         "warmup_loss_last": losses[-1] if losses else None,
-        "settings": dataclasses.asdict(config),
+        "settings": config.to_dict(),
     }
     log.info(
         "stand-in checkpoint: %d parameters, %d tokens, warm-up loss %s -> %s",
