@@ -152,7 +152,7 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 def warm_up(model, tokenizer, terms: Sequence[str], genes: Sequence[str], ontology: Ontology | None, config: StandInConfig) -> list[float]:
     """Teach the answer format: next-token loss on numbered lists of random genes. Returns the losses."""
     rng = random.Random(config.seed)
-    optimizer = make_optimizer(model, config.warmup_learning_rate, 0.0)
+    optimizer = make_optimizer(model, config.warmup_learning_rate, weight_decay=0.0, adam_beta2=0.999)
     model.train()
     losses = []
     for _ in range(config.warmup_steps):
