@@ -137,7 +137,7 @@ rule seeds_table:
         ENV
     params:
         seeds=quoted(SEEDS),
-        strategies=quoted(experiment_strategies("seeds")),
+        strategies=quoted(SEED_STRATEGIES),
         references=quoted(_built_baselines(SEED_REFERENCES)),
         stem=lambda wildcards, output: Path(output.png).with_suffix(""),
     shell:

@@ -596,8 +596,6 @@ def seed_table(
     """
     if len(seeds) < 2:
         raise ValueError(f"a seed table needs at least 2 seeds to give an sd, not {list(seeds)}")
-    if isinstance(strategies, str):
-        strategies = [strategies]
     rows = []
     for strategy in strategies:
         values, n = _seed_values(summary, strategy)
