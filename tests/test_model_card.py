@@ -158,7 +158,15 @@ def test_best_step_zero_is_explained():
     fallback = {"fallback": "prior", "best_step": 200, "steps": 300, "best_validation": {"mrr": 0.625}}
     card = model_card(settings, 5, 7, {"stage": "sft", "best_step": 0, "steps": 150, "fallback_fit": fallback})
     assert "**Best step (kept)**: 0 — no SFT step beat the starting model on validation" in card
-    assert "best at its step 200 of 300, validation mrr 0.625. This folder holds those weights." in card
+    assert "reached validation mrr 0.625 at its step 200 of 300, better, so this folder holds those weights." in card
+    assert "Best validation score" not in card  # the loop's best is not what the folder holds
+    lost = {**fallback, "kept": False}
+    card = model_card(settings, 5, 7, {"stage": "sft", "best_step": 150, "steps": 150, "fallback_fit": lost,
+                                       "best_validation": {"mrr": 0.7}})  # fmt: skip
+    assert "step 150 of 150 (best on validation); the fallback fit" in card and "not better, so it was not kept." in card
+    assert "**Best validation score (model selection)**: mrr 0.700" in card
+    card = model_card(settings, 5, 7, {"stage": "sft", "best_step": 0, "steps": 150})
+    assert "0 — no SFT step beat the starting model on validation, so its weights were kept." in card
     card = model_card(settings, 5, 7, {"stage": "rft", "summary": {"best_step": 0, "steps": 100}})
     assert "0 — no RFT step beat the SFT model on validation, so this folder holds the SFT model's weights." in card
     assert "step 40 of 100 (best on validation)" in model_card(settings, 5, 7, {"stage": "rft", "summary": {"best_step": 40, "steps": 100}})

@@ -1,5 +1,5 @@
-"""SFT's fallback fit: when no evaluation beats the starting weights, only the gene-agnostic parameters
-(the phenotype prior's scalars and the final norm's gain) are fitted; every other weight stays
+"""SFT's fallback fit: from the starting weights, only the gene-agnostic parameters (the phenotype
+prior's scalars and the final norm's gain) are fitted and compete with SFT's best step; every other weight stays
 byte-identical, the gain is folded into norm.weight, and the saved folder ranks the same through
 load_policy and (the transformer's part) plain from_pretrained."""
 
@@ -77,6 +77,7 @@ def test_fallback_fits_only_the_prior_scalars_and_the_gain(base_dir, split, tmp_
     assert prov["best_step"] == 0  # full SFT fits the training genes and loses on the others: the start is kept
     fit = prov["fallback_fit"]
     assert fit is not None and fit["fallback"] == "prior" and isinstance(fit["gain"], float)
+    assert fit["kept"] == (fit["best_step"] > 0)  # the fit is kept only when it beats the start (here SFT kept the start)
     start = evaluate_cases(load_policy(base_dir), validation, present_only)["mrr"]
     assert fit["best_validation"]["mrr"] >= start  # the start competes
     if present_only:  # observed terms alone already rank every validation case first: the start is kept
@@ -134,12 +135,19 @@ def test_vector_gain_is_folded_per_hidden_unit(base_dir, split, tmp_path):
 
 
 @pytest.mark.model
-def test_no_fallback_when_sft_improves_or_when_switched_off(base_dir, cases, split, tmp_path):
-    # Training = validation cases: SFT improves on its start, so the fallback never runs.
-    sft(base_dir, replace(_config(), seed=3), cases, cases, tmp_path / "learns")
+def test_the_fit_competes_with_sft_or_is_switched_off(base_dir, cases, split, tmp_path):
+    # Training = validation cases: SFT improves on its start at least as much as the fit does (ties keep SFT).
+    learned = sft(base_dir, replace(_config(), seed=3), cases, cases, tmp_path / "learns")
     prov = _provenance(tmp_path / "learns")
-    assert prov["best_step"] > 0 and prov["fallback_fit"] is None
-    assert {r["phase"] for r in _log(tmp_path / "learns")} == {"sft"}
+    fit = prov["fallback_fit"]
+    assert prov["best_step"] > 0 and fit["kept"] is False and fit["best_validation"]["mrr"] <= prov["best_validation"]["mrr"]
+    assert {r["phase"] for r in _log(tmp_path / "learns")} == {"sft", "fallback"}
+    assert evaluate_cases(learned, cases)["mrr"] == pytest.approx(prov["best_validation"]["mrr"], abs=1e-6)
+    assert all(p.requires_grad for p in learned.model.parameters())
+    # The same run without the fit: the same weights, byte for byte.
+    sft(base_dir, replace(_config(fallback="none"), seed=3), cases, cases, tmp_path / "alone")
+    with_fit, alone = load_file(str(tmp_path / "learns" / "model.safetensors")), load_file(str(tmp_path / "alone" / "model.safetensors"))
+    assert all(torch.equal(with_fit[k], alone[k]) for k in alone)
     # fallback: none keeps the start byte for byte when SFT does not beat it.
     train, validation = split
     sft(base_dir, replace(_config(fallback="none"), seed=3), train, validation, tmp_path / "none")

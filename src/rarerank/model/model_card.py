@@ -132,22 +132,28 @@ def _model_index(metrics: Sequence[Mapping[str, str]], name: str) -> str:
 
 
 def _best_step(fields: Mapping) -> str | None:
-    """What the kept step means: step 0 is the starting weights (no step beat them on validation)."""
+    """What the kept step means: step 0 is the starting weights (no step beat them on validation); SFT's
+    fallback fit (``fallback_fit``) competes with the loop's best and may be what the folder holds."""
     stage, best = fields.get("stage"), fields.get("best_step", (fields.get("summary") or {}).get("best_step"))
     if best is None:
         return None
+    fallback = fields.get("fallback_fit") if isinstance(fields.get("fallback_fit"), dict) else None
+    kept = bool(fallback) and fallback.get("kept", True)  # older folders ran the fit only when it was kept
     if best != 0:
-        return f"step {best} of {fields.get('steps', (fields.get('summary') or {}).get('steps', '?'))} (best on validation)"
-    text = {"sft": "no SFT step beat the starting model on validation, so its weights were kept",
-            "rft": "no RFT step beat the SFT model on validation, so this folder holds the SFT model's weights"}.get(
-        stage, "no step beat the starting weights on validation, so they were kept")  # fmt: skip
-    fallback = fields.get("fallback_fit")
-    if isinstance(fallback, dict) and fallback:
+        text = f"step {best} of {fields.get('steps', (fields.get('summary') or {}).get('steps', '?'))} (best on validation)"
+    else:
+        text = "0 — " + {"sft": "no SFT step beat the starting model on validation",
+                         "rft": "no RFT step beat the SFT model on validation, so this folder holds the SFT model's weights"}.get(
+            stage, "no step beat the starting weights on validation, so they were kept")  # fmt: skip
+    if fallback:
         metric, value = next(iter((fallback.get("best_validation") or {"score": float("nan")}).items()))
-        text += (f"; then the fallback fit ({fallback.get('fallback')}) trained only the phenotype prior's scalars and the gain "
-                 f"of the transformer's logits, transformer frozen: best at its step {fallback.get('best_step')} of "
-                 f"{fallback.get('steps')}, validation {metric} {value:.3f}. This folder holds those weights")  # fmt: skip
-    return f"0 — {text}."
+        fit = (f"the fallback fit ({fallback.get('fallback')}: only the phenotype prior's scalars and the gain of the transformer's "
+               f"logits, from the starting weights, transformer frozen) reached validation {metric} {value:.3f} at its step "
+               f"{fallback.get('best_step')} of {fallback.get('steps')}")  # fmt: skip
+        text += f"; {fit}, better, so this folder holds those weights" if kept else f"; {fit}, not better, so it was not kept"
+    elif best == 0 and stage == "sft":
+        text += ", so its weights were kept"
+    return text + "."
 
 
 def _training(fields: Mapping) -> str:
@@ -169,7 +175,7 @@ def _training(fields: Mapping) -> str:
         ("base_validation", "Validation of the starting model"),
         ("summary", "RFT summary"),
     )
-    if isinstance(fields.get("fallback_fit"), dict) and fields["fallback_fit"]:
+    if isinstance(fields.get("fallback_fit"), dict) and fields["fallback_fit"].get("kept", True):
         sections = sections[:1] + sections[2:]  # the best step says which selection the kept weights won
     for key, text in sections:
         if isinstance(fields.get(key), dict) and fields[key]:
