@@ -184,8 +184,9 @@ def test_an_output_inside_the_model_folder_is_refused(model_dir, tmp_path, caplo
         assert code == 1 and str(folder) in text and "choose another path" in text, (option, text)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     other = copy(model_dir, tmp_path, "other")  # another model's folder, not an input of this run
-    code, text = predict(caplog, folder, "-o", other / "genes.tsv")
-    assert code == 1 and f"inside the model folder {other}" in text, text
+    for option, target in (("-o", other / "genes.tsv"), ("--html", other)):  # --html names a folder: the model folder itself
+        code, text = predict(caplog, folder, option, target)
+        assert code == 1 and f"inside the model folder {other}" in text, (option, text)
 
 
 def test_predict_removes_the_temporary_files_a_killed_run_left(model_dir, tmp_path, caplog):

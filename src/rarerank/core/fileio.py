@@ -182,8 +182,9 @@ MODEL_MARKERS = ("rarerank_policy.json", "adapter_config.json", "model.safetenso
 
 
 def model_folder_of(path: str | os.PathLike) -> Path | None:
-    """The model folder ``path`` lies in (the nearest folder above it holding a model marker), or None."""
-    for folder in Path(path).resolve().parents:
+    """The model folder ``path`` is or lies in (the nearest folder holding a model marker), or None."""
+    resolved = Path(path).resolve()
+    for folder in (resolved, *resolved.parents):
         if any((folder / marker).is_file() for marker in MODEL_MARKERS):
             return folder
     return None
