@@ -77,3 +77,23 @@ class PolicyConfig(Settings):
 def max_sequence_length(config: PolicyConfig) -> int:
     # <bos> <present> terms <absent> terms <answer> + completion (k genes + <eos>), with headroom.
     return 4 + config.max_present_terms + config.max_absent_terms + 2 * config.output_k + 64
+
+
+def llama_config(tokenizer, *, hidden_size: int, intermediate_size: int, num_layers: int, num_heads: int, max_positions: int, **extra):
+    """The ``LlamaConfig`` of a randomly initialised model over ``tokenizer`` (the domain-token policy and the
+    LLM stand-in): multi-head attention (as many key/value heads as heads), the tokenizer's special ids;
+    ``extra`` (tied embeddings, norm epsilon, initialiser range, bos id) as each needs."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_positions,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )

@@ -56,6 +56,7 @@ from rarerank.model.config import (  # noqa: F401 - importable from here
     OUTPUT_HEADS,
     SETTINGS_FILE,
     PolicyConfig,
+    llama_config,
     max_sequence_length,
 )
 from rarerank.model.decoding import GeneScorer, left_pad, length_batches, position_ids, prompt_pass, rank_genes, validation_ranks
@@ -218,21 +219,18 @@ def build_policy(
     seed: int = 0,
 ) -> Policy:
     """A randomly initialised Llama-style causal LM over the domain vocabulary."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     tokenizer = build_tokenizer(terms, genes)
-    model_config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    model_config = llama_config(
+        tokenizer,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_heads,
-        max_position_embeddings=max_sequence_length(config),
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        max_positions=max_sequence_length(config),
         tie_word_embeddings=config.tie_embeddings,
         bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
         rms_norm_eps=1e-5,
     )
     torch.manual_seed(seed)

@@ -21,6 +21,7 @@ from rarerank.core.settings import Settings, setting
 from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
 from rarerank.evaluate.interop import staged_folder
+from rarerank.model.config import llama_config
 from rarerank.model.llm import INSTRUCTIONS, LLMConfig, case_messages
 from rarerank.train.training import make_optimizer
 
@@ -87,21 +88,18 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, full_alphabet: bool =
 
 def build_model(tokenizer, config: StandInConfig):
     """A randomly initialised Llama-style causal LM for ``tokenizer`` (tied input and output embeddings)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    llama = LlamaConfig(
-        vocab_size=len(tokenizer),
+    llama = llama_config(
+        tokenizer,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_heads,
-        max_position_embeddings=config.max_position_embeddings,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        max_positions=config.max_position_embeddings,
         tie_word_embeddings=True,
         initializer_range=config.initializer_range,
         bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(config.seed)
     model = LlamaForCausalLM(llama)
