@@ -12,7 +12,7 @@ prior's scalars and a gain on the final norm (how much the transformer's logits 
 better on validation is kept (the loop's best step, the fit's best step, the start). On the
 gene-disjoint split fitting the training genes mostly hurts the validation genes, and a loop step
 that wins by noise generalises badly (seed 42: validation MRR 0.269 against 0.261 at the start, test
-top-1 10.1% where the fit gives ~25%). The gain is folded into ``norm.weight`` before saving, so the
+top-1 10.1% where the fit gives 24.1%). The gain is folded into ``norm.weight`` before saving, so the
 folder stays a plain causal LM.
 """
 
