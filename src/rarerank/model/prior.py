@@ -79,13 +79,21 @@ class PhenotypePrior(torch.nn.Module):
         token_row = torch.full((self.vocab_size,), -1, dtype=torch.long)
         token_row[torch.as_tensor(a["term_tokens"], dtype=torch.long)] = torch.arange(len(a["term_tokens"]))
         ic = torch.as_tensor(a["ic"], dtype=torch.float32)
-        # Similarity rows are computed when a prompt first uses their term (all ~18k rows take ~25 s).
-        self.register_buffer("similarity", torch.zeros((len(a["term_onto"]), self.n_genes)), persistent=False)
+        # Similarity rows are computed when a prompt first uses their term (all ~18k rows take ~25 s); the buffers are
+        # left uninitialised (a row is read only once computed), so memory holds only the rows computed.
+        self.register_buffer("similarity", torch.empty((len(a["term_onto"]), self.n_genes)), persistent=False)
         self.register_buffer("computed", torch.zeros(len(a["term_onto"]), dtype=torch.bool), persistent=False)
+        self.kept_phi: tuple | None = None  # (exact_bonus, rows computed [T], phi rows [T, G]): ranking without gradients
         self.register_buffer("token_row", token_row, persistent=False)
         self.register_buffer("term_ic", ic[torch.as_tensor(a["term_onto"], dtype=torch.long)], persistent=False)
         self.register_buffer("term_onto", torch.as_tensor(a["term_onto"], dtype=torch.long), persistent=False)
         self.register_buffer("onto_ic", torch.cat([ic, ic.new_zeros(1)]), persistent=False)  # + the dummy term
+        # IC as a rank (0: not in the closure; equal IC, equal rank) so g2p's ancestor maxima run on int16, half the bytes
+        levels, rank = torch.unique(self.onto_ic, return_inverse=True)
+        if len(levels) >= 2**15:
+            raise ValueError("phenotype prior: more distinct IC values than g2p's int16 ranks hold")
+        self.register_buffer("onto_rank", (rank + 1).to(torch.int16), persistent=False)
+        self.register_buffer("rank_ic", torch.cat([ic.new_zeros(1), levels]), persistent=False)
         ancestors = torch.as_tensor(ancestor_table(a["anc_ptr"], a["anc_index"]))
         self.register_buffer("ancestors", ancestors, persistent=False)
         direct_ptr, direct_term = a["direct_ptr"], a["direct_term"]
@@ -141,23 +149,25 @@ class PhenotypePrior(torch.nn.Module):
 
     def g2p(self, used: torch.LongTensor, weights: torch.Tensor) -> torch.Tensor:
         """``[B, G]``: mean over each gene's annotated terms of their best Resnik match in the prompt."""
-        closure = weights.new_zeros((len(self.onto_ic), weights.shape[0]))  # [terms + dummy, B]: the prompt's closure
+        # [terms + dummy, B]: the IC rank of each term in the prompt's closure (0 outside it; the dummy term has IC 0)
+        closure = torch.zeros((len(self.onto_ic), weights.shape[0]), dtype=torch.int16, device=weights.device)
         case, term = torch.nonzero(weights > 0, as_tuple=True)
         anc = self.ancestors[self.term_onto[used[term]]]  # [pairs, width]
-        closure[anc.reshape(-1), case.repeat_interleave(anc.shape[1])] = 1.0
-        closure = closure * self.onto_ic.unsqueeze(1)  # the dummy term has IC 0
+        closure[anc.reshape(-1), case.repeat_interleave(anc.shape[1])] = self.onto_rank[anc.reshape(-1)]
         best = closure.new_empty((self.n_annotated, weights.shape[0]))
         for start, end, width in self.g2p_buckets:  # the most informative ancestor of each annotated term in the closure
             best[start:end] = closure[self.annotated_ancestors[start:end, :width]].amax(1)
+        best = self.rank_ic.to(weights.dtype)[best.long()]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
             mean = torch.sparse_csr_tensor(self.g2p_rows, self.g2p_columns, self.g2p_values, (self.n_genes, self.n_annotated))
         return (mean @ best).T
 
     def warm(self, token_ids: torch.LongTensor) -> None:
-        """Compute the similarity rows of every term among ``token_ids`` now (threads ranking at once then only read them)."""
+        """Compute the phi rows of every term among ``token_ids`` now (threads ranking at once then only read them)."""
         rows = self.token_row[token_ids.to(self.token_row.device)]
-        self.rows(torch.unique(rows[rows >= 0]))
+        with torch.no_grad():
+            self.phi(torch.unique(rows[rows >= 0]))
 
     def rows(self, used: torch.LongTensor) -> torch.Tensor:
         """Similarity rows ``[U, G]`` of term rows ``used``, computing the ones not needed before."""
@@ -171,7 +181,22 @@ class PhenotypePrior(torch.nn.Module):
         return self.similarity[used]
 
     def phi(self, used: torch.LongTensor) -> torch.Tensor:
-        """``[U, G]``: each used term's match with each gene (Resnik similarity plus the exact-match bonus)."""
+        """``[U, G]``: each used term's match with each gene (Resnik similarity plus the exact-match bonus); without
+        gradients the rows are kept for the bonus they were computed with."""
+        if torch.is_grad_enabled():
+            return self._phi(used)
+        bonus, similarity = float(self.exact_bonus), self.similarity
+        if self.kept_phi is None or self.kept_phi[0] != bonus or self.kept_phi[2].device != similarity.device:
+            computed = torch.zeros(len(similarity), dtype=torch.bool, device=similarity.device)
+            self.kept_phi = (bonus, computed, torch.empty_like(similarity))  # uninitialised: a row is read once computed
+        _, computed, rows = self.kept_phi
+        missing = used[~computed[used]]
+        if len(missing):
+            rows[missing] = self._phi(missing)
+            computed[missing] = True
+        return rows[used]
+
+    def _phi(self, used: torch.LongTensor) -> torch.Tensor:
         similarity = self.rows(used)  # [U, G]
         ic = self.term_ic[used].unsqueeze(1)
         return torch.where(similarity >= ic - 1e-6, similarity + self.exact_bonus * ic, similarity)
