@@ -108,10 +108,13 @@ def test_rank_with_ties_matches_the_definition_on_sorted_and_unsorted_scores():
     import random
 
     rng = random.Random(0)
-    for _ in range(200):
+    for trial in range(400):
         genes = rng.sample([f"G{i:03d}" for i in range(300)], rng.randint(1, 40))
-        scores = {g: float(rng.choice([-1.0, -2.0, -2.5, rng.random()])) for g in genes}
-        top_k = rng.choice([None, 1, 5, 20])
+        if trial % 2:  # distinct scores (a model's ranking: the tie-free path)
+            scores = {g: rng.random() for g in genes}
+        else:
+            scores = {g: float(rng.choice([-1.0, -2.0, -2.5, rng.random()])) for g in genes}
+        top_k = rng.choice([None, 0, 1, 5, 20])
         for given in (scores, dict(sorted(scores.items(), key=lambda kv: -kv[1]))):
             expected = []
             for gene, score in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])):

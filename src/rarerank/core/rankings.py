@@ -35,11 +35,17 @@ def rank_with_ties(scores: Mapping[str, float], identifiers: Mapping[str, str] |
     identifiers = identifiers or {}
     items = list(scores.items())
     values = [score for _, score in items]
-    not_numbers = [gene for gene, score in items if score != score]
-    if not_numbers:
+    if any(score != score for score in values):
+        not_numbers = [gene for gene, score in items if score != score]
         raise ValueError(f"scores must be numbers, got NaN for {len(not_numbers)} gene(s), e.g. {not_numbers[:3]}")
     if any(a < b for a, b in zip(values, values[1:])):  # not yet best first (a ranker's top list already is)
         items.sort(key=lambda item: -item[1])
+    elif not any(a == b for a, b in zip(values, values[1:])):  # best first and no tie (a model's ranking): rank = position
+        get = identifiers.get
+        return [
+            RankedGene(rank, gene, get(gene, ""), float(score))
+            for rank, (gene, score) in enumerate(items if top_k is None else items[: max(top_k, 0)], start=1)
+        ]
     ranked: list[RankedGene] = []
     i, n = 0, len(items)
     while i < n:
