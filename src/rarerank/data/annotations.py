@@ -121,11 +121,13 @@ def _keep_highest(frequencies: dict[str, float | None], term: str, frequency: fl
 def similarity_rows(terms, anc_ptr, anc_index, ann_ptr, ann_gene, ic, n_genes: int, dtype=np.float32) -> np.ndarray:
     """Resnik similarity ``[len(terms), n_genes]`` of ontology terms to each gene: the IC of the most
     informative ancestor of the term in the gene's annotation closure (ancestors assigned in increasing
-    IC order, so the last write is the max). The one implementation: the baselines and
-    :mod:`rarerank.model.prior` call it."""
+    IC order, so the last write is the max; ancestors of IC 0, such as the root every gene reaches, would
+    write the zeros already there). The one implementation: the baselines and :mod:`rarerank.model.prior`
+    call it."""
     out = np.zeros((len(terms), n_genes), dtype=dtype)
     for row, term in enumerate(np.asarray(terms).tolist()):
         ancestors = anc_index[anc_ptr[term] : anc_ptr[term + 1]]
+        ancestors = ancestors[ic[ancestors] != 0]
         for a in ancestors[np.argsort(ic[ancestors], kind="stable")]:
             lo, hi = ann_ptr[a], ann_ptr[a + 1]
             if hi > lo:
