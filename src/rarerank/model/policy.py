@@ -398,8 +398,9 @@ def last_hidden_state(model, input_ids: torch.LongTensor, attention_mask: torch.
     mask = create_causal_mask(config=decoder.config, inputs_embeds=hidden, attention_mask=attention_mask, past_key_values=None,
                               position_ids=positions)  # fmt: skip
     *layers, last = decoder.layers
-    if layers and not torch.is_grad_enabled() and not decoder.training and plain_first_layer(decoder):  # q/k/v per token
-        hidden = _first_layer(layers.pop(0), hidden, token_projections(decoder)(input_ids), mask, (cos, sin))
+    table = _projection_table(decoder)
+    if table is not None:  # the first layer's q/k/v looked up per token
+        hidden = _first_layer(layers.pop(0), hidden, table(input_ids), mask, (cos, sin))
     for layer in layers:
         hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), position_ids=positions)
     attention, x = last.self_attn, last.input_layernorm(hidden)
@@ -420,6 +421,13 @@ def last_hidden_state(model, input_ids: torch.LongTensor, attention_mask: torch.
     hidden = hidden[:, -1] + attention.o_proj(out.transpose(1, 2).reshape(batch, -1))
     hidden = hidden + last.mlp(last.post_attention_layernorm(hidden))
     return decoder.norm(hidden)
+
+
+def _projection_table(decoder):
+    """The first layer's per-token projection table when :func:`last_hidden_state` may use it (no gradients, eval
+    mode, a Llama decoder of two or more layers with plain modules), else None."""
+    usable = not torch.is_grad_enabled() and not decoder.training and _last_layer_shortcut(decoder)
+    return token_projections(decoder) if usable and len(decoder.layers) > 1 and plain_first_layer(decoder) else None
 
 
 def _first_layer(layer, hidden: torch.Tensor, qkv, mask, position_embeddings) -> torch.Tensor:
@@ -484,6 +492,7 @@ def constrained_rank(
     stats: Prompts | None = None,
     genes: Sequence[int] | None = None,
     workers: int = 1,
+    pool=None,
 ) -> list[list[tuple[str, float]]]:
     """Ranked genes per case: greedy constrained decoding for the top ``k`` (default: the policy's
     ``decode_k``), then the remaining genes by first-step probability, cut at ``top_n`` genes
@@ -492,7 +501,8 @@ def constrained_rank(
 
     ``workers > 1`` ranks that many batches at once, each on one thread (torch's own threads set to 1 meanwhile):
     on a CPU it uses the cores better than torch's threads on these small matrices, and a batch's result does
-    not depend on the number of workers."""
+    not depend on the number of workers. ``pool``: a :func:`ranking_threads` pool to use instead (several calls
+    share it, so one call's batches queue behind another's)."""
     k = policy.config.decode_k if k is None else k
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
@@ -527,7 +537,11 @@ def constrained_rank(
         return chunk, rank_batch(policy, Prompts(ids, mask), k, top_n, subset)
 
     batches = list(length_batches([len(s) for s in sequences], batch_size))
-    with _batch_workers(workers, policy, sequences) as pool:
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(ranking_threads(workers, policy))
+        if pool is not None:
+            warm_ranking(policy, sequences)
         for chunk, ranked in pool.map(run, batches) if pool else map(run, batches):
             for i, row in zip(chunk, ranked):
                 results[i] = row
@@ -539,17 +553,14 @@ def constrained_rank(
 
 
 @contextlib.contextmanager
-def _batch_workers(workers: int, policy: Policy, sequences: Sequence[Sequence[int]]):
-    """A pool of ``workers`` threads with torch single-threaded meanwhile (None for one worker). The prior's
-    similarity rows of every term are computed first, so the threads only read them."""
+def ranking_threads(workers: int, policy: Policy):
+    """A pool of ``workers`` threads ranking batches at once, torch single-threaded meanwhile (None for one worker
+    or a model off the CPU)."""
     if workers <= 1 or model_device(policy.model).type != "cpu":
         yield None
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    prior = gene_prior(policy.model)
-    if prior is not None:
-        prior.warm(torch.tensor([t for s in sequences for t in s], dtype=torch.long))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -557,6 +568,20 @@ def _batch_workers(workers: int, policy: Policy, sequences: Sequence[Sequence[in
             yield pool
     finally:
         torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def warm_ranking(policy: Policy, sequences: Sequence[Sequence[int]]) -> None:
+    """Compute now what ranking these prompts computes on first use (the prior's phi rows, the first layer's
+    per-token projections), so threads ranking them at once only read it."""
+    tokens = torch.tensor([t for s in sequences for t in s], dtype=torch.long)
+    prior = gene_prior(policy.model)
+    if prior is not None:
+        prior.warm(tokens)
+    decoder, _ = backbone(policy.model)
+    table = _projection_table(decoder)
+    if table is not None and len(tokens):
+        table.add(tokens.to(model_device(policy.model)))
 
 
 @torch.no_grad()

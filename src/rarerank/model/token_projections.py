@@ -50,6 +50,7 @@ class TokenProjections:
         slots = state[0][input_ids]
         return state[1][slots], state[2][slots], state[3][slots]
 
+    @torch.no_grad()
     def add(self, token_ids: torch.Tensor) -> tuple:
         """Project the tokens among ``token_ids`` not projected yet (all of them again after a weight change)."""
         with self.lock:

@@ -19,15 +19,16 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
 from rarerank.core.rankings import RankedGene, rank_with_ties
 from rarerank.data.cases import Case
 from rarerank.data.ontology import Ontology
-from rarerank.model.policy import Policy, Prompts, constrained_rank, term_tokens
+from rarerank.model.policy import Policy, Prompts, constrained_rank, ranking_threads, term_tokens
 from rarerank.rank.loading import cached_model
 from rarerank.rank.panels import CutWatch, match_genes
 from rarerank.rank.patients import Screen, single_case
@@ -89,19 +90,28 @@ def rank_stream(
         bar = tqdm(unit="case", desc="ranking", delay=1.0)  # silent on short runs
     chunks = chunked(cases, chunk_size)
 
-    def rank_next() -> tuple[list[Case], list]:
-        chunk = next(chunks, [])
-        return chunk, constrained_rank(policy, chunk, k=decode_k, batch_size=batch_size, top_n=top_k + 1,
-                                       present_only=present_only, stats=stats, genes=subset, workers=workers) if chunk else []  # fmt: skip
+    def rank_chunk(chunk: list[Case], counts: Prompts, pool) -> list:
+        return constrained_rank(policy, chunk, k=decode_k, batch_size=batch_size, top_n=top_k + 1, present_only=present_only,
+                                stats=counts, genes=subset, workers=workers, pool=pool)  # fmt: skip
 
-    # One thread reads and ranks the next chunk while this one's rows are built and handed on (written).
-    with ThreadPoolExecutor(1) as ahead:
-        pending = ahead.submit(rank_next)
+    # Two chunks are in flight while this one's rows are built and handed on (written): the next chunk's prompts are
+    # made while this one's batches run, and its batches queue behind them in the one pool of batch threads.
+    with ranking_threads(workers, policy) as pool, ThreadPoolExecutor(2 if pool else 1) as ahead:
+
+        def submit() -> tuple[list[Case], Prompts, Future | None]:
+            chunk, counts = next(chunks, []), Prompts(torch.empty(0), torch.empty(0))
+            return chunk, counts, ahead.submit(rank_chunk, chunk, counts, pool) if chunk else None
+
+        pending = deque([submit(), submit()])
         while True:
-            chunk, ranked = pending.result()
+            chunk, counts, future = pending.popleft()
             if not chunk:
                 break
-            pending = ahead.submit(rank_next)
+            ranked = future.result()
+            stats.unknown_terms += counts.unknown_terms
+            stats.truncated_terms += counts.truncated_terms
+            stats.unknown.update({t: stats.unknown.get(t, 0) + n for t, n in counts.unknown.items()})
+            pending.append(submit())
             for case, scored in zip(chunk, ranked):
                 yield case, list(watch.check(case.case_id, rank_with_ties(dict(scored), policy.identifiers, top_k=top_k)))
             if bar is not None:
