@@ -67,30 +67,3 @@ def test_the_table_follows_the_weights(ontology):
         decoder.layers[0].self_attn.k_proj.weight.mul_(1.5)  # an in-place update, as an optimiser step makes
     after, projected = states(policy.model, prompts)
     assert torch.equal(after, projected) and not torch.equal(after, before)
-
-
-def test_chunks_ranked_on_two_threads_give_one_threads_rankings(ontology, annotations, caplog):
-    """rank_stream with two chunks in flight over one pool of batch threads (the prior's rows and the projection
-    table filled while other batches run): the rankings of one thread, and every unknown term counted once."""
-    import logging
-
-    from rarerank.rank.ranking import rank_stream
-    from rarerank.train.pretrain import attach_union_prior
-
-    policy = two_layer_policy(ontology)
-    attach_union_prior(policy, annotations, ontology)
-    policy.model.eval()
-    pool = terms(ontology)[::997][:24]
-    cases = [single_case(" ".join(pool[i % 7 :: 5][: 1 + i % 6]), pool[i % 11]) for i in range(60)]
-    cases = [type(c)(**{**c.__dict__, "present": (*c.present, "HP:9999998")}) for c in cases]  # a term the model lacks
-
-    def ranked(workers: int) -> tuple[list, str]:
-        caplog.clear()
-        with caplog.at_level(logging.WARNING):
-            rows = [(c.case_id, r) for c, r in rank_stream(policy, cases, top_k=5, batch_size=4, chunk_size=16, workers=workers)]
-        return rows, caplog.text
-
-    one, warned_one = ranked(1)
-    two, warned_two = ranked(2)
-    assert two == one and len(one) == 60
-    assert "60 term occurrence(s)" in warned_one and warned_two == warned_one

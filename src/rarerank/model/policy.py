@@ -74,7 +74,7 @@ from rarerank.model.parts import (  # noqa: F401 - importable from here
 )
 from rarerank.model.prior import PRIOR_SETTINGS, PhenotypePrior
 from rarerank.model.prompts import Prompts, encode_prompts, prompt_token_ids  # noqa: F401 - importable from here
-from rarerank.model.token_projections import plain_first_layer, token_projections
+from rarerank.model.token_projections import MIN_ROWS, plain_first_layer, token_projections
 from rarerank.model.tokenizer import (  # noqa: F401 - importable from here
     ABSENT,
     ANSWER,
@@ -533,8 +533,10 @@ def constrained_rank(
     device = model_device(policy.model)
 
     def run(chunk: list[int]) -> tuple[list[int], list]:
-        ids, mask = left_pad([sequences[i] for i in chunk], tokenizer.pad_token_id, device)
-        return chunk, rank_batch(policy, Prompts(ids, mask), k, top_n, subset)
+        distinct, where = distinct_prompts([sequences[i] for i in chunk])
+        ids, mask = left_pad(distinct, tokenizer.pad_token_id, device)
+        ranked = rank_batch(policy, Prompts(ids, mask), k, top_n, subset)
+        return chunk, [ranked[j] for j in where]
 
     batches = list(length_batches([len(s) for s in sequences], batch_size))
     with contextlib.ExitStack() as stack:
@@ -550,6 +552,18 @@ def constrained_rank(
     if bar is not None:
         bar.close()
     return results
+
+
+def distinct_prompts(prompts: Sequence[Sequence[int]]) -> tuple[list[Sequence[int]], list[int]]:
+    """A batch's distinct prompts (first occurrences, in order) and the position of each prompt among them.
+
+    Duplicates are ranked once. A batch of fewer than :data:`MIN_ROWS` distinct prompts is kept whole: a matrix
+    product of so few rows may take another BLAS path, and a prompt's scores must not depend on its batch mates."""
+    position: dict[tuple[int, ...], int] = {}
+    where = [position.setdefault(tuple(p), len(position)) for p in prompts]
+    if len(position) == len(prompts) or len(position) < MIN_ROWS:
+        return list(prompts), list(range(len(prompts)))
+    return [list(p) for p in position], where
 
 
 @contextlib.contextmanager
