@@ -399,8 +399,10 @@ def last_hidden_state(model, input_ids: torch.LongTensor, attention_mask: torch.
                               position_ids=positions)  # fmt: skip
     *layers, last = decoder.layers
     table = _projection_table(decoder)
+    real = None  # with the table: the positions that are not padding, the only ones computed after attention
     if table is not None:  # the first layer's q/k/v looked up per token
-        hidden = _first_layer(layers.pop(0), hidden, table(input_ids), mask, (cos, sin))
+        real = None if bool(attention_mask.all()) else attention_mask.reshape(-1).nonzero().squeeze(1)
+        hidden = _first_layer(layers.pop(0), hidden, table(input_ids), mask, (cos, sin), real)
     for layer in layers:
         hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), position_ids=positions)
     attention, x = last.self_attn, last.input_layernorm(hidden)
@@ -410,7 +412,7 @@ def last_hidden_state(model, input_ids: torch.LongTensor, attention_mask: torch.
         return values.view(batch, n, -1, attention.head_dim).transpose(1, 2)
 
     query = heads(attention.q_proj(x[:, -1:]), 1)
-    key, value = heads(attention.k_proj(x), length), heads(attention.v_proj(x), length)
+    key, value = heads(_at(attention.k_proj, x, real), length), heads(_at(attention.v_proj, x, real), length)
     query, _ = apply_rotary_pos_emb(query, query, cos[:, -1:], sin[:, -1:])
     _, key = apply_rotary_pos_emb(key, key, cos, sin)
     groups = attention.num_key_value_groups
@@ -430,20 +432,40 @@ def _projection_table(decoder):
     return token_projections(decoder) if usable and len(decoder.layers) > 1 and plain_first_layer(decoder) else None
 
 
-def _first_layer(layer, hidden: torch.Tensor, qkv, mask, position_embeddings) -> torch.Tensor:
+def _first_layer(layer, hidden: torch.Tensor, qkv, mask, position_embeddings, real: torch.LongTensor | None = None) -> torch.Tensor:
     """A Llama decoder layer's forward (eval mode) from its input and its query/key/value projections: the same
-    operations as ``LlamaDecoderLayer.forward`` after the projections, so the same values."""
+    operations as ``LlamaDecoderLayer.forward`` after the projections, so the same values. With ``real`` (flat
+    indices of the positions that are not padding) the rest runs on those positions only; padding gets zeros
+    (attention never reads it)."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward
 
     attention = layer.self_attn
-    batch, length = hidden.shape[:2]
+    batch, length, width = hidden.shape
     query, key, value = (x.view(batch, length, -1, attention.head_dim).transpose(1, 2) for x in qkv)
     query, key = apply_rotary_pos_emb(query, key, *position_embeddings)
     forward = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
     out, _ = forward(attention, query, key, value, mask, dropout=0.0, scaling=attention.scaling)
-    hidden = hidden + attention.o_proj(out.reshape(batch, length, -1).contiguous())
-    return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    out = out.reshape(batch, length, -1).contiguous()
+    if real is not None:
+        hidden, out = hidden.reshape(batch * length, width)[real], out.reshape(batch * length, -1)[real]
+    hidden = hidden + attention.o_proj(out)
+    hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    return hidden if real is None else _scatter(hidden, real, batch, length)
+
+
+def _at(module, x: torch.Tensor, real: torch.LongTensor | None) -> torch.Tensor:
+    """``module(x)`` on the positions ``real`` of ``x`` ``[B, L, W]`` (flat indices; zeros elsewhere), or everywhere."""
+    if real is None:
+        return module(x)
+    batch, length, width = x.shape
+    return _scatter(module(x.reshape(batch * length, width)[real]), real, batch, length)
+
+
+def _scatter(rows: torch.Tensor, real: torch.LongTensor, batch: int, length: int) -> torch.Tensor:
+    full = rows.new_zeros((batch * length, rows.shape[-1]))
+    full[real] = rows
+    return full.view(batch, length, -1)
 
 
 def _last_layer_shortcut(decoder) -> bool:
