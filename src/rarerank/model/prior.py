@@ -157,7 +157,7 @@ class PhenotypePrior(torch.nn.Module):
         best = closure.new_empty((self.n_annotated, weights.shape[0]))
         for start, end, width in self.g2p_buckets:  # the most informative ancestor of each annotated term in the closure
             best[start:end] = closure[self.annotated_ancestors[start:end, :width]].amax(1)
-        best = self.rank_ic.to(weights.dtype)[best.long()]
+        best = self.rank_ic.to(weights.dtype).index_select(0, best.view(-1).int()).view(best.shape)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
             mean = torch.sparse_csr_tensor(self.g2p_rows, self.g2p_columns, self.g2p_values, (self.n_genes, self.n_annotated))
