@@ -136,13 +136,23 @@ class PhenotypePrior(torch.nn.Module):
         self.g2p_weight = torch.nn.Parameter(torch.tensor(0.0))
         self.size_weight = torch.nn.Parameter(torch.tensor(INITIAL_SIZE_WEIGHT))
 
-    def term_weights(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
-        """``[B, T]``: each distinct prompt term's weight (1 observed, exp(absent_log_weight) excluded only)."""
+    def used_terms(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.LongTensor:
+        """The term rows some prompt of the batch reads, ascending (the terms of :meth:`term_weights` above 0)."""
+        rows = self.token_row[input_ids]
+        return torch.unique(rows[(rows >= 0) & attention_mask.bool()])
+
+    def term_weights(
+        self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor, used: torch.LongTensor | None = None
+    ) -> torch.Tensor:
+        """``[B, T]``: each distinct prompt term's weight (1 observed, exp(absent_log_weight) excluded only); with
+        ``used`` (:meth:`used_terms`) only those columns, ``[B, U]``."""
         rows = self.token_row[input_ids]
         is_term = (rows >= 0) & attention_mask.bool()
         excluded = (input_ids == self.absent_token).long().cumsum(-1) > 0
         index = rows.clamp(min=0)
         shape = (input_ids.shape[0], len(self.term_ic))
+        if used is not None:  # a term's column among the used rows (other positions add 0 to any column)
+            index, shape = torch.searchsorted(used, index).clamp(max=max(len(used) - 1, 0)), (input_ids.shape[0], len(used))
         observed = torch.zeros(shape, device=input_ids.device).scatter_reduce(1, index, (is_term & ~excluded).float(), "amax")
         absent = torch.zeros(shape, device=input_ids.device).scatter_reduce(1, index, (is_term & excluded).float(), "amax")
         return observed + (1 - observed) * absent * self.absent_log_weight.exp()
@@ -202,11 +212,10 @@ class PhenotypePrior(torch.nn.Module):
         return torch.where(similarity >= ic - 1e-6, similarity + self.exact_bonus * ic, similarity)
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
-        weights = self.term_weights(input_ids, attention_mask)
-        used = torch.nonzero(weights.sum(0) > 0).squeeze(1)
+        used = self.used_terms(input_ids, attention_mask)
         if len(used) == 0:
-            return weights.new_zeros((input_ids.shape[0], self.n_genes))
-        weights = weights[:, used]
+            return self.log_closure.new_zeros((input_ids.shape[0], self.n_genes))
+        weights = self.term_weights(input_ids, attention_mask, used)
         union = weights @ self.phi(used) / weights.sum(1, keepdim=True).clamp(min=1e-9)
         score = union - self.size_weight * self.log_closure
         if (torch.is_grad_enabled() and self.g2p_weight.requires_grad) or float(self.g2p_weight) != 0.0:
