@@ -203,3 +203,17 @@ def test_help_lists_the_user_commands_first_and_predict_shows_examples(capsys):
     with pytest.raises(SystemExit):
         main(["sft", "--help"])
     assert capsys.readouterr().out.startswith("usage: rarerank sft ")
+
+
+@pytest.mark.model
+def test_the_command_ends_at_once_with_every_row_written(model_kinds, tmp_path):
+    """Run as a program, `rarerank` ends the process as soon as the command has (no interpreter teardown): every
+    row it printed to standard output arrives (more than the pipe and stdio buffers hold), and the exit code."""
+    rows = ["case_id\tpresent\tabsent"] + [f"c{i:04d}\tHP:0001250;HP:{1263 + i % 50:07d}\tHP:0000365" for i in range(400)]
+    (tmp_path / "p.tsv").write_text("\n".join(rows) + "\n")
+    done = subprocess.run([sys.executable, "-m", "rarerank", "-q", "predict", "--model", str(model_kinds["prior"]), "--cases",
+                           str(tmp_path / "p.tsv"), "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(done.stdout) > 65536 and lines[0].startswith("case_id\trank") and lines[-1].startswith("c0399\t")
+    assert len({line.split("\t")[0] for line in lines[1:]}) == 400
