@@ -106,9 +106,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _end_process(code: int) -> None:
-    """End the process now, after flushing the logs and standard streams: every output is written and closed, and
-    the interpreter's own teardown of torch and transformers (its module tables) takes ~0.8 s more."""
-    logging.shutdown()
+    """End the process now: the exit hooks run (logging, thread and process pools, finalizers) and the standard
+    streams are flushed, but the interpreter's teardown of every module and object is skipped (~0.75 s after
+    importing torch and transformers; every output is written and closed by then)."""
+    import atexit
+
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
