@@ -220,3 +220,24 @@ def test_rft_trains_the_prior_scalars_only_with_train_prior(policy, adapter):
     optimizer = make_optimizer(prepare_model(copy.deepcopy(policy.model), config), 1e-3, config.weight_decay, config.adam_beta2)
     assert [round(g["lr"] / 1e-3, 6) for g in optimizer.param_groups] == [1.0, 1.0, PRIOR_LR_SCALE]
     assert len(optimizer.param_groups[2]["params"]) == len(PARAMETERS)
+
+
+def test_kept_phi_rows_follow_the_exact_bonus_and_are_not_copied(policy):
+    """Ranking without gradients keeps each term's phi row: the same scores as computing them (with gradients on),
+    recomputed when the exact-match bonus changes, and left out of a copy of the prior."""
+    import copy
+
+    prior = gene_prior(policy.model)
+    prompts = encode_prompts(policy, CASES)
+    for bonus in (0.0, 1.5):
+        with torch.no_grad():
+            prior.exact_bonus.fill_(bonus)
+        try:
+            with torch.no_grad():
+                kept = prior(prompts.input_ids, prompts.attention_mask)
+            computed = prior(prompts.input_ids, prompts.attention_mask).detach()  # gradients on: phi computed
+            assert torch.equal(kept, computed) and prior.kept_phi[0] == bonus
+        finally:
+            with torch.no_grad():
+                prior.exact_bonus.zero_()
+    assert copy.deepcopy(prior).kept_phi is None and prior.kept_phi is not None

@@ -242,6 +242,10 @@ class PhenotypePrior(torch.nn.Module):
         g2p = scale * self.g2p_weight * self.g2p(used, w.unsqueeze(0))[0]
         return {"tokens": tokens, "weights": w, "terms": terms, "g2p": g2p, "size": size}
 
+    def __getstate__(self) -> dict:
+        """A copy (``copy.deepcopy``, pickling) leaves the kept phi rows behind: they are recomputed on use."""
+        return {**super().__getstate__(), "kept_phi": None}
+
     def settings(self) -> dict:
         return {name: float(getattr(self, name).detach()) for name in PARAMETERS}
 
