@@ -165,6 +165,10 @@ def test_best_step_zero_is_explained():
                                        "best_validation": {"mrr": 0.7}})  # fmt: skip
     assert "step 150 of 150 (best on validation); the fallback fit" in card and "not better, so it was not kept." in card
     assert "**Best validation score (model selection)**: mrr 0.700" in card
+    won = {**fallback, "kept": True}
+    card = model_card(settings, 5, 7, {"stage": "sft", "best_step": 150, "steps": 300, "fallback_fit": won})
+    assert "**Best step (kept)**: not a loop step: SFT's best was step 150 of 300; the fallback fit" in card
+    assert "better, so this folder holds those weights." in card
     card = model_card(settings, 5, 7, {"stage": "sft", "best_step": 0, "steps": 150})
     assert "0 — no SFT step beat the starting model on validation, so its weights were kept." in card
     card = model_card(settings, 5, 7, {"stage": "rft", "summary": {"best_step": 0, "steps": 100}})

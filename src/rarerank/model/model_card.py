@@ -139,8 +139,11 @@ def _best_step(fields: Mapping) -> str | None:
         return None
     fallback = fields.get("fallback_fit") if isinstance(fields.get("fallback_fit"), dict) else None
     kept = bool(fallback) and fallback.get("kept", True)  # older folders ran the fit only when it was kept
-    if best != 0:
-        text = f"step {best} of {fields.get('steps', (fields.get('summary') or {}).get('steps', '?'))} (best on validation)"
+    steps = fields.get("steps", (fields.get("summary") or {}).get("steps", "?"))
+    if best != 0 and kept:
+        text = f"not a loop step: SFT's best was step {best} of {steps}"
+    elif best != 0:
+        text = f"step {best} of {steps} (best on validation)"
     else:
         text = "0 — " + {"sft": "no SFT step beat the starting model on validation",
                          "rft": "no RFT step beat the SFT model on validation, so this folder holds the SFT model's weights"}.get(
