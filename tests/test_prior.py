@@ -116,9 +116,8 @@ def test_gene_to_patient_direction_matches_a_naive_computation(policy, index, on
     case = CASES[0]
     patient = case.present + case.absent
     prompts = encode_prompts(policy, [case])
-    weights = prior.term_weights(prompts.input_ids, prompts.attention_mask)
-    used = torch.nonzero(weights.sum(0) > 0).squeeze(1)
-    g2p = prior.g2p(used, weights[:, used])
+    used, weights = prior.term_weights(prompts.input_ids, prompts.attention_mask)
+    g2p = prior.g2p(used, weights)
     for gene in ("FBN1", "PAH", "ABCA4"):
         best = []
         for term in annotations.terms[gene]:

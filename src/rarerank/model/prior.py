@@ -136,26 +136,20 @@ class PhenotypePrior(torch.nn.Module):
         self.g2p_weight = torch.nn.Parameter(torch.tensor(0.0))
         self.size_weight = torch.nn.Parameter(torch.tensor(INITIAL_SIZE_WEIGHT))
 
-    def used_terms(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.LongTensor:
-        """The term rows some prompt of the batch reads, ascending (the terms of :meth:`term_weights` above 0)."""
-        rows = self.token_row[input_ids]
-        return torch.unique(rows[(rows >= 0) & attention_mask.bool()])
-
-    def term_weights(
-        self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor, used: torch.LongTensor | None = None
-    ) -> torch.Tensor:
-        """``[B, T]``: each distinct prompt term's weight (1 observed, exp(absent_log_weight) excluded only); with
-        ``used`` (:meth:`used_terms`) only those columns, ``[B, U]``."""
+    def term_weights(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> tuple[torch.LongTensor, torch.Tensor]:
+        """``used`` ``[U]``: the term rows some prompt of the batch reads, ascending; ``weights`` ``[B, U]``: each
+        prompt's weight of each (1 observed, exp(absent_log_weight) excluded only, 0 for a term it does not read)."""
         rows = self.token_row[input_ids]
         is_term = (rows >= 0) & attention_mask.bool()
+        used = torch.unique(rows[is_term])
+        shape = (input_ids.shape[0], len(used))
+        if len(used) == 0:
+            return used, torch.zeros(shape, device=input_ids.device)
         excluded = (input_ids == self.absent_token).long().cumsum(-1) > 0
-        index = rows.clamp(min=0)
-        shape = (input_ids.shape[0], len(self.term_ic))
-        if used is not None:  # a term's column among the used rows (other positions add 0 to any column)
-            index, shape = torch.searchsorted(used, index).clamp(max=max(len(used) - 1, 0)), (input_ids.shape[0], len(used))
+        index = torch.searchsorted(used, rows.clamp(min=0)).clamp(max=len(used) - 1)  # other positions add 0 to any column
         observed = torch.zeros(shape, device=input_ids.device).scatter_reduce(1, index, (is_term & ~excluded).float(), "amax")
         absent = torch.zeros(shape, device=input_ids.device).scatter_reduce(1, index, (is_term & excluded).float(), "amax")
-        return observed + (1 - observed) * absent * self.absent_log_weight.exp()
+        return used, observed + (1 - observed) * absent * self.absent_log_weight.exp()
 
     def g2p(self, used: torch.LongTensor, weights: torch.Tensor) -> torch.Tensor:
         """``[B, G]``: mean over each gene's annotated terms of their best Resnik match in the prompt."""
@@ -212,10 +206,9 @@ class PhenotypePrior(torch.nn.Module):
         return torch.where(similarity >= ic - 1e-6, similarity + self.exact_bonus * ic, similarity)
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
-        used = self.used_terms(input_ids, attention_mask)
+        used, weights = self.term_weights(input_ids, attention_mask)
         if len(used) == 0:
             return self.log_closure.new_zeros((input_ids.shape[0], self.n_genes))
-        weights = self.term_weights(input_ids, attention_mask, used)
         union = weights @ self.phi(used) / weights.sum(1, keepdim=True).clamp(min=1e-9)
         score = union - self.size_weight * self.log_closure
         if (torch.is_grad_enabled() and self.g2p_weight.requires_grad) or float(self.g2p_weight) != 0.0:
@@ -229,15 +222,14 @@ class PhenotypePrior(torch.nn.Module):
         excluded only), ``terms`` ``[U, G]``
         (each term's share of the union score), ``g2p`` ``[G]`` (the gene-to-patient direction) and ``size``
         ``[G]`` (the specificity term). ``terms.sum(0) + g2p + size`` is ``forward``'s row."""
-        weights = self.term_weights(input_ids, attention_mask)[0]
-        used = torch.nonzero(weights > 0).squeeze(1)
+        used, weights = self.term_weights(input_ids, attention_mask)
+        w = weights[0]
         scale = self.log_scale.exp()
         size = -scale * self.size_weight * self.log_closure
         tokens = torch.as_tensor(self.arrays["term_tokens"], device=used.device)[used]
         if len(used) == 0:
-            return {"tokens": tokens, "weights": weights[used], "terms": size.new_zeros((0, self.n_genes)),
+            return {"tokens": tokens, "weights": w, "terms": size.new_zeros((0, self.n_genes)),
                     "g2p": torch.zeros_like(size), "size": size}  # fmt: skip
-        w = weights[used]
         terms = scale * w.unsqueeze(1) * self.phi(used) / w.sum()
         g2p = scale * self.g2p_weight * self.g2p(used, w.unsqueeze(0))[0]
         return {"tokens": tokens, "weights": w, "terms": terms, "g2p": g2p, "size": size}

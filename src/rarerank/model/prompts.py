@@ -27,6 +27,13 @@ class Prompts:
     truncated_terms: int = 0  # terms dropped because a block exceeded its limit
     unknown: dict[str, int] = field(default_factory=dict)  # unknown term id -> count
 
+    def add_counts(self, other: Prompts) -> None:
+        """Add the term counts of ``other`` (prompts of another batch) to these."""
+        self.unknown_terms += other.unknown_terms
+        self.truncated_terms += other.truncated_terms
+        for term, n in other.unknown.items():
+            self.unknown[term] = self.unknown.get(term, 0) + n
+
 
 def prompt_token_ids(
     tokenizer,

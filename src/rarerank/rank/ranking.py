@@ -108,9 +108,7 @@ def rank_stream(
             if not chunk:
                 break
             ranked = future.result()
-            stats.unknown_terms += counts.unknown_terms
-            stats.truncated_terms += counts.truncated_terms
-            stats.unknown.update({t: stats.unknown.get(t, 0) + n for t, n in counts.unknown.items()})
+            stats.add_counts(counts)
             pending.append(submit())
             for case, scored in zip(chunk, ranked):
                 yield case, list(watch.check(case.case_id, rank_with_ties(dict(scored), policy.identifiers, top_k=top_k)))
