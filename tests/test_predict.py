@@ -50,6 +50,19 @@ def test_predict_on_a_phenopacket_zip(model_dir, fixture_zip, ontology, tmp_path
 
 
 @pytest.mark.model
+def test_predict_leaves_the_garbage_collector_as_it_found_it(model_dir, fixture_zip, tmp_path):
+    """predict pauses the collector while it loads and freezes what it loaded; run in-process (tests, notebooks) it
+    must leave nothing frozen (a leak) and the collector running, after a success and after a refused input."""
+    import gc
+
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert main(["predict", "--model", str(model_dir), "--cases", str(fixture_zip), "-o", str(tmp_path / "p.tsv")]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert main(["predict", "--model", str(model_dir), "--hpo", "HP:000125"]) == 1  # a malformed id: refused
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+@pytest.mark.model
 def test_predict_on_a_cases_table_matches_the_zip(model_dir, fixture_zip, ontology, tmp_path):
     cases = load_cases(fixture_zip, lambda: ontology)
     write_cases(tmp_path / "cases.tsv", cases)

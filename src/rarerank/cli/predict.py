@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from rarerank.cli.options import add_runtime_options, positive_int, set_threads
+from rarerank.cli.options import add_runtime_options, collector_paused, positive_int, set_threads
 
 log = logging.getLogger("rarerank")
 
@@ -106,6 +106,11 @@ def _add_predict(sub):
 
 
 def _run_predict(args):
+    with collector_paused() as loaded:  # until the libraries, the model and the ontology are loaded
+        _predict(args, loaded)
+
+
+def _predict(args, loaded):
     import functools
 
     import torch
@@ -146,6 +151,7 @@ def _run_predict(args):
             screen = Screen(screen.known_terms, screen.ontology, mapping=screen.mapping)  # already screened and resolved
         explainer = _explainer(args, ontology_loader(), policy, genes) if explain else None
         progress = args.cases is not None and not args.no_progress
+        loaded()
         counts = run_predict(
             policy, cases, screen, outputs, plan, top_k=args.top_k, decode_k=args.decode_k, batch_size=args.batch_size,
             present_only=args.present_only, genes=genes, explainer=explainer, facts=model_facts(args.model, policy),
