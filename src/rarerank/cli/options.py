@@ -37,8 +37,8 @@ def set_threads(args: argparse.Namespace) -> None:
 def collector_paused():
     """Run a command with the cyclic garbage collector paused while it loads; call the yielded ``loaded()`` when done.
 
-    Importing torch and transformers and loading a model and the ontology make millions of objects and no
-    garbage: collecting meanwhile costs ~0.5 s, and every later full collection would scan them all again.
+    Importing torch and transformers and loading a model and the ontology make about 700,000 tracked objects and
+    no garbage: collecting meanwhile costs ~0.5 s, and every later full collection would scan them all again.
     ``loaded()`` freezes what exists (collections skip it) and resumes collection; leaving the block unfreezes
     and restores the collector's state, so a command run in-process (tests, notebooks) leaves nothing behind."""
     enabled, frozen = gc.isenabled(), False
